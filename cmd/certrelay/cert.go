@@ -1,0 +1,435 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"certrelay/internal/admin"
+	"certrelay/internal/certinfo"
+	"certrelay/internal/safeio"
+	"certrelay/internal/store"
+)
+
+func (a *app) certCommand() *cobra.Command {
+	c := &cobra.Command{Use: "cert", Short: "Manage the personal certificate store (SPEC §3)"}
+	c.AddCommand(a.certNewCommand(), a.certRequestCommand(), a.certImportCommand(), a.certEnableCommand(),
+		a.certListCommand(), a.certShowCommand(), a.certExportCommand(), a.certRemoveCommand())
+	return c
+}
+
+// splitList flattens repeated and comma-separated flag values.
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func parseServicesFlag(s string) (store.Services, error) {
+	svc, err := store.ParseServices(s)
+	if err != nil {
+		return 0, usageError{err}
+	}
+	return svc, nil
+}
+
+func (a *app) certNewCommand() *cobra.Command {
+	var domains []string
+	var o admin.NewOptions
+	var services, keyType string
+	var keySize int
+	var force, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "new",
+		Short: "Make a self-signed certificate (M1), or renew one with --from (M2)",
+		Long: `Make a self-signed certificate. Without --domain or --subject it makes a new
+internal transport certificate for this server (its host name and FQDN).
+When the new certificate is enabled for SMTP and holds this server's name,
+it may replace the internal transport certificate: you are asked first
+(--force answers yes). Prints the new thumbprint.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Domains = splitList(domains)
+			o.Key = certinfo.KeySpec{Type: keyType, Size: keySize}
+			if cmd.Flags().Changed("services") {
+				svc, err := parseServicesFlag(services)
+				if err != nil {
+					return err
+				}
+				o.Services = &svc
+			}
+			ad, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ad.Close()
+			res, err := ad.NewCertificate(cmd.Context(), o, a.confirmer(force))
+			if err != nil {
+				return err
+			}
+			switch {
+			case res.BecameInternal && res.Previous != "":
+				fmt.Fprintf(a.stderr, "It replaces %s as this server's internal transport certificate.\n", res.Previous)
+			case res.BecameInternal:
+				fmt.Fprintln(a.stderr, "It is now this server's internal transport certificate.")
+			case res.Declined:
+				fmt.Fprintln(a.stderr, "The internal transport certificate was kept; the new certificate was made anyway.")
+			}
+			return a.printCertResult(res.Certificate, asJSON)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&domains, "domain", nil, "DNS name the certificate holds (repeat, or separate with commas)")
+	f.StringVar(&o.Subject, "subject", "", `X.500 subject, such as "c=US,o=Contoso,cn=mail.contoso.com" (default CN = first domain)`)
+	f.StringVar(&services, "services", "IMAP,POP,SMTP", "services to enable: SMTP, POP, IMAP, UM, IIS")
+	f.StringVar(&keyType, "key-type", "rsa", "rsa or ecdsa")
+	f.IntVar(&keySize, "key-size", 0, "RSA: 2048 (default), 3072, 4096; ECDSA: 256 (default), 384")
+	f.StringVar(&o.FriendlyName, "friendly-name", "", "a name for people")
+	f.BoolVar(&o.Exportable, "exportable", false, "allow the private key to be exported (cert export --password-file)")
+	f.StringVar(&o.From, "from", "", "renew: copy subject, domains and services of this certificate")
+	f.BoolVar(&force, "force", false, "answer yes to questions")
+	f.BoolVar(&asJSON, "json", false, "print the new certificate as JSON instead of its thumbprint")
+	return cmd
+}
+
+// printCertResult prints a certificate's thumbprint alone (so scripts can
+// capture it), or the whole certificate as JSON.
+func (a *app) printCertResult(c admin.Certificate, asJSON bool) error {
+	if asJSON {
+		return printJSON(a.stdout, c)
+	}
+	fmt.Fprintln(a.stdout, c.Thumbprint)
+	return nil
+}
+
+func (a *app) certRequestCommand() *cobra.Command {
+	var domains []string
+	var o admin.RequestOptions
+	var keyType, out string
+	var keySize int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "request",
+		Short: "Make a key and a PKCS#10 certificate request for a CA (M3)",
+		Long: `Make a private key, kept in the store, and a certificate request written to
+--out (base64 PEM, or DER with --der). The request is listed as
+PendingRequest until the CA's certificate is imported. Prints its thumbprint.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return usagef("give the request file with --out FILE")
+			}
+			o.Domains = splitList(domains)
+			o.Key = certinfo.KeySpec{Type: keyType, Size: keySize}
+			ad, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ad.Close()
+			c, data, err := ad.RequestCertificate(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if err := safeio.WriteFile(out, data, 0o644); err != nil {
+				_, _ = ad.RemoveCertificate(cmd.Context(), c.Thumbprint, admin.Yes{})
+				return fmt.Errorf("write the request: %w; nothing was kept", err)
+			}
+			fmt.Fprintf(a.stderr, "Wrote the request to %s. Send it to the CA, then: certrelay cert import CERTIFICATE-FILE\n", out)
+			return a.printCertResult(c, asJSON)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&domains, "domain", nil, "DNS name the certificate must hold (repeat, or separate with commas)")
+	f.StringVar(&o.Subject, "subject", "", `X.500 subject, such as "c=us,o=contoso corp, cn=popserver.fourthcoffee.com"`)
+	f.StringVar(&o.Services, "services", "", "not allowed: enable services after import")
+	_ = f.MarkHidden("services")
+	f.StringVar(&keyType, "key-type", "rsa", "rsa or ecdsa")
+	f.IntVar(&keySize, "key-size", 0, "RSA: 2048 (default), 3072, 4096; ECDSA: 256 (default), 384")
+	f.StringVar(&o.FriendlyName, "friendly-name", "", "a name for people")
+	f.BoolVar(&o.Exportable, "exportable", false, "allow the private key to be exported once the certificate is imported")
+	f.StringVar(&out, "out", "", "file to write the request to")
+	f.BoolVar(&o.DER, "der", false, "write binary DER instead of base64")
+	f.BoolVar(&asJSON, "json", false, "print the pending request as JSON")
+	return cmd
+}
+
+func (a *app) certImportCommand() *cobra.Command {
+	var o admin.ImportOptions
+	var passwordFile string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "import FILE",
+		Short: "Import a CA's certificate for a pending request, or a PKCS#12 file (M4)",
+		Long: `Import a certificate: the CA's answer to a request made on this server (DER,
+PEM, base64 or PKCS#7, chain included), or a certificate with its private key
+(PKCS#12 with --password-file, or PEM with the key). Intermediates go to the
+intermediate store. Prints the thumbprint, so it can be piped:
+  certrelay cert enable "$(certrelay cert import cert.pem)" --services POP`,
+		Args: exactArgs(1, "the certificate file"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := readInput(a, args[0])
+			if err != nil {
+				return err
+			}
+			o.Data = data
+			if passwordFile != "" {
+				pw, err := a.readSecret(passwordFile)
+				if err != nil {
+					return err
+				}
+				o.Password = &pw
+			}
+			ad, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ad.Close()
+			res, err := ad.ImportCertificate(cmd.Context(), o)
+			if errors.Is(err, certinfo.ErrNeedPassword) && passwordFile == "" {
+				if pw, ok := a.promptSecret("PKCS#12 password: "); ok {
+					o.Password = &pw
+					res, err = ad.ImportCertificate(cmd.Context(), o)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if res.AnsweredRequest != "" {
+				fmt.Fprintf(a.stderr, "It answers the pending request %s, which is now a certificate.\n", res.AnsweredRequest)
+			}
+			for _, t := range res.Intermediates {
+				fmt.Fprintf(a.stderr, "Added intermediate %s to the intermediate store.\n", t)
+			}
+			for _, s := range res.Roots {
+				fmt.Fprintf(a.stderr, "The file also holds the root %q; it is not trusted by importing it (use certrelay trust add if you mean to trust it).\n", s)
+			}
+			if !asJSON {
+				fmt.Fprintf(a.stderr, "Status: %s. Enable it with: certrelay cert enable %s --services SMTP (or POP, IMAP, IIS, UM)\n", res.Certificate.Status, res.Certificate.Thumbprint)
+			}
+			return a.printCertResult(res.Certificate, asJSON)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&passwordFile, "password-file", "", "file holding the PKCS#12 password (- for standard input)")
+	f.BoolVar(&o.Exportable, "exportable", false, "allow the imported private key to be exported again")
+	f.StringVar(&o.FriendlyName, "friendly-name", "", "a name for people")
+	f.BoolVar(&asJSON, "json", false, "print the imported certificate as JSON")
+	return cmd
+}
+
+// readInput reads a file, or standard input for "-".
+func readInput(a *app, name string) ([]byte, error) {
+	if name == "-" {
+		return readAllLimited(a.stdin)
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return data, nil
+}
+
+func (a *app) certEnableCommand() *cobra.Command {
+	var services string
+	var force, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "enable THUMBPRINT --services LIST",
+		Short: "Enable a certificate for services (M5); services are only ever added",
+		Args:  exactArgs(1, "a thumbprint"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if services == "" {
+				return usagef("give the services with --services SMTP,POP,IMAP,UM,IIS")
+			}
+			svc, err := parseServicesFlag(services)
+			if err != nil {
+				return err
+			}
+			ad, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ad.Close()
+			res, err := ad.EnableCertificate(cmd.Context(), args[0], svc, a.confirmer(force))
+			if err != nil {
+				return err
+			}
+			for _, n := range res.Notes {
+				fmt.Fprintln(a.stderr, n)
+			}
+			if res.BecameInternal {
+				fmt.Fprintln(a.stderr, "It is now this server's internal transport certificate.")
+			}
+			for _, w := range res.Warnings {
+				fmt.Fprintln(a.stderr, "WARNING: "+w)
+			}
+			if asJSON {
+				return printJSON(a.stdout, res.Certificate)
+			}
+			fmt.Fprintf(a.stdout, "%s enabled for %s\n", res.Certificate.Thumbprint, strings.Join(res.Certificate.Services, ", "))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&services, "services", "", "services to add: SMTP, POP, IMAP, UM, IIS")
+	cmd.Flags().BoolVar(&force, "force", false, "answer yes to questions")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the certificate as JSON")
+	return cmd
+}
+
+func (a *app) certListCommand() *cobra.Command {
+	var domain string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List certificates and pending requests (M6)",
+		Long: `List the personal store. With --domain, only the certificates that hold that
+name (directly or by wildcard), best first, as selection would rank them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ad, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ad.Close()
+			list, err := ad.ListCertificates(cmd.Context(), admin.ListOptions{Domain: domain})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if list == nil {
+					list = []admin.Certificate{}
+				}
+				return printJSON(a.stdout, list)
+			}
+			rows := make([][]string, 0, len(list))
+			for _, c := range list {
+				na := ""
+				if c.NotAfter != nil {
+					na = c.NotAfter.UTC().Format("2006-01-02")
+				}
+				svc := strings.Join(c.Services, ",")
+				if c.IsInternalTransportCertificate {
+					svc += " (internal)"
+				}
+				rows = append(rows, []string{c.Thumbprint, svc, string(c.Status), na, c.Subject})
+			}
+			table(a.stdout, []string{"Thumbprint", "Services", "Status", "NotAfter", "Subject"}, rows)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&domain, "domain", "", "only certificates that hold this name, ranked")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) certShowCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show THUMBPRINT",
+		Short: "Show every property of a certificate (M6, like Get-ExchangeCertificate | fl *)",
+		Args:  exactArgs(1, "a thumbprint"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ad, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ad.Close()
+			c, err := ad.GetCertificate(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(a.stdout, c)
+			}
+			printList(a.stdout, c, nil)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) certExportCommand() *cobra.Command {
+	var out, passwordFile string
+	var o admin.ExportOptions
+	cmd := &cobra.Command{
+		Use:   "export THUMBPRINT --out FILE",
+		Short: "Export a certificate (PEM or DER), or with its key as PKCS#12 (M7)",
+		Long: `Export the certificate alone (PEM, or DER with --der), or, with
+--password-file, certificate, chain and private key as PKCS#12 — only when
+the key was made or imported with --exportable.`,
+		Args: exactArgs(1, "a thumbprint"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usagef("give the output file with --out FILE")
+			}
+			if passwordFile != "" {
+				pw, err := a.readSecret(passwordFile)
+				if err != nil {
+					return err
+				}
+				o.Password = &pw
+			}
+			ad, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ad.Close()
+			data, format, err := ad.ExportCertificate(cmd.Context(), args[0], o)
+			if err != nil {
+				return err
+			}
+			mode := os.FileMode(0o644)
+			if o.Password != nil {
+				mode = 0o600
+			}
+			if err := safeio.WriteFile(out, data, mode); err != nil {
+				return err
+			}
+			t, _ := certinfo.NormalizeThumbprint(args[0])
+			ad.LogExport(cmd.Context(), t, format, out)
+			fmt.Fprintf(a.stderr, "Exported %s as %s to %s\n", t, format, out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&out, "out", "", "file to write")
+	f.StringVar(&passwordFile, "password-file", "", "file holding the PKCS#12 password (- for standard input)")
+	f.BoolVar(&o.DER, "der", false, "certificate alone as DER")
+	return cmd
+}
+
+func (a *app) certRemoveCommand() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "remove THUMBPRINT",
+		Short: "Remove a certificate or pending request, and its key (M8)",
+		Args:  exactArgs(1, "a thumbprint"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ad, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ad.Close()
+			res, err := ad.RemoveCertificate(cmd.Context(), args[0], a.confirmer(force))
+			if err != nil {
+				return err
+			}
+			for _, w := range res.Warnings {
+				fmt.Fprintln(a.stderr, "WARNING: "+w)
+			}
+			fmt.Fprintf(a.stderr, "Removed %s\n", res.Removed.Thumbprint)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "do not ask for confirmation")
+	return cmd
+}

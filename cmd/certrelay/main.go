@@ -1,0 +1,94 @@
+// Command certrelay is the mail transport server and its management CLI:
+// `certrelay serve` runs a server from a data directory; every other
+// command manages that data directory, with or without a running server.
+//
+// The commands are thin: they parse flags, call internal/admin, and print
+// tables for people or JSON (--json) for scripts. Errors go to stderr with
+// a non-zero exit status: 1 for a failed operation, 2 for a usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"certrelay/internal/admin"
+)
+
+// usageError marks errors in how a command was called (exit status 2).
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+type app struct {
+	dataDir string
+	stdout  *os.File
+	stderr  *os.File
+	stdin   *os.File
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string) int {
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(a.stderr, "certrelay: %v\n", err)
+		return 2
+	case errors.Is(err, admin.ErrCancelled):
+		fmt.Fprintln(a.stderr, "certrelay: cancelled; nothing was changed")
+		return 1
+	default:
+		fmt.Fprintf(a.stderr, "certrelay: %v\n", err)
+		return 1
+	}
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "certrelay",
+		Short:         "A mail transport server whose certificates administrators can trust",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	def := os.Getenv("CERTRELAY_DATA")
+	if def == "" {
+		def = "./data"
+	}
+	root.PersistentFlags().StringVar(&a.dataDir, "data", def, "data directory (env CERTRELAY_DATA)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(a.serveCommand(), a.setupCommand(), a.serverCommand(), a.certCommand(), a.eventsCommand(), a.loglevelCommand())
+	return root
+}
+
+// open opens the data directory for a command.
+func (a *app) open(ctx context.Context) (*admin.Admin, error) {
+	return admin.Open(ctx, admin.Options{DataDir: a.dataDir})
+}
+
+// exactArgs is cobra.ExactArgs with a usage error that names the argument.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s needs %s (see certrelay %s --help)", cmd.CommandPath(), what, cmd.Name())
+		}
+		return nil
+	}
+}

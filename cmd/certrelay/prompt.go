@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+
+	"certrelay/internal/admin"
+)
+
+// terminalConfirmer asks on the terminal; without one it fails, naming
+// --force, so a script never hangs on a question.
+type terminalConfirmer struct{ a *app }
+
+func (c terminalConfirmer) Confirm(q string) (bool, error) {
+	if !term.IsTerminal(int(c.a.stdin.Fd())) {
+		return false, errors.New("this needs an answer and there is no terminal to ask: add --force to answer yes")
+	}
+	fmt.Fprintf(c.a.stderr, "%s\n[y/N] ", q)
+	line, err := bufio.NewReader(c.a.stdin).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return false, err
+	}
+	ans := strings.ToLower(strings.TrimSpace(line))
+	return ans == "y" || ans == "yes", nil
+}
+
+func (a *app) confirmer(force bool) admin.Confirmer {
+	if force {
+		return admin.Yes{}
+	}
+	return terminalConfirmer{a}
+}
+
+// readSecret reads a password from a file, or from standard input when the
+// name is "-". One trailing newline is dropped. Secrets never come from the
+// command line (SPEC I5).
+func (a *app) readSecret(name string) (string, error) {
+	var data []byte
+	var err error
+	if name == "-" {
+		data, err = io.ReadAll(io.LimitReader(a.stdin, 64<<10))
+	} else {
+		data, err = os.ReadFile(name)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read password file: %w", err)
+	}
+	data = bytes.TrimSuffix(data, []byte("\n"))
+	data = bytes.TrimSuffix(data, []byte("\r"))
+	return string(data), nil
+}
+
+// promptSecret asks for a password on the terminal, without echo.
+func (a *app) promptSecret(q string) (string, bool) {
+	fd := int(a.stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return "", false
+	}
+	fmt.Fprint(a.stderr, q)
+	b, err := term.ReadPassword(fd)
+	fmt.Fprintln(a.stderr)
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
+}

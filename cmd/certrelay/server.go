@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"certrelay/internal/admin"
+	"certrelay/internal/server"
+)
+
+func (a *app) setupCommand() *cobra.Command {
+	var o admin.SetupOptions
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Set up the data directory: server object and internal transport certificate (M9)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ad, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ad.Close()
+			res, err := ad.Setup(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(a.stdout, res)
+			}
+			a.printSetup(a.stdout, res)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.Role, "role", "hub", "hub or edge")
+	cmd.Flags().StringVar(&o.Fqdn, "fqdn", "", "this server's fully qualified domain name (default: the host name)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) printSetup(w io.Writer, res admin.SetupResult) {
+	if res.AlreadyDone {
+		fmt.Fprintf(w, "Server %s (%s, FQDN %s) was already set up in %s.\n", res.Server.Name, res.Server.Role, res.Server.Fqdn, a.dataDir)
+		return
+	}
+	fmt.Fprintf(w, "Set up server %s as %s with FQDN %s in %s.\n", res.Server.Name, res.Server.Role, res.Server.Fqdn, a.dataDir)
+	if res.Certificate != nil {
+		how := "Made"
+		if !res.Created {
+			how = "Using the existing"
+		}
+		fmt.Fprintf(w, "%s internal transport certificate %s (%v), valid until %s.\n", how, res.Certificate.Thumbprint,
+			res.Certificate.CertificateDomains, formatTime(*res.Certificate.NotAfter))
+	}
+}
+
+func (a *app) serverCommand() *cobra.Command {
+	c := &cobra.Command{Use: "server", Short: "Show and change this server's settings"}
+	var asJSON bool
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Show the server's names, role and internal transport certificate",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ad, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ad.Close()
+			info, err := ad.ServerShow(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(a.stdout, info)
+			}
+			printList(a.stdout, info, nil)
+			return nil
+		},
+	}
+	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.AddCommand(show)
+	return c
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	var o server.Options
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the server (runs setup on first start)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.DataDir = a.dataDir
+			o.Stderr = a.stderr
+			return server.Run(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Setup.Role, "role", "hub", "role for the first start: hub or edge")
+	cmd.Flags().StringVar(&o.Setup.Fqdn, "fqdn", "", "FQDN for the first start (default: the host name)")
+	return cmd
+}

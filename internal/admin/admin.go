@@ -1,0 +1,151 @@
+// Package admin is every management operation of certrelay — the cmdlets
+// of the seeds — as one Go API. The CLI, the cmdlet shell and the HTTPS
+// API are thin faces over it: they parse input, call admin, and print.
+//
+// Operations are atomic: a bad input gets an error that names the problem
+// and the fix, and leaves the store, the trust store and the directory as
+// they were. Questions to the administrator (replace the internal
+// transport certificate? remove this certificate?) go through a Confirmer
+// so each face can ask in its own way.
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"certrelay/internal/db"
+	"certrelay/internal/directory"
+	"certrelay/internal/events"
+	"certrelay/internal/settings"
+	"certrelay/internal/store"
+	"certrelay/internal/trust"
+)
+
+// Options configure Open. Zero values take the defaults stated per field.
+type Options struct {
+	DataDir  string                 // required
+	Now      func() time.Time       // default time.Now
+	Rand     io.Reader              // default crypto/rand
+	Hostname func() (string, error) // default os.Hostname
+	Logger   *slog.Logger           // where events are mirrored; default: discard
+	// SystemRoots lists the system bundle files for ThirdParty roots; nil
+	// takes trust.DefaultSystemBundles (or CERTRELAY_SYSTEM_ROOTS).
+	SystemRoots []string
+	// Validity of self-signed certificates; default certinfo.DefaultValidity.
+	Validity time.Duration
+}
+
+// Admin is an open data directory. Safe for concurrent use.
+type Admin struct {
+	dataDir  string
+	now      func() time.Time
+	rand     io.Reader
+	hostname func() (string, error)
+	validity time.Duration
+
+	db       *sql.DB
+	Store    *store.Store
+	Trust    *trust.Store
+	Dir      directory.Directory
+	Events   *events.Log
+	Settings *settings.Settings
+}
+
+// Open opens (creating if needed) the data directory's database.
+func Open(ctx context.Context, o Options) (*Admin, error) {
+	if o.DataDir == "" {
+		return nil, errors.New("no data directory: give --data DIR or set CERTRELAY_DATA")
+	}
+	abs, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	a := &Admin{dataDir: abs, now: o.Now, rand: o.Rand, hostname: o.Hostname, validity: o.Validity}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.rand == nil {
+		a.rand = rand.Reader
+	}
+	if a.hostname == nil {
+		a.hostname = os.Hostname
+	}
+	if a.db, err = db.Open(abs); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Admin, error) { a.db.Close(); return nil, err }
+	if a.Settings, err = settings.Open(ctx, a.db); err != nil {
+		return fail(err)
+	}
+	acct, err := a.serviceAccount(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if a.Store, err = store.Open(ctx, a.db, abs, acct, a.now); err != nil {
+		return fail(err)
+	}
+	if a.Trust, err = trust.Open(ctx, a.db, o.SystemRoots); err != nil {
+		return fail(err)
+	}
+	if a.Dir, err = directory.OpenEmbedded(ctx, a.db); err != nil {
+		return fail(err)
+	}
+	name, _ := a.Settings.Get(ctx, settings.ServerName)
+	if a.Events, err = events.Open(ctx, a.db, a.now, o.Logger, name); err != nil {
+		return fail(err)
+	}
+	return a, nil
+}
+
+// Close releases the database.
+func (a *Admin) Close() error { return a.db.Close() }
+
+// DataDir is the absolute path of the data directory.
+func (a *Admin) DataDir() string { return a.dataDir }
+
+// Now is the admin layer's clock.
+func (a *Admin) Now() time.Time { return a.now() }
+
+// serviceAccount returns the configured service account, or the account
+// running this process.
+func (a *Admin) serviceAccount(ctx context.Context) (store.Account, error) {
+	name, err := a.Settings.Get(ctx, settings.ServiceAccount)
+	if err != nil {
+		return store.Account{}, err
+	}
+	if name == "" {
+		return store.CurrentAccount(), nil
+	}
+	return store.LookupAccount(name)
+}
+
+// raise logs an event; a failure to log never fails the operation, but
+// is reported to the logger.
+func (a *Admin) raise(ctx context.Context, id int, key string, params ...string) {
+	_, _ = a.Events.Raise(ctx, id, key, params...)
+}
+
+// Confirmer asks the administrator a yes/no question. Implementations
+// return an error when nobody can answer (no terminal).
+type Confirmer interface {
+	Confirm(question string) (bool, error)
+}
+
+// Yes is the Confirmer of --force: it answers yes to everything.
+type Yes struct{}
+
+// Confirm implements Confirmer.
+func (Yes) Confirm(string) (bool, error) { return true, nil }
+
+// ErrNotSetUp is returned by operations that need setup first.
+var ErrNotSetUp = errors.New("this data directory is not set up: run certrelay setup (or certrelay serve, which runs it)")
+
+func errorf(op string, err error) error { return fmt.Errorf("%s: %w", op, err) }

@@ -1,0 +1,217 @@
+package admin
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+
+	"certrelay/internal/certinfo"
+	"certrelay/internal/settings"
+	"certrelay/internal/store"
+)
+
+// EnableResult says what EnableCertificate did.
+type EnableResult struct {
+	Certificate    Certificate
+	Added          store.Services // services that were not enabled before
+	BecameInternal bool
+	Previous       string
+	Declined       bool
+	Notes          []string // side effects, one sentence each
+	Warnings       []string
+}
+
+// EnableCertificate adds services to a certificate (M5); it never removes
+// any. Side effects: for SMTP, POP and IMAP the service account gets read
+// access to the key; SMTP on a self-signed certificate that holds this
+// server's name may make it the internal transport certificate (asked as
+// for M1); POP and IMAP set the POP3/IMAP4 X509CertificateName to the
+// certificate's first domain (S8); IIS binds the HTTPS console to it.
+func (a *Admin) EnableCertificate(ctx context.Context, thumbprint string, services store.Services, confirm Confirmer) (EnableResult, error) {
+	const op = "enable certificate"
+	srv, err := a.requireSetup(ctx)
+	if err != nil {
+		return EnableResult{}, errorf(op, err)
+	}
+	if services == store.None {
+		return EnableResult{}, errorf(op, errors.New("no service given: add --services SMTP,POP,IMAP,UM or IIS"))
+	}
+	t, ok := certinfo.NormalizeThumbprint(thumbprint)
+	if !ok {
+		return EnableResult{}, errorf(op, badThumbprint(thumbprint))
+	}
+	e, err := a.Store.Get(ctx, t)
+	if err != nil {
+		return EnableResult{}, errorf(op, err)
+	}
+	if e.Pending() {
+		return EnableResult{}, errorf(op, fmt.Errorf("%s is a pending request: import the CA's certificate first (certrelay cert import FILE), then enable that", t))
+	}
+	if !a.Store.KeyInfo(e).Present {
+		return EnableResult{}, errorf(op, fmt.Errorf("%w: %s; no service can use a certificate without its key: import it from a PKCS#12 (.pfx) file that holds the key", store.ErrNoKey, t))
+	}
+	all := e.Services | services
+	becomes, err := a.askInternal(ctx, srv, e.Cert, all, confirm)
+	if err != nil {
+		return EnableResult{}, errorf(op, err)
+	}
+	res := EnableResult{Added: services &^ e.Services}
+	res.Declined = !becomes && a.couldBeInternal(srv, e.Cert, all) && srv.InternalTransportCertificateThumbprint != t
+	if e, err = a.Store.EnableServices(ctx, t, services); err != nil {
+		return EnableResult{}, errorf(op, err)
+	}
+	if services&(store.SMTP|store.POP|store.IMAP) != 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("The service account %s can read the private key.", a.Store.Account().Name))
+	}
+	if becomes {
+		res.Previous = srv.InternalTransportCertificateThumbprint
+		if _, err := a.setInternal(ctx, srv, e); err != nil {
+			return EnableResult{}, errorf(op, err)
+		}
+		res.BecameInternal = true
+	}
+	domains := certinfo.Domains(e.Cert.Subject.CommonName, e.Cert.DNSNames)
+	for _, s := range []struct {
+		svc  store.Services
+		key  string
+		name string
+	}{{store.POP, settings.PopCertificateName, "POP3"}, {store.IMAP, settings.ImapCertificateName, "IMAP4"}} {
+		if services&s.svc != 0 && len(domains) > 0 {
+			if err := a.Settings.Set(ctx, nil, s.key, domains[0]); err != nil {
+				return EnableResult{}, errorf(op, err)
+			}
+			res.Notes = append(res.Notes, fmt.Sprintf("%s settings: X509CertificateName is now %s.", s.name, domains[0]))
+		}
+	}
+	if services&store.IIS != 0 {
+		if err := a.Settings.Set(ctx, nil, settings.HTTPSCertificate, t); err != nil {
+			return EnableResult{}, errorf(op, err)
+		}
+		res.Notes = append(res.Notes, "The HTTPS console is bound to this certificate.")
+	}
+	v, err := a.viewer(ctx)
+	if err != nil {
+		return EnableResult{}, err
+	}
+	res.Certificate = v.view(e)
+	if res.Certificate.Status != "Valid" {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("Its status is %s (%s): services will not use it until that is fixed. %s", res.Certificate.Status, res.Certificate.StatusDetail, res.Certificate.Fix))
+	}
+	a.raise(ctx, 16005, "", t, services.String(), e.Services.String())
+	return res, nil
+}
+
+// ExportOptions describe an export (M7).
+type ExportOptions struct {
+	// Password, when set, exports certificate, chain and private key as
+	// PKCS#12; otherwise the certificate alone is exported.
+	Password *string
+	DER      bool // certificate alone as DER instead of PEM
+}
+
+// ExportCertificate returns the file content for an export (M7), and its
+// format. A pending request exports its request.
+func (a *Admin) ExportCertificate(ctx context.Context, thumbprint string, o ExportOptions) ([]byte, string, error) {
+	const op = "export certificate"
+	t, ok := certinfo.NormalizeThumbprint(thumbprint)
+	if !ok {
+		return nil, "", errorf(op, badThumbprint(thumbprint))
+	}
+	e, err := a.Store.Get(ctx, t)
+	if err != nil {
+		return nil, "", errorf(op, err)
+	}
+	if e.Pending() {
+		if o.Password != nil {
+			return nil, "", errorf(op, fmt.Errorf("%s is a pending request: there is no certificate to export with its key yet", t))
+		}
+		if o.DER {
+			return e.Request.Raw, "PKCS#10 DER", nil
+		}
+		return certinfo.RequestPEM(e.Request.Raw), "PKCS#10 PEM", nil
+	}
+	if o.Password == nil {
+		if o.DER {
+			return e.Cert.Raw, "DER", nil
+		}
+		return certinfo.CertificatePEM(e.Cert.Raw), "PEM", nil
+	}
+	if !e.Exportable {
+		return nil, "", errorf(op, fmt.Errorf("the private key of %s is not exportable (it was made or imported without --exportable): export the certificate alone by leaving out --password-file", t))
+	}
+	if *o.Password == "" {
+		return nil, "", errorf(op, errors.New("the password file is empty: a PKCS#12 export needs a password"))
+	}
+	key, err := a.Store.PrivateKey(e)
+	if err != nil {
+		return nil, "", errorf(op, err)
+	}
+	snap, err := a.Trust.Snapshot(ctx)
+	if err != nil {
+		return nil, "", errorf(op, err)
+	}
+	r := snap.Evaluate(e.Cert, nil, a.now())
+	chain := r.Chain
+	cas := make([]*x509.Certificate, 0, len(chain))
+	for _, el := range chain[1:] {
+		cas = append(cas, el.Cert)
+	}
+	out, err := certinfo.EncodePKCS12(key, e.Cert, cas, *o.Password, a.rand)
+	if err != nil {
+		return nil, "", errorf(op, err)
+	}
+	return out, "PKCS#12", nil
+}
+
+// RemoveResult says what RemoveCertificate did.
+type RemoveResult struct {
+	Removed  Certificate
+	Warnings []string
+}
+
+// RemoveCertificate removes a certificate or pending request (M8) after
+// confirmation. It refuses to remove the internal transport certificate.
+func (a *Admin) RemoveCertificate(ctx context.Context, thumbprint string, confirm Confirmer) (RemoveResult, error) {
+	const op = "remove certificate"
+	t, ok := certinfo.NormalizeThumbprint(thumbprint)
+	if !ok {
+		return RemoveResult{}, errorf(op, badThumbprint(thumbprint))
+	}
+	c, err := a.GetCertificate(ctx, t)
+	if err != nil {
+		return RemoveResult{}, errorf(op, err)
+	}
+	if c.IsInternalTransportCertificate {
+		return RemoveResult{}, errorf(op, fmt.Errorf("%s is this server's internal transport certificate and cannot be removed: make a new one first with certrelay cert new (it becomes the internal transport certificate), then remove this one", t))
+	}
+	res := RemoveResult{Removed: c}
+	if len(c.Services) > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("It is enabled for %s: those services stop using it and fall back to another certificate, or to none.", strings.Join(c.Services, ", ")))
+	}
+	if confirm == nil {
+		return RemoveResult{}, errorf(op, errors.New("removing a certificate needs confirmation: add --force to answer yes"))
+	}
+	q := fmt.Sprintf("Remove certificate %s (%s, services: %s)?", t, c.Subject, c.ServiceSet())
+	if len(res.Warnings) > 0 {
+		q += "\n" + strings.Join(res.Warnings, "\n")
+	}
+	yes, err := confirm.Confirm(q)
+	if err != nil {
+		return RemoveResult{}, errorf(op, err)
+	}
+	if !yes {
+		return RemoveResult{}, ErrCancelled
+	}
+	if err := a.Store.Remove(ctx, t); err != nil {
+		return RemoveResult{}, errorf(op, err)
+	}
+	a.raise(ctx, 16006, "", t, c.Subject)
+	return res, nil
+}
+
+// LogExport records an export the caller has written (event 16007).
+func (a *Admin) LogExport(ctx context.Context, thumbprint, format, path string) {
+	a.raise(ctx, 16007, "", thumbprint, format, path)
+}

@@ -1,0 +1,327 @@
+package admin
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"certrelay/internal/certinfo"
+	"certrelay/internal/directory"
+	"certrelay/internal/selection"
+	"certrelay/internal/store"
+)
+
+// DefaultServices are the services of a new certificate made without
+// --services (SPEC M1).
+const DefaultServices = store.IMAP | store.POP | store.SMTP
+
+// NewOptions describe a new self-signed certificate (M1) or a clone (M2).
+type NewOptions struct {
+	Domains      []string
+	Subject      string          // X.500 subject; "" takes CN = the first domain
+	Services     *store.Services // nil: DefaultServices (a clone: the original's)
+	Key          certinfo.KeySpec
+	FriendlyName string
+	Exportable   bool
+	From         string        // thumbprint of the certificate to clone (M2)
+	Validity     time.Duration // 0: the admin default (one year)
+}
+
+// NewResult says what NewCertificate made.
+type NewResult struct {
+	Certificate Certificate
+	// BecameInternal: the new certificate is now the server's internal
+	// transport certificate; Previous names the one it replaced ("" if none).
+	BecameInternal bool
+	Previous       string
+	// Declined: it could have replaced the internal transport certificate
+	// and the administrator said no.
+	Declined bool
+}
+
+// ErrCancelled is returned when the administrator answers no to a question
+// that guards the whole operation.
+var ErrCancelled = errors.New("cancelled: nothing was changed")
+
+// NewCertificate makes a self-signed certificate (M1), or clones one (M2)
+// with From. With no domain and no subject it makes a new internal
+// transport certificate for this server (host name and FQDN). When the new
+// certificate is enabled for SMTP and holds this server's name, it may
+// replace the internal transport certificate: confirm is asked, showing
+// both thumbprints and expiry dates; on no the certificate is still made.
+// An error from confirm (nobody to answer) fails the operation and
+// nothing is made.
+func (a *Admin) NewCertificate(ctx context.Context, o NewOptions, confirm Confirmer) (NewResult, error) {
+	const op = "new certificate"
+	srv, err := a.requireSetup(ctx)
+	if err != nil {
+		return NewResult{}, errorf(op, err)
+	}
+	spec := selfSignedSpec{domains: o.Domains, services: DefaultServices, key: o.Key, friendlyName: o.FriendlyName, exportable: o.Exportable, validity: o.Validity}
+	if o.Services != nil {
+		spec.services = *o.Services
+	}
+	if o.Subject != "" {
+		if spec.subject, err = certinfo.ParseSubject(o.Subject); err != nil {
+			return NewResult{}, errorf(op, err)
+		}
+	}
+	if o.From != "" {
+		if err := a.cloneSpec(ctx, o, &spec); err != nil {
+			return NewResult{}, errorf(op, err)
+		}
+	} else if len(spec.domains) == 0 && o.Subject == "" {
+		spec.domains = []string{srv.Name, srv.Fqdn}
+	}
+	made, err := a.prepareSelfSigned(spec)
+	if err != nil {
+		return NewResult{}, errorf(op, err)
+	}
+	res := NewResult{}
+	becomes, err := a.askInternal(ctx, srv, made.cert, spec.services, confirm)
+	if err != nil {
+		return NewResult{}, errorf(op, err)
+	}
+	res.Declined = !becomes && a.couldBeInternal(srv, made.cert, spec.services)
+	c, err := a.storeSelfSigned(ctx, made, spec)
+	if err != nil {
+		return NewResult{}, errorf(op, err)
+	}
+	if becomes {
+		res.Previous = srv.InternalTransportCertificateThumbprint
+		if _, err := a.setInternal(ctx, srv, c.Entry()); err != nil {
+			return NewResult{}, errorf(op, err)
+		}
+		res.BecameInternal = true
+		c.IsInternalTransportCertificate = true
+	}
+	res.Certificate = c
+	return res, nil
+}
+
+// cloneSpec fills spec from the certificate o.From (M2): same subject and
+// domains, same key type and size, the original's services unless given.
+func (a *Admin) cloneSpec(ctx context.Context, o NewOptions, spec *selfSignedSpec) error {
+	t, ok := certinfo.NormalizeThumbprint(o.From)
+	if !ok {
+		return badThumbprint(o.From)
+	}
+	e, err := a.Store.Get(ctx, t)
+	if err != nil {
+		return err
+	}
+	if e.Pending() {
+		return fmt.Errorf("%s is a pending request, not a certificate: there is nothing to renew yet", t)
+	}
+	if len(o.Domains) > 0 || o.Subject != "" {
+		return errors.New("--from copies the subject and domains of the original: drop --domain and --subject, or make a new certificate without --from")
+	}
+	var rdn = e.Cert.Subject.ToRDNSequence()
+	spec.subject = certinfo.Subject{RDNs: rdn}
+	spec.domains = e.Cert.DNSNames
+	if len(spec.domains) == 0 && e.Cert.Subject.CommonName != "" {
+		spec.domains = []string{e.Cert.Subject.CommonName}
+	}
+	if o.Services == nil {
+		spec.services = e.Services
+	}
+	if o.Key == (certinfo.KeySpec{}) {
+		switch k := e.Cert.PublicKey.(type) {
+		case *rsa.PublicKey:
+			spec.key = certinfo.KeySpec{Type: "rsa", Size: k.N.BitLen()}
+		case *ecdsa.PublicKey:
+			spec.key = certinfo.KeySpec{Type: "ecdsa", Size: k.Curve.Params().BitSize}
+		}
+		if _, err := spec.key.Normalize(); err != nil {
+			spec.key = certinfo.KeySpec{}
+		}
+	}
+	if spec.friendlyName == "" {
+		spec.friendlyName = e.FriendlyName
+	}
+	return nil
+}
+
+type selfSignedSpec struct {
+	subject      certinfo.Subject
+	domains      []string
+	services     store.Services
+	key          certinfo.KeySpec
+	friendlyName string
+	exportable   bool
+	validity     time.Duration
+}
+
+type preparedCert struct {
+	der  []byte
+	cert *x509.Certificate
+	key  crypto.Signer
+}
+
+// prepareSelfSigned makes key and certificate in memory.
+func (a *Admin) prepareSelfSigned(s selfSignedSpec) (preparedCert, error) {
+	if _, err := s.key.Normalize(); err != nil {
+		return preparedCert{}, err
+	}
+	for _, d := range s.domains {
+		if err := certinfo.ValidateDomain(d); err != nil {
+			return preparedCert{}, err
+		}
+	}
+	key, err := certinfo.GenerateKey(s.key, a.rand)
+	if err != nil {
+		return preparedCert{}, fmt.Errorf("generate key: %w", err)
+	}
+	validity := s.validity
+	if validity == 0 {
+		validity = a.validity
+	}
+	der, err := certinfo.NewSelfSigned(certinfo.SelfSignedOptions{Subject: s.subject, Domains: s.domains, Key: key, Now: a.now(), Validity: validity}, a.rand)
+	if err != nil {
+		return preparedCert{}, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return preparedCert{}, err
+	}
+	return preparedCert{der: der, cert: cert, key: key}, nil
+}
+
+// storeSelfSigned adds a prepared certificate to the store and logs it.
+func (a *Admin) storeSelfSigned(ctx context.Context, p preparedCert, s selfSignedSpec) (Certificate, error) {
+	e, err := a.Store.AddCertificate(ctx, store.NewCertificate{DER: p.der, Key: p.key, Services: s.services, FriendlyName: s.friendlyName, Exportable: s.exportable})
+	if err != nil {
+		return Certificate{}, err
+	}
+	v, err := a.viewer(ctx)
+	if err != nil {
+		return Certificate{}, err
+	}
+	c := v.view(e)
+	a.raise(ctx, 16002, "", c.Thumbprint, c.Subject, strings.Join(c.CertificateDomains, ", "), s.services.String(), c.NotAfter.Format(time.RFC3339))
+	return c, nil
+}
+
+// makeSelfSigned prepares and stores a self-signed certificate.
+func (a *Admin) makeSelfSigned(ctx context.Context, s selfSignedSpec) (Certificate, error) {
+	p, err := a.prepareSelfSigned(s)
+	if err != nil {
+		return Certificate{}, err
+	}
+	return a.storeSelfSigned(ctx, p, s)
+}
+
+// couldBeInternal reports whether cert, with services, qualifies as this
+// server's internal transport certificate: self-signed, enabled for SMTP,
+// holding the server's host name or FQDN.
+func (a *Admin) couldBeInternal(srv directory.Server, cert *x509.Certificate, services store.Services) bool {
+	if !services.Has(store.SMTP) || !certinfo.IsSelfSigned(cert) {
+		return false
+	}
+	domains := certinfo.Domains(cert.Subject.CommonName, cert.DNSNames)
+	return selection.MatchName(domains, srv.Fqdn, true) || selection.MatchName(domains, srv.Name, true)
+}
+
+// askInternal decides whether cert replaces the internal transport
+// certificate: without a current one it simply does; otherwise confirm is
+// asked, showing both thumbprints and expiry dates.
+func (a *Admin) askInternal(ctx context.Context, srv directory.Server, cert *x509.Certificate, services store.Services, confirm Confirmer) (bool, error) {
+	if !a.couldBeInternal(srv, cert, services) {
+		return false, nil
+	}
+	newT := certinfo.Thumbprint(cert.Raw)
+	cur := srv.InternalTransportCertificateThumbprint
+	if cur == newT {
+		return false, nil
+	}
+	if cur == "" {
+		return true, nil
+	}
+	curExpiry := "(not in the personal store)"
+	if e, err := a.Store.Get(ctx, cur); err == nil && e.Cert != nil {
+		curExpiry = "expires " + e.Cert.NotAfter.UTC().Format(time.RFC3339)
+	}
+	q := fmt.Sprintf("Replace the internal transport certificate of %s?\n  current: %s, %s\n  new:     %s, expires %s\nThe other servers of the organisation will authenticate this server with the new one.",
+		srv.Name, cur, curExpiry, newT, cert.NotAfter.UTC().Format(time.RFC3339))
+	if confirm == nil {
+		return false, errors.New("replacing the internal transport certificate needs confirmation: add --force to answer yes")
+	}
+	return confirm.Confirm(q)
+}
+
+// RequestOptions describe a PKCS#10 request (M3).
+type RequestOptions struct {
+	Domains      []string
+	Subject      string
+	Key          certinfo.KeySpec
+	FriendlyName string
+	Exportable   bool
+	DER          bool // write the request as binary DER instead of base64 (PEM)
+	// Services must stay empty: SPEC M1 forbids combining services with a
+	// request (they are enabled after import).
+	Services string
+}
+
+// RequestCertificate makes a key and a PKCS#10 request (M3). The key stays
+// in the store; the request is listed as PendingRequest. It returns the
+// pending entry and the request file's content.
+func (a *Admin) RequestCertificate(ctx context.Context, o RequestOptions) (Certificate, []byte, error) {
+	const op = "certificate request"
+	if strings.TrimSpace(o.Services) != "" {
+		return Certificate{}, nil, errorf(op, errors.New("services cannot be given with a request: import the CA's certificate, then enable it with certrelay cert enable THUMBPRINT --services …"))
+	}
+	if _, err := a.requireSetup(ctx); err != nil {
+		return Certificate{}, nil, errorf(op, err)
+	}
+	var subject certinfo.Subject
+	var err error
+	if o.Subject != "" {
+		if subject, err = certinfo.ParseSubject(o.Subject); err != nil {
+			return Certificate{}, nil, errorf(op, err)
+		}
+	}
+	if len(o.Domains) == 0 {
+		return Certificate{}, nil, errorf(op, errors.New("give the names the certificate must hold with --domain (repeat it, or separate names with commas)"))
+	}
+	for _, d := range o.Domains {
+		if err := certinfo.ValidateDomain(d); err != nil {
+			return Certificate{}, nil, errorf(op, err)
+		}
+	}
+	if _, err := o.Key.Normalize(); err != nil {
+		return Certificate{}, nil, errorf(op, err)
+	}
+	key, err := certinfo.GenerateKey(o.Key, a.rand)
+	if err != nil {
+		return Certificate{}, nil, errorf(op, err)
+	}
+	der, err := certinfo.NewRequest(certinfo.RequestOptions{Subject: subject, Domains: o.Domains, Key: key}, a.rand)
+	if err != nil {
+		return Certificate{}, nil, errorf(op, err)
+	}
+	e, err := a.Store.AddRequest(ctx, der, key, o.FriendlyName, o.Exportable)
+	if err != nil {
+		return Certificate{}, nil, errorf(op, err)
+	}
+	v, err := a.viewer(ctx)
+	if err != nil {
+		return Certificate{}, nil, err
+	}
+	c := v.view(e)
+	a.raise(ctx, 16003, "", c.Thumbprint, c.Subject, strings.Join(c.CertificateDomains, ", "))
+	out := certinfo.RequestPEM(der)
+	if o.DER {
+		out = der
+	}
+	return c, out, nil
+}
+
+func badThumbprint(t string) error {
+	return fmt.Errorf("%q is not a thumbprint: a thumbprint is 40 hexadecimal digits, as certrelay cert list shows them", t)
+}

@@ -1,0 +1,216 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"certrelay/internal/certinfo"
+	"certrelay/internal/directory"
+	"certrelay/internal/settings"
+	"certrelay/internal/store"
+	"certrelay/internal/trust"
+)
+
+// SetupOptions are the choices of the first start (M9).
+type SetupOptions struct {
+	Role string // "hub" (default) or "edge"
+	Fqdn string // default: the host name
+}
+
+// SetupResult says what Setup did.
+type SetupResult struct {
+	Server      directory.Server
+	AlreadyDone bool         // setup had run before; nothing changed
+	Certificate *Certificate // the internal transport certificate
+	Created     bool         // Setup made the certificate (false: an existing one could serve)
+}
+
+// IsSetUp reports whether setup has run on this data directory.
+func (a *Admin) IsSetUp(ctx context.Context) (bool, error) {
+	v, err := a.Settings.Get(ctx, settings.SetupDone)
+	return v != "", err
+}
+
+// LocalServer returns this data directory's server object.
+func (a *Admin) LocalServer(ctx context.Context) (directory.Server, error) {
+	name, err := a.Settings.Get(ctx, settings.ServerName)
+	if err != nil {
+		return directory.Server{}, err
+	}
+	if name == "" {
+		return directory.Server{}, ErrNotSetUp
+	}
+	return a.Dir.Server(ctx, name)
+}
+
+// Setup runs SPEC M9 once per data directory: it records the server
+// object (host name, FQDN, role) and gives the server an internal transport
+// certificate — an existing valid one from the personal store that holds
+// the server's FQDN and has its key, or else a new self-signed one (CN =
+// host name; SAN = host name and FQDN; services SMTP). Every step is
+// logged as an event. Run again, it changes nothing and reports
+// AlreadyDone; it fails if asked for another role or FQDN than the one set.
+func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) {
+	host, err := a.hostname()
+	if err != nil {
+		return SetupResult{}, errorf("setup", fmt.Errorf("read the host name: %w", err))
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	short, _, _ := strings.Cut(host, ".")
+	o.Role = strings.ToLower(strings.TrimSpace(o.Role))
+	if o.Role == "" {
+		o.Role = directory.RoleHub
+	}
+	if !directory.ValidRole(o.Role) {
+		return SetupResult{}, errorf("setup", fmt.Errorf("unknown role %q: use hub or edge", o.Role))
+	}
+	fqdn := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(o.Fqdn), "."))
+	if fqdn == "" {
+		fqdn = host
+	} else if err := certinfo.ValidateDomain(fqdn); err != nil || strings.Contains(fqdn, "*") {
+		return SetupResult{}, errorf("setup", fmt.Errorf("--fqdn %q: %v", o.Fqdn, err))
+	}
+
+	if done, err := a.IsSetUp(ctx); err != nil {
+		return SetupResult{}, err
+	} else if done {
+		srv, err := a.LocalServer(ctx)
+		if err != nil {
+			return SetupResult{}, err
+		}
+		if o.Fqdn != "" && !strings.EqualFold(o.Fqdn, srv.Fqdn) || o.Role != srv.Role {
+			return SetupResult{}, errorf("setup", fmt.Errorf("this data directory is already set up as %s with FQDN %s; change them with certrelay server set, not setup", srv.Role, srv.Fqdn))
+		}
+		res := SetupResult{Server: srv, AlreadyDone: true}
+		if c, err := a.GetCertificate(ctx, srv.InternalTransportCertificateThumbprint); err == nil {
+			res.Certificate = &c
+		}
+		return res, nil
+	}
+
+	srv := directory.Server{Name: short, Fqdn: fqdn, Role: o.Role}
+	if existing, err := a.Dir.Server(ctx, short); err == nil {
+		srv = existing // an interrupted setup left it
+		srv.Fqdn, srv.Role = fqdn, o.Role
+	}
+	if err := a.Dir.PutServer(ctx, srv); err != nil {
+		return SetupResult{}, err
+	}
+	if err := a.Settings.Set(ctx, nil, settings.ServerName, srv.Name); err != nil {
+		return SetupResult{}, err
+	}
+	a.Events.SetServer(srv.Name)
+
+	res := SetupResult{}
+	cert, err := a.servingCertificate(ctx, srv)
+	if err != nil {
+		return SetupResult{}, err
+	}
+	if cert == nil {
+		made, err := a.makeSelfSigned(ctx, selfSignedSpec{domains: []string{srv.Name, srv.Fqdn}, services: store.SMTP})
+		if err != nil {
+			return SetupResult{}, errorf("setup", err)
+		}
+		cert, res.Created = &made, true
+	} else if !cert.ServiceSet().Has(store.SMTP) {
+		c, err := a.Store.EnableServices(ctx, cert.Thumbprint, store.SMTP)
+		if err != nil {
+			return SetupResult{}, errorf("setup", err)
+		}
+		v, _ := a.viewer(ctx)
+		view := v.view(c)
+		cert = &view
+	}
+	if srv, err = a.setInternal(ctx, srv, cert.Entry()); err != nil {
+		return SetupResult{}, err
+	}
+	if err := a.Settings.Set(ctx, nil, settings.SetupDone, a.now().UTC().Format(time.RFC3339)); err != nil {
+		return SetupResult{}, err
+	}
+	a.raise(ctx, 16001, "", srv.Name, srv.Role, srv.Fqdn, a.dataDir)
+	cert.IsInternalTransportCertificate = true
+	res.Server, res.Certificate = srv, cert
+	return res, nil
+}
+
+// servingCertificate finds a Valid certificate with its key for the
+// server's FQDN, preferring CA-issued ones, or returns nil.
+func (a *Admin) servingCertificate(ctx context.Context, srv directory.Server) (*Certificate, error) {
+	list, err := a.ListCertificates(ctx, ListOptions{Domain: srv.Fqdn})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range list {
+		if c.Status == trust.Valid && c.HasPrivateKey {
+			return &c, nil
+		}
+	}
+	return nil, nil
+}
+
+// setInternal makes e the server's internal transport certificate and
+// publishes its public part in the directory (X1).
+func (a *Admin) setInternal(ctx context.Context, srv directory.Server, e store.Entry) (directory.Server, error) {
+	old := srv.InternalTransportCertificateThumbprint
+	srv.InternalTransportCertificateThumbprint = e.Thumbprint
+	srv.InternalTransportCertificate = e.Cert.Raw
+	if err := a.Dir.PutServer(ctx, srv); err != nil {
+		return srv, err
+	}
+	if old != e.Thumbprint {
+		if old == "" {
+			old = "none"
+		}
+		a.raise(ctx, 16008, "", srv.Name, old, e.Thumbprint)
+	}
+	return srv, nil
+}
+
+// ServerInfo is what `server show` prints.
+type ServerInfo struct {
+	Name                                   string
+	Fqdn                                   string
+	Role                                   string
+	NLBNames                               []string
+	InternalTransportCertificateThumbprint string
+	InternalTransportCertificateNotAfter   *time.Time `json:",omitempty"`
+	DataDirectory                          string
+	ServiceAccount                         string
+	SetupTime                              string
+}
+
+// ServerShow describes this server.
+func (a *Admin) ServerShow(ctx context.Context) (ServerInfo, error) {
+	srv, err := a.LocalServer(ctx)
+	if err != nil {
+		return ServerInfo{}, err
+	}
+	setup, _ := a.Settings.Get(ctx, settings.SetupDone)
+	info := ServerInfo{
+		Name: srv.Name, Fqdn: srv.Fqdn, Role: srv.Role, NLBNames: srv.NLBNames,
+		InternalTransportCertificateThumbprint: srv.InternalTransportCertificateThumbprint,
+		DataDirectory:                          a.dataDir,
+		ServiceAccount:                         a.Store.Account().Name,
+		SetupTime:                              setup,
+	}
+	if info.NLBNames == nil {
+		info.NLBNames = []string{}
+	}
+	if e, err := a.Store.Get(ctx, srv.InternalTransportCertificateThumbprint); err == nil && e.Cert != nil {
+		na := e.Cert.NotAfter.UTC()
+		info.InternalTransportCertificateNotAfter = &na
+	}
+	return info, nil
+}
+
+// requireSetup returns the local server or ErrNotSetUp.
+func (a *Admin) requireSetup(ctx context.Context) (directory.Server, error) {
+	srv, err := a.LocalServer(ctx)
+	if errors.Is(err, directory.ErrNotFound) {
+		return srv, ErrNotSetUp
+	}
+	return srv, err
+}

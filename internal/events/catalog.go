@@ -1,0 +1,213 @@
+// Package events is certrelay's event log: a typed catalog of every event
+// (ID, symbolic name, category, severity, logging level, message) and a
+// log stored in certrelay.db, with per-category logging levels (SPEC D1)
+// and throttling of repeated events per key (thumbprint or FQDN).
+//
+// IDs and symbolic names are Exchange's, kept so administrators recognise
+// them (SPEC §7); the messages are certrelay's own words, and each names
+// the command that repairs the problem. Events certrelay adds for its own
+// management actions use IDs from 16000 up.
+package events
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Severity is the event's severity, as an event viewer shows it.
+type Severity string
+
+// Severities.
+const (
+	Error       Severity = "Error"
+	Warning     Severity = "Warning"
+	Information Severity = "Information"
+)
+
+// Level is a logging level of SPEC D1. An event is written when its own
+// level is at most its category's configured level.
+type Level int
+
+// The levels of D1.
+const (
+	Lowest Level = 0
+	Low    Level = 1
+	Medium Level = 3
+	High   Level = 5
+	Expert Level = 7
+)
+
+var levelNames = map[Level]string{Lowest: "Lowest", Low: "Low", Medium: "Medium", High: "High", Expert: "Expert"}
+
+func (l Level) String() string {
+	if n, ok := levelNames[l]; ok {
+		return n
+	}
+	return fmt.Sprintf("Level%d", int(l))
+}
+
+// ParseLevel reads a level by name or number.
+func ParseLevel(s string) (Level, error) {
+	for l, n := range levelNames {
+		if strings.EqualFold(n, s) || s == fmt.Sprint(int(l)) {
+			return l, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown logging level %q: use Lowest, Low, Medium, High or Expert", s)
+}
+
+// Sources.
+const (
+	SourceTransport = "MSExchangeTransport"
+	SourceCertrelay = "certrelay"
+)
+
+// Categories.
+const (
+	SmtpReceive      = "SmtpReceive"
+	SmtpSend         = "SmtpSend"
+	MessageSecurity  = "MessageSecurity"
+	TransportService = "TransportService"
+	Certificates     = "Certificates"
+	Setup            = "Setup"
+)
+
+// Definition describes one event.
+type Definition struct {
+	ID       int
+	Name     string // symbolic name
+	Source   string
+	Category string
+	Severity Severity
+	Level    Level
+	Params   []string      // names of %1, %2, …
+	Text     string        // message with %1, %2, … placeholders
+	Throttle time.Duration // at most one event per key in this interval; 0: never throttled
+}
+
+// Message fills the definition's text with params.
+func (d Definition) Message(params ...string) string {
+	msg := d.Text
+	for i := len(params); i >= 1; i-- { // %10 before %1
+		msg = strings.ReplaceAll(msg, fmt.Sprintf("%%%d", i), params[i-1])
+	}
+	return msg
+}
+
+const (
+	hour = time.Hour
+	day  = 24 * time.Hour
+)
+
+// catalog lists every event certrelay raises.
+var catalog = []Definition{
+	{ID: 12012, Name: "InternalTransportCertificateMissingInAD", Source: SourceTransport, Category: TransportService, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"server"},
+		Text:   "The directory holds no internal transport certificate for server %1, so other servers cannot authenticate it. Make one with: certrelay cert new (it is published in the directory)."},
+	{ID: 12013, Name: "CannotLoadInternalTransportCertificateFromStore", Source: SourceTransport, Category: TransportService, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"thumbprint"},
+		Text:   "The internal transport certificate %1 named in the directory is not in this server's personal store and no other certificate can stand in. Restore it with certrelay cert import FILE, or make a new one with certrelay cert new."},
+	{ID: 12014, Name: "CannotLoadSTARTTLSCertificateFromStore", Source: SourceTransport, Category: TransportService, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"fqdn", "connector", "connectorFqdn"},
+		Text:   "No certificate for %1 can be used for STARTTLS on connector %2 (its FQDN is %3), so STARTTLS is not offered there and mail flows in plain text. Make or import a certificate that holds %1 and enable it: certrelay cert new --domain %1 --services SMTP, or certrelay cert enable THUMBPRINT --services SMTP for one that already holds the name."},
+	{ID: 12015, Name: "InternalTransportCertificateExpired", Source: SourceTransport, Category: TransportService, Severity: Warning, Level: Lowest, Throttle: day,
+		Params: []string{"thumbprint", "notAfter"},
+		Text:   "The internal transport certificate %1 expired on %2. It is still used between this organisation's servers, but renew it: certrelay cert new (answer yes to replace the internal transport certificate), then remove the old one."},
+	{ID: 12016, Name: "STARTTLSCertificateExpired", Source: SourceTransport, Category: TransportService, Severity: Warning, Level: Lowest, Throttle: day,
+		Params: []string{"fqdn", "thumbprint", "notAfter"},
+		Text:   "The only certificate for %1, %2, expired on %3. STARTTLS still uses it, and clients will warn. Renew it: certrelay cert new --from %2 for a self-signed one, or request and import a new one from the CA."},
+	{ID: 12017, Name: "InternalTransportCertificateExpiresSoon", Source: SourceTransport, Category: TransportService, Severity: Warning, Level: Lowest, Throttle: day,
+		Params: []string{"thumbprint", "hours"},
+		Text:   "The internal transport certificate %1 expires in %2 hours. Renew it before then: certrelay cert new (answer yes to replace the internal transport certificate)."},
+	{ID: 12018, Name: "STARTTLSCertificateExpiresSoon", Source: SourceTransport, Category: TransportService, Severity: Warning, Level: Lowest, Throttle: day,
+		Params: []string{"subject", "thumbprint", "hours"},
+		Text:   "The STARTTLS certificate %2 (%1) expires in %3 hours. Renew it: certrelay cert new --from %2 for a self-signed one, or request and import a new one from the CA."},
+	{ID: 12019, Name: "RemoteInternalTransportCertificateExpired", Source: SourceTransport, Category: TransportService, Severity: Warning, Level: Lowest, Throttle: day,
+		Params: []string{"server", "thumbprint"},
+		Text:   "Server %1 presented internal transport certificate %2, which has expired. On %1, run certrelay cert new to renew it."},
+	{ID: 12023, Name: "CannotLoadInternalTransportCertificateFallbackServerFQDN", Source: SourceTransport, Category: TransportService, Severity: Warning, Level: Lowest, Throttle: hour,
+		Params: []string{"thumbprint", "fallback"},
+		Text:   "The internal transport certificate %1 cannot be loaded from the personal store; certificate %2, which holds this server's FQDN, is used instead. Restore %1 with certrelay cert import, or enable it for SMTP: certrelay cert enable %1 --services SMTP."},
+	{ID: 12024, Name: "CannotLoadInternalTransportCertificateFallbackEphemeralCertificate", Source: SourceTransport, Category: TransportService, Severity: Information, Level: Lowest, Throttle: hour,
+		Params: []string{"thumbprint", "ephemeral"},
+		Text:   "The internal transport certificate %1 cannot be loaded from the personal store, so sessions with this organisation's servers are encrypted with %2, a self-signed certificate made in memory for this process. If %1 is still in the store, run certrelay cert enable %1 --services SMTP; if not, restore it with certrelay cert import FILE, or make a new one with certrelay cert new."},
+	{ID: 1036, Name: "SmtpReceiveDirectTrustFailed", Source: SourceTransport, Category: SmtpReceive, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"thumbprint", "remote"},
+		Text:   "A server at [%2] presented certificate %1 for direct trust, but the directory holds no such certificate for it; the session was refused. On that server, check its internal transport certificate (certrelay server show) and that the directory has it."},
+	{ID: 2018, Name: "SmtpSendDirectTrustFailed", Source: SourceTransport, Category: SmtpSend, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"thumbprint", "remote"},
+		Text:   "The server at [%2] presented certificate %1, which the directory does not hold for it; nothing was sent. Check that server's internal transport certificate, and run certrelay edge sync if it changed."},
+	{ID: 1037, Name: "SmtpReceiveDirectTrustCertificateInvalid", Source: SourceTransport, Category: SmtpReceive, Severity: Warning, Level: Lowest, Throttle: hour,
+		Params: []string{"thumbprint", "problem"},
+		Text:   "The internal transport certificate %1 could not be validated on this server when receiving: %2. Run certrelay diagnose for the command that fixes it."},
+	{ID: 2019, Name: "SmtpSendDirectTrustCertificateInvalid", Source: SourceTransport, Category: SmtpSend, Severity: Warning, Level: Lowest, Throttle: hour,
+		Params: []string{"thumbprint", "problem"},
+		Text:   "The internal transport certificate %1 could not be validated on this server when sending: %2. Run certrelay diagnose for the command that fixes it."},
+
+	// certrelay's own management events.
+	{ID: 16001, Name: "SetupCompleted", Source: SourceCertrelay, Category: Setup, Severity: Information, Level: Lowest,
+		Params: []string{"server", "role", "fqdn", "dataDir"},
+		Text:   "Server %1 was set up as a %2 with FQDN %3; its data directory is %4."},
+	{ID: 16002, Name: "CertificateCreated", Source: SourceCertrelay, Category: Certificates, Severity: Information, Level: Lowest,
+		Params: []string{"thumbprint", "subject", "domains", "services", "notAfter"},
+		Text:   "Made self-signed certificate %1 (%2; domains %3; services %4), valid until %5."},
+	{ID: 16003, Name: "CertificateRequestCreated", Source: SourceCertrelay, Category: Certificates, Severity: Information, Level: Lowest,
+		Params: []string{"thumbprint", "subject", "domains"},
+		Text:   "Made certificate request %1 (%2; domains %3). Send it to the CA, then import the answer with certrelay cert import FILE."},
+	{ID: 16004, Name: "CertificateImported", Source: SourceCertrelay, Category: Certificates, Severity: Information, Level: Lowest,
+		Params: []string{"thumbprint", "subject", "format", "hasKey"},
+		Text:   "Imported certificate %1 (%2) from a %3 file; private key: %4."},
+	{ID: 16005, Name: "CertificateServicesEnabled", Source: SourceCertrelay, Category: Certificates, Severity: Information, Level: Lowest,
+		Params: []string{"thumbprint", "added", "services"},
+		Text:   "Enabled certificate %1 for %2; it is now enabled for %3."},
+	{ID: 16006, Name: "CertificateRemoved", Source: SourceCertrelay, Category: Certificates, Severity: Information, Level: Lowest,
+		Params: []string{"thumbprint", "subject"},
+		Text:   "Removed certificate %1 (%2) and, if no other certificate uses it, its private key."},
+	{ID: 16007, Name: "CertificateExported", Source: SourceCertrelay, Category: Certificates, Severity: Information, Level: Lowest,
+		Params: []string{"thumbprint", "format", "path"},
+		Text:   "Exported certificate %1 as %2 to %3."},
+	{ID: 16008, Name: "InternalTransportCertificateChanged", Source: SourceCertrelay, Category: Certificates, Severity: Information, Level: Lowest,
+		Params: []string{"server", "old", "new"},
+		Text:   "The internal transport certificate of %1 is now %3 (it was %2); the directory publishes the new one to the other servers."},
+}
+
+var byID = func() map[int]Definition {
+	m := make(map[int]Definition, len(catalog))
+	for _, d := range catalog {
+		if _, dup := m[d.ID]; dup {
+			panic(fmt.Sprintf("events: duplicate ID %d", d.ID))
+		}
+		m[d.ID] = d
+	}
+	return m
+}()
+
+// Lookup returns the definition of event id.
+func Lookup(id int) (Definition, bool) {
+	d, ok := byID[id]
+	return d, ok
+}
+
+// Catalog returns every definition, by ID.
+func Catalog() []Definition {
+	out := append([]Definition(nil), catalog...)
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Categories returns every category of the catalog, as "Source\Category".
+func Categories() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, d := range catalog {
+		k := d.Source + `\` + d.Category
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,70 @@
+// Package settings keeps this server's local settings — the ones that
+// belong to the data directory rather than to the organisation's
+// directory: which server object this data directory is, the directory
+// URL, the service account, the HTTP proxy for revocation fetches.
+package settings
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"certrelay/internal/db"
+)
+
+// Keys of the settings certrelay uses.
+const (
+	ServerName     = "server.name"     // the server object this data directory runs
+	ServiceAccount = "service.account" // the account the server runs as; default: the data directory's owner
+	Proxy          = "http.proxy"      // HTTP proxy for CRL and OCSP fetches, "" for direct
+	SetupDone      = "setup.done"      // RFC 3339 time of the first setup
+)
+
+// Settings is a key/value table in certrelay.db. Safe for concurrent use.
+type Settings struct{ db *sql.DB }
+
+// Open creates the table if needed.
+func Open(ctx context.Context, d *sql.DB) (*Settings, error) {
+	err := db.Migrate(ctx, d, "settings",
+		`CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)`)
+	if err != nil {
+		return nil, err
+	}
+	return &Settings{db: d}, nil
+}
+
+// Get returns the value of key, or "" when it is not set.
+func (s *Settings) Get(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read setting %s: %w", key, err)
+	}
+	return v, nil
+}
+
+// Set stores value under key, in tx when tx is not nil.
+func (s *Settings) Set(ctx context.Context, tx *sql.Tx, key, value string) error {
+	q := `INSERT INTO settings(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`
+	var err error
+	if tx != nil {
+		_, err = tx.ExecContext(ctx, q, key, value)
+	} else {
+		_, err = s.db.ExecContext(ctx, q, key, value)
+	}
+	if err != nil {
+		return fmt.Errorf("write setting %s: %w", key, err)
+	}
+	return nil
+}
+
+// Keys written by Enable (SPEC M5, S8).
+const (
+	PopCertificateName  = "pop3.X509CertificateName"  // FQDN POP3 selects its certificate for
+	ImapCertificateName = "imap4.X509CertificateName" // FQDN IMAP4 selects its certificate for
+	HTTPSCertificate    = "https.certificate"         // thumbprint the HTTPS console is bound to
+)

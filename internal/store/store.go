@@ -1,0 +1,485 @@
+// Package store is the server's personal certificate store (the Windows
+// "Personal" store of the seeds): certificates with their properties
+// (services, friendly name, exportability), pending certificate requests,
+// and private keys.
+//
+// Metadata lives in certrelay.db (SQLite, WAL), so the CLI can change the
+// store while a server runs; private keys are PEM files of mode 0600 under
+// keys/, named by the SHA-256 of their public key, so a request, the
+// certificate that answers it and any renewal with the same key share one
+// file. Every change is atomic: it either completes or leaves the table and
+// the key files as they were. Every committed change bumps a generation
+// counter that Watch reports to servers in other processes.
+//
+// Store knows nothing about SMTP or trust: Status and RootCAType are
+// computed by the trust package.
+package store
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"certrelay/internal/certinfo"
+	"certrelay/internal/db"
+	"certrelay/internal/safeio"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Errors callers test for.
+var (
+	ErrNotFound = errors.New("no certificate with that thumbprint in the store")
+	ErrExists   = errors.New("the certificate is already in the store")
+	ErrNoKey    = errors.New("the store holds no private key for this certificate")
+)
+
+// Entry is one certificate or pending request with its properties.
+type Entry struct {
+	Thumbprint   string
+	Cert         *x509.Certificate        // nil for a pending request
+	Request      *x509.CertificateRequest // set only for a pending request
+	KeyID        string                   // "" when the store has no key for it
+	Services     Services
+	FriendlyName string
+	Exportable   bool
+	AddedAt      time.Time
+}
+
+// Pending reports whether e is a certificate request awaiting its
+// certificate (SPEC C5).
+func (e Entry) Pending() bool { return e.Cert == nil }
+
+// KeyInfo describes the private key file of an entry.
+type KeyInfo struct {
+	Present        bool         // the key file exists (HasPrivateKey, C10)
+	Path           string       // its path
+	AccessRules    []AccessRule // C11
+	ServiceCanRead bool         // the service account can read it (S2, Q2)
+}
+
+// Store is the personal store. Safe for concurrent use, and by several
+// processes at once.
+type Store struct {
+	db      *sql.DB
+	keysDir string
+	account Account
+	now     func() time.Time
+}
+
+const schema = `CREATE TABLE IF NOT EXISTS certificates (
+	thumbprint    TEXT PRIMARY KEY,
+	der           BLOB,
+	csr           BLOB,
+	key_id        TEXT NOT NULL DEFAULT '',
+	services      INTEGER NOT NULL DEFAULT 0,
+	friendly_name TEXT NOT NULL DEFAULT '',
+	exportable    INTEGER NOT NULL DEFAULT 0,
+	added_at      TEXT NOT NULL,
+	CHECK ((der IS NULL) != (csr IS NULL))
+)`
+
+const metaSchema = `CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)`
+
+// Open opens the store in dataDir on the database d. account is the
+// service account whose read access to keys Enable grants and KeyInfo
+// reports; now is the clock for AddedAt.
+func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now func() time.Time) (*Store, error) {
+	if err := db.Migrate(ctx, d, "store", schema, metaSchema,
+		`INSERT OR IGNORE INTO store_meta(key, value) VALUES('generation', 0)`); err != nil {
+		return nil, err
+	}
+	keys := filepath.Join(dataDir, "keys")
+	if err := os.MkdirAll(keys, 0o700); err != nil {
+		return nil, fmt.Errorf("create key directory: %w", err)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{db: d, keysDir: keys, account: account, now: now}, nil
+}
+
+// KeysDir is the directory holding the private key files.
+func (s *Store) KeysDir() string { return s.keysDir }
+
+// Account is the service account the store grants key access to.
+func (s *Store) Account() Account { return s.account }
+
+func (s *Store) keyPath(keyID string) string { return filepath.Join(s.keysDir, keyID+".key") }
+
+const columns = `thumbprint, der, csr, key_id, services, friendly_name, exportable, added_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanEntry(r scanner) (Entry, error) {
+	var e Entry
+	var der, csr []byte
+	var added string
+	var exportable int
+	if err := r.Scan(&e.Thumbprint, &der, &csr, &e.KeyID, &e.Services, &e.FriendlyName, &exportable, &added); err != nil {
+		return Entry{}, err
+	}
+	e.Exportable = exportable != 0
+	e.AddedAt, _ = time.Parse(time.RFC3339Nano, added)
+	var err error
+	if der != nil {
+		if e.Cert, err = x509.ParseCertificate(der); err != nil {
+			return Entry{}, fmt.Errorf("certificate %s in the store is damaged: %w", e.Thumbprint, err)
+		}
+	} else if e.Request, err = x509.ParseCertificateRequest(csr); err != nil {
+		return Entry{}, fmt.Errorf("request %s in the store is damaged: %w", e.Thumbprint, err)
+	}
+	return e, nil
+}
+
+// List returns every certificate and pending request, ordered by
+// thumbprint.
+func (s *Store) List(ctx context.Context) ([]Entry, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM certificates ORDER BY thumbprint`)
+	if err != nil {
+		return nil, fmt.Errorf("list certificates: %w", err)
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Get returns the entry with thumbprint t (any case, colons allowed), or
+// an error wrapping ErrNotFound.
+func (s *Store) Get(ctx context.Context, t string) (Entry, error) {
+	t, _ = certinfo.NormalizeThumbprint(t)
+	e, err := scanEntry(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM certificates WHERE thumbprint = ?`, t))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Entry{}, fmt.Errorf("%w: %s (list them with: certrelay cert list)", ErrNotFound, t)
+	}
+	return e, err
+}
+
+// PendingByKeyID returns the pending request made with the key keyID.
+func (s *Store) PendingByKeyID(ctx context.Context, keyID string) (Entry, bool, error) {
+	e, err := scanEntry(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM certificates WHERE key_id = ? AND der IS NULL`, keyID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		return Entry{}, false, err
+	}
+	return e, true, nil
+}
+
+// HasKey reports whether a key file for keyID exists.
+func (s *Store) HasKey(keyID string) bool {
+	if keyID == "" {
+		return false
+	}
+	fi, err := os.Stat(s.keyPath(keyID))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// KeyInfo describes e's key file.
+func (s *Store) KeyInfo(e Entry) KeyInfo {
+	if e.KeyID == "" {
+		return KeyInfo{}
+	}
+	ki := KeyInfo{Path: s.keyPath(e.KeyID)}
+	fi, err := os.Stat(ki.Path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return ki
+	}
+	ki.Present = true
+	ki.AccessRules = accessRules(fi)
+	ki.ServiceCanRead = canRead(fi, s.account)
+	return ki
+}
+
+// PrivateKey reads e's private key. It wraps ErrNoKey when there is none.
+func (s *Store) PrivateKey(e Entry) (crypto.Signer, error) {
+	if e.KeyID == "" {
+		return nil, fmt.Errorf("%w: %s", ErrNoKey, e.Thumbprint)
+	}
+	data, err := os.ReadFile(s.keyPath(e.KeyID))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s (the key file %s is missing)", ErrNoKey, e.Thumbprint, s.keyPath(e.KeyID))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read private key of %s: %w", e.Thumbprint, err)
+	}
+	k, err := certinfo.ParsePrivateKeyPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("private key of %s: %w", e.Thumbprint, err)
+	}
+	return k, nil
+}
+
+// NewCertificate is what AddCertificate stores.
+type NewCertificate struct {
+	DER          []byte
+	Key          crypto.Signer // nil: no private key (or the key of a pending request: see Answers)
+	Answers      string        // thumbprint of the pending request this certificate answers; its key is used and the request removed
+	Services     Services
+	FriendlyName string
+	Exportable   bool
+}
+
+// AddCertificate stores a certificate, with its key when given. The key
+// must match the certificate. Adding a certificate already in the store
+// fails with ErrExists and changes nothing.
+func (s *Store) AddCertificate(ctx context.Context, n NewCertificate) (Entry, error) {
+	cert, err := x509.ParseCertificate(n.DER)
+	if err != nil {
+		return Entry{}, fmt.Errorf("add certificate: %w", err)
+	}
+	t := certinfo.Thumbprint(n.DER)
+	keyID := ""
+	if n.Key != nil {
+		if !certinfo.KeyMatches(n.Key, cert.PublicKey) {
+			return Entry{}, errors.New("add certificate: the private key does not belong to the certificate")
+		}
+		keyID = certinfo.KeyID(cert.RawSubjectPublicKeyInfo)
+	}
+	var created bool
+	if n.Key != nil {
+		if created, err = s.writeKey(keyID, n.Key); err != nil {
+			return Entry{}, err
+		}
+	}
+	err = s.change(ctx, func(tx *sql.Tx) error {
+		if n.Answers != "" {
+			var reqKey string
+			if err := tx.QueryRowContext(ctx, `SELECT key_id FROM certificates WHERE thumbprint = ? AND der IS NULL`, n.Answers).Scan(&reqKey); err != nil {
+				return fmt.Errorf("the pending request %s is gone: %w", n.Answers, err)
+			}
+			if reqKey != certinfo.KeyID(cert.RawSubjectPublicKeyInfo) {
+				return errors.New("the certificate's public key is not the request's")
+			}
+			keyID = reqKey
+			if _, err := tx.ExecContext(ctx, `DELETE FROM certificates WHERE thumbprint = ?`, n.Answers); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO certificates(thumbprint, der, key_id, services, friendly_name, exportable, added_at) VALUES(?, ?, ?, ?, ?, ?, ?)`,
+			t, n.DER, keyID, int(n.Services), n.FriendlyName, boolInt(n.Exportable), s.now().UTC().Format(time.RFC3339Nano))
+		if isUniqueViolation(err) {
+			return fmt.Errorf("%w: %s", ErrExists, t)
+		}
+		return err
+	})
+	if err != nil {
+		if created {
+			s.removeKeyFile(keyID)
+		}
+		return Entry{}, fmt.Errorf("add certificate %s: %w", t, err)
+	}
+	return s.Get(ctx, t)
+}
+
+// AddRequest stores a pending request (SPEC M3) with its key. The request's
+// thumbprint is the SHA-1 of its DER.
+func (s *Store) AddRequest(ctx context.Context, csrDER []byte, key crypto.Signer, friendlyName string, exportable bool) (Entry, error) {
+	req, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return Entry{}, fmt.Errorf("add request: %w", err)
+	}
+	keyID := certinfo.KeyID(req.RawSubjectPublicKeyInfo)
+	created, err := s.writeKey(keyID, key)
+	if err != nil {
+		return Entry{}, err
+	}
+	t := certinfo.Thumbprint(csrDER)
+	err = s.change(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO certificates(thumbprint, csr, key_id, friendly_name, exportable, added_at) VALUES(?, ?, ?, ?, ?, ?)`,
+			t, csrDER, keyID, friendlyName, boolInt(exportable), s.now().UTC().Format(time.RFC3339Nano))
+		return err
+	})
+	if err != nil {
+		if created {
+			s.removeKeyFile(keyID)
+		}
+		return Entry{}, fmt.Errorf("add request %s: %w", t, err)
+	}
+	return s.Get(ctx, t)
+}
+
+// EnableServices adds services to the entry's set (never removes, SPEC
+// C8) and returns the updated entry. For SMTP, POP and IMAP it first makes
+// sure the service account can read the private key (SPEC M5): the key
+// file is given to the service account, mode 0600. That needs root when the
+// file belongs to another account; the error says so, and nothing changes.
+func (s *Store) EnableServices(ctx context.Context, t string, add Services) (Entry, error) {
+	e, err := s.Get(ctx, t)
+	if err != nil {
+		return Entry{}, err
+	}
+	if e.Pending() {
+		return Entry{}, fmt.Errorf("enable %s: it is a pending request, not a certificate: import the CA's answer first (certrelay cert import FILE)", e.Thumbprint)
+	}
+	if add&(SMTP|POP|IMAP) != 0 && e.KeyID != "" {
+		if err := s.grantRead(e); err != nil {
+			return Entry{}, fmt.Errorf("enable %s: %w", e.Thumbprint, err)
+		}
+	}
+	err = s.change(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE certificates SET services = services | ? WHERE thumbprint = ?`, int(add), e.Thumbprint)
+		return err
+	})
+	if err != nil {
+		return Entry{}, fmt.Errorf("enable %s: %w", e.Thumbprint, err)
+	}
+	return s.Get(ctx, e.Thumbprint)
+}
+
+// grantRead gives the service account read access to e's key file.
+func (s *Store) grantRead(e Entry) error {
+	path := s.keyPath(e.KeyID)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("the key file %s: %w", path, err)
+	}
+	if canRead(fi, s.account) && fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chown(path, s.account.UID, s.account.GID); err != nil {
+		return fmt.Errorf("cannot give the service account %s read access to the key %s: %w (run the command as root, or as %s)", s.account.Name, path, err, s.account.Name)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("set the mode of %s: %w", path, err)
+	}
+	return nil
+}
+
+// Remove deletes the entry, and its key file when no other entry uses the
+// key.
+func (s *Store) Remove(ctx context.Context, t string) error {
+	e, err := s.Get(ctx, t)
+	if err != nil {
+		return err
+	}
+	var others int
+	err = s.change(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM certificates WHERE thumbprint = ?`, e.Thumbprint); err != nil {
+			return err
+		}
+		if e.KeyID == "" {
+			return nil
+		}
+		return tx.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE key_id = ?`, e.KeyID).Scan(&others)
+	})
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", e.Thumbprint, err)
+	}
+	if e.KeyID != "" && others == 0 {
+		s.removeKeyFile(e.KeyID)
+	}
+	return nil
+}
+
+// writeKey stores key as keys/<keyID>.key, mode 0600, unless that file is
+// already there. It reports whether it created the file.
+func (s *Store) writeKey(keyID string, key crypto.Signer) (bool, error) {
+	path := s.keyPath(keyID)
+	if _, err := os.Stat(path); err == nil {
+		return false, nil
+	}
+	pemKey, err := certinfo.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		return false, err
+	}
+	if err := safeio.WriteFile(path, pemKey, 0o600); err != nil {
+		return false, fmt.Errorf("store private key: %w", err)
+	}
+	return true, nil
+}
+
+func (s *Store) removeKeyFile(keyID string) {
+	if keyID != "" {
+		_ = os.Remove(s.keyPath(keyID))
+		_ = safeio.SyncDir(s.keysDir)
+	}
+}
+
+// change runs fn in a transaction and bumps the generation counter with it.
+func (s *Store) change(ctx context.Context, fn func(*sql.Tx) error) error {
+	return db.Tx(ctx, s.db, func(tx *sql.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE store_meta SET value = value + 1 WHERE key = 'generation'`)
+		return err
+	})
+}
+
+// Generation returns a counter that grows with every committed change of
+// the store, by any process.
+func (s *Store) Generation(ctx context.Context) (int64, error) {
+	var g int64
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = 'generation'`).Scan(&g)
+	return g, err
+}
+
+// Touch bumps the generation without changing an entry, so watchers
+// re-evaluate (used when something the store's consumers depend on, such
+// as trust, changed).
+func (s *Store) Touch(ctx context.Context) error {
+	return s.change(ctx, func(*sql.Tx) error { return nil })
+}
+
+// Watch sends on the returned channel after every committed change of the
+// store, by this process or another, within interval of the commit. Several
+// changes may be reported by one send. The channel closes when ctx ends.
+func (s *Store) Watch(ctx context.Context, interval time.Duration) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	go func() {
+		defer close(ch)
+		last, _ := s.Generation(ctx)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			g, err := s.Generation(ctx)
+			if err != nil || g == last {
+				continue
+			}
+			last = g
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return ch
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// isUniqueViolation reports a primary-key or UNIQUE constraint failure.
+func isUniqueViolation(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	c := se.Code()
+	return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}

@@ -1,0 +1,34 @@
+#!/bin/sh
+# Installs the outside programs the tests drive (SPEC: real peers, no mocks),
+# from Debian's packages, when any is missing. Run by `make deps`, which
+# `make test` runs first. Needs root (or sudo) only when something is missing.
+set -eu
+
+need=""
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+for c in openssl swaks postfix slapd ldapadd testssl python3; do
+	have "$c" || need="$need $c"
+done
+# swaks needs these Perl modules for STARTTLS and AUTH.
+perl -MNet::SSLeay -MIO::Socket::SSL -MAuthen::SASL -e1 >/dev/null 2>&1 || need="$need perl-tls"
+
+if [ -z "$need" ]; then
+	exit 0
+fi
+echo "install-deps: missing:$need; installing from Debian's packages" >&2
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+		echo "install-deps: run as root (or install sudo) to install:$need" >&2
+		exit 1
+	fi
+fi
+$SUDO apt-get update -qq
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+echo "postfix postfix/mailname string localhost" | $SUDO debconf-set-selections
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	openssl postfix swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl \
+	testssl.sh slapd ldap-utils python3 >/dev/null
+# Postinst starts neither postfix nor slapd on these machines; make sure.
+$SUDO sh -c 'postfix stop >/dev/null 2>&1 || true; pkill -x slapd >/dev/null 2>&1 || true'
+echo "install-deps: done" >&2
