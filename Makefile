@@ -29,6 +29,8 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseBundle -fuzztime=$(FUZZTIME) ./internal/certinfo/
 	$(GO) test -run=NONE -fuzz=FuzzParsePKCS12 -fuzztime=$(FUZZTIME) ./internal/certinfo/
 	$(GO) test -run=NONE -fuzz=FuzzParseSubject -fuzztime=$(FUZZTIME) ./internal/certinfo/
+	$(GO) test -run=NONE -fuzz=FuzzCRL -fuzztime=$(FUZZTIME) ./internal/revocation/
+	$(GO) test -run=NONE -fuzz=FuzzOCSP -fuzztime=$(FUZZTIME) ./internal/revocation/
 
 clean:
 	rm -rf bin

@@ -34,7 +34,7 @@ func (a *app) setupCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&o.Role, "role", "hub", "hub or edge")
+	cmd.Flags().StringVar(&o.Role, "role", "", "hub (the default) or edge")
 	cmd.Flags().StringVar(&o.Fqdn, "fqdn", "", "this server's fully qualified domain name (default: the host name)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
@@ -97,7 +97,7 @@ func (a *app) serveCommand() *cobra.Command {
 			return server.Run(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&o.Setup.Role, "role", "hub", "role for the first start: hub or edge")
+	cmd.Flags().StringVar(&o.Setup.Role, "role", "", "role for the first start: hub (the default) or edge")
 	cmd.Flags().StringVar(&o.Setup.Fqdn, "fqdn", "", "FQDN for the first start (default: the host name)")
 	return cmd
 }

@@ -16,8 +16,8 @@ import (
 
 // SetupOptions are the choices of the first start (M9).
 type SetupOptions struct {
-	Role string // "hub" (default) or "edge"
-	Fqdn string // default: the host name
+	Role string // "hub" (the default for a first setup) or "edge"; "" keeps the current one
+	Fqdn string // default: the host name; "" keeps the current one
 }
 
 // SetupResult says what Setup did.
@@ -61,10 +61,7 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	short, _, _ := strings.Cut(host, ".")
 	o.Role = strings.ToLower(strings.TrimSpace(o.Role))
-	if o.Role == "" {
-		o.Role = directory.RoleHub
-	}
-	if !directory.ValidRole(o.Role) {
+	if o.Role != "" && !directory.ValidRole(o.Role) {
 		return SetupResult{}, errorf("setup", fmt.Errorf("unknown role %q: use hub or edge", o.Role))
 	}
 	fqdn := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(o.Fqdn), "."))
@@ -81,7 +78,7 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 		if err != nil {
 			return SetupResult{}, err
 		}
-		if o.Fqdn != "" && !strings.EqualFold(o.Fqdn, srv.Fqdn) || o.Role != srv.Role {
+		if o.Fqdn != "" && !strings.EqualFold(fqdn, srv.Fqdn) || o.Role != "" && o.Role != srv.Role {
 			return SetupResult{}, errorf("setup", fmt.Errorf("this data directory is already set up as %s with FQDN %s; change them with certrelay server set, not setup", srv.Role, srv.Fqdn))
 		}
 		res := SetupResult{Server: srv, AlreadyDone: true}
@@ -91,6 +88,9 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 		return res, nil
 	}
 
+	if o.Role == "" {
+		o.Role = directory.RoleHub
+	}
 	srv := directory.Server{Name: short, Fqdn: fqdn, Role: o.Role}
 	if existing, err := a.Dir.Server(ctx, short); err == nil {
 		srv = existing // an interrupted setup left it

@@ -4,7 +4,8 @@ import "strings"
 
 // MatchName reports whether fqdn matches one of domains (SPEC S3):
 // case-insensitively, exactly, or through a wildcard "*.d" that matches any
-// host ending in ".d" with at least one character before it. With
+// host ending in ".d" with at least one character before it. A search
+// name that is itself a wildcard matches nothing. With
 // oneLabel, the wildcard covers a single label only ("a.d", not "a.b.d"),
 // as RFC 6125 and most TLS clients read it; without it, several levels
 // match, as Exchange's transport does. A trailing dot is ignored.
@@ -16,7 +17,7 @@ func MatchName(domains []string, fqdn string, oneLabel bool) bool {
 // MatchingDomain is MatchName that also returns the domain that matched.
 func MatchingDomain(domains []string, fqdn string, oneLabel bool) (string, bool) {
 	fqdn = strings.TrimSuffix(fqdn, ".")
-	if fqdn == "" {
+	if fqdn == "" || IsWildcard(fqdn) {
 		return "", false
 	}
 	for _, d := range domains {

@@ -1,0 +1,121 @@
+package events
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"certrelay/internal/db"
+)
+
+func openLog(t *testing.T, now *time.Time) *Log {
+	t.Helper()
+	d, err := db.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	l, err := Open(context.Background(), d, func() time.Time { return *now }, nil, "hub1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestCatalogHasSpecEvents(t *testing.T) {
+	want := map[int]string{
+		12012: "InternalTransportCertificateMissingInAD",
+		12013: "CannotLoadInternalTransportCertificateFromStore",
+		12014: "CannotLoadSTARTTLSCertificateFromStore",
+		12015: "InternalTransportCertificateExpired",
+		12016: "STARTTLSCertificateExpired",
+		12017: "InternalTransportCertificateExpiresSoon",
+		12018: "STARTTLSCertificateExpiresSoon",
+		12019: "RemoteInternalTransportCertificateExpired",
+		12023: "CannotLoadInternalTransportCertificateFallbackServerFQDN",
+		12024: "CannotLoadInternalTransportCertificateFallbackEphemeralCertificate",
+		1036:  "SmtpReceiveDirectTrustFailed",
+		2018:  "SmtpSendDirectTrustFailed",
+	}
+	for id, name := range want {
+		d, ok := Lookup(id)
+		if !ok || d.Name != name || d.Source != SourceTransport {
+			t.Errorf("event %d: %+v, want %s from %s", id, d, name, SourceTransport)
+		}
+	}
+	for _, d := range Catalog() {
+		if !strings.Contains(d.Text, "certrelay ") && d.Source == SourceTransport {
+			t.Errorf("event %d does not name the command that repairs it", d.ID)
+		}
+		if strings.Count(d.Text, "%") < len(d.Params) {
+			t.Errorf("event %d has %d parameters but fewer placeholders", d.ID, len(d.Params))
+		}
+	}
+}
+
+func TestRaiseMessageAndThrottle(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	l := openLog(t, &now)
+	ok, err := l.Raise(ctx, 12014, "mail.contoso.com", "mail.contoso.com", "Default HUB1", "mail.contoso.com")
+	if err != nil || !ok {
+		t.Fatalf("first 12014: %v %v", ok, err)
+	}
+	if ok, _ := l.Raise(ctx, 12014, "mail.contoso.com", "mail.contoso.com", "Default HUB1", "mail.contoso.com"); ok {
+		t.Error("a repeat within the throttle interval was written")
+	}
+	if ok, _ := l.Raise(ctx, 12014, "other.contoso.com", "other.contoso.com", "Other", "other.contoso.com"); !ok {
+		t.Error("another key was throttled")
+	}
+	now = now.Add(2 * time.Hour)
+	if ok, _ := l.Raise(ctx, 12014, "mail.contoso.com", "mail.contoso.com", "Default HUB1", "mail.contoso.com"); !ok {
+		t.Error("not written again after the interval")
+	}
+	evs, err := l.List(ctx, Filter{ID: 12014})
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("List: %d events, %v", len(evs), err)
+	}
+	e := evs[0]
+	if e.Name != "CannotLoadSTARTTLSCertificateFromStore" || e.Server != "hub1" || e.Severity != Error ||
+		!strings.Contains(e.Message, "connector Default HUB1") || !strings.Contains(e.Message, "certrelay cert new --domain mail.contoso.com") {
+		t.Errorf("event: %+v", e)
+	}
+	if evs, _ := l.List(ctx, Filter{Since: now.Add(-time.Minute)}); len(evs) != 1 {
+		t.Errorf("Since: %d events", len(evs))
+	}
+	if evs, _ := l.List(ctx, Filter{Limit: 2}); len(evs) != 2 || evs[1].Seq <= evs[0].Seq {
+		t.Errorf("Limit: %+v", evs)
+	}
+	if _, err := l.Raise(ctx, 99999, ""); err == nil {
+		t.Error("an unknown ID was accepted")
+	}
+}
+
+func TestCategoryLevels(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	l := openLog(t, &now)
+	if lv, _ := l.CategoryLevel(ctx, `MSExchangeTransport\TransportService`); lv != Lowest {
+		t.Errorf("default level %v", lv)
+	}
+	changed, err := l.SetCategoryLevel(ctx, `msexchangetransport\*`, Expert)
+	if err != nil || len(changed) < 3 {
+		t.Fatalf("SetCategoryLevel: %v %v", changed, err)
+	}
+	if lv, _ := l.CategoryLevel(ctx, `MSExchangeTransport\SmtpReceive`); lv != Expert {
+		t.Errorf("level after set: %v", lv)
+	}
+	if lv, _ := l.CategoryLevel(ctx, `certrelay\Setup`); lv != Lowest {
+		t.Errorf("another source changed: %v", lv)
+	}
+	if _, err := l.SetCategoryLevel(ctx, `nothing\here`, High); err == nil {
+		t.Error("a pattern matching nothing was accepted")
+	}
+	if _, err := ParseLevel("expert"); err != nil {
+		t.Error(err)
+	}
+	if _, err := ParseLevel("loud"); err == nil {
+		t.Error("unknown level accepted")
+	}
+}

@@ -1,0 +1,80 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"certrelay/internal/admin"
+	"certrelay/internal/events"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+
+// runUntilReady runs the server with a clock and stops it once ready.
+func runUntilReady(t *testing.T, dir string, now func() time.Time) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs syncBuffer
+	go func() {
+		done <- Run(ctx, Options{DataDir: dir, Now: now, Stderr: &logs, Ready: cancel})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not become ready")
+	}
+}
+
+func eventIDs(t *testing.T, dir string) map[int]int {
+	t.Helper()
+	ad, err := admin.Open(context.Background(), admin.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ad.Close()
+	evs, err := ad.Events.List(context.Background(), events.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]int{}
+	for _, e := range evs {
+		out[e.ID]++
+	}
+	return out
+}
+
+// TestRunSetsUpAndChecksExpiry: the first start runs setup (M9); a start
+// within the warning window logs 12017, one after NotAfter logs 12015
+// (C12, E5), once per day per certificate.
+func TestRunSetsUpAndChecksExpiry(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Now()
+	runUntilReady(t, dir, func() time.Time { return start })
+	ids := eventIDs(t, dir)
+	if ids[16001] != 1 || ids[16002] != 1 || ids[12017] != 0 || ids[12015] != 0 {
+		t.Fatalf("after first start: %v", ids)
+	}
+	soon := start.Add(350 * 24 * time.Hour)
+	runUntilReady(t, dir, func() time.Time { return soon })
+	runUntilReady(t, dir, func() time.Time { return soon.Add(time.Minute) })
+	if ids := eventIDs(t, dir); ids[12017] != 1 || ids[16001] != 1 {
+		t.Fatalf("within 30 days of expiry: %v", ids)
+	}
+	late := start.Add(400 * 24 * time.Hour)
+	runUntilReady(t, dir, func() time.Time { return late })
+	if ids := eventIDs(t, dir); ids[12015] != 1 {
+		t.Fatalf("after expiry: %v", ids)
+	}
+}
