@@ -47,6 +47,9 @@ func run(ctx context.Context, args []string) int {
 	if err == nil {
 		return 0
 	}
+	if errors.Is(err, errNotValid) {
+		return 1 // the report said why
+	}
 	var ue usageError
 	switch {
 	case errors.As(err, &ue):
@@ -74,7 +77,7 @@ func (a *app) rootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&a.dataDir, "data", def, "data directory (env CERTRELAY_DATA)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.serveCommand(), a.setupCommand(), a.serverCommand(), a.certCommand(), a.eventsCommand(), a.loglevelCommand())
+	root.AddCommand(a.serveCommand(), a.setupCommand(), a.serverCommand(), a.certCommand(), a.trustCommand(), a.eventsCommand(), a.loglevelCommand())
 	return root
 }
 

@@ -81,7 +81,48 @@ func (a *app) serverCommand() *cobra.Command {
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	c.AddCommand(show)
+	var fqdn, proxy string
+	var nlb []string
+	set := &cobra.Command{
+		Use:   "set",
+		Short: "Change the server's FQDN, load-balancer names or HTTP proxy",
+		Long: `Change this server's settings. --proxy sets the HTTP proxy CRL and OCSP
+fetches go through (as WinHTTP's proxy is for Exchange); --proxy "" removes it.
+--nlb-name (repeatable) records names a load balancer adds.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var o admin.ServerSetOptions
+			f := cmd.Flags()
+			if f.Changed("fqdn") {
+				o.Fqdn = &fqdn
+			}
+			if f.Changed("proxy") {
+				o.Proxy = &proxy
+			}
+			if f.Changed("nlb-name") {
+				names := splitList(nlb)
+				o.NLBNames = &names
+			}
+			if o == (admin.ServerSetOptions{}) {
+				return usagef("nothing to set: give --fqdn, --nlb-name or --proxy")
+			}
+			ad, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ad.Close()
+			info, err := ad.ServerSet(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			printList(a.stdout, info, nil)
+			return nil
+		},
+	}
+	set.Flags().StringVar(&fqdn, "fqdn", "", "this server's FQDN")
+	set.Flags().StringVar(&proxy, "proxy", "", "HTTP proxy URL for CRL and OCSP fetches (\"\" for none)")
+	set.Flags().StringArrayVar(&nlb, "nlb-name", nil, "a load-balancer name of this server (repeat; \"\" clears)")
+	c.AddCommand(show, set)
 	return c
 }
 

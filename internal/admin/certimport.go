@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"certrelay/internal/certinfo"
 	"certrelay/internal/store"
@@ -99,6 +100,11 @@ func (a *Admin) ImportCertificate(ctx context.Context, o ImportOptions) (ImportR
 			res.Intermediates = append(res.Intermediates, certinfo.Thumbprint(c.Raw))
 		}
 	}
+	// Establish its revocation status now, so it is known before it is
+	// enabled; bounded, and a failure here only shows in its Status.
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	_, _ = a.RefreshRevocation(rctx, t)
+	cancel()
 	v, err := a.viewer(ctx)
 	if err != nil {
 		return ImportResult{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -179,6 +180,7 @@ type ServerInfo struct {
 	InternalTransportCertificateNotAfter   *time.Time `json:",omitempty"`
 	DataDirectory                          string
 	ServiceAccount                         string
+	Proxy                                  string
 	SetupTime                              string
 }
 
@@ -189,11 +191,13 @@ func (a *Admin) ServerShow(ctx context.Context) (ServerInfo, error) {
 		return ServerInfo{}, err
 	}
 	setup, _ := a.Settings.Get(ctx, settings.SetupDone)
+	proxy, _ := a.Settings.Get(ctx, settings.Proxy)
 	info := ServerInfo{
 		Name: srv.Name, Fqdn: srv.Fqdn, Role: srv.Role, NLBNames: srv.NLBNames,
 		InternalTransportCertificateThumbprint: srv.InternalTransportCertificateThumbprint,
 		DataDirectory:                          a.dataDir,
 		ServiceAccount:                         a.Store.Account().Name,
+		Proxy:                                  proxy,
 		SetupTime:                              setup,
 	}
 	if info.NLBNames == nil {
@@ -213,4 +217,61 @@ func (a *Admin) requireSetup(ctx context.Context) (directory.Server, error) {
 		return srv, ErrNotSetUp
 	}
 	return srv, err
+}
+
+// ServerSetOptions change this server's settings; nil fields stay as they
+// are.
+type ServerSetOptions struct {
+	Fqdn     *string
+	NLBNames *[]string
+	Proxy    *string // "" for direct connections
+}
+
+// ServerSet changes this server's FQDN, load-balancer names or HTTP proxy.
+// Each value is checked before anything is written.
+func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, error) {
+	const op = "server set"
+	srv, err := a.requireSetup(ctx)
+	if err != nil {
+		return ServerInfo{}, errorf(op, err)
+	}
+	if o.Fqdn != nil {
+		f := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(*o.Fqdn), "."))
+		if err := certinfo.ValidateDomain(f); err != nil || strings.Contains(f, "*") {
+			return ServerInfo{}, errorf(op, fmt.Errorf("--fqdn %q: %v", *o.Fqdn, err))
+		}
+		srv.Fqdn = f
+	}
+	if o.NLBNames != nil {
+		var names []string
+		for _, n := range *o.NLBNames {
+			n = strings.ToLower(strings.TrimSpace(n))
+			if n == "" {
+				continue
+			}
+			if err := certinfo.ValidateDomain(n); err != nil {
+				return ServerInfo{}, errorf(op, fmt.Errorf("--nlb-name %q: %v", n, err))
+			}
+			names = append(names, n)
+		}
+		srv.NLBNames = names
+	}
+	if o.Proxy != nil && *o.Proxy != "" {
+		u, err := url.Parse(*o.Proxy)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return ServerInfo{}, errorf(op, fmt.Errorf("--proxy %q is not a proxy URL: write it as http://proxy.example.com:3128", *o.Proxy))
+		}
+	}
+	if o.Fqdn != nil || o.NLBNames != nil {
+		if err := a.Dir.PutServer(ctx, srv); err != nil {
+			return ServerInfo{}, errorf(op, err)
+		}
+	}
+	if o.Proxy != nil {
+		if err := a.Settings.Set(ctx, nil, settings.Proxy, *o.Proxy); err != nil {
+			return ServerInfo{}, errorf(op, err)
+		}
+	}
+	_ = a.Store.Touch(ctx)
+	return a.ServerShow(ctx)
 }

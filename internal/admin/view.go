@@ -58,6 +58,7 @@ func (c Certificate) Info() certinfo.Info { return c.info }
 type viewer struct {
 	a        *Admin
 	snap     *trust.Snapshot
+	records  map[string]trust.Record
 	now      time.Time
 	internal string
 }
@@ -67,7 +68,11 @@ func (a *Admin) viewer(ctx context.Context) (*viewer, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &viewer{a: a, snap: snap, now: a.now()}
+	records, err := a.Trust.RevocationRecords(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := &viewer{a: a, snap: snap, records: records, now: a.now()}
 	if srv, err := a.LocalServer(ctx); err == nil {
 		v.internal = srv.InternalTransportCertificateThumbprint
 	}
@@ -112,7 +117,7 @@ func (v *viewer) view(e store.Entry) Certificate {
 	c.SerialNumber = in.SerialNumber
 	c.KeyAlgorithm = in.KeyAlgorithm
 	c.IsInternalTransportCertificate = v.internal != "" && v.internal == e.Thumbprint
-	r := v.snap.Evaluate(e.Cert, nil, v.now)
+	r := v.snap.Judge(e.Cert, nil, v.now, v.records)
 	c.Status, c.RootCAType, c.Chain = r.Status, r.RootCAType, r.Chain
 	c.StatusDetail, c.Fix = r.Problem, r.Fix
 	return c

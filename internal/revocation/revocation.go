@@ -48,6 +48,21 @@ func (s Status) String() string {
 // MarshalText makes Status print as its name in JSON (`cert verify --json`).
 func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads a name MarshalText wrote; anything else is Unknown.
+func (s *Status) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "Good":
+		*s = Good
+	case "Revoked":
+		*s = Revoked
+	case "NoSources":
+		*s = NoSources
+	default:
+		*s = Unknown
+	}
+	return nil
+}
+
 // Kinds of source, for Attempt.Kind.
 const (
 	KindOCSP = "OCSP"

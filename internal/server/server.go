@@ -62,6 +62,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Ready != nil {
 		o.Ready()
 	}
+	go s.refreshRevocation(ctx)
 	changes := ad.Store.Watch(ctx, 50*time.Millisecond)
 	daily := time.NewTicker(24 * time.Hour)
 	defer daily.Stop()
@@ -102,5 +103,27 @@ func (s *srv) checkExpiry(ctx context.Context) {
 		_, _ = s.ad.Events.Raise(ctx, 12015, t, t, e.Cert.NotAfter.UTC().Format(time.RFC3339))
 	case left <= s.window:
 		_, _ = s.ad.Events.Raise(ctx, 12017, t, t, fmt.Sprint(int(left.Hours())))
+	}
+}
+
+// RevocationRefresh is how often the server re-checks revocation data that
+// is missing or has expired (T4: cert list shows cached results, refreshed
+// in the background).
+const RevocationRefresh = 5 * time.Minute
+
+func (s *srv) refreshRevocation(ctx context.Context) {
+	t := time.NewTicker(RevocationRefresh)
+	defer t.Stop()
+	for {
+		if n, err := s.ad.RefreshRevocation(ctx, ""); err != nil && ctx.Err() == nil {
+			s.log.Warn("revocation refresh failed", "error", err)
+		} else if n > 0 {
+			s.log.Info("revocation refreshed", "certificates", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }

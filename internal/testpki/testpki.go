@@ -40,19 +40,19 @@ type Leaf struct {
 // valid from an hour ago for a year, RSA 2048 (from a shared cache, since
 // generation is slow), serverAuth.
 type Options struct {
-	CommonName  string
-	Subject     *pkix.Name // overrides CommonName
-	DNSNames    []string
-	NotBefore   time.Time
-	NotAfter    time.Time
-	Key         crypto.Signer // default: a cached RSA-2048 key
-	KeyUsage    x509.KeyUsage
-	ExtKeyUsage []x509.ExtKeyUsage // nil: serverAuth, clientAuth; use NoEKU for none
-	NoEKU       bool
-	CRL         []string // CRL distribution points
-	OCSP        []string // OCSP servers
-	IsCA        bool
-	Version1    bool // only for negative tests: a v1 certificate (no extensions)
+	CommonName   string
+	Subject      *pkix.Name // overrides CommonName
+	DNSNames     []string
+	NotBefore    time.Time
+	NotAfter     time.Time
+	Key          crypto.Signer // default: a cached RSA-2048 key
+	KeyUsage     x509.KeyUsage
+	ExtKeyUsage  []x509.ExtKeyUsage // nil: serverAuth, clientAuth; use NoEKU for none
+	NoEKU        bool
+	CRL          []string // CRL distribution points
+	OCSP         []string // OCSP servers
+	IsCA         bool
+	PermittedDNS []string // name constraints of a CA
 }
 
 var serial atomic.Int64
@@ -96,9 +96,15 @@ func (o *Options) defaults(t testing.TB) {
 	}
 	if o.NotBefore.IsZero() {
 		o.NotBefore = time.Now().Add(-time.Hour)
+		if o.IsCA { // CAs outlive what they issue, in the past as in the future
+			o.NotBefore = time.Now().Add(-5 * 365 * 24 * time.Hour)
+		}
 	}
 	if o.NotAfter.IsZero() {
 		o.NotAfter = o.NotBefore.Add(365 * 24 * time.Hour)
+		if o.IsCA {
+			o.NotAfter = time.Now().Add(10 * 365 * 24 * time.Hour)
+		}
 	}
 	if o.ExtKeyUsage == nil && !o.NoEKU && !o.IsCA {
 		o.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
@@ -127,8 +133,9 @@ func (o *Options) template() *x509.Certificate {
 		ExtKeyUsage:           o.ExtKeyUsage,
 		CRLDistributionPoints: o.CRL,
 		OCSPServer:            o.OCSP,
-		BasicConstraintsValid: !o.Version1,
+		BasicConstraintsValid: true,
 		IsCA:                  o.IsCA,
+		PermittedDNSDomains:   o.PermittedDNS,
 	}
 	return tmpl
 }

@@ -15,8 +15,9 @@ type Element struct {
 	Subject    string
 	Thumbprint string
 	Status     Status
-	Problem    string            `json:",omitempty"`
-	Cert       *x509.Certificate `json:"-"`
+	Problem    string             `json:",omitempty"`
+	Revocation *ElementRevocation `json:",omitempty"`
+	Cert       *x509.Certificate  `json:"-"`
 }
 
 // Result is the verdict on one certificate.
@@ -113,17 +114,26 @@ func (sn *Snapshot) Evaluate(c *x509.Certificate, extra []*x509.Certificate, now
 	var ua x509.UnknownAuthorityError
 	switch {
 	case errors.As(err, &inv) && inv.Reason == x509.Expired:
-		// Find the chain as it stood while c was valid, to name the root.
-		opts.CurrentTime = c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) / 2)
+		// Find the chain as it stood while c was valid, to name the root:
+		// try the end of its validity nearest to now, then its middle.
 		problem := dateProblem(c, now)
 		if problem == "" {
 			problem = "a certificate of its chain is outside its validity period: " + inv.Detail
 		}
 		fix := "renew it with the CA (certrelay cert request …, then certrelay cert import), and check this server's clock"
-		if chains, err2 := c.Verify(opts); err2 == nil {
-			return sn.result(chains[0], DateInvalid, problem, fix)
-		} else if errors.As(err2, &ua) {
-			return sn.untrusted(c, extra, ua)
+		near := c.NotAfter.Add(-time.Second)
+		if now.Before(c.NotBefore) {
+			near = c.NotBefore.Add(time.Second)
+		}
+		for _, at := range []time.Time{near, c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) / 2)} {
+			opts.CurrentTime = at
+			chains, err2 := c.Verify(opts)
+			if err2 == nil {
+				return sn.result(chains[0], DateInvalid, problem, fix)
+			}
+			if errors.As(err2, &ua) {
+				return sn.untrusted(c, extra, ua)
+			}
 		}
 		return Result{Status: DateInvalid, RootCAType: RootUnknown, Chain: sn.partialChain(c, extra, DateInvalid, problem), Problem: problem, Fix: fix}
 	case errors.As(err, &ua):

@@ -115,7 +115,7 @@ const interSchema = `CREATE TABLE IF NOT EXISTS intermediates (
 // Open opens the trust store on d. bundles lists the system bundle files
 // to try (nil: DefaultSystemBundles, or CERTRELAY_SYSTEM_ROOTS when set).
 func Open(ctx context.Context, d *sql.DB, bundles []string) (*Store, error) {
-	if err := db.Migrate(ctx, d, "trust", schema, interSchema); err != nil {
+	if err := db.Migrate(ctx, d, "trust", schema, interSchema, revocationSchema, revocationCacheSchema); err != nil {
 		return nil, err
 	}
 	if bundles == nil {

@@ -1,0 +1,245 @@
+package admin
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"certrelay/internal/certinfo"
+	"certrelay/internal/revocation"
+	"certrelay/internal/settings"
+	"certrelay/internal/trust"
+)
+
+// TrustAddResult says what TrustAdd did.
+type TrustAddResult struct {
+	Roots         []trust.Root // trusted now, with their source
+	Intermediates []string     // thumbprints added to the intermediate store
+	Skipped       []string     // certificates of the file that were not added, and why
+}
+
+// TrustAdd adds the certificates of a file to the trusted root store with
+// a source (T2), or, with intermediate, to the intermediate store (for
+// chains and cross-certificates, T3). Roots must be self-signed CA
+// certificates; a non-self-signed one is refused with the hint to add it
+// as an intermediate. Nothing changes on error.
+func (a *Admin) TrustAdd(ctx context.Context, data []byte, source trust.Source, intermediate bool) (TrustAddResult, error) {
+	const op = "trust add"
+	b, err := certinfo.ParseBundle(data, nil)
+	if err != nil {
+		return TrustAddResult{}, errorf(op, err)
+	}
+	if len(b.Certificates) == 0 {
+		return TrustAddResult{}, errorf(op, errors.New("the file holds no certificate"))
+	}
+	for _, c := range b.Certificates {
+		isCA := c.BasicConstraintsValid && c.IsCA
+		switch {
+		case intermediate && !isCA:
+			return TrustAddResult{}, errorf(op, fmt.Errorf("%s is not a CA certificate: only CA certificates go to the intermediate store", c.Subject))
+		case !intermediate && !certinfo.IsSelfSigned(c):
+			return TrustAddResult{}, errorf(op, fmt.Errorf("%s is not self-signed, so it is not a root: add it with --intermediate (a cross-certificate is an intermediate too), and trust the root that issued it", c.Subject))
+		case !intermediate && !isCA:
+			return TrustAddResult{}, errorf(op, fmt.Errorf("%s is a self-signed end-entity certificate, not a CA: servers that present it are trusted by the directory (direct trust), not by a root", c.Subject))
+		}
+	}
+	res := TrustAddResult{}
+	now := a.now()
+	for _, c := range b.Certificates {
+		if intermediate {
+			added, err := a.Trust.AddIntermediate(ctx, c, now)
+			if err != nil {
+				return res, errorf(op, err)
+			}
+			if added {
+				res.Intermediates = append(res.Intermediates, certinfo.Thumbprint(c.Raw))
+			} else {
+				res.Skipped = append(res.Skipped, certinfo.Thumbprint(c.Raw)+": already in the intermediate store")
+			}
+			continue
+		}
+		if err := a.Trust.AddRoot(ctx, c, source, now); err != nil {
+			return res, errorf(op, err)
+		}
+		res.Roots = append(res.Roots, trust.Root{Thumbprint: certinfo.Thumbprint(c.Raw), Subject: c.Subject.String(), NotAfter: c.NotAfter, Source: source, Cert: c})
+	}
+	a.trustChanged(ctx)
+	return res, nil
+}
+
+// TrustList lists the trusted roots (those added here first, then the
+// system bundle's) and the intermediates.
+func (a *Admin) TrustList(ctx context.Context) ([]trust.Root, []*x509.Certificate, error) {
+	roots, err := a.Trust.Roots(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	inters, err := a.Trust.Intermediates(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return roots, inters, nil
+}
+
+// TrustRemove stops trusting a root, or forgets an intermediate.
+func (a *Admin) TrustRemove(ctx context.Context, thumbprint string) error {
+	const op = "trust remove"
+	t, ok := certinfo.NormalizeThumbprint(thumbprint)
+	if !ok {
+		return errorf(op, badThumbprint(thumbprint))
+	}
+	err := a.Trust.RemoveRoot(ctx, t)
+	if errors.Is(err, trust.ErrNotFound) {
+		err = a.Trust.RemoveIntermediate(ctx, t)
+		if errors.Is(err, trust.ErrNotFound) {
+			err = fmt.Errorf("%s is neither a trusted root added here nor an intermediate (list them with certrelay trust list)", t)
+		}
+	}
+	if err != nil {
+		return errorf(op, err)
+	}
+	a.trustChanged(ctx)
+	return nil
+}
+
+// trustChanged tells running servers that statuses may have changed.
+func (a *Admin) trustChanged(ctx context.Context) { _ = a.Store.Touch(ctx) }
+
+// DefaultRevocationTimeout bounds each CRL or OCSP fetch.
+const DefaultRevocationTimeout = 5 * time.Second
+
+// Verifier returns a trust.Verifier configured from the settings: the
+// HTTP proxy for CRL and OCSP fetches, the shared response cache.
+func (a *Admin) Verifier(ctx context.Context) (*trust.Verifier, error) {
+	c := &revocation.Checker{Timeout: DefaultRevocationTimeout, Cache: a.Trust.RevocationCache(), Now: a.now}
+	p, err := a.Settings.Get(ctx, settings.Proxy)
+	if err != nil {
+		return nil, err
+	}
+	if p != "" {
+		u, err := url.Parse(p)
+		if err != nil {
+			return nil, fmt.Errorf("the proxy setting %q is not a URL: %w (fix it with certrelay server set --proxy URL)", p, err)
+		}
+		c.Proxy = u
+	}
+	return &trust.Verifier{Store: a.Trust, Checker: c, Now: a.now}, nil
+}
+
+// VerifyResult is what `cert verify` prints.
+type VerifyResult struct {
+	Thumbprint string
+	Subject    string
+	InStore    bool
+	trust.Result
+}
+
+// VerifyCertificate checks a certificate now (T5): its chain, and the
+// revocation of every element fetched afresh from each CRL and OCSP URL,
+// as certutil -verify -urlfetch does. target is a thumbprint of the store
+// or, when data is given, the certificate file's content (its first
+// non-CA certificate is verified, the others help build the chain). The
+// results are stored, so cert list shows the refreshed Status.
+func (a *Admin) VerifyCertificate(ctx context.Context, target string, data []byte) (VerifyResult, error) {
+	const op = "verify certificate"
+	var cert *x509.Certificate
+	var extra []*x509.Certificate
+	inStore := false
+	if data != nil {
+		b, err := certinfo.ParseBundle(data, nil)
+		if err != nil {
+			return VerifyResult{}, errorf(op, err)
+		}
+		if len(b.Certificates) == 0 {
+			return VerifyResult{}, errorf(op, errors.New("the file holds no certificate"))
+		}
+		cert = b.Certificates[0]
+		for _, c := range b.Certificates {
+			if !(c.BasicConstraintsValid && c.IsCA) {
+				cert = c
+				break
+			}
+		}
+		for _, c := range b.Certificates {
+			if c != cert {
+				extra = append(extra, c)
+			}
+		}
+	} else {
+		t, ok := certinfo.NormalizeThumbprint(target)
+		if !ok {
+			return VerifyResult{}, errorf(op, badThumbprint(target))
+		}
+		e, err := a.Store.Get(ctx, t)
+		if err != nil {
+			return VerifyResult{}, errorf(op, err)
+		}
+		if e.Pending() {
+			return VerifyResult{}, errorf(op, fmt.Errorf("%s is a pending request: there is no certificate to verify until the CA's answer is imported", t))
+		}
+		cert, inStore = e.Cert, true
+	}
+	v, err := a.Verifier(ctx)
+	if err != nil {
+		return VerifyResult{}, errorf(op, err)
+	}
+	r, err := v.Verify(ctx, cert, extra, true)
+	if err != nil {
+		return VerifyResult{}, errorf(op, err)
+	}
+	if inStore {
+		a.trustChanged(ctx)
+	}
+	return VerifyResult{Thumbprint: certinfo.Thumbprint(cert.Raw), Subject: cert.Subject.String(), InStore: inStore, Result: r}, nil
+}
+
+// RefreshRevocation re-checks, with cached answers where they are still
+// current, the revocation of every certificate in the store whose record
+// is missing or stale. It reports how many certificates it checked. Used
+// by the server in the background and after imports.
+func (a *Admin) RefreshRevocation(ctx context.Context, only string) (int, error) {
+	entries, err := a.Store.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	snap, err := a.Trust.Snapshot(ctx)
+	if err != nil {
+		return 0, err
+	}
+	records, err := a.Trust.RevocationRecords(ctx)
+	if err != nil {
+		return 0, err
+	}
+	v, err := a.Verifier(ctx)
+	if err != nil {
+		return 0, err
+	}
+	now := a.now()
+	checked := 0
+	for _, e := range entries {
+		if e.Pending() || (only != "" && e.Thumbprint != only) {
+			continue
+		}
+		due := false
+		for _, t := range snap.ElementThumbprints(e.Cert, now) {
+			rec, ok := records[t]
+			if !ok || rec.Stale(now) || rec.Result.Status == revocation.Unknown && now.Sub(rec.CheckedAt) > time.Minute {
+				due = true
+			}
+		}
+		if !due {
+			continue
+		}
+		if _, err := v.Verify(ctx, e.Cert, nil, false); err != nil {
+			return checked, err
+		}
+		checked++
+	}
+	if checked > 0 {
+		a.trustChanged(ctx)
+	}
+	return checked, nil
+}
