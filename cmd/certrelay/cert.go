@@ -17,7 +17,7 @@ import (
 func (a *app) certCommand() *cobra.Command {
 	c := &cobra.Command{Use: "cert", Short: "Manage the personal certificate store (SPEC §3)"}
 	c.AddCommand(a.certNewCommand(), a.certRequestCommand(), a.certImportCommand(), a.certEnableCommand(),
-		a.certListCommand(), a.certShowCommand(), a.certExportCommand(), a.certRemoveCommand(), a.certVerifyCommand())
+		a.certListCommand(), a.certShowCommand(), a.certExportCommand(), a.certRemoveCommand(), a.certVerifyCommand(), a.certExplainCommand())
 	return c
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -53,6 +54,9 @@ func (a *app) printSetup(w io.Writer, res admin.SetupResult) {
 		}
 		fmt.Fprintf(w, "%s internal transport certificate %s (%v), valid until %s.\n", how, res.Certificate.Thumbprint,
 			res.Certificate.CertificateDomains, formatTime(*res.Certificate.NotAfter))
+	}
+	if res.Connector != nil {
+		fmt.Fprintf(w, "Made receive connector %q on %s.\n", res.Connector.Name, strings.Join(res.Connector.Bindings, ", "))
 	}
 }
 

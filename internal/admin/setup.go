@@ -24,9 +24,10 @@ type SetupOptions struct {
 // SetupResult says what Setup did.
 type SetupResult struct {
 	Server      directory.Server
-	AlreadyDone bool         // setup had run before; nothing changed
-	Certificate *Certificate // the internal transport certificate
-	Created     bool         // Setup made the certificate (false: an existing one could serve)
+	AlreadyDone bool                        // setup had run before; nothing changed
+	Certificate *Certificate                // the internal transport certificate
+	Created     bool                        // Setup made the certificate (false: an existing one could serve)
+	Connector   *directory.ReceiveConnector // the default receive connector Setup made
 }
 
 // IsSetUp reports whether setup has run on this data directory.
@@ -127,6 +128,16 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 	}
 	if srv, err = a.setInternal(ctx, srv, cert.Entry()); err != nil {
 		return SetupResult{}, err
+	}
+	if conns, err := a.Dir.ReceiveConnectors(ctx, srv.Name); err != nil {
+		return SetupResult{}, err
+	} else if len(conns) == 0 {
+		bindings := []string{DefaultReceiveBinding}
+		c, err := a.AddReceiveConnector(ctx, "Default "+srv.Name, ReceiveConnectorOptions{Bindings: &bindings})
+		if err != nil {
+			return SetupResult{}, errorf("setup", err)
+		}
+		res.Connector = &c
 	}
 	if err := a.Settings.Set(ctx, nil, settings.SetupDone, a.now().UTC().Format(time.RFC3339)); err != nil {
 		return SetupResult{}, err

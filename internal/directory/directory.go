@@ -42,15 +42,36 @@ const (
 func ValidRole(r string) bool { return r == RoleHub || r == RoleEdge }
 
 // Directory is the organisation's shared configuration. Implementations
-// are safe for concurrent use; every method honours ctx.
+// are safe for concurrent use; every method honours ctx. Lookups of
+// objects that do not exist return an error wrapping ErrNotFound; so do
+// deletions of them.
 type Directory interface {
-	// Server returns the server object name (case-insensitive), or an
-	// error wrapping ErrNotFound.
 	Server(ctx context.Context, name string) (Server, error)
-	// Servers lists every server object, by name.
 	Servers(ctx context.Context) ([]Server, error)
-	// PutServer creates or replaces a server object.
 	PutServer(ctx context.Context, s Server) error
+
+	ReceiveConnectors(ctx context.Context, server string) ([]ReceiveConnector, error)
+	ReceiveConnector(ctx context.Context, server, name string) (ReceiveConnector, error)
+	PutReceiveConnector(ctx context.Context, c ReceiveConnector) error
+	DeleteReceiveConnector(ctx context.Context, server, name string) error
+
+	SendConnectors(ctx context.Context) ([]SendConnector, error)
+	SendConnector(ctx context.Context, name string) (SendConnector, error)
+	PutSendConnector(ctx context.Context, c SendConnector) error
+	DeleteSendConnector(ctx context.Context, name string) error
+
+	AcceptedDomains(ctx context.Context) ([]AcceptedDomain, error)
+	PutAcceptedDomain(ctx context.Context, d AcceptedDomain) error
+	DeleteAcceptedDomain(ctx context.Context, name string) error
+
+	Mailboxes(ctx context.Context) ([]Mailbox, error)
+	Mailbox(ctx context.Context, address string) (Mailbox, error)
+	PutMailbox(ctx context.Context, m Mailbox) error
+	DeleteMailbox(ctx context.Context, address string) error
+
+	// Generation grows with every change, so servers notice changes made
+	// by other processes (S7: no restart).
+	Generation(ctx context.Context) (int64, error)
 }
 
 func key(name string) string { return strings.ToLower(strings.TrimSpace(name)) }

@@ -1,0 +1,186 @@
+package admin
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"sync"
+	"time"
+
+	"certrelay/internal/directory"
+	"certrelay/internal/selection"
+	"certrelay/internal/store"
+)
+
+// CandidateBuilder turns the personal store into selection candidates:
+// each certificate with its Status (from trust and the stored revocation
+// results), its key facts and, when the key loads, a tls.Certificate with
+// its chain ready for handshakes. Parsed keys are kept between builds, so
+// rebuilding after a store change only reads new keys. Safe for
+// concurrent use.
+type CandidateBuilder struct {
+	a    *Admin
+	mu   sync.Mutex
+	keys map[string]crypto.Signer // by key ID
+}
+
+// NewCandidateBuilder returns a builder for this data directory.
+func (a *Admin) NewCandidateBuilder() *CandidateBuilder {
+	return &CandidateBuilder{a: a, keys: map[string]crypto.Signer{}}
+}
+
+// Build returns the candidates as of now.
+func (b *CandidateBuilder) Build(ctx context.Context) ([]selection.Candidate, time.Time, error) {
+	entries, err := b.a.Store.List(ctx)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	v, err := b.a.viewer(ctx)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	seen := map[string]bool{}
+	out := make([]selection.Candidate, 0, len(entries))
+	for _, e := range entries {
+		if e.Pending() {
+			out = append(out, selection.Candidate{Thumbprint: e.Thumbprint, Pending: true, Subject: e.Request.Subject.String()})
+			continue
+		}
+		c := v.view(e)
+		ki := b.a.Store.KeyInfo(e)
+		cand := selection.Candidate{
+			Thumbprint: e.Thumbprint, Subject: c.Subject, Issuer: c.Issuer, Domains: c.CertificateDomains,
+			NotBefore: e.Cert.NotBefore, NotAfter: e.Cert.NotAfter, IsSelfSigned: c.IsSelfSigned,
+			Services: e.Services, Status: c.Status, Cert: e.Cert,
+			HasKey: ki.Present, KeyReadable: ki.ServiceCanRead,
+		}
+		if ki.Present && e.Services != store.None {
+			seen[e.KeyID] = true
+			key, ok := b.keys[e.KeyID]
+			if !ok {
+				k, err := b.a.Store.PrivateKey(e)
+				if err != nil {
+					cand.KeyError = err.Error()
+				} else {
+					key, ok = k, true
+					b.keys[e.KeyID] = k
+				}
+			}
+			if ok {
+				tc := &tls.Certificate{Certificate: [][]byte{e.Cert.Raw}, PrivateKey: key, Leaf: e.Cert}
+				// Send the intermediates, not the root (RFC 8446 4.4.2).
+				for i := 1; i < len(c.Chain)-1; i++ {
+					tc.Certificate = append(tc.Certificate, c.Chain[i].Cert.Raw)
+				}
+				cand.TLS = tc
+			}
+		}
+		out = append(out, cand)
+	}
+	for id := range b.keys {
+		if !seen[id] {
+			delete(b.keys, id)
+		}
+	}
+	return out, v.now, nil
+}
+
+// ExplainOptions say which session to explain.
+type ExplainOptions struct {
+	Connector string         // a receive (in) or send (out) connector
+	Fqdn      string         // or a name to match directly
+	Service   store.Services // default SMTP
+	Direction string         // "in" (default) or "out"
+}
+
+// Explanation is what `cert explain` prints.
+type Explanation struct {
+	Connector  string `json:",omitempty"`
+	Direction  string
+	Service    string
+	Fqdn       string
+	Explicit   string `json:",omitempty"`
+	Winner     string // thumbprint, "" when none
+	How        string `json:",omitempty"`
+	Why        string
+	Candidates []selection.Consideration
+	// STARTTLS says what the connector does with this decision.
+	STARTTLS string
+}
+
+// Explain runs selection for a connector or a name and returns every
+// candidate with the reason it was rejected, passed over or chosen (SPEC
+// §5, D2): the decision a session would make now.
+func (a *Admin) Explain(ctx context.Context, o ExplainOptions) (Explanation, error) {
+	const op = "explain"
+	srv, err := a.requireSetup(ctx)
+	if err != nil {
+		return Explanation{}, errorf(op, err)
+	}
+	if o.Service == store.None {
+		o.Service = store.SMTP
+	}
+	if o.Direction == "" {
+		o.Direction = "in"
+	}
+	var req selection.Request
+	ex := Explanation{Direction: o.Direction, Service: o.Service.String()}
+	switch {
+	case o.Connector != "" && o.Direction == "out":
+		c, err := a.Dir.SendConnector(ctx, o.Connector)
+		if err != nil {
+			return ex, errorf(op, err)
+		}
+		req = selection.ForConnector(c.Fqdn, srv.Fqdn, c.TlsCertificateName, false, o.Service)
+		ex.Connector = c.Name
+	case o.Connector != "":
+		c, err := a.GetReceiveConnector(ctx, o.Connector)
+		if err != nil {
+			return ex, errorf(op, err)
+		}
+		req = selection.ForConnector(c.Fqdn, srv.Fqdn, c.TlsCertificateName, c.TlsWildcardOneLabel, o.Service)
+		ex.Connector = c.Name
+		ex.STARTTLS = receiveTLSBehaviour(c)
+	case o.Fqdn != "":
+		req = selection.ForConnector(o.Fqdn, "", "", false, o.Service)
+	default:
+		return ex, errorf(op, errorString("give --connector NAME or --fqdn NAME"))
+	}
+	cands, now, err := a.NewCandidateBuilder().Build(ctx)
+	if err != nil {
+		return ex, errorf(op, err)
+	}
+	d := selection.Select(cands, req, now)
+	ex.Fqdn, ex.Explicit, ex.How, ex.Why, ex.Candidates = req.FQDN, req.Explicit, d.How, d.Why, d.Considered
+	if ex.Candidates == nil {
+		ex.Candidates = []selection.Consideration{}
+	}
+	if d.Winner != nil {
+		ex.Winner = d.Winner.Thumbprint
+	}
+	if ex.STARTTLS != "" {
+		switch {
+		case d.Winner == nil && ex.STARTTLS == "offered":
+			ex.STARTTLS = "not advertised: no certificate (event 12014)"
+		case d.Expired(now) && ex.STARTTLS == "offered":
+			ex.STARTTLS = "offered with an expired certificate (event 12016)"
+		}
+	}
+	if o.Direction == "out" && d.Winner == nil && req.Explicit != "" {
+		ex.STARTTLS = "sessions fail with 454 4.7.5: the named certificate is missing"
+	}
+	return ex, nil
+}
+
+func receiveTLSBehaviour(c directory.ReceiveConnector) string {
+	if !contains(c.AuthMechanism, "Tls") {
+		return "not offered: the connector's auth mechanisms do not include Tls"
+	}
+	return "offered"
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }

@@ -1,0 +1,146 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"certrelay/internal/certinfo"
+	"certrelay/internal/directory"
+)
+
+// AddAcceptedDomain makes the organisation receive mail for domain.
+func (a *Admin) AddAcceptedDomain(ctx context.Context, domain string) (directory.AcceptedDomain, error) {
+	const op = "add accepted domain"
+	d := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
+	if err := certinfo.ValidateDomain(d); err != nil || strings.Contains(d, "*") {
+		if err == nil {
+			err = errors.New("wildcards are not accepted domains")
+		}
+		return directory.AcceptedDomain{}, errorf(op, err)
+	}
+	list, err := a.Dir.AcceptedDomains(ctx)
+	if err != nil {
+		return directory.AcceptedDomain{}, err
+	}
+	for _, x := range list {
+		if x.DomainName == d {
+			return directory.AcceptedDomain{}, errorf(op, fmt.Errorf("%s is an accepted domain already", d))
+		}
+	}
+	ad := directory.AcceptedDomain{DomainName: d, DomainType: "Authoritative", Default: len(list) == 0}
+	if err := a.Dir.PutAcceptedDomain(ctx, ad); err != nil {
+		return ad, errorf(op, err)
+	}
+	return ad, nil
+}
+
+// ListAcceptedDomains lists the accepted domains.
+func (a *Admin) ListAcceptedDomains(ctx context.Context) ([]directory.AcceptedDomain, error) {
+	return a.Dir.AcceptedDomains(ctx)
+}
+
+// RemoveAcceptedDomain stops accepting mail for domain. Refused while
+// mailboxes of the domain exist.
+func (a *Admin) RemoveAcceptedDomain(ctx context.Context, domain string) error {
+	const op = "remove accepted domain"
+	d := strings.ToLower(strings.TrimSpace(domain))
+	boxes, err := a.Dir.Mailboxes(ctx)
+	if err != nil {
+		return err
+	}
+	var held []string
+	for _, m := range boxes {
+		if strings.HasSuffix(m.Address, "@"+d) {
+			held = append(held, m.Address)
+		}
+	}
+	if len(held) > 0 {
+		return errorf(op, fmt.Errorf("%s still has mailboxes (%s): remove them first with certrelay mailbox remove", d, strings.Join(held, ", ")))
+	}
+	if err := a.Dir.DeleteAcceptedDomain(ctx, d); err != nil {
+		return errorf(op, err)
+	}
+	return nil
+}
+
+// SplitAddress checks user@domain and returns it lower-cased.
+func SplitAddress(addr string) (local, domain string, err error) {
+	addr = strings.ToLower(strings.TrimSpace(addr))
+	local, domain, ok := strings.Cut(addr, "@")
+	if !ok || local == "" || domain == "" || strings.ContainsAny(local, " \t\"<>()[]\\,;:@/") || strings.HasPrefix(local, ".") || strings.HasSuffix(local, ".") || strings.Contains(local, "..") {
+		return "", "", fmt.Errorf("%q is not a mailbox address: write it as user@domain", addr)
+	}
+	if err := certinfo.ValidateDomain(domain); err != nil {
+		return "", "", fmt.Errorf("address %q: %w", addr, err)
+	}
+	return local, domain, nil
+}
+
+// AddMailbox creates a mailbox in an accepted domain, with a password for
+// AUTH (stored as a bcrypt hash; the password itself is never stored).
+func (a *Admin) AddMailbox(ctx context.Context, address, password string) (directory.Mailbox, error) {
+	const op = "add mailbox"
+	srv, err := a.requireSetup(ctx)
+	if err != nil {
+		return directory.Mailbox{}, errorf(op, err)
+	}
+	local, domain, err := SplitAddress(address)
+	if err != nil {
+		return directory.Mailbox{}, errorf(op, err)
+	}
+	if !a.isAccepted(ctx, domain) {
+		return directory.Mailbox{}, errorf(op, fmt.Errorf("%s is not an accepted domain: add it first with certrelay domain add %s", domain, domain))
+	}
+	addr := local + "@" + domain
+	if _, err := a.Dir.Mailbox(ctx, addr); err == nil {
+		return directory.Mailbox{}, errorf(op, fmt.Errorf("the mailbox %s exists already", addr))
+	}
+	if len(password) < 8 {
+		return directory.Mailbox{}, errorf(op, errors.New("the password is shorter than 8 characters"))
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return directory.Mailbox{}, errorf(op, err)
+	}
+	m := directory.Mailbox{Address: addr, PasswordHash: string(hash), Server: srv.Name, Maildir: filepath.Join("mail", domain, local)}
+	if err := a.Dir.PutMailbox(ctx, m); err != nil {
+		return directory.Mailbox{}, errorf(op, err)
+	}
+	return m, nil
+}
+
+func (a *Admin) isAccepted(ctx context.Context, domain string) bool {
+	list, err := a.Dir.AcceptedDomains(ctx)
+	if err != nil {
+		return false
+	}
+	for _, d := range list {
+		if d.DomainName == domain {
+			return true
+		}
+	}
+	return false
+}
+
+// ListMailboxes lists the mailboxes (without password hashes).
+func (a *Admin) ListMailboxes(ctx context.Context) ([]directory.Mailbox, error) {
+	list, err := a.Dir.Mailboxes(ctx)
+	for i := range list {
+		list[i].PasswordHash = ""
+	}
+	return list, err
+}
+
+// RemoveMailbox deletes a mailbox from the directory; its Maildir stays
+// on disk.
+func (a *Admin) RemoveMailbox(ctx context.Context, address string) error {
+	if err := a.Dir.DeleteMailbox(ctx, strings.ToLower(strings.TrimSpace(address))); err != nil {
+		return errorf("remove mailbox", err)
+	}
+	return nil
+}

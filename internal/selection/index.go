@@ -1,0 +1,76 @@
+package selection
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Index answers selection requests for one state of the store, memoizing
+// each decision: the first request for a name walks the candidates, every
+// later one is a map lookup without locks or allocations. Build a new
+// Index on every store or trust change (S7) and when ValidUntil passes.
+// Safe for concurrent use.
+type Index struct {
+	cands      []Candidate
+	now        time.Time
+	validUntil time.Time
+	memo       atomic.Pointer[map[Request]*Decision]
+	mu         sync.Mutex // serialises writers of memo
+}
+
+// NewIndex builds an index over cands as of now.
+func NewIndex(cands []Candidate, now time.Time) *Index {
+	ix := &Index{cands: cands, now: now}
+	m := map[Request]*Decision{}
+	ix.memo.Store(&m)
+	// Decisions change when a candidate becomes valid or expires.
+	for _, c := range cands {
+		for _, t := range []time.Time{c.NotBefore, c.NotAfter} {
+			if t.After(now) && (ix.validUntil.IsZero() || t.Before(ix.validUntil)) {
+				ix.validUntil = t
+			}
+		}
+	}
+	return ix
+}
+
+// Candidates returns the candidates the index was built from.
+func (ix *Index) Candidates() []Candidate { return ix.cands }
+
+// Built returns the time the index judges validity at.
+func (ix *Index) Built() time.Time { return ix.now }
+
+// ValidUntil returns when a candidate's validity changes (zero: never):
+// rebuild the index then.
+func (ix *Index) ValidUntil() time.Time { return ix.validUntil }
+
+// Select returns the decision for req. req.FQDN should be lower-case
+// (callers normalise connector FQDNs once); it is lower-cased here when it
+// is not, at the cost of an allocation.
+func (ix *Index) Select(req Request) *Decision {
+	if d, ok := (*ix.memo.Load())[req]; ok {
+		return d
+	}
+	if lower := strings.ToLower(req.FQDN); lower != req.FQDN {
+		req.FQDN = lower
+		if d, ok := (*ix.memo.Load())[req]; ok {
+			return d
+		}
+	}
+	d := Select(ix.cands, req, ix.now)
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	old := *ix.memo.Load()
+	if prev, ok := old[req]; ok {
+		return prev
+	}
+	next := make(map[Request]*Decision, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[req] = &d
+	ix.memo.Store(&next)
+	return &d
+}

@@ -1,0 +1,461 @@
+package smtp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// readBufferSize is the per-connection input buffer. It bounds the runs
+// the data reader hands out and the pipelined input answered per flush.
+const readBufferSize = 8 << 10
+
+// writeBufferSize is the per-connection reply buffer.
+const writeBufferSize = 2 << 10
+
+// closingWriteTimeout bounds the write of a last reply (421, 221).
+const closingWriteTimeout = 10 * time.Second
+
+var (
+	errLineTooLong = errors.New("smtp: command line too long")
+	errStopping    = errors.New("smtp: server shutting down")
+)
+
+// conn is one server-side SMTP connection.
+type conn struct {
+	srv *Server
+	cfg *config
+	nc  net.Conn // the accepted connection; deadlines are set here
+	c   net.Conn // nc, or the *tls.Conn over it after STARTTLS
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	log *slog.Logger
+	dbg bool // debug logging enabled
+
+	sess   Session
+	st     State
+	domain string
+
+	caps      Capabilities
+	capsValid bool
+	maxSize   int64 // SIZE limit of the current transaction
+	rcptTried bool  // a RCPT was attempted in this transaction
+	errors    int
+	dataMode  bool // reading message data: per-read deadline
+	closing   bool // close after flushing the replies
+	closeHard bool // the peer must not be lingered for (handshake failed…)
+	dr        dataReader
+
+	stopping atomic.Bool // Shutdown or ctx: end at the next command
+	idle     atomic.Bool // blocked waiting for a command
+}
+
+var (
+	_ io.Reader   = (*dataReader)(nil)
+	_ io.WriterTo = (*dataReader)(nil)
+	_ io.Reader   = (*connReader)(nil)
+	_ io.Writer   = (*connWriter)(nil)
+)
+
+// connReader is the source of conn.br. It flushes pending replies before
+// every read that reaches the network (so pipelined replies leave in one
+// write, and never after the server blocks) and, during DATA, refreshes the
+// read deadline.
+type connReader struct{ c *conn }
+
+func (r *connReader) Read(p []byte) (int, error) {
+	c := r.c
+	if c.bw.Buffered() > 0 {
+		if err := c.bw.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	if c.dataMode {
+		c.nc.SetReadDeadline(time.Now().Add(c.cfg.dataTimeout))
+	}
+	return c.c.Read(p)
+}
+
+// connWriter is the sink of conn.bw; it sets the write deadline.
+type connWriter struct{ c *conn }
+
+func (w *connWriter) Write(p []byte) (int, error) {
+	w.c.nc.SetWriteDeadline(time.Now().Add(w.c.cfg.writeTimeout))
+	return w.c.c.Write(p)
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{srv: s, cfg: &s.cfg, nc: nc, c: nc}
+	size := max(readBufferSize, c.cfg.maxLine)
+	c.br = bufio.NewReaderSize(&connReader{c}, size)
+	c.bw = bufio.NewWriterSize(&connWriter{c}, writeBufferSize)
+	c.st.ID = s.nextID.Add(1)
+	c.st.LocalAddr = nc.LocalAddr()
+	c.st.RemoteAddr = nc.RemoteAddr()
+	return c
+}
+
+// stop asks the session to end at the next command boundary; if it is
+// waiting for a command, the wait is cut short. See Server.Shutdown.
+func (c *conn) stop() {
+	c.stopping.Store(true)
+	if c.idle.Load() {
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// run is the life of the connection.
+func (c *conn) run(parent context.Context) {
+	// The Session's context survives a graceful stop (a message being
+	// stored must not be cut) and ends with the connection.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	defer cancel()
+	stopAfter := context.AfterFunc(parent, c.stop)
+	defer stopAfter()
+
+	remote := ""
+	if c.st.RemoteAddr != nil {
+		remote = c.st.RemoteAddr.String()
+	}
+	c.log = c.cfg.log.With("conn", c.st.ID, "remote", remote)
+	c.dbg = c.log.Enabled(ctx, slog.LevelDebug)
+
+	defer c.finish()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("smtp session panic", "panic", r, "stack", string(debug.Stack()))
+			c.closeHard = true
+		}
+	}()
+
+	sess, err := c.srv.Handler.NewSession(ctx, c.st.ConnInfo)
+	if err != nil {
+		c.domain = c.cfg.hostname
+		c.log.Info("smtp connection refused by policy", "err", err)
+		c.replyError(err, 421, "4.3.2", "Service not available")
+		c.closing = true
+		return
+	}
+	c.sess = sess
+	defer func() {
+		if c.st.InTransaction {
+			c.resetTx()
+		}
+		c.sess.Close(c.st)
+	}()
+
+	domain, text := sess.Greeting()
+	if domain == "" {
+		domain = c.cfg.hostname
+	}
+	c.domain = sanitizeText(domain)
+	if text == "" {
+		text = "ESMTP ready"
+	}
+	c.writeReply(220, "", c.domain+" "+sanitizeText(text))
+	if c.dbg {
+		c.log.Debug("smtp session start")
+	}
+
+	for !c.closing {
+		line, err := c.readCommand()
+		if err != nil {
+			switch {
+			case err == errLineTooLong:
+				c.fail(500, "5.5.2", "Line too long")
+				continue
+			case err == errStopping || (isTimeout(err) && c.stopping.Load()):
+				c.writeReply(421, "4.3.2", "Service shutting down, closing connection")
+			case isTimeout(err):
+				c.log.Info("smtp timeout waiting for command")
+				c.writeReply(421, "4.4.2", "Timeout waiting for command, closing connection")
+			default:
+				if c.dbg && err != io.EOF {
+					c.log.Debug("smtp read failed", "err", err)
+				}
+				c.closeHard = true
+			}
+			c.closing = true
+			continue
+		}
+		c.dispatch(ctx, line)
+	}
+}
+
+// finish flushes the last replies and closes the connection. After an
+// error reply the peer may still be sending (pipelined commands): closing
+// with unread input would make TCP reset the connection and could destroy
+// our last reply, so a TCP connection is half-closed and briefly drained.
+func (c *conn) finish() {
+	c.nc.SetWriteDeadline(time.Now().Add(closingWriteTimeout))
+	flushErr := c.bw.Flush()
+	if tc, ok := c.nc.(*net.TCPConn); ok && !c.closeHard && flushErr == nil {
+		if tc.CloseWrite() == nil {
+			tc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			io.CopyN(io.Discard, tc, 64<<10)
+		}
+	}
+	c.nc.Close()
+	if c.dbg {
+		c.log.Debug("smtp session end")
+	}
+}
+
+// readCommand reads the next command line. It marks the connection idle
+// while it may block, so stop can interrupt the wait.
+func (c *conn) readCommand() ([]byte, error) {
+	if n := c.br.Buffered(); n > 0 {
+		// A pipelined command is already here: no wait, no deadline
+		// to set (which costs a timer update per command).
+		if buf, _ := c.br.Peek(n); bytes.IndexByte(buf, '\n') >= 0 {
+			if c.stopping.Load() {
+				return nil, errStopping
+			}
+			return c.readLine()
+		}
+	}
+	c.idle.Store(true)
+	defer c.idle.Store(false)
+	// Set the deadline before looking at stopping: a stop that comes
+	// later moves the deadline to the past, one that came earlier is seen.
+	c.nc.SetReadDeadline(time.Now().Add(c.cfg.readTimeout))
+	if c.stopping.Load() {
+		return nil, errStopping
+	}
+	return c.readLine()
+}
+
+// readLine reads one line, without its LF or CRLF and trailing blanks. A
+// bare LF ends a command line too (see the package documentation). A line
+// longer than the limit is consumed up to its LF and reported as
+// errLineTooLong. The slice is valid until the next read.
+func (c *conn) readLine() ([]byte, error) {
+	line, err := c.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		for err == bufio.ErrBufferFull {
+			_, err = c.br.ReadSlice('\n')
+		}
+		if err != nil {
+			return nil, err
+		}
+		return nil, errLineTooLong
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(line) > c.cfg.maxLine {
+		return nil, errLineTooLong
+	}
+	return trimLine(line), nil
+}
+
+// trimLine removes the line end and trailing spaces and tabs.
+func trimLine(b []byte) []byte {
+	n := len(b)
+	for n > 0 {
+		switch b[n-1] {
+		case '\n', '\r', ' ', '\t':
+			n--
+			continue
+		}
+		break
+	}
+	return b[:n]
+}
+
+// writeReply writes one reply line; enhanced may be empty.
+func (c *conn) writeReply(code int, enhanced, text string) {
+	c.bw.WriteByte(byte('0' + code/100))
+	c.bw.WriteByte(byte('0' + code/10%10))
+	c.bw.WriteByte(byte('0' + code%10))
+	c.bw.WriteByte(' ')
+	if enhanced != "" {
+		c.bw.WriteString(enhanced)
+		if text != "" {
+			c.bw.WriteByte(' ')
+		}
+	}
+	c.bw.WriteString(text)
+	c.bw.WriteString("\r\n")
+}
+
+// writeMultiline writes a reply of several lines (RFC 5321 4.2.1).
+func (c *conn) writeMultiline(code int, enhanced string, lines []string) {
+	for i, l := range lines {
+		sep := byte('-')
+		if i == len(lines)-1 {
+			sep = ' '
+		}
+		c.bw.WriteString(strconv.Itoa(code))
+		c.bw.WriteByte(sep)
+		if enhanced != "" {
+			c.bw.WriteString(enhanced)
+			if l != "" {
+				c.bw.WriteByte(' ')
+			}
+		}
+		c.bw.WriteString(l)
+		c.bw.WriteString("\r\n")
+	}
+}
+
+// fail sends a reply for a protocol error and counts it (see countError).
+func (c *conn) fail(code int, enhanced, text string) {
+	if !c.countError() {
+		c.writeReply(code, enhanced, text)
+	}
+}
+
+// countError counts a protocol error. The error that reaches MaxErrors is
+// answered with 421 4.7.0 and the connection closes; countError then
+// reports true and the caller must not reply.
+func (c *conn) countError() bool {
+	c.errors++
+	if c.errors < c.cfg.maxErrors {
+		return false
+	}
+	c.log.Info("smtp too many errors", "errors", c.errors)
+	c.writeReply(421, "4.7.0", "Too many errors, closing connection")
+	c.closing = true
+	return true
+}
+
+// replyError sends the reply for an error from the Session: a
+// *ReplyError with a 4xx or 5xx code as is (421 closes the connection),
+// anything else as the fallback reply, the error being logged.
+func (c *conn) replyError(err error, code int, enhanced, text string) {
+	var re *ReplyError
+	if errors.As(err, &re) && re.Code >= 400 && re.Code <= 599 {
+		if re.Err != nil {
+			c.log.Info("smtp policy reply", "code", re.Code, "err", re)
+		}
+		enh := re.enhanced()
+		msg := re.Message
+		if msg == "" {
+			msg = text
+		}
+		if strings.IndexByte(msg, '\n') >= 0 {
+			lines := splitLines(msg)
+			for i := range lines {
+				lines[i] = sanitizeText(lines[i])
+			}
+			c.writeMultiline(re.Code, enh, lines)
+		} else {
+			c.writeReply(re.Code, enh, sanitizeText(msg))
+		}
+		if re.Code == 421 {
+			c.closing = true
+		}
+		return
+	}
+	c.log.Error("smtp session error", "err", err)
+	c.writeReply(code, enhanced, text)
+}
+
+func splitLines(s string) []string {
+	lines := strings.Split(strings.TrimRight(s, "\r\n"), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, "\r \t")
+	}
+	return lines
+}
+
+// capabilities returns the session's capabilities, asking the Session
+// when none are cached, with the server's own rules applied.
+func (c *conn) capabilities() *Capabilities {
+	if c.capsValid {
+		return &c.caps
+	}
+	caps := c.sess.Capabilities(c.st)
+	if caps.MaxSize <= 0 {
+		caps.MaxSize = c.cfg.maxMessage
+	}
+	if c.st.TLS != nil {
+		caps.StartTLS = false
+		caps.AnonymousTLS = false
+	}
+	var mechs []string
+	for _, m := range caps.AuthMechanisms {
+		switch {
+		case equalFold(m, "PLAIN") && !contains(mechs, "PLAIN"):
+			mechs = append(mechs, "PLAIN")
+		case equalFold(m, "LOGIN") && !contains(mechs, "LOGIN"):
+			mechs = append(mechs, "LOGIN")
+		}
+	}
+	caps.AuthMechanisms = mechs
+	c.caps = caps
+	c.capsValid = true
+	return &c.caps
+}
+
+// authOffered reports whether AUTH may be used now.
+func (caps *Capabilities) authOffered(st *State) bool {
+	return len(caps.AuthMechanisms) > 0 && (st.TLS != nil || caps.AuthWithoutTLS)
+}
+
+// resetTx ends the current transaction and tells the Session.
+func (c *conn) resetTx() {
+	if !c.st.InTransaction {
+		return
+	}
+	c.sess.Reset(c.st)
+	c.st.InTransaction = false
+	c.st.MailFrom = ""
+	c.st.Mail = MailOptions{}
+	c.st.Rcpts = nil
+	c.rcptTried = false
+}
+
+// startTLS runs the handshake after a 220 reply to STARTTLS or
+// X-ANONYMOUSTLS. It reports false when the connection must close.
+func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bool {
+	c.writeReply(220, "2.0.0", "Ready to start TLS")
+	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
+	if err := c.bw.Flush(); err != nil {
+		c.closeHard = true
+		return false
+	}
+	// RFC 3207 5 and CVE-2011-0411: whatever the client sent after the
+	// command in plain text must not be read as if it had come over TLS.
+	if n := c.br.Buffered(); n > 0 {
+		c.log.Warn("smtp plaintext after STARTTLS discarded (command injection attempt?)", "bytes", n)
+	}
+	tc := tls.Server(c.nc, cfg)
+	c.nc.SetDeadline(time.Now().Add(c.cfg.tlsHandshakeTimeout))
+	hctx, cancel := context.WithTimeout(ctx, c.cfg.tlsHandshakeTimeout)
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		c.log.Info("smtp TLS handshake failed", "err", err, "anonymous", anonymous)
+		c.closeHard = true
+		return false
+	}
+	c.nc.SetDeadline(time.Time{})
+	cs := tc.ConnectionState()
+	c.c = tc
+	c.br.Reset(&connReader{c})
+	c.bw.Reset(&connWriter{c})
+	// RFC 3207 4.2: forget everything not obtained from TLS itself.
+	c.st.Hello = ""
+	c.st.Extended = false
+	c.st.AuthMechanism, c.st.AuthUsername, c.st.AuthIdentity = "", "", ""
+	c.st.TLS = &cs
+	c.st.AnonymousTLS = anonymous
+	c.capsValid = false
+	if c.dbg {
+		c.log.Debug("smtp TLS started", "version", tls.VersionName(cs.Version),
+			"cipher", tls.CipherSuiteName(cs.CipherSuite), "anonymous", anonymous)
+	}
+	return true
+}

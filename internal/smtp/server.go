@@ -1,0 +1,343 @@
+package smtp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of the Server fields, applied when a field is zero.
+const (
+	// DefaultMaxLineLength bounds a command line, CRLF included. RFC 5321
+	// 4.5.3.1.4 requires at least 512; ESMTP parameters and SMTPUTF8
+	// addresses need more, so we are generous.
+	DefaultMaxLineLength = 2048
+	// DefaultMaxMessageBytes is the SIZE limit when the session's
+	// Capabilities give none: 36 MiB, Exchange's receive connector default.
+	DefaultMaxMessageBytes = 36 << 20
+	// DefaultMaxRecipients: RFC 5321 4.5.3.1.8 requires at least 100; this
+	// is Postfix's smtpd_recipient_limit.
+	DefaultMaxRecipients = 1000
+	// DefaultMaxErrors is how many protocol errors (unknown commands,
+	// syntax errors, bad sequence, failed AUTH) a client may make before
+	// it gets 421 4.7.0 and the connection is closed.
+	DefaultMaxErrors = 10
+	// DefaultReadTimeout: RFC 5321 4.5.3.2.7, server waiting for a command.
+	DefaultReadTimeout = 5 * time.Minute
+	// DefaultDataTimeout bounds each read while the message arrives.
+	DefaultDataTimeout = 10 * time.Minute
+	// DefaultWriteTimeout bounds each write of replies.
+	DefaultWriteTimeout = 5 * time.Minute
+	// DefaultTLSHandshakeTimeout bounds a STARTTLS/X-ANONYMOUSTLS handshake.
+	DefaultTLSHandshakeTimeout = time.Minute
+)
+
+// ErrServerClosed is returned by Serve after Close or Shutdown.
+var ErrServerClosed = errors.New("smtp: server closed")
+
+// Server is an SMTP server: it accepts connections and runs the protocol,
+// delegating every policy decision to Handler. Set the fields before the
+// first call to Serve or ServeConn and do not change them afterwards; the
+// methods are then safe for concurrent use (several listeners may be
+// served at once).
+type Server struct {
+	// Hostname is the greeting domain when the Session gives none.
+	// Default: os.Hostname, or "localhost".
+	Hostname string
+	// Handler creates each connection's Session. Required.
+	Handler Handler
+
+	// MaxLineLength bounds a command line, CRLF included; a longer line
+	// is discarded up to its LF and answered 500 5.5.2 Line too long, and
+	// the session goes on. Default DefaultMaxLineLength.
+	MaxLineLength int
+	// MaxDataLineLength, when positive, bounds a text line of the message,
+	// CRLF included and a stuffed dot not counted (RFC 5321 4.5.3.1.6
+	// says 1000). A message with a longer line is read to its end and
+	// refused with 554 5.6.0. Default 0: long lines are accepted, as most
+	// MTAs do, since real mail breaks the limit and nothing here depends
+	// on it.
+	MaxDataLineLength int
+	// MaxMessageBytes is the SIZE limit for sessions whose Capabilities
+	// set none. Default DefaultMaxMessageBytes.
+	MaxMessageBytes int64
+	// MaxRecipients bounds the recipients of one transaction; the next
+	// RCPT gets 452 4.5.3 (RFC 5321 4.5.3.1.10). Default DefaultMaxRecipients.
+	MaxRecipients int
+	// MaxErrors: the reply to the error that reaches it is 421 4.7.0 and
+	// the connection is closed. Default DefaultMaxErrors.
+	MaxErrors int
+
+	// ReadTimeout bounds the wait for each command line. On expiry the
+	// client gets 421 4.4.2 and the connection is closed.
+	// Default DefaultReadTimeout.
+	ReadTimeout time.Duration
+	// DataTimeout bounds each read of message data (an inactivity limit,
+	// not a limit on the whole transfer). On expiry the message is not
+	// delivered (Data sees the error), the client gets 421 4.4.2 and the
+	// connection is closed. Default DefaultDataTimeout.
+	DataTimeout time.Duration
+	// WriteTimeout bounds each write of replies. Default DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// TLSHandshakeTimeout bounds the TLS handshake after STARTTLS.
+	// Default DefaultTLSHandshakeTimeout.
+	TLSHandshakeTimeout time.Duration
+
+	// Logger receives debug and error logs, with stable keys ("conn",
+	// "remote", "cmd", "err", …). Client input is logged only quoted and
+	// truncated, AUTH data never. Default: discard.
+	Logger *slog.Logger
+
+	initOnce sync.Once
+	cfg      config
+
+	mu        sync.Mutex
+	listeners map[*net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closed    atomic.Bool
+	shutdown  atomic.Bool
+	nextID    atomic.Uint64
+	wg        sync.WaitGroup
+	done      chan struct{} // closed when the last session ends after shutdown
+}
+
+// config is the Server's fields with defaults applied.
+type config struct {
+	hostname            string
+	maxLine             int
+	maxDataLine         int
+	maxMessage          int64
+	maxRcpts            int
+	maxErrors           int
+	readTimeout         time.Duration
+	dataTimeout         time.Duration
+	writeTimeout        time.Duration
+	tlsHandshakeTimeout time.Duration
+	log                 *slog.Logger
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		c := config{
+			hostname:            s.Hostname,
+			maxLine:             s.MaxLineLength,
+			maxDataLine:         s.MaxDataLineLength,
+			maxMessage:          s.MaxMessageBytes,
+			maxRcpts:            s.MaxRecipients,
+			maxErrors:           s.MaxErrors,
+			readTimeout:         s.ReadTimeout,
+			dataTimeout:         s.DataTimeout,
+			writeTimeout:        s.WriteTimeout,
+			tlsHandshakeTimeout: s.TLSHandshakeTimeout,
+			log:                 s.Logger,
+		}
+		if c.hostname == "" {
+			if h, err := os.Hostname(); err == nil && h != "" {
+				c.hostname = h
+			} else {
+				c.hostname = "localhost"
+			}
+		}
+		c.hostname = sanitizeText(c.hostname)
+		if c.maxLine <= 0 {
+			c.maxLine = DefaultMaxLineLength
+		}
+		if c.maxMessage <= 0 {
+			c.maxMessage = DefaultMaxMessageBytes
+		}
+		if c.maxRcpts <= 0 {
+			c.maxRcpts = DefaultMaxRecipients
+		}
+		if c.maxErrors <= 0 {
+			c.maxErrors = DefaultMaxErrors
+		}
+		if c.readTimeout <= 0 {
+			c.readTimeout = DefaultReadTimeout
+		}
+		if c.dataTimeout <= 0 {
+			c.dataTimeout = DefaultDataTimeout
+		}
+		if c.writeTimeout <= 0 {
+			c.writeTimeout = DefaultWriteTimeout
+		}
+		if c.tlsHandshakeTimeout <= 0 {
+			c.tlsHandshakeTimeout = DefaultTLSHandshakeTimeout
+		}
+		if c.log == nil {
+			c.log = slog.New(slog.DiscardHandler)
+		}
+		s.cfg = c
+		s.listeners = make(map[*net.Listener]struct{})
+		s.conns = make(map[*conn]struct{})
+		s.done = make(chan struct{})
+	})
+}
+
+// Serve accepts connections on l and runs a session for each in its own
+// goroutine. It returns ErrServerClosed after Close or Shutdown, or the
+// listener's error. Temporary accept errors (such as running out of file
+// descriptors) are retried with a back-off. Serve closes l when it returns.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	if s.Handler == nil {
+		l.Close()
+		return errors.New("smtp: Server.Handler is nil")
+	}
+	if !s.trackListener(&l, true) {
+		l.Close()
+		return ErrServerClosed
+	}
+	defer s.trackListener(&l, false)
+	defer l.Close()
+
+	var delay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.closed.Load() || s.shutdown.Load() {
+				return ErrServerClosed
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.cfg.log.Warn("smtp accept failed, retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serve(context.Background(), c)
+		}()
+	}
+}
+
+// ServeConn runs one session on c and returns when it ends; it closes c.
+// It suits callers that accept connections themselves, and tests.
+//
+// Cancelling ctx ends the session gracefully, as Shutdown does: a session
+// waiting for a command gets 421 4.3.2 and is closed; a command in
+// progress (such as a message being stored) is completed first. The
+// Session's context (see Handler) is derived from ctx.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
+	s.init()
+	s.wg.Add(1)
+	defer s.wg.Done()
+	s.serve(ctx, c)
+}
+
+func (s *Server) serve(ctx context.Context, nc net.Conn) {
+	if s.Handler == nil {
+		nc.Close()
+		s.cfg.log.Error("smtp: Server.Handler is nil")
+		return
+	}
+	c := newConn(s, nc)
+	if !s.trackConn(c, true) {
+		nc.Close()
+		return
+	}
+	defer s.trackConn(c, false)
+	c.run(ctx)
+}
+
+func (s *Server) trackListener(l *net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closed.Load() || s.shutdown.Load() {
+			return false
+		}
+		s.listeners[l] = struct{}{}
+	} else {
+		delete(s.listeners, l)
+	}
+	return true
+}
+
+func (s *Server) trackConn(c *conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closed.Load() || s.shutdown.Load() {
+			return false
+		}
+		s.conns[c] = struct{}{}
+		return true
+	}
+	delete(s.conns, c)
+	if len(s.conns) == 0 && s.shutdown.Load() {
+		select {
+		case <-s.done:
+		default:
+			close(s.done)
+		}
+	}
+	return true
+}
+
+// Close stops the server at once: listeners and connections are closed,
+// sessions in progress end with an I/O error (a message being received is
+// not delivered). Close does not wait for the sessions' goroutines.
+func (s *Server) Close() error {
+	s.init()
+	s.mu.Lock()
+	s.closed.Store(true)
+	var err error
+	for l := range s.listeners {
+		if cerr := (*l).Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, sends
+// 421 4.3.2 to every session waiting for a command and closes it, lets
+// sessions busy with a command (receiving or storing a message) finish
+// that command and then closes them the same way, and waits for all
+// sessions to end. If ctx ends first, the remaining connections are closed
+// as by Close and Shutdown returns ctx.Err() without waiting further.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	s.shutdown.Store(true)
+	var err error
+	for l := range s.listeners {
+		if cerr := (*l).Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	for c := range s.conns {
+		c.stop()
+	}
+	if len(s.conns) == 0 {
+		select {
+		case <-s.done:
+		default:
+			close(s.done)
+		}
+	}
+	s.mu.Unlock()
+
+	select {
+	case <-s.done:
+		s.wg.Wait()
+		return err
+	case <-ctx.Done():
+		s.Close()
+		return ctx.Err()
+	}
+}

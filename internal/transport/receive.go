@@ -1,0 +1,385 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"certrelay/internal/directory"
+	"certrelay/internal/selection"
+	"certrelay/internal/smtp"
+	"certrelay/internal/store"
+)
+
+// Recipient is one accepted recipient of a message.
+type Recipient struct {
+	Address string
+	Local   bool // delivered to a mailbox of this organisation; false: relayed
+}
+
+// Envelope is what the transport hands to the spool with each message.
+type Envelope struct {
+	ID         string
+	From       string // "" for the null reverse-path
+	Recipients []Recipient
+	Helo       string
+	ClientAddr string
+	Connector  string
+	AuthUser   string
+	TLS        string // negotiated protocol and cipher, "" in plain text
+	Received   time.Time
+}
+
+// Spool stores accepted messages durably. Enqueue must return only once
+// the message survives a crash: the transport answers 250 right after.
+type Spool interface {
+	Enqueue(ctx context.Context, env Envelope, body []byte) (id string, err error)
+}
+
+// StorageError marks Enqueue errors caused by the storage (disk full,
+// I/O): the client gets 452 4.3.1 instead of 451.
+type StorageError interface{ StorageFull() bool }
+
+// Receiver runs the receive connectors of one server. Safe for concurrent
+// use.
+type Receiver struct {
+	Spool  Spool
+	Log    *slog.Logger
+	Now    func() time.Time
+	NewID  func() string // message IDs for Received headers and the queue
+	Events EventSink
+
+	state atomic.Pointer[State]
+	srv   *smtp.Server
+
+	mu        sync.Mutex
+	listeners map[string]net.Listener // by binding
+	closed    bool
+}
+
+// EventSink receives the events the transport raises; key throttles.
+type EventSink interface {
+	Raise(ctx context.Context, id int, key string, params ...string) (bool, error)
+}
+
+// Start prepares the SMTP engine. Call Update to open listeners.
+func (r *Receiver) Start() {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.Log == nil {
+		r.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r.listeners = map[string]net.Listener{}
+	r.srv = &smtp.Server{Handler: r, Logger: r.Log}
+}
+
+// State returns the current snapshot.
+func (r *Receiver) State() *State { return r.state.Load() }
+
+// Update installs a new snapshot: new sessions and handshakes use it at
+// once; listeners are opened and closed to match the enabled connectors'
+// bindings. It returns the bindings that could not be opened.
+func (r *Receiver) Update(ctx context.Context, st *State) []error {
+	r.state.Store(st)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	want := map[string]string{}
+	for _, c := range st.Connectors {
+		if !c.Enabled {
+			continue
+		}
+		for _, b := range c.Bindings {
+			want[b] = c.Name
+		}
+	}
+	for b, l := range r.listeners {
+		if _, ok := want[b]; !ok {
+			l.Close()
+			delete(r.listeners, b)
+			r.Log.Info("stopped listening", "binding", b)
+		}
+	}
+	var errs []error
+	for b, name := range want {
+		if _, ok := r.listeners[b]; ok {
+			continue
+		}
+		l, err := net.Listen("tcp", b)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("receive connector %q cannot listen on %s: %w", name, b, err))
+			r.Log.Error("cannot listen", "connector", name, "binding", b, "err", err)
+			continue
+		}
+		r.listeners[b] = l
+		r.Log.Info("listening", "connector", name, "binding", b)
+		go func() {
+			if err := r.srv.Serve(l); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				r.Log.Error("listener stopped", "binding", b, "err", err)
+			}
+		}()
+	}
+	r.checkCertificates(ctx, st)
+	return errs
+}
+
+// Addr returns the address a binding actually listens on (useful with
+// port 0 in tests), or "".
+func (r *Receiver) Addr(binding string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if l, ok := r.listeners[binding]; ok {
+		return l.Addr().String()
+	}
+	return ""
+}
+
+// Shutdown stops listening and waits for sessions to end until ctx ends.
+func (r *Receiver) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	return r.srv.Shutdown(ctx)
+}
+
+// checkCertificates raises the STARTTLS events of each TLS connector:
+// 12014 when no certificate serves it (STARTTLS is not advertised), 12016
+// when the one that does has expired (still used).
+func (r *Receiver) checkCertificates(ctx context.Context, st *State) {
+	if r.Events == nil || st.Index == nil {
+		return
+	}
+	now := r.Now()
+	for i := range st.Connectors {
+		c := &st.Connectors[i]
+		if !c.Enabled || !has(c.AuthMechanism, "Tls") {
+			continue
+		}
+		d := st.Index.Select(r.request(st, c))
+		fqdn := st.fqdn(c)
+		switch {
+		case d.Winner == nil:
+			_, _ = r.Events.Raise(ctx, 12014, fqdn, fqdn, c.Name, fqdn)
+		case d.Expired(now):
+			w := d.Winner
+			_, _ = r.Events.Raise(ctx, 12016, w.Thumbprint, fqdn, w.Thumbprint, w.NotAfter.UTC().Format(time.RFC3339))
+		}
+	}
+}
+
+func (r *Receiver) request(st *State, c *directory.ReceiveConnector) selection.Request {
+	return selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, c.TlsWildcardOneLabel, store.SMTP)
+}
+
+// NewSession implements smtp.Handler.
+func (r *Receiver) NewSession(ctx context.Context, ci smtp.ConnInfo) (smtp.Session, error) {
+	st := r.state.Load()
+	c := st.connectorFor(ci.LocalAddr.String())
+	if c == nil {
+		return nil, smtp.Reply(421, "4.3.2", "Service not available")
+	}
+	return &session{r: r, ctx: ctx, st: st, c: c, fqdn: st.fqdn(c)}, nil
+}
+
+// session is one SMTP connection's policy.
+type session struct {
+	r    *Receiver
+	ctx  context.Context
+	st   *State // the snapshot the connection started with
+	c    *directory.ReceiveConnector
+	fqdn string
+
+	rcpts []Recipient
+}
+
+func (s *session) Greeting() (string, string) { return s.fqdn, "certrelay ESMTP ready" }
+
+func (s *session) Capabilities(st smtp.State) smtp.Capabilities {
+	caps := smtp.Capabilities{MaxSize: s.c.MaxMessageSize}
+	if has(s.c.AuthMechanism, "Tls") && st.TLS == nil {
+		// The current snapshot, not the connection's: a certificate made
+		// since the connection opened is offered at once (S7).
+		cur := s.r.state.Load()
+		caps.StartTLS = cur.Index != nil && cur.Index.Select(s.r.request(cur, s.c)).Winner != nil
+	}
+	if has(s.c.AuthMechanism, "BasicAuth") || has(s.c.AuthMechanism, "BasicAuthRequireTLS") {
+		caps.AuthMechanisms = []string{"PLAIN", "LOGIN"}
+	}
+	return caps
+}
+
+func (s *session) Hello(st smtp.State) error { return nil }
+
+// TLSConfig picks the certificate at the moment of the handshake (S7):
+// the snapshot current now, not the one the connection started with.
+func (s *session) TLSConfig(st smtp.State, anonymous bool) (*tls.Config, error) {
+	if anonymous {
+		return nil, nil
+	}
+	cur := s.r.state.Load()
+	if cur.Index == nil {
+		return nil, nil
+	}
+	d := cur.Index.Select(s.r.request(cur, s.c))
+	if d.Winner == nil || d.Winner.TLS == nil {
+		return nil, nil
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{*d.Winner.TLS},
+		MinVersion:   tls.VersionTLS12,
+		ClientAuth:   tls.RequestClientCert,
+	}, nil
+}
+
+func (s *session) Auth(st smtp.State, mech, identity, username, password string) error {
+	if identity != "" && !strings.EqualFold(identity, username) {
+		return smtp.Reply(535, "5.7.8", "Authorization identity not allowed")
+	}
+	m, ok := s.r.state.Load().Mailboxes[strings.ToLower(username)]
+	if !ok || m.PasswordHash == "" {
+		// Compare anyway, so timing does not tell which users exist.
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return smtp.ErrAuthFailed
+	}
+	if bcrypt.CompareHashAndPassword([]byte(m.PasswordHash), []byte(password)) != nil {
+		return smtp.ErrAuthFailed
+	}
+	return nil
+}
+
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("certrelay timing equaliser"), bcrypt.DefaultCost)
+
+func (s *session) Mail(st smtp.State, from string, opts smtp.MailOptions) error {
+	if s.c.RequireTLS && st.TLS == nil {
+		return smtp.ErrTLSRequired
+	}
+	if st.AuthMechanism == "" && !has(s.c.PermissionGroups, "AnonymousUsers") {
+		return smtp.Reply(530, "5.7.1", "Client was not authenticated")
+	}
+	s.rcpts = s.rcpts[:0]
+	return nil
+}
+
+func (s *session) Rcpt(st smtp.State, to string, opts smtp.RcptOptions) error {
+	cur := s.r.state.Load()
+	addr := strings.ToLower(to)
+	if addr == "postmaster" {
+		for d := range cur.Domains {
+			if _, ok := cur.Mailboxes["postmaster@"+d]; ok {
+				s.rcpts = append(s.rcpts, Recipient{Address: "postmaster@" + d, Local: true})
+				return nil
+			}
+		}
+		return smtp.ErrMailboxUnavailable
+	}
+	_, domain, _ := strings.Cut(addr, "@")
+	if cur.Domains[domain] {
+		if _, ok := cur.Mailboxes[addr]; !ok {
+			return smtp.Replyf(550, "5.1.1", "<%s>: no such mailbox here", addr)
+		}
+		s.rcpts = append(s.rcpts, Recipient{Address: addr, Local: true})
+		return nil
+	}
+	if st.AuthMechanism == "" {
+		return smtp.Reply(550, "5.7.1", "Unable to relay: authenticate to send mail outside this organisation")
+	}
+	s.rcpts = append(s.rcpts, Recipient{Address: to, Local: false})
+	return nil
+}
+
+func (s *session) Data(st smtp.State, r io.Reader) (string, error) {
+	id := s.r.newID()
+	now := s.r.Now()
+	var buf bytes.Buffer
+	buf.Grow(4096 + 512)
+	writeReceived(&buf, st, s.fqdn, id, now)
+	if _, err := buf.ReadFrom(r); err != nil {
+		return "", err
+	}
+	env := Envelope{
+		ID: id, From: st.MailFrom, Recipients: append([]Recipient(nil), s.rcpts...),
+		Helo: st.Hello, ClientAddr: st.RemoteAddr.String(), Connector: s.c.Name,
+		AuthUser: st.AuthUsername, Received: now, TLS: tlsSummary(st.TLS),
+	}
+	qid, err := s.r.Spool.Enqueue(s.ctx, env, buf.Bytes())
+	if err != nil {
+		var se StorageError
+		if errors.As(err, &se) && se.StorageFull() {
+			return "", &smtp.ReplyError{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage", Err: err}
+		}
+		return "", &smtp.ReplyError{Code: 451, Enhanced: "4.3.0", Message: "Temporary local error, try again later", Err: err}
+	}
+	return qid, nil
+}
+
+func (s *session) Reset(st smtp.State) { s.rcpts = s.rcpts[:0] }
+func (s *session) Close(st smtp.State) {}
+
+func (r *Receiver) newID() string {
+	if r.NewID != nil {
+		return r.NewID()
+	}
+	return fmt.Sprintf("%X", r.Now().UnixNano())
+}
+
+// writeReceived writes the trace header of RFC 5321 4.4, with the
+// protocol of RFC 3848 and the TLS parameters (DS2).
+func writeReceived(b *bytes.Buffer, st smtp.State, by, id string, now time.Time) {
+	proto := "SMTP"
+	if st.Extended {
+		proto = "ESMTP"
+		if st.TLS != nil {
+			proto += "S"
+		}
+		if st.AuthMechanism != "" {
+			proto += "A"
+		}
+	}
+	host := "unknown"
+	if tcp, ok := st.RemoteAddr.(*net.TCPAddr); ok {
+		host = tcp.IP.String()
+	}
+	fmt.Fprintf(b, "Received: from %s ([%s])\r\n\tby %s (certrelay) with %s", sanitize(st.Hello), host, by, proto)
+	if st.TLS != nil {
+		fmt.Fprintf(b, "\r\n\t(%s)", tlsSummary(st.TLS))
+	}
+	fmt.Fprintf(b, "\r\n\tid %s", id)
+	if len(st.Rcpts) == 1 {
+		fmt.Fprintf(b, "\r\n\tfor <%s>", sanitize(st.Rcpts[0]))
+	}
+	fmt.Fprintf(b, "; %s\r\n", now.Format(time.RFC1123Z))
+}
+
+func tlsSummary(cs *tls.ConnectionState) string {
+	if cs == nil {
+		return ""
+	}
+	return fmt.Sprintf("version=%s cipher=%s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))
+}
+
+// sanitize keeps client-supplied text in a header safe.
+func sanitize(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r == 0x7f || r == ';' || r == '(' || r == ')' {
+			return '_'
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,83 @@
+package transport
+
+import (
+	"strings"
+	"time"
+
+	"certrelay/internal/directory"
+	"certrelay/internal/selection"
+)
+
+// State is one immutable snapshot of what the transport needs: this
+// server, its receive connectors, the accepted domains and mailboxes, and
+// the selection index over the personal store.
+type State struct {
+	Server     directory.Server
+	Connectors []directory.ReceiveConnector
+	Domains    map[string]bool              // accepted domains, lower-case
+	Mailboxes  map[string]directory.Mailbox // by address, lower-case
+	Index      *selection.Index
+	Built      time.Time
+}
+
+// NewState builds a snapshot; it normalises names so lookups need no
+// allocation.
+func NewState(srv directory.Server, conns []directory.ReceiveConnector, domains []directory.AcceptedDomain, boxes []directory.Mailbox, ix *selection.Index, now time.Time) *State {
+	st := &State{Server: srv, Connectors: conns, Domains: map[string]bool{}, Mailboxes: map[string]directory.Mailbox{}, Index: ix, Built: now}
+	for _, d := range domains {
+		st.Domains[strings.ToLower(d.DomainName)] = true
+	}
+	for _, m := range boxes {
+		st.Mailboxes[strings.ToLower(m.Address)] = m
+	}
+	return st
+}
+
+// connectorFor returns the enabled connector listening on local, an
+// "ip:port" address; a connector bound to 0.0.0.0 or [::] on the port
+// serves any address.
+func (st *State) connectorFor(local string) *directory.ReceiveConnector {
+	var wildcard *directory.ReceiveConnector
+	_, port := splitPort(local)
+	for i := range st.Connectors {
+		c := &st.Connectors[i]
+		if !c.Enabled {
+			continue
+		}
+		for _, b := range c.Bindings {
+			if b == local {
+				return c
+			}
+			host, p := splitPort(b)
+			if p == port && (host == "0.0.0.0" || host == "::") {
+				wildcard = c
+			}
+		}
+	}
+	return wildcard
+}
+
+func splitPort(addr string) (host, port string) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return addr, ""
+	}
+	return strings.Trim(addr[:i], "[]"), addr[i+1:]
+}
+
+// fqdn returns the connector's FQDN, or the server's (S1).
+func (st *State) fqdn(c *directory.ReceiveConnector) string {
+	if c.Fqdn != "" {
+		return c.Fqdn
+	}
+	return st.Server.Fqdn
+}
+
+func has(list []string, v string) bool {
+	for _, s := range list {
+		if strings.EqualFold(s, v) {
+			return true
+		}
+	}
+	return false
+}
