@@ -144,5 +144,6 @@ func (a *app) serveCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&o.Setup.Role, "role", "", "role for the first start: hub (the default) or edge")
 	cmd.Flags().StringVar(&o.Setup.Fqdn, "fqdn", "", "FQDN for the first start (default: the host name)")
+	cmd.Flags().BoolVar(&o.Debug, "debug", false, "log protocol details and every certificate selection")
 	return cmd
 }

@@ -91,6 +91,13 @@ func (a *Admin) EnableCertificate(ctx context.Context, thumbprint string, servic
 		}
 		res.Notes = append(res.Notes, "The HTTPS console is bound to this certificate.")
 	}
+	if services&store.SMTP != 0 {
+		w, err := a.precedenceWarnings(ctx, srv, e.Thumbprint)
+		if err != nil {
+			return EnableResult{}, errorf(op, err)
+		}
+		res.Warnings = append(res.Warnings, w...)
+	}
 	v, err := a.viewer(ctx)
 	if err != nil {
 		return EnableResult{}, err
@@ -185,6 +192,11 @@ func (a *Admin) RemoveCertificate(ctx context.Context, thumbprint string, confir
 	}
 	if c.IsInternalTransportCertificate {
 		return RemoveResult{}, errorf(op, fmt.Errorf("%s is this server's internal transport certificate and cannot be removed: make a new one first with certrelay cert new (it becomes the internal transport certificate), then remove this one", t))
+	}
+	if names, err := a.connectorsNaming(ctx, c); err != nil {
+		return RemoveResult{}, errorf(op, err)
+	} else if len(names) > 0 {
+		return RemoveResult{}, errorf(op, fmt.Errorf("%s is the certificate that connectors %s name (TlsCertificateName) and no other certificate has its issuer and subject: change their --tls-certificate-name first", t, strings.Join(names, ", ")))
 	}
 	res := RemoveResult{Removed: c}
 	if len(c.Services) > 0 {

@@ -1,21 +1,30 @@
 // Package server runs certrelay: `certrelay serve`. It opens the data
-// directory, runs setup on the first start (SPEC M9), checks certificate
-// expiry at start and daily (E5), and watches the store so that a change
-// made by the CLI in another process takes effect without restart (S7).
-// Later issues wire the SMTP transport, POP3, IMAP4 and the HTTPS console
-// here.
+// directory, runs setup on the first start (SPEC M9), opens the queue and
+// the receive connectors, and watches the store and the directory so that
+// a change made by the CLI in another process — a certificate enabled,
+// imported or removed, a connector added or changed — takes effect within
+// 100 ms without a restart (S7). It checks certificate expiry at start and
+// daily (E5) and refreshes revocation data in the background (T4).
 package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"certrelay/internal/admin"
 	"certrelay/internal/certinfo"
+	"certrelay/internal/maildir"
+	"certrelay/internal/queue"
+	"certrelay/internal/selection"
+	"certrelay/internal/store"
+	"certrelay/internal/transport"
 )
 
 // Options configure Run.
@@ -29,10 +38,16 @@ type Options struct {
 	ExpiryWindow time.Duration
 	// Ready, when set, is called once the server is up.
 	Ready func()
+	// Debug logs the protocol and every selection decision.
+	Debug bool
 }
 
 // DefaultExpiryWindow is E5's default warning window.
 const DefaultExpiryWindow = 30 * 24 * time.Hour
+
+// WatchInterval is how often the server looks for changes made by other
+// processes (S7 allows 100 ms from commit to the next handshake).
+const WatchInterval = 50 * time.Millisecond
 
 // Run runs the server until ctx ends.
 func Run(ctx context.Context, o Options) error {
@@ -42,7 +57,11 @@ func Run(ctx context.Context, o Options) error {
 	if o.ExpiryWindow == 0 {
 		o.ExpiryWindow = DefaultExpiryWindow
 	}
-	logger := slog.New(slog.NewTextHandler(o.Stderr, nil))
+	level := slog.LevelInfo
+	if o.Debug {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(o.Stderr, &slog.HandlerOptions{Level: level}))
 	ad, err := admin.Open(ctx, admin.Options{DataDir: o.DataDir, Logger: logger, Now: o.Now})
 	if err != nil {
 		return err
@@ -56,53 +75,149 @@ func Run(ctx context.Context, o Options) error {
 		logger.Info("setup complete", "server", res.Server.Name, "role", res.Server.Role, "fqdn", res.Server.Fqdn,
 			"internal_certificate", res.Server.InternalTransportCertificateThumbprint)
 	}
-	s := &srv{ad: ad, log: logger, window: o.ExpiryWindow}
+	q, err := queue.Open(filepath.Join(ad.DataDir(), "queue"), queue.Options{Now: o.Now, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+
+	s := &srv{ad: ad, log: logger, window: o.ExpiryWindow, q: q, builder: &stateBuilder{ad: ad, cands: ad.NewCandidateBuilder()}}
+	s.rcv = &transport.Receiver{Spool: spool{q}, Log: logger, Now: ad.Now, Events: ad.Events, NewID: q.NewID}
+	s.rcv.Start()
+	q.Handle(queue.Local, &maildir.Deliverer{Root: ad.DataDir(), Lookup: s.mailboxPath})
+
+	st, err := s.builder.build(ctx)
+	if err != nil {
+		return err
+	}
+	for _, err := range s.rcv.Update(ctx, st) {
+		logger.Error(err.Error())
+	}
 	s.checkExpiry(ctx)
+	qdone := make(chan error, 1)
+	qctx, stopQueue := context.WithCancel(context.Background())
+	go func() { qdone <- q.Run(qctx) }()
+	go s.refreshRevocation(ctx)
 	logger.Info("certrelay running", "server", res.Server.Name, "data", ad.DataDir())
 	if o.Ready != nil {
 		o.Ready()
 	}
-	go s.refreshRevocation(ctx)
-	changes := ad.Store.Watch(ctx, 50*time.Millisecond)
-	daily := time.NewTicker(24 * time.Hour)
-	defer daily.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			logger.Info("certrelay stopping")
-			return nil
-		case <-changes:
-			logger.Debug("certificate store changed")
-		case <-daily.C:
-			s.checkExpiry(ctx)
-		}
+	s.loop(ctx, st)
+
+	logger.Info("certrelay stopping")
+	shut, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.rcv.Shutdown(shut); err != nil {
+		logger.Warn("sessions did not end in time", "err", err)
 	}
+	stopQueue()
+	if err := <-qdone; err != nil && !errors.Is(err, context.Canceled) {
+		logger.Warn("queue stopped", "err", err)
+	}
+	return nil
 }
 
 type srv struct {
-	ad     *admin.Admin
-	log    *slog.Logger
-	window time.Duration
+	ad      *admin.Admin
+	log     *slog.Logger
+	window  time.Duration
+	q       *queue.Queue
+	rcv     *transport.Receiver
+	builder *stateBuilder
 }
 
-// checkExpiry raises 12015/12017 for the internal transport certificate
-// (C12, E5). It is used even when expired; the events say how to renew it.
+// loop rebuilds the transport's snapshot whenever the store or the
+// directory changes, and when a certificate's validity changes.
+func (s *srv) loop(ctx context.Context, st *transport.State) {
+	sg, dg := generations(ctx, s.ad)
+	watch := time.NewTicker(WatchInterval)
+	defer watch.Stop()
+	daily := time.NewTicker(24 * time.Hour)
+	defer daily.Stop()
+	rebuild := time.NewTimer(nextRebuild(st))
+	defer rebuild.Stop()
+	for {
+		changed := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-watch.C:
+			s2, d2 := generations(ctx, s.ad)
+			changed = s2 != sg || d2 != dg
+			sg, dg = s2, d2
+		case <-rebuild.C:
+			changed = true
+		case <-daily.C:
+			s.checkExpiry(ctx)
+		}
+		if !changed {
+			continue
+		}
+		next, err := s.builder.build(ctx)
+		if err != nil {
+			s.log.Error("cannot rebuild the configuration; keeping the previous one", "err", err)
+			continue
+		}
+		for _, err := range s.rcv.Update(ctx, next) {
+			s.log.Error(err.Error())
+		}
+		s.traceDecisions(next)
+		st = next
+		rebuild.Reset(nextRebuild(st))
+	}
+}
+
+// traceDecisions logs each connector's selection at debug level, under
+// Transport\Certificate (D2).
+func (s *srv) traceDecisions(st *transport.State) {
+	if !s.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	for _, c := range st.Connectors {
+		d := st.Index.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, c.TlsWildcardOneLabel, store.SMTP))
+		winner := "none"
+		if d.Winner != nil {
+			winner = d.Winner.Thumbprint
+		}
+		s.log.Debug("certificate selected", "trace", `Transport\Certificate`, "connector", c.Name, "fqdn", d.Request.FQDN, "winner", winner, "why", d.Why)
+	}
+}
+
+// mailboxPath maps a local recipient to its Maildir, from the current
+// snapshot.
+func (s *srv) mailboxPath(address string) (string, bool) {
+	m, ok := s.rcv.State().Mailboxes[strings.ToLower(address)]
+	return m.Maildir, ok
+}
+
+// checkExpiry raises the expiry events (C12, E5): 12015/12017 for the
+// internal transport certificate, which is still used when expired, and
+// 12018 for each STARTTLS certificate a connector uses that expires within
+// the window (12016, expired, comes with each rebuild).
 func (s *srv) checkExpiry(ctx context.Context) {
-	me, err := s.ad.LocalServer(ctx)
-	if err != nil {
-		return
-	}
-	e, err := s.ad.Store.Get(ctx, me.InternalTransportCertificateThumbprint)
-	if err != nil || e.Cert == nil {
-		return
-	}
 	now := s.ad.Now()
-	t := certinfo.Thumbprint(e.Cert.Raw)
-	switch left := e.Cert.NotAfter.Sub(now); {
-	case left <= 0:
-		_, _ = s.ad.Events.Raise(ctx, 12015, t, t, e.Cert.NotAfter.UTC().Format(time.RFC3339))
-	case left <= s.window:
-		_, _ = s.ad.Events.Raise(ctx, 12017, t, t, fmt.Sprint(int(left.Hours())))
+	if me, err := s.ad.LocalServer(ctx); err == nil {
+		if e, err := s.ad.Store.Get(ctx, me.InternalTransportCertificateThumbprint); err == nil && e.Cert != nil {
+			t := certinfo.Thumbprint(e.Cert.Raw)
+			switch left := e.Cert.NotAfter.Sub(now); {
+			case left <= 0:
+				_, _ = s.ad.Events.Raise(ctx, 12015, t, t, e.Cert.NotAfter.UTC().Format(time.RFC3339))
+			case left <= s.window:
+				_, _ = s.ad.Events.Raise(ctx, 12017, t, t, fmt.Sprint(int(left.Hours())))
+			}
+		}
+	}
+	st := s.rcv.State()
+	if st == nil {
+		return
+	}
+	for _, c := range st.Connectors {
+		d := st.Index.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, c.TlsWildcardOneLabel, store.SMTP))
+		if w := d.Winner; w != nil {
+			if left := w.NotAfter.Sub(now); left > 0 && left <= s.window {
+				_, _ = s.ad.Events.Raise(ctx, 12018, w.Thumbprint, w.Subject, w.Thumbprint, fmt.Sprint(int(left.Hours())))
+			}
+		}
 	}
 }
 
@@ -127,3 +242,30 @@ func (s *srv) refreshRevocation(ctx context.Context) {
 		}
 	}
 }
+
+// spool adapts the queue to the transport.
+type spool struct{ q *queue.Queue }
+
+func (sp spool) Enqueue(ctx context.Context, env transport.Envelope, body []byte) (string, error) {
+	m := &queue.Message{
+		ID: env.ID, ReceivedAt: env.Received, Sender: env.From, Body: body,
+		Meta: queue.Meta{Helo: env.Helo, ClientAddr: env.ClientAddr, AuthIdentity: env.AuthUser, TLS: env.TLS, Connector: env.Connector},
+	}
+	for i, r := range env.Recipients {
+		dest := queue.Local
+		if !r.Local {
+			_, dest, _ = strings.Cut(strings.ToLower(r.Address), "@")
+		}
+		m.Recipients = append(m.Recipients, queue.Recipient{Idx: i, Address: r.Address, Destination: dest})
+	}
+	id, err := sp.q.Enqueue(ctx, m)
+	if errors.Is(err, queue.ErrStorage) {
+		return "", storageFull{err}
+	}
+	return id, err
+}
+
+type storageFull struct{ error }
+
+func (storageFull) StorageFull() bool { return true }
+func (e storageFull) Unwrap() error   { return e.error }

@@ -1,0 +1,131 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"certrelay/internal/directory"
+	"certrelay/internal/selection"
+	"certrelay/internal/store"
+)
+
+// precedenceWarnings returns M5's warnings for certificate t, just enabled
+// for SMTP: for each name it holds, and each connector FQDN it matches,
+// where selection picks another certificate, which one takes precedence
+// and which connectors use that name.
+func (a *Admin) precedenceWarnings(ctx context.Context, srv directory.Server, t string) ([]string, error) {
+	cands, now, err := a.NewCandidateBuilder().Build(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var me *selection.Candidate
+	for i := range cands {
+		if cands[i].Thumbprint == t {
+			me = &cands[i]
+		}
+	}
+	if me == nil {
+		return nil, nil
+	}
+	conns, err := a.Dir.ReceiveConnectors(ctx, srv.Name)
+	if err != nil {
+		return nil, err
+	}
+	byFqdn := map[string][]string{}
+	for _, c := range conns {
+		f := c.Fqdn
+		if f == "" {
+			f = srv.Fqdn
+		}
+		byFqdn[strings.ToLower(f)] = append(byFqdn[strings.ToLower(f)], c.Name)
+	}
+	names := map[string]bool{}
+	for _, d := range me.Domains {
+		if !selection.IsWildcard(d) {
+			names[strings.ToLower(d)] = true
+		}
+	}
+	for f := range byFqdn {
+		if selection.MatchName(me.Domains, f, false) {
+			names[f] = true
+		}
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	var out []string
+	for _, fqdn := range sorted {
+		d := selection.Select(cands, selection.Request{FQDN: fqdn, Service: store.SMTP}, now)
+		if d.Winner == nil || d.Winner.Thumbprint == t {
+			continue
+		}
+		kind := "certificate"
+		if !d.Winner.IsSelfSigned {
+			kind = "CA signed certificate"
+		}
+		w := fmt.Sprintf("This certificate will not be used for external TLS connections with an FQDN of '%s' because the %s with thumbprint '%s' takes precedence.", fqdn, kind, d.Winner.Thumbprint)
+		if cs := byFqdn[fqdn]; len(cs) > 0 {
+			w += " The following connectors match that FQDN: " + strings.Join(cs, ", ") + "."
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// connectorsNaming returns the connectors whose TlsCertificateName names
+// c, when no other certificate of the store has c's issuer and subject.
+func (a *Admin) connectorsNaming(ctx context.Context, c Certificate) ([]string, error) {
+	if c.Issuer == "" {
+		return nil, nil
+	}
+	srv, err := a.requireSetup(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conns, err := a.Dir.ReceiveConnectors(ctx, srv.Name)
+	if err != nil {
+		return nil, err
+	}
+	sends, err := a.Dir.SendConnectors(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type named struct{ name, tls string }
+	var all []named
+	for _, rc := range conns {
+		all = append(all, named{fmt.Sprintf("%q", rc.Name), rc.TlsCertificateName})
+	}
+	for _, sc := range sends {
+		all = append(all, named{fmt.Sprintf("%q (send)", sc.Name), sc.TlsCertificateName})
+	}
+	var hits []string
+	for _, n := range all {
+		if n.tls == "" {
+			continue
+		}
+		issuer, subject, err := selection.ParseTLSCertificateName(n.tls)
+		if err == nil && selection.EqualNames(issuer, c.Issuer) && selection.EqualNames(subject, c.Subject) {
+			hits = append(hits, n.name)
+		}
+	}
+	if len(hits) == 0 {
+		return nil, nil
+	}
+	entries, err := a.Store.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if e.Cert == nil || e.Thumbprint == c.Thumbprint {
+			continue
+		}
+		if selection.EqualNames(e.Cert.Issuer.String(), c.Issuer) && selection.EqualNames(e.Cert.Subject.String(), c.Subject) {
+			return nil, nil // another certificate answers the name
+		}
+	}
+	return hits, nil
+}

@@ -1,0 +1,75 @@
+package maildir
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+
+	"certrelay/internal/queue"
+)
+
+// Deliverer delivers the queue's Local recipients into Maildir mailboxes
+// under Root. Register it with q.Handle(queue.Local, d).
+//
+// The body is written as the queue holds it (the SMTP layer has added
+// Received), after the Return-Path line final delivery adds (RFC 5321
+// 4.4), with the body's own line ending. With DeliveredTo set, a
+// "Delivered-To: <address>" line (RFC 9228) is written first, with the
+// body's own line ending; it is off by default so a mailbox holds exactly
+// the accepted bytes.
+type Deliverer struct {
+	// Root is the directory holding the mailboxes (the data directory's
+	// mail/).
+	Root string
+	// Lookup maps a recipient address to its mailbox, a path relative to
+	// Root; ok false means no such mailbox (a permanent failure,
+	// "5.1.1 mailbox unavailable"). It must be safe for concurrent use.
+	Lookup func(address string) (mailbox string, ok bool)
+	// DeliveredTo adds a Delivered-To header line (see above).
+	DeliveredTo bool
+}
+
+var _ queue.Deliverer = (*Deliverer)(nil)
+
+// Deliver delivers d to each recipient's mailbox, one file per recipient.
+// Unknown recipients fail permanently; file system errors are temporary
+// (the queue retries them), including a full disk or quota.
+func (dv *Deliverer) Deliver(ctx context.Context, d queue.Delivery) []queue.Outcome {
+	out := make([]queue.Outcome, 0, len(d.Recipients))
+	for _, r := range d.Recipients {
+		if err := ctx.Err(); err != nil {
+			out = append(out, queue.Outcome{Idx: r.Idx, Err: err})
+			continue
+		}
+		out = append(out, queue.Outcome{Idx: r.Idx, Err: dv.deliverOne(d, r)})
+	}
+	return out
+}
+
+func (dv *Deliverer) deliverOne(d queue.Delivery, r queue.Recipient) error {
+	mailbox, ok := dv.Lookup(r.Address)
+	if !ok {
+		return queue.Permanent(fmt.Errorf("5.1.1 mailbox unavailable: no mailbox for <%s>", r.Address))
+	}
+	k := Key{MsgID: d.MsgID, Idx: r.Idx, Received: d.ReceivedAt, Fresh: !d.MaybeDelivered}
+	eol := "\n"
+	if i := bytes.IndexByte(d.Body, '\n'); i > 0 && d.Body[i-1] == '\r' {
+		eol = "\r\n"
+	}
+	// The final delivery agent records the reverse-path (RFC 5321 4.4).
+	prefix := []byte("Return-Path: <" + d.Sender + ">" + eol)
+	if dv.DeliveredTo {
+		prefix = append(prefix, "Delivered-To: "+r.Address+eol...)
+	}
+	_, err := deliver(dv.Root, mailbox, k, prefix, d.Body)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("4.2.2 mailbox full: <%s>: %w", r.Address, err)
+	default:
+		return fmt.Errorf("4.2.0 mailbox delivery to <%s> failed: %w", r.Address, err)
+	}
+}

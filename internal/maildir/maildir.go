@@ -1,0 +1,230 @@
+// Package maildir delivers messages into Maildir mailboxes, as described
+// in D. J. Bernstein's specification (https://cr.yp.to/proto/maildir.html):
+// a message is written under tmp/, fsynced, renamed into new/, and new/ is
+// fsynced, so a reader sees a whole message or none and a delivered
+// message survives a crash. Readers later move it to cur/, adding
+// ":2,FLAGS" to its name.
+//
+// Unlike the specification's time-and-process-based unique names, the
+// name of a delivery is deterministic — "<seconds>.<msgID>_<idx>.<host>",
+// where seconds is when the queue received the message, msgID the queue's
+// message ID, idx the recipient's index and host this machine's name —
+// so a delivery repeated after a crash (the queue is at-least-once) finds
+// its earlier copy in new/ or cur/ and is skipped: each recipient gets the
+// message exactly once. The copy check is a stat in new/ and, when an
+// earlier attempt is possible, a scan of cur/ for the name followed by
+// ":" (a stat cannot find it there because of the flags). A host renamed
+// between a crash and the repeated delivery defeats the check.
+//
+// Deliverer adapts Deliver to internal/queue.
+package maildir
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"certrelay/internal/safeio"
+)
+
+// Key names one delivery: one recipient of one queued message.
+type Key struct {
+	MsgID    string    // the queue's message ID; no '/', ':' or '.'
+	Idx      int       // the recipient's index in the message
+	Received time.Time // when the message was received: the name's leading seconds
+	// Fresh, when set, promises that no earlier attempt can have written
+	// this key (a first attempt in this process); Deliver then skips the
+	// scan of cur/ and only stats new/.
+	Fresh bool
+}
+
+// Result says where a delivery went.
+type Result struct {
+	Path      string // the message's file (in new/, or in cur/ for a duplicate)
+	Duplicate bool   // an earlier delivery of the key was found; nothing was written
+}
+
+var (
+	hostOnce sync.Once
+	hostName string
+)
+
+// host returns the host name with '/' and ':' encoded as the
+// specification asks ("\057", "\072").
+func host() string {
+	hostOnce.Do(func() {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		hostName = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(h)
+	})
+	return hostName
+}
+
+// Name returns the file name of the delivery of k (without ":2,…").
+func Name(k Key) string {
+	return strconv.FormatInt(k.Received.Unix(), 10) + "." + k.MsgID + "_" + strconv.Itoa(k.Idx) + "." + host()
+}
+
+// Deliver writes body to the Maildir root/mailbox, creating the mailbox
+// and its tmp/, new/ and cur/ directories (mode 0700) when missing. The
+// file has mode 0600. When Deliver returns nil the message is durable in
+// new/ — or was found already delivered (Result.Duplicate). mailbox must
+// be a relative path that stays inside root.
+//
+// Deliver is safe for concurrent use, except with the same Key at the same
+// time (the queue never does that: its leases forbid it).
+func Deliver(root, mailbox string, k Key, body []byte) (Result, error) {
+	return deliver(root, mailbox, k, nil, body)
+}
+
+func deliver(root, mailbox string, k Key, prefix, body []byte) (Result, error) {
+	if !filepath.IsLocal(mailbox) {
+		return Result{}, fmt.Errorf("maildir deliver: mailbox %q is not a relative path inside %s", mailbox, root)
+	}
+	if k.MsgID == "" || strings.ContainsAny(k.MsgID, "/:.") {
+		return Result{}, fmt.Errorf("maildir deliver: bad message ID %q", k.MsgID)
+	}
+	dir := filepath.Join(root, mailbox)
+	name := Name(k)
+	newPath := filepath.Join(dir, "new", name)
+	if _, err := os.Lstat(newPath); err == nil {
+		return Result{Path: newPath, Duplicate: true}, nil
+	}
+	if !k.Fresh {
+		p, err := findInCur(filepath.Join(dir, "cur"), name)
+		if err != nil {
+			return Result{}, fmt.Errorf("maildir deliver to %s: %w", dir, err)
+		}
+		if p != "" {
+			return Result{Path: p, Duplicate: true}, nil
+		}
+	}
+	tmpPath := filepath.Join(dir, "tmp", name)
+	f, err := create(tmpPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = makeMaildir(dir); err == nil {
+			f, err = create(tmpPath)
+		}
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("maildir deliver to %s: %w", dir, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmpPath)
+		}
+	}()
+	if len(prefix) > 0 {
+		if _, err := f.Write(prefix); err != nil {
+			return Result{}, fmt.Errorf("maildir deliver to %s: write: %w", dir, err)
+		}
+	}
+	if _, err := f.Write(body); err != nil {
+		return Result{}, fmt.Errorf("maildir deliver to %s: write: %w", dir, err)
+	}
+	if err := f.Sync(); err != nil {
+		return Result{}, fmt.Errorf("maildir deliver to %s: fsync: %w", dir, err)
+	}
+	if err := f.Close(); err != nil {
+		return Result{}, fmt.Errorf("maildir deliver to %s: %w", dir, err)
+	}
+	if err := os.Rename(tmpPath, newPath); err != nil {
+		return Result{}, fmt.Errorf("maildir deliver to %s: %w", dir, err)
+	}
+	ok = true
+	if err := safeio.SyncDir(filepath.Join(dir, "new")); err != nil {
+		return Result{}, fmt.Errorf("maildir deliver to %s: %w", dir, err)
+	}
+	return Result{Path: newPath}, nil
+}
+
+// create makes the file in tmp/. A file already there is a leftover of a
+// crash in the middle of this same delivery: it is replaced.
+func create(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	}
+	return f, err
+}
+
+// findInCur returns the path of name in cur/ ("name" or "name:…"), or "".
+func findInCur(cur, name string) (string, error) {
+	d, err := os.Open(cur)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	defer d.Close()
+	for {
+		names, err := d.Readdirnames(1024)
+		for _, n := range names {
+			if strings.HasPrefix(n, name) && (len(n) == len(name) || n[len(name)] == ':') {
+				return filepath.Join(cur, n), nil
+			}
+		}
+		if err == io.EOF {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+}
+
+// makeMaildir creates dir (and missing parents) with tmp/, new/ and cur/,
+// mode 0700, fsyncing each parent of a created directory so the mailbox
+// itself survives a crash.
+func makeMaildir(dir string) error {
+	if err := mkdirDurable(dir); err != nil {
+		return err
+	}
+	created := false
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		err := os.Mkdir(filepath.Join(dir, sub), 0o700)
+		if err == nil {
+			created = true
+		} else if !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	}
+	if created {
+		return safeio.SyncDir(dir)
+	}
+	return nil
+}
+
+func mkdirDurable(dir string) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirDurable(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return safeio.SyncDir(parent)
+}

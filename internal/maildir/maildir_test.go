@@ -1,0 +1,310 @@
+package maildir
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"certrelay/internal/queue"
+)
+
+var received = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func key(id string, idx int) Key { return Key{MsgID: id, Idx: idx, Received: received} }
+
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestDeliverLandsInNew(t *testing.T) {
+	root := t.TempDir()
+	body := []byte("Return-Path: <a@example.com>\r\nSubject: hi\r\n\r\nbody\r\n")
+	res, err := Deliver(root, "example.com/bob", key("0123abcd", 2), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "example.com/bob")
+	wantName := fmt.Sprintf("%d.0123abcd_2.%s", received.Unix(), host())
+	if res.Duplicate || res.Path != filepath.Join(dir, "new", wantName) {
+		t.Errorf("result = %+v, want new/%s", res, wantName)
+	}
+	got, err := os.ReadFile(res.Path)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Errorf("file holds %q, %v; want the exact body", got, err)
+	}
+	fi, _ := os.Stat(res.Path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("file mode %v, want 0600", fi.Mode().Perm())
+	}
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		fi, err := os.Stat(filepath.Join(dir, sub))
+		if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v, %v; want a 0700 directory", sub, fi, err)
+		}
+	}
+	if n := files(t, filepath.Join(dir, "tmp")); len(n) != 0 {
+		t.Errorf("tmp/ holds %v", n)
+	}
+}
+
+func TestRedeliverySkipped(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		move  func(t *testing.T, dir, name string) // what a reader did meanwhile
+		fresh bool
+		dup   bool
+	}{
+		{"skip/still-in-new", func(*testing.T, string, string) {}, false, true},
+		{"skip/still-in-new-even-if-fresh", func(*testing.T, string, string) {}, true, true},
+		{"skip/moved-to-cur-with-flags", func(t *testing.T, dir, name string) {
+			rename(t, filepath.Join(dir, "new", name), filepath.Join(dir, "cur", name+":2,RS"))
+		}, false, true},
+		{"skip/moved-to-cur-without-info", func(t *testing.T, dir, name string) {
+			rename(t, filepath.Join(dir, "new", name), filepath.Join(dir, "cur", name))
+		}, false, true},
+		{"deliver/deleted-by-the-reader", func(t *testing.T, dir, name string) {
+			os.Remove(filepath.Join(dir, "new", name))
+		}, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			k := key("feed0001", 0)
+			if _, err := Deliver(root, "bob", k, []byte("first\n")); err != nil {
+				t.Fatal(err)
+			}
+			// Other messages in cur/, including a name that shares a prefix.
+			dir := filepath.Join(root, "bob")
+			for _, other := range []Key{key("feed0001", 1), key("feed0001", 10), key("feed00010", 0)} {
+				if _, err := Deliver(root, "bob", other, []byte("other\n")); err != nil {
+					t.Fatal(err)
+				}
+				rename(t, filepath.Join(dir, "new", Name(other)), filepath.Join(dir, "cur", Name(other)+":2,S"))
+			}
+			c.move(t, dir, Name(k))
+			k.Fresh = c.fresh
+			res, err := Deliver(root, "bob", k, []byte("second\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Duplicate != c.dup {
+				t.Fatalf("Duplicate = %v, want %v (%+v)", res.Duplicate, c.dup, res)
+			}
+			if c.dup {
+				if got, _ := os.ReadFile(res.Path); string(got) != "first\n" {
+					t.Errorf("%s holds %q", res.Path, got)
+				}
+				if n := files(t, filepath.Join(dir, "new")); len(n) > 1 {
+					t.Errorf("new/ holds %v", n)
+				}
+			}
+		})
+	}
+}
+
+func rename(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.Rename(from, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConcurrentDeliveriesDoNotCollide(t *testing.T) {
+	root := t.TempDir()
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			body := []byte(fmt.Sprintf("message %d\n", i))
+			if _, err := Deliver(root, "shared/box", key(fmt.Sprintf("%016x", i/4), i%4), body); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	names := files(t, filepath.Join(root, "shared/box/new"))
+	if len(names) != n {
+		t.Fatalf("new/ holds %d files, want %d", len(names), n)
+	}
+	seen := map[string]bool{}
+	for _, name := range names {
+		b, _ := os.ReadFile(filepath.Join(root, "shared/box/new", name))
+		seen[string(b)] = true
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct bodies, want %d", len(seen), n)
+	}
+}
+
+func TestDeliverRejectsBadInput(t *testing.T) {
+	root := t.TempDir()
+	for name, c := range map[string]struct {
+		mailbox string
+		k       Key
+	}{
+		"fail/absolute-mailbox": {"/etc/bob", key("aa", 0)},
+		"fail/escaping-mailbox": {"../bob", key("aa", 0)},
+		"fail/id-with-slash":    {"bob", key("a/b", 0)},
+		"fail/id-with-colon":    {"bob", key("a:b", 0)},
+		"fail/empty-id":         {"bob", key("", 0)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Deliver(root, c.mailbox, c.k, []byte("x")); err == nil {
+				t.Error("Deliver succeeded")
+			}
+		})
+	}
+}
+
+func TestStaleTmpFileReplaced(t *testing.T) {
+	root := t.TempDir()
+	k := key("cafe", 0)
+	if err := makeMaildir(filepath.Join(root, "bob")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bob", "tmp", Name(k)), []byte("half a mess"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Deliver(root, "bob", k, []byte("whole\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(res.Path); string(b) != "whole\n" {
+		t.Errorf("delivered %q", b)
+	}
+}
+
+func TestDelivererForQueue(t *testing.T) {
+	root := t.TempDir()
+	boxes := map[string]string{"bob@example.com": "example.com/bob", "carol@example.com": "example.com/carol"}
+	lookup := func(a string) (string, bool) { p, ok := boxes[a]; return p, ok }
+	body := []byte("Subject: x\r\n\r\nhello\r\n")
+	d := queue.Delivery{MsgID: "00aa11bb", ReceivedAt: received, Sender: "a@example.net", Destination: queue.Local, Body: body, Attempt: 1,
+		Recipients: []queue.Recipient{{Idx: 0, Address: "bob@example.com"}, {Idx: 1, Address: "nobody@example.com"}, {Idx: 2, Address: "carol@example.com"}}}
+
+	t.Run("ok/plain", func(t *testing.T) {
+		outs := (&Deliverer{Root: root, Lookup: lookup}).Deliver(context.Background(), d)
+		if len(outs) != 3 || outs[0].Err != nil || outs[2].Err != nil {
+			t.Fatalf("outcomes = %+v", outs)
+		}
+		if !queue.IsPermanent(outs[1].Err) || !strings.Contains(outs[1].Err.Error(), "5.1.1 mailbox unavailable") {
+			t.Errorf("unknown recipient: %v, want a permanent 5.1.1", outs[1].Err)
+		}
+		b, _ := os.ReadFile(filepath.Join(root, "example.com/bob/new", Name(key("00aa11bb", 0))))
+		if want := "Return-Path: <a@example.net>\r\n" + string(body); string(b) != want {
+			t.Errorf("bob's mailbox holds %q, want %q", b, want)
+		}
+	})
+
+	t.Run("ok/redelivery-after-crash-is-skipped", func(t *testing.T) {
+		dir := filepath.Join(root, "example.com/carol")
+		name := Name(key("00aa11bb", 2))
+		rename(t, filepath.Join(dir, "new", name), filepath.Join(dir, "cur", name+":2,S"))
+		again := d
+		again.MaybeDelivered = true
+		again.Recipients = d.Recipients[2:]
+		if outs := (&Deliverer{Root: root, Lookup: lookup}).Deliver(context.Background(), again); outs[0].Err != nil {
+			t.Fatal(outs[0].Err)
+		}
+		if n := files(t, filepath.Join(dir, "new")); len(n) != 0 {
+			t.Errorf("redelivery wrote %v", n)
+		}
+	})
+
+	t.Run("ok/delivered-to", func(t *testing.T) {
+		root := t.TempDir()
+		dd := d
+		dd.Recipients = d.Recipients[:1]
+		outs := (&Deliverer{Root: root, Lookup: lookup, DeliveredTo: true}).Deliver(context.Background(), dd)
+		if outs[0].Err != nil {
+			t.Fatal(outs[0].Err)
+		}
+		b, _ := os.ReadFile(filepath.Join(root, "example.com/bob/new", Name(key("00aa11bb", 0))))
+		if want := "Return-Path: <a@example.net>\r\nDelivered-To: bob@example.com\r\n" + string(body); string(b) != want {
+			t.Errorf("file = %q, want %q", b, want)
+		}
+	})
+
+	t.Run("fail/cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		outs := (&Deliverer{Root: t.TempDir(), Lookup: lookup}).Deliver(ctx, d)
+		for _, o := range outs {
+			if !errors.Is(o.Err, context.Canceled) || queue.IsPermanent(o.Err) {
+				t.Errorf("outcome %+v", o)
+			}
+		}
+	})
+}
+
+// TestWithQueue runs the queue and the Maildir deliverer together.
+func TestWithQueue(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "mail")
+	q, err := queue.Open(filepath.Join(dir, "queue"), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q.Handle(queue.Local, &Deliverer{Root: root, Lookup: func(a string) (string, bool) {
+		local, domain, _ := strings.Cut(a, "@")
+		return filepath.Join(domain, local), local != "nobody"
+	}})
+	var bounced sync.WaitGroup
+	bounced.Add(1)
+	q.SetBouncer(queue.BouncerFunc(func(_ context.Context, m *queue.Message, failed []queue.RecipientState) error {
+		if len(failed) != 1 || failed[0].Address != "nobody@example.com" {
+			t.Errorf("bounce for %+v", failed)
+		}
+		bounced.Done()
+		return nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go q.Run(ctx)
+	body := []byte("Subject: together\r\n\r\nhi\r\n")
+	id, err := q.Enqueue(ctx, &queue.Message{Sender: "a@example.net", Body: body, Recipients: []queue.Recipient{
+		{Address: "bob@example.com", Destination: queue.Local}, {Address: "nobody@example.com", Destination: queue.Local}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bounced.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		items, err := q.List(ctx, queue.Filter{ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("message still queued: %+v", items)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	names := files(t, filepath.Join(root, "example.com/bob/new"))
+	if len(names) != 1 || !strings.Contains(names[0], "."+id+"_0.") {
+		t.Fatalf("bob's new/ = %v", names)
+	}
+}

@@ -1,0 +1,107 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestAdminHandleBesideRunningServer does what `certrelay queue
+// list|retry|remove` does: a second handle, opened with OpenAdmin, works
+// on the directory of a server that runs workers.
+func TestAdminHandleBesideRunningServer(t *testing.T) {
+	dir := t.TempDir()
+	srv := openT(t, dir, Options{})
+	var calls atomic.Int32
+	srv.Handle(Local, &recorder{fn: func(_ context.Context, r Recipient, attempt int) error {
+		calls.Add(1)
+		if r.Address == "b@local.test" && attempt == 1 {
+			return errors.New("451 4.2.0 mailbox locked")
+		}
+		return nil
+	}})
+	runT(t, srv)
+	deferred := enqueueT(t, srv, testMsg("a@example.com", "b@local.test"))
+	unrouted := enqueueT(t, srv, testMsg("a@example.com", "c@example.org"))
+
+	adm, err := OpenAdmin(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	ctx := context.Background()
+
+	t.Run("ok/list", func(t *testing.T) {
+		waitFor(t, "first attempt", func() bool { return recipientState(t, adm, deferred, 0).Attempts == 1 })
+		items := listT(t, adm, Filter{})
+		if len(items) != 2 || items[0].ID != deferred || items[1].ID != unrouted {
+			t.Fatalf("List = %+v", items)
+		}
+		rs := items[0].Recipients[0]
+		if rs.Status != Pending || rs.LastError == "" || !rs.NextAttempt.After(time.Now()) {
+			t.Errorf("deferred recipient = %+v", rs)
+		}
+		if got := listT(t, adm, Filter{Destination: "example.org"}); len(got) != 1 || got[0].ID != unrouted {
+			t.Errorf("List by destination = %+v", got)
+		}
+		if got := listT(t, adm, Filter{Status: Failed}); len(got) != 0 {
+			t.Errorf("List failed = %+v", got)
+		}
+		if got := listT(t, adm, Filter{Limit: 1}); len(got) != 1 || got[0].ID != deferred {
+			t.Errorf("List limit 1 = %+v", got)
+		}
+	})
+
+	t.Run("ok/retry-delivers-promptly", func(t *testing.T) {
+		start := time.Now()
+		n, err := adm.Retry(ctx, deferred)
+		if err != nil || n != 1 {
+			t.Fatalf("Retry = %d, %v", n, err)
+		}
+		waitFor(t, "delivery after Retry", gone(t, adm, deferred))
+		el := time.Since(start)
+		t.Logf("delivered %v after Retry from the other handle", el)
+		if el > 5*time.Second {
+			t.Errorf("delivery took %v after Retry", el)
+		}
+		if c := calls.Load(); c != 2 {
+			t.Errorf("deliverer called %d times, want 2", c)
+		}
+	})
+
+	t.Run("ok/retry-all", func(t *testing.T) {
+		if n, err := adm.Retry(ctx, ""); err != nil || n != 1 {
+			t.Errorf("Retry all = %d, %v, want 1 (the unrouted one)", n, err)
+		}
+	})
+
+	t.Run("ok/remove", func(t *testing.T) {
+		if err := adm.Remove(ctx, unrouted); err != nil {
+			t.Fatal(err)
+		}
+		if got := listT(t, srv, Filter{}); len(got) != 0 {
+			t.Errorf("server still lists %+v", got)
+		}
+	})
+
+	t.Run("fail/unknown-id", func(t *testing.T) {
+		if err := adm.Remove(ctx, "0000000000000000deadbeef"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Remove unknown = %v, want ErrNotFound", err)
+		}
+		if _, err := adm.Retry(ctx, "0000000000000000deadbeef"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Retry unknown = %v, want ErrNotFound", err)
+		}
+		if _, err := adm.Get(ctx, "0000000000000000deadbeef"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get unknown = %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("ok/enqueue-from-admin-is-delivered", func(t *testing.T) {
+		id := enqueueT(t, adm, testMsg("a@example.com", "d@local.test"))
+		start := time.Now()
+		waitFor(t, "delivery of a message enqueued by another process", gone(t, adm, id))
+		t.Logf("delivered %v after Enqueue from the other handle", time.Since(start))
+	})
+}

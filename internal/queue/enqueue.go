@@ -1,0 +1,335 @@
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// Request states, for the race between the writer taking a request and
+// its caller giving up.
+const (
+	reqWaiting int32 = iota
+	reqTaken
+	reqAbandoned
+)
+
+type enqReq struct {
+	id    string
+	msg   *Message
+	recv  int64
+	meta  string
+	state atomic.Int32
+	done  chan error // buffered: the writer never blocks on it
+}
+
+// op is a change the writer applies without a caller waiting for the
+// commit: delivery results and removals of finished messages.
+type op struct {
+	rows      []rowUpdate
+	deleteMsg string
+	release   func()     // after the commit (or at shutdown): frees leases
+	finalize  string     // message to look at once the rows are committed
+	done      chan error // optional
+}
+
+type rowUpdate struct {
+	msgID    string
+	idx      int
+	status   Status
+	attempts int
+	next     int64
+	lastErr  string
+}
+
+// Enqueue stores m durably and returns its ID. It returns after the
+// transaction holding m has been committed and fsynced — the durability
+// point before 250 — sharing that commit with concurrent callers.
+//
+// m.ID, when set, must come from NewID (so the ID can appear in the
+// Received header written before the message is queued); otherwise one is
+// assigned. m must have at least one recipient, each with an address and a
+// destination; Enqueue assigns the recipients' Idx by position and does
+// not modify m. m and m.Body must not be modified after the call, even
+// when it returns early on ctx.
+//
+// When ctx ends before the commit, Enqueue returns an error wrapping
+// ctx.Err(); the message may still be committed (see the package doc:
+// a duplicate, never a loss). A failed write returns an error wrapping
+// ErrStorage; a closed queue, ErrClosed.
+func (q *Queue) Enqueue(ctx context.Context, m *Message) (string, error) {
+	if len(m.Recipients) == 0 {
+		return "", errors.New("enqueue: message has no recipients")
+	}
+	for i, r := range m.Recipients {
+		if r.Address == "" || r.Destination == "" {
+			return "", fmt.Errorf("enqueue: recipient %d: address and destination are required", i)
+		}
+	}
+	meta := "{}"
+	if m.Meta != (Meta{}) {
+		b, err := json.Marshal(m.Meta)
+		if err != nil {
+			return "", fmt.Errorf("enqueue: encode meta: %w", err)
+		}
+		meta = string(b)
+	}
+	now := q.opts.Now()
+	recv := m.ReceivedAt
+	if recv.IsZero() {
+		recv = now
+	}
+	id := m.ID
+	if id == "" {
+		id = q.newID(now)
+	} else if !validID(id) {
+		return "", fmt.Errorf("enqueue: %q is not a queue ID (take one from NewID)", id)
+	}
+	r := &enqReq{id: id, msg: m, recv: ms(recv), meta: meta, done: make(chan error, 1)}
+
+	q.sendMu.RLock()
+	if q.closed {
+		q.sendMu.RUnlock()
+		return "", fmt.Errorf("enqueue: %w", ErrClosed)
+	}
+	select {
+	case q.reqs <- r:
+		q.sendMu.RUnlock()
+	case <-ctx.Done():
+		q.sendMu.RUnlock()
+		return "", fmt.Errorf("enqueue: not queued: %w", ctx.Err())
+	}
+
+	select {
+	case err := <-r.done:
+		if err != nil {
+			return "", err
+		}
+		return r.id, nil
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(reqWaiting, reqAbandoned) {
+			return "", fmt.Errorf("enqueue: not queued: %w", ctx.Err())
+		}
+		return "", fmt.Errorf("enqueue: gave up waiting for the commit (message %s may still be queued): %w", r.id, ctx.Err())
+	}
+}
+
+// submit hands an op to the writer. After Close it runs op.release at once.
+func (q *Queue) submit(o *op) {
+	q.sendMu.RLock()
+	if q.closed {
+		q.sendMu.RUnlock()
+		if o.release != nil {
+			o.release()
+		}
+		if o.done != nil {
+			o.done <- ErrClosed
+		}
+		return
+	}
+	q.ops <- o
+	q.sendMu.RUnlock()
+}
+
+// writer is the single goroutine that writes to the database (apart from
+// the administration methods). See "Group commit" in the package doc.
+func (q *Queue) writer() {
+	defer close(q.writerDone)
+	var (
+		batch   []*enqReq
+		carried []*op // ops whose transaction failed, tried again
+		retry   *time.Timer
+		retryC  <-chan time.Time
+	)
+	stopping := false
+	for {
+		batch = batch[:0]
+		ops := carried
+		carried = nil
+		// Block unless stopping or holding results ready to retry now.
+		if (!stopping && len(ops) == 0) || retryC != nil {
+			select {
+			case r := <-q.reqs:
+				batch = append(batch, r)
+			case o := <-q.ops:
+				ops = append(ops, o)
+			case <-retryC:
+				retryC = nil
+			case <-q.stop:
+				stopping = true
+			}
+		}
+		size := 0
+		for _, r := range batch {
+			size += len(r.msg.Body)
+		}
+	gather:
+		for len(batch) < MaxBatchMessages && size < MaxBatchBytes && len(ops) < 4*MaxBatchMessages {
+			select {
+			case r := <-q.reqs:
+				batch = append(batch, r)
+				size += len(r.msg.Body)
+			case o := <-q.ops:
+				ops = append(ops, o)
+			default:
+				break gather
+			}
+		}
+		// Claim the requests whose callers still wait.
+		n := 0
+		for _, r := range batch {
+			if r.state.CompareAndSwap(reqWaiting, reqTaken) {
+				batch[n] = r
+				n++
+			}
+		}
+		batch = batch[:n]
+		if len(batch) == 0 && len(ops) == 0 {
+			if stopping {
+				return
+			}
+			continue
+		}
+		err := q.commit(batch, ops)
+		if err != nil {
+			err = fmt.Errorf("enqueue: %w: %w", ErrStorage, err)
+		}
+		for _, r := range batch {
+			r.done <- err
+		}
+		if err == nil {
+			q.commits.Add(1)
+			q.enqueued.Add(uint64(len(batch)))
+			if len(batch) > 0 {
+				q.wake()
+			}
+			for _, o := range ops {
+				q.opDone(o, nil)
+			}
+			continue
+		}
+		q.log.Error("queue write failed", "messages", len(batch), "updates", len(ops), "err", err)
+		if stopping {
+			for _, o := range ops {
+				q.opDone(o, err)
+			}
+			continue
+		}
+		// Keep the results for the next transaction, after a pause so a
+		// full disk does not turn into a busy loop.
+		carried = ops
+		if len(carried) > 0 {
+			if retry == nil {
+				retry = time.NewTimer(time.Second)
+			} else {
+				retry.Reset(time.Second)
+			}
+			retryC = retry.C
+		}
+	}
+}
+
+func (q *Queue) opDone(o *op, err error) {
+	if f := q.fin.Load(); err == nil && o.finalize != "" && f != nil {
+		f.add(o.finalize, time.Time{})
+	}
+	if o.release != nil {
+		o.release()
+	}
+	if o.done != nil {
+		o.done <- err
+	}
+}
+
+// commit writes one batch in one IMMEDIATE transaction.
+func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
+	ctx := context.Background() // a caller's cancellation must not abort the others' commit
+	c := q.wconn
+	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			// Some errors (SQLITE_FULL, SQLITE_IOERR) roll back by
+			// themselves; then this ROLLBACK fails harmlessly.
+			_, _ = c.ExecContext(ctx, "ROLLBACK")
+		}
+	}()
+	s := &q.stmts
+	for _, r := range batch {
+		m := r.msg
+		if _, err := s.insMsg.ExecContext(ctx, r.id, r.recv, m.Sender, len(m.Body), r.meta, m.Body); err != nil {
+			return fmt.Errorf("insert message: %w", err)
+		}
+		for i, rc := range m.Recipients {
+			if _, err := s.insRcpt.ExecContext(ctx, r.id, i, rc.Address, rc.Destination, rc.Notify, rc.ORCPT, r.recv, r.recv); err != nil {
+				return fmt.Errorf("insert recipient: %w", err)
+			}
+		}
+	}
+	now := ms(q.opts.Now())
+	for _, o := range ops {
+		for _, u := range o.rows {
+			if _, err := s.updRcpt.ExecContext(ctx, string(u.status), u.attempts, u.next, u.lastErr, now, u.msgID, u.idx); err != nil {
+				return fmt.Errorf("update recipient: %w", err)
+			}
+		}
+		if o.deleteMsg != "" {
+			if _, err := s.delRcpts.ExecContext(ctx, o.deleteMsg); err != nil {
+				return fmt.Errorf("delete message: %w", err)
+			}
+			if _, err := s.delMsg.ExecContext(ctx, o.deleteMsg); err != nil {
+				return fmt.Errorf("delete message: %w", err)
+			}
+		}
+	}
+	if q.admin && len(batch) > 0 {
+		if _, err := s.bumpGen.ExecContext(ctx); err != nil {
+			return fmt.Errorf("bump generation: %w", err)
+		}
+	}
+	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+type stmts struct {
+	insMsg, insRcpt, updRcpt, delRcpts, delMsg, bumpGen *sql.Stmt
+}
+
+const bumpGenSQL = `UPDATE state SET v = v + 1 WHERE k = 'generation'`
+
+func (s *stmts) prepare(ctx context.Context, c *sql.Conn) error {
+	for _, p := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&s.insMsg, `INSERT INTO messages (id, received_at, sender, size, meta, body) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&s.insRcpt, `INSERT INTO recipients (msg_id, idx, address, destination, notify, orcpt, next_attempt, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.updRcpt, `UPDATE recipients SET status = ?, attempts = ?, next_attempt = ?, last_error = ?, updated_at = ? WHERE msg_id = ? AND idx = ?`},
+		{&s.delRcpts, `DELETE FROM recipients WHERE msg_id = ?`},
+		{&s.delMsg, `DELETE FROM messages WHERE id = ?`},
+		{&s.bumpGen, bumpGenSQL},
+	} {
+		st, err := c.PrepareContext(ctx, p.sql)
+		if err != nil {
+			s.close()
+			return fmt.Errorf("prepare: %w", err)
+		}
+		*p.dst = st
+	}
+	return nil
+}
+
+func (s *stmts) close() {
+	for _, st := range []*sql.Stmt{s.insMsg, s.insRcpt, s.updRcpt, s.delRcpts, s.delMsg, s.bumpGen} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
