@@ -14,7 +14,7 @@ func (a *app) connectorCommand() *cobra.Command {
 	c := &cobra.Command{Use: "connector", Short: "Manage receive and send connectors"}
 	recv := &cobra.Command{Use: "receive", Short: "Receive connectors: SMTP listeners (Get-ReceiveConnector)"}
 	recv.AddCommand(a.receiveAddSet(true), a.receiveAddSet(false), a.receiveList(), a.receiveShow(), a.receiveRemove())
-	c.AddCommand(recv)
+	c.AddCommand(recv, a.sendCommand())
 	return c
 }
 

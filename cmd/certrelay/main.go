@@ -77,7 +77,7 @@ func (a *app) rootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&a.dataDir, "data", def, "data directory (env CERTRELAY_DATA)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.serveCommand(), a.setupCommand(), a.serverCommand(), a.certCommand(), a.trustCommand(), a.connectorCommand(), a.domainCommand(), a.mailboxCommand(), a.queueCommand(), a.eventsCommand(), a.loglevelCommand())
+	root.AddCommand(a.serveCommand(), a.setupCommand(), a.serverCommand(), a.certCommand(), a.trustCommand(), a.connectorCommand(), a.domainCommand(), a.mailboxCommand(), a.queueCommand(), a.trackCommand(), a.eventsCommand(), a.loglevelCommand())
 	return root
 }
 

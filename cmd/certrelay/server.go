@@ -85,7 +85,7 @@ func (a *app) serverCommand() *cobra.Command {
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	var fqdn, proxy string
+	var fqdn, proxy, resolver string
 	var nlb []string
 	set := &cobra.Command{
 		Use:   "set",
@@ -103,12 +103,15 @@ fetches go through (as WinHTTP's proxy is for Exchange); --proxy "" removes it.
 			if f.Changed("proxy") {
 				o.Proxy = &proxy
 			}
+			if f.Changed("dns-resolver") {
+				o.Resolver = &resolver
+			}
 			if f.Changed("nlb-name") {
 				names := splitList(nlb)
 				o.NLBNames = &names
 			}
 			if o == (admin.ServerSetOptions{}) {
-				return usagef("nothing to set: give --fqdn, --nlb-name or --proxy")
+				return usagef("nothing to set: give --fqdn, --nlb-name, --proxy or --dns-resolver")
 			}
 			ad, err := a.open(cmd.Context())
 			if err != nil {
@@ -125,6 +128,7 @@ fetches go through (as WinHTTP's proxy is for Exchange); --proxy "" removes it.
 	}
 	set.Flags().StringVar(&fqdn, "fqdn", "", "this server's FQDN")
 	set.Flags().StringVar(&proxy, "proxy", "", "HTTP proxy URL for CRL and OCSP fetches (\"\" for none)")
+	set.Flags().StringVar(&resolver, "dns-resolver", "", "DNS server (IP:PORT) for MX lookups of send connectors without smart hosts (\"\" for the system's)")
 	set.Flags().StringArrayVar(&nlb, "nlb-name", nil, "a load-balancer name of this server (repeat; \"\" clears)")
 	c.AddCommand(show, set)
 	return c

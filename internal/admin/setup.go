@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -192,6 +193,7 @@ type ServerInfo struct {
 	DataDirectory                          string
 	ServiceAccount                         string
 	Proxy                                  string
+	DnsResolver                            string
 	SetupTime                              string
 }
 
@@ -203,12 +205,14 @@ func (a *Admin) ServerShow(ctx context.Context) (ServerInfo, error) {
 	}
 	setup, _ := a.Settings.Get(ctx, settings.SetupDone)
 	proxy, _ := a.Settings.Get(ctx, settings.Proxy)
+	resolver, _ := a.Settings.Get(ctx, settings.DNSResolver)
 	info := ServerInfo{
 		Name: srv.Name, Fqdn: srv.Fqdn, Role: srv.Role, NLBNames: srv.NLBNames,
 		InternalTransportCertificateThumbprint: srv.InternalTransportCertificateThumbprint,
 		DataDirectory:                          a.dataDir,
 		ServiceAccount:                         a.Store.Account().Name,
 		Proxy:                                  proxy,
+		DnsResolver:                            resolver,
 		SetupTime:                              setup,
 	}
 	if info.NLBNames == nil {
@@ -236,6 +240,7 @@ type ServerSetOptions struct {
 	Fqdn     *string
 	NLBNames *[]string
 	Proxy    *string // "" for direct connections
+	Resolver *string // DNS server ip:port for MX lookups; "" for the system's
 }
 
 // ServerSet changes this server's FQDN, load-balancer names or HTTP proxy.
@@ -271,6 +276,16 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 		u, err := url.Parse(*o.Proxy)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return ServerInfo{}, errorf(op, fmt.Errorf("--proxy %q is not a proxy URL: write it as http://proxy.example.com:3128", *o.Proxy))
+		}
+	}
+	if o.Resolver != nil && *o.Resolver != "" {
+		if _, _, err := net.SplitHostPort(*o.Resolver); err != nil {
+			return ServerInfo{}, errorf(op, fmt.Errorf("--dns-resolver %q: write it as IP:PORT, such as 127.0.0.1:53", *o.Resolver))
+		}
+	}
+	if o.Resolver != nil {
+		if err := a.Settings.Set(ctx, nil, settings.DNSResolver, *o.Resolver); err != nil {
+			return ServerInfo{}, errorf(op, err)
 		}
 	}
 	if o.Fqdn != nil || o.NLBNames != nil {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,9 @@ import (
 	"certrelay/internal/maildir"
 	"certrelay/internal/queue"
 	"certrelay/internal/selection"
+	"certrelay/internal/settings"
 	"certrelay/internal/store"
+	"certrelay/internal/tracking"
 	"certrelay/internal/transport"
 )
 
@@ -85,6 +88,20 @@ func Run(ctx context.Context, o Options) error {
 	s.rcv = &transport.Receiver{Spool: spool{q}, Log: logger, Now: ad.Now, Events: ad.Events, NewID: q.NewID}
 	s.rcv.Start()
 	q.Handle(queue.Local, &maildir.Deliverer{Root: ad.DataDir(), Lookup: s.mailboxPath})
+	trace, err := tracking.Open(ad.DataDir())
+	if err != nil {
+		return err
+	}
+	resolver, err := s.resolver(ctx)
+	if err != nil {
+		return err
+	}
+	q.Handle(queue.AnyRemote, &transport.Sender{State: s.rcv.State, Resolver: resolver, Log: logger, Track: func(r transport.TrackRecord) {
+		if err := trace.Append(r); err != nil {
+			logger.Warn("cannot write the message trace", "err", err)
+		}
+	}})
+	q.SetBouncer(&transport.Bouncer{Queue: q, State: s.rcv.State, Now: ad.Now})
 
 	st, err := s.builder.build(ctx)
 	if err != nil {
@@ -161,6 +178,7 @@ func (s *srv) loop(ctx context.Context, st *transport.State) {
 		for _, err := range s.rcv.Update(ctx, next) {
 			s.log.Error(err.Error())
 		}
+		s.checkSendCertificates(ctx, next)
 		s.traceDecisions(next)
 		st = next
 		rebuild.Reset(nextRebuild(st))
@@ -211,14 +229,70 @@ func (s *srv) checkExpiry(ctx context.Context) {
 	if st == nil {
 		return
 	}
-	for _, c := range st.Connectors {
-		d := st.Index.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, c.TlsWildcardOneLabel, store.SMTP))
+	for _, d := range connectorDecisions(st) {
 		if w := d.Winner; w != nil {
 			if left := w.NotAfter.Sub(now); left > 0 && left <= s.window {
 				_, _ = s.ad.Events.Raise(ctx, 12018, w.Thumbprint, w.Subject, w.Thumbprint, fmt.Sprint(int(left.Hours())))
 			}
 		}
 	}
+	s.checkSendCertificates(ctx, st)
+}
+
+// connectorDecisions returns the selection of every receive and send
+// connector (TLS-enabled receive connectors only).
+func connectorDecisions(st *transport.State) []*selection.Decision {
+	var out []*selection.Decision
+	for _, c := range st.Connectors {
+		if c.Enabled && hasTLS(c.AuthMechanism) {
+			out = append(out, st.Index.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, c.TlsWildcardOneLabel, store.SMTP)))
+		}
+	}
+	for _, c := range st.Send {
+		if c.Enabled {
+			out = append(out, st.Index.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, false, store.SMTP)))
+		}
+	}
+	return out
+}
+
+func hasTLS(mechs []string) bool {
+	for _, m := range mechs {
+		if strings.EqualFold(m, "Tls") {
+			return true
+		}
+	}
+	return false
+}
+
+// checkSendCertificates raises 12016 for a send connector whose client
+// certificate has expired (it is still offered); receive connectors are
+// checked by the transport on every update.
+func (s *srv) checkSendCertificates(ctx context.Context, st *transport.State) {
+	now := s.ad.Now()
+	for _, c := range st.Send {
+		if !c.Enabled {
+			continue
+		}
+		d := st.Index.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, false, store.SMTP))
+		if d.Expired(now) {
+			w := d.Winner
+			_, _ = s.ad.Events.Raise(ctx, 12016, w.Thumbprint, d.Request.FQDN, w.Thumbprint, w.NotAfter.UTC().Format(time.RFC3339))
+		}
+	}
+}
+
+// resolver returns the DNS resolver MX lookups use: the configured server
+// (server set --dns-resolver), or the system's.
+func (s *srv) resolver(ctx context.Context) (*net.Resolver, error) {
+	addr, err := s.ad.Settings.Get(ctx, settings.DNSResolver)
+	if err != nil || addr == "" {
+		return nil, err
+	}
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}, nil
 }
 
 // RevocationRefresh is how often the server re-checks revocation data that
@@ -249,14 +323,15 @@ type spool struct{ q *queue.Queue }
 func (sp spool) Enqueue(ctx context.Context, env transport.Envelope, body []byte) (string, error) {
 	m := &queue.Message{
 		ID: env.ID, ReceivedAt: env.Received, Sender: env.From, Body: body,
-		Meta: queue.Meta{Helo: env.Helo, ClientAddr: env.ClientAddr, AuthIdentity: env.AuthUser, TLS: env.TLS, Connector: env.Connector},
+		Meta: queue.Meta{Helo: env.Helo, ClientAddr: env.ClientAddr, AuthIdentity: env.AuthUser, TLS: env.TLS, Connector: env.Connector,
+			EnvelopeID: env.EnvID, Ret: env.Ret, BodyType: env.BodyType, SMTPUTF8: env.SMTPUTF8},
 	}
 	for i, r := range env.Recipients {
 		dest := queue.Local
 		if !r.Local {
 			_, dest, _ = strings.Cut(strings.ToLower(r.Address), "@")
 		}
-		m.Recipients = append(m.Recipients, queue.Recipient{Idx: i, Address: r.Address, Destination: dest})
+		m.Recipients = append(m.Recipients, queue.Recipient{Idx: i, Address: r.Address, Destination: dest, Notify: r.Notify, ORCPT: r.ORCPT})
 	}
 	id, err := sp.q.Enqueue(ctx, m)
 	if errors.Is(err, queue.ErrStorage) {

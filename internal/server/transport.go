@@ -27,6 +27,10 @@ func (b *stateBuilder) build(ctx context.Context) (*transport.State, error) {
 	if err != nil {
 		return nil, err
 	}
+	send, err := b.ad.Dir.SendConnectors(ctx)
+	if err != nil {
+		return nil, err
+	}
 	domains, err := b.ad.Dir.AcceptedDomains(ctx)
 	if err != nil {
 		return nil, err
@@ -39,7 +43,7 @@ func (b *stateBuilder) build(ctx context.Context) (*transport.State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the certificate store: %w", err)
 	}
-	return transport.NewState(me, conns, domains, boxes, selection.NewIndex(cands, now), now), nil
+	return transport.NewState(me, conns, send, domains, boxes, selection.NewIndex(cands, now), now), nil
 }
 
 // generations returns the store's and the directory's change counters.

@@ -18,6 +18,7 @@ const (
 	ServerName     = "server.name"     // the server object this data directory runs
 	ServiceAccount = "service.account" // the account the server runs as; default: the data directory's owner
 	Proxy          = "http.proxy"      // HTTP proxy for CRL and OCSP fetches, "" for direct
+	DNSResolver    = "dns.resolver"    // ip:port of the DNS server for MX lookups, "" for the system's
 	SetupDone      = "setup.done"      // RFC 3339 time of the first setup
 )
 

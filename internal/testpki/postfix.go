@@ -27,6 +27,14 @@ type PostfixOptions struct {
 	Master   []string // extra master.cf lines
 	// SmtpdArgs are extra "-o name=value" settings of the listening smtpd.
 	SmtpdArgs []string
+	// Addr fixes the listening address (default: a free port).
+	Addr string
+	// Mailboxes are addresses Postfix delivers to, one mbox file each
+	// (virtual delivery); others of their domains get 550 5.1.1.
+	Mailboxes []string
+	// TLS offers STARTTLS with a certificate made at run time, asks for
+	// client certificates and records TLS in the Received header.
+	TLS bool
 }
 
 var postfixMu sync.Mutex // alternate_config_directories is one global list
@@ -75,7 +83,46 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 	if o.Hostname == "" {
 		o.Hostname = "peer.example.test"
 	}
-	addr := FreePort(t)
+	addr := o.Addr
+	if addr == "" {
+		addr = FreePort(t)
+	}
+	if len(o.Mailboxes) > 0 {
+		vmail := filepath.Join(dir, "vmail")
+		if err := os.Mkdir(vmail, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		run("chown", "65534:65534", vmail)
+		domains := map[string]bool{}
+		var maps []string
+		for _, m := range o.Mailboxes {
+			_, d, _ := strings.Cut(m, "@")
+			domains[d] = true
+			maps = append(maps, m+"="+m)
+		}
+		var ds []string
+		for d := range domains {
+			ds = append(ds, d)
+		}
+		o.Main = append(o.Main,
+			"virtual_mailbox_domains = "+strings.Join(ds, " "),
+			"virtual_mailbox_base = "+vmail,
+			"virtual_mailbox_maps = inline:{ "+strings.Join(maps, ", ")+" }",
+			"virtual_uid_maps = static:65534", "virtual_gid_maps = static:65534", "virtual_minimum_uid = 100")
+	}
+	if o.TLS {
+		leaf := SelfSigned(t, Options{CommonName: o.Hostname, DNSNames: []string{o.Hostname}})
+		cert := filepath.Join(dir, "tls-cert.pem")
+		key := filepath.Join(dir, "tls-key.pem")
+		if err := os.WriteFile(cert, PEM(leaf.Cert), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(key, KeyPEM(t, leaf.Key), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		o.Main = append(o.Main, "smtpd_tls_security_level = may", "smtpd_tls_cert_file = "+cert, "smtpd_tls_key_file = "+key,
+			"smtpd_tls_ask_ccert = yes", "smtpd_tls_received_header = yes", "smtpd_tls_loglevel = 1")
+	}
 	main := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %[1]s/queue
 data_directory = %[1]s/data
@@ -140,6 +187,12 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 	return p
 }
 
+// Mailbox returns the mbox content delivered to address ("" if none).
+func (p *Postfix) Mailbox(address string) string {
+	b, _ := os.ReadFile(filepath.Join(p.Dir, "vmail", address))
+	return string(b)
+}
+
 // Log returns Postfix's log so far.
 func (p *Postfix) Log() string {
 	b, _ := os.ReadFile(filepath.Join(p.Dir, "maillog"))
@@ -171,10 +224,26 @@ func (p *Postfix) stop() {
 	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	for i := 0; i < 100; i++ {
-		if syscall.Kill(pid, 0) != nil {
+		if !alive(pid) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// alive reports whether pid runs; a zombie (an exited daemon nobody has
+// reaped, as happens when PID 1 does not reap) counts as gone.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z'
+	}
+	return true
 }

@@ -25,7 +25,9 @@ import (
 // Recipient is one accepted recipient of a message.
 type Recipient struct {
 	Address string
-	Local   bool // delivered to a mailbox of this organisation; false: relayed
+	Local   bool   // delivered to a mailbox of this organisation; false: relayed
+	Notify  string // DSN NOTIFY= (RFC 3461), "" when absent
+	ORCPT   string // DSN ORCPT= as "type;address"
 }
 
 // Envelope is what the transport hands to the spool with each message.
@@ -39,6 +41,10 @@ type Envelope struct {
 	AuthUser   string
 	TLS        string // negotiated protocol and cipher, "" in plain text
 	Received   time.Time
+	Ret        string // DSN RET= (FULL or HDRS)
+	EnvID      string // DSN ENVID=
+	BodyType   string // BODY= (7BIT or 8BITMIME)
+	SMTPUTF8   bool
 }
 
 // Spool stores accepted messages durably. Enqueue must return only once
@@ -209,7 +215,7 @@ type session struct {
 func (s *session) Greeting() (string, string) { return s.fqdn, "certrelay ESMTP ready" }
 
 func (s *session) Capabilities(st smtp.State) smtp.Capabilities {
-	caps := smtp.Capabilities{MaxSize: s.c.MaxMessageSize}
+	caps := smtp.Capabilities{MaxSize: s.c.MaxMessageSize, DSN: true}
 	if has(s.c.AuthMechanism, "Tls") && st.TLS == nil {
 		// The current snapshot, not the connection's: a certificate made
 		// since the connection opened is offered at once (S7).
@@ -291,14 +297,40 @@ func (s *session) Rcpt(st smtp.State, to string, opts smtp.RcptOptions) error {
 		if _, ok := cur.Mailboxes[addr]; !ok {
 			return smtp.Replyf(550, "5.1.1", "<%s>: no such mailbox here", addr)
 		}
-		s.rcpts = append(s.rcpts, Recipient{Address: addr, Local: true})
+		s.rcpts = append(s.rcpts, Recipient{Address: addr, Local: true, Notify: notifyText(opts.Notify), ORCPT: orcpt(opts)})
 		return nil
 	}
 	if st.AuthMechanism == "" {
 		return smtp.Reply(550, "5.7.1", "Unable to relay: authenticate to send mail outside this organisation")
 	}
-	s.rcpts = append(s.rcpts, Recipient{Address: to, Local: false})
+	s.rcpts = append(s.rcpts, Recipient{Address: to, Local: false, Notify: notifyText(opts.Notify), ORCPT: orcpt(opts)})
 	return nil
+}
+
+func notifyText(n smtp.Notify) string {
+	if n == 0 {
+		return ""
+	}
+	if n&smtp.NotifyNever != 0 {
+		return "NEVER"
+	}
+	var parts []string
+	for _, x := range []struct {
+		bit  smtp.Notify
+		name string
+	}{{smtp.NotifySuccess, "SUCCESS"}, {smtp.NotifyFailure, "FAILURE"}, {smtp.NotifyDelay, "DELAY"}} {
+		if n&x.bit != 0 {
+			parts = append(parts, x.name)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func orcpt(o smtp.RcptOptions) string {
+	if o.ORcpt == "" {
+		return ""
+	}
+	return o.ORcptType + ";" + o.ORcpt
 }
 
 func (s *session) Data(st smtp.State, r io.Reader) (string, error) {
@@ -314,6 +346,7 @@ func (s *session) Data(st smtp.State, r io.Reader) (string, error) {
 		ID: id, From: st.MailFrom, Recipients: append([]Recipient(nil), s.rcpts...),
 		Helo: st.Hello, ClientAddr: st.RemoteAddr.String(), Connector: s.c.Name,
 		AuthUser: st.AuthUsername, Received: now, TLS: tlsSummary(st.TLS),
+		Ret: st.Mail.Ret, EnvID: st.Mail.EnvID, BodyType: st.Mail.Body, SMTPUTF8: st.Mail.SMTPUTF8,
 	}
 	qid, err := s.r.Spool.Enqueue(s.ctx, env, buf.Bytes())
 	if err != nil {

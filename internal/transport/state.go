@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"certrelay/internal/certinfo"
 	"certrelay/internal/directory"
 	"certrelay/internal/selection"
 )
@@ -14,6 +15,7 @@ import (
 type State struct {
 	Server     directory.Server
 	Connectors []directory.ReceiveConnector
+	Send       []directory.SendConnector
 	Domains    map[string]bool              // accepted domains, lower-case
 	Mailboxes  map[string]directory.Mailbox // by address, lower-case
 	Index      *selection.Index
@@ -22,8 +24,8 @@ type State struct {
 
 // NewState builds a snapshot; it normalises names so lookups need no
 // allocation.
-func NewState(srv directory.Server, conns []directory.ReceiveConnector, domains []directory.AcceptedDomain, boxes []directory.Mailbox, ix *selection.Index, now time.Time) *State {
-	st := &State{Server: srv, Connectors: conns, Domains: map[string]bool{}, Mailboxes: map[string]directory.Mailbox{}, Index: ix, Built: now}
+func NewState(srv directory.Server, conns []directory.ReceiveConnector, send []directory.SendConnector, domains []directory.AcceptedDomain, boxes []directory.Mailbox, ix *selection.Index, now time.Time) *State {
+	st := &State{Server: srv, Connectors: conns, Send: send, Domains: map[string]bool{}, Mailboxes: map[string]directory.Mailbox{}, Index: ix, Built: now}
 	for _, d := range domains {
 		st.Domains[strings.ToLower(d.DomainName)] = true
 	}
@@ -81,3 +83,5 @@ func has(list []string, v string) bool {
 	}
 	return false
 }
+
+func thumbprint(der []byte) string { return certinfo.Thumbprint(der) }

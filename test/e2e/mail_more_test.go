@@ -23,7 +23,11 @@ func TestExpiredAndExpiringCertificates(t *testing.T) {
 		NotBefore: now.Add(-400 * 24 * time.Hour), NotAfter: now.Add(-24 * time.Hour)})
 	soon := testpki.SelfSigned(t, testpki.Options{CommonName: "soon.contoso.test", DNSNames: []string{"soon.contoso.test"},
 		NotBefore: now.Add(-300 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour)})
-	oldT, soonT := e.importLeaf("old", expired), e.importLeaf("soon", soon)
+	outExpired := testpki.SelfSigned(t, testpki.Options{CommonName: "out.contoso.test", DNSNames: []string{"out.contoso.test"},
+		NotBefore: now.Add(-400 * 24 * time.Hour), NotAfter: now.Add(-48 * time.Hour)})
+	oldT, soonT, outT := e.importLeaf("old", expired), e.importLeaf("soon", soon), e.importLeaf("out", outExpired)
+	e.ok("cert", "enable", outT, "--services", "SMTP")
+	e.ok("connector", "send", "add", "Outbound", "--address-space", "*", "--smart-host", "127.0.0.1:9", "--fqdn", "out.contoso.test")
 	r := e.run("", "cert", "enable", oldT, "--services", "SMTP")
 	if r.code != 0 || !strings.Contains(r.stderr, "DateInvalid") {
 		t.Fatalf("enable an expired certificate: %d %s", r.code, r.stderr)
@@ -40,8 +44,12 @@ func TestExpiredAndExpiringCertificates(t *testing.T) {
 	var ev16, ev18 []struct{ Parameters []string }
 	e.jsonOf(&ev16, "events", "--id", "12016")
 	e.jsonOf(&ev18, "events", "--id", "12018")
-	if len(ev16) != 1 || ev16[0].Parameters[0] != "old.contoso.test" || ev16[0].Parameters[1] != oldT {
-		t.Errorf("12016: %+v", ev16)
+	byFqdn := map[string]string{}
+	for _, ev := range ev16 {
+		byFqdn[ev.Parameters[0]] = ev.Parameters[1]
+	}
+	if len(ev16) != 2 || byFqdn["old.contoso.test"] != oldT || byFqdn["out.contoso.test"] != outT {
+		t.Errorf("12016 for the receive and the send connector: %+v", ev16)
 	}
 	if len(ev18) != 1 || ev18[0].Parameters[1] != soonT {
 		t.Errorf("12018: %+v", ev18)
