@@ -261,4 +261,3 @@ func startDNS(t *testing.T, zone map[string][]dns.RR) string {
 	t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
 	return pc.LocalAddr().String()
 }
-
