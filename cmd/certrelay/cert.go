@@ -346,11 +346,7 @@ func (a *app) certShowCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(a.stdout, c)
-			}
-			printList(a.stdout, c, nil)
-			return nil
+			return a.emit(c, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

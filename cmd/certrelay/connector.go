@@ -101,11 +101,7 @@ func (a *app) receiveAddSet(add bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(a.stdout, c)
-			}
-			printList(a.stdout, c, nil)
-			return nil
+			return a.emit(c, asJSON)
 		},
 	}
 	f.bind(cmd)
@@ -163,11 +159,7 @@ func (a *app) receiveShow() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(a.stdout, c)
-			}
-			printList(a.stdout, c, nil)
-			return nil
+			return a.emit(c, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

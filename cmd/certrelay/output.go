@@ -18,6 +18,15 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// emit prints v as JSON when asJSON is set, else as a Format-List.
+func (a *app) emit(v any, asJSON bool) error {
+	if asJSON {
+		return printJSON(a.stdout, v)
+	}
+	printList(a.stdout, v, nil)
+	return nil
+}
+
 // printList writes the exported fields of a struct as "Name : value"
 // lines, as PowerShell's Format-List does. only, when not empty, keeps
 // those fields (case-insensitive), in the struct's order.

@@ -93,11 +93,7 @@ func (a *app) sendCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					return printJSON(a.stdout, sc)
-				}
-				printList(a.stdout, sc, nil)
-				return nil
+				return a.emit(sc, asJSON)
 			},
 		}
 		f.bind(cmd)
@@ -157,11 +153,7 @@ func (a *app) sendCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if showJSON {
-				return printJSON(a.stdout, sc)
-			}
-			printList(a.stdout, sc, nil)
-			return nil
+			return a.emit(sc, showJSON)
 		},
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")

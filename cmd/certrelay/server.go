@@ -77,11 +77,7 @@ func (a *app) serverCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(a.stdout, info)
-			}
-			printList(a.stdout, info, nil)
-			return nil
+			return a.emit(info, asJSON)
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
