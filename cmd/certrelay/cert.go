@@ -67,24 +67,21 @@ it may replace the internal transport certificate: you are asked first
 				}
 				o.Services = &svc
 			}
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			res, err := ad.NewCertificate(cmd.Context(), o, a.confirmer(force))
-			if err != nil {
-				return err
-			}
-			switch {
-			case res.BecameInternal && res.Previous != "":
-				fmt.Fprintf(a.stderr, "It replaces %s as this server's internal transport certificate.\n", res.Previous)
-			case res.BecameInternal:
-				fmt.Fprintln(a.stderr, "It is now this server's internal transport certificate.")
-			case res.Declined:
-				fmt.Fprintln(a.stderr, "The internal transport certificate was kept; the new certificate was made anyway.")
-			}
-			return a.printCertResult(res.Certificate, asJSON)
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				res, err := ad.NewCertificate(cmd.Context(), o, a.confirmer(force))
+				if err != nil {
+					return err
+				}
+				switch {
+				case res.BecameInternal && res.Previous != "":
+					fmt.Fprintf(a.stderr, "It replaces %s as this server's internal transport certificate.\n", res.Previous)
+				case res.BecameInternal:
+					fmt.Fprintln(a.stderr, "It is now this server's internal transport certificate.")
+				case res.Declined:
+					fmt.Fprintln(a.stderr, "The internal transport certificate was kept; the new certificate was made anyway.")
+				}
+				return a.printCertResult(res.Certificate, asJSON)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -130,21 +127,18 @@ PendingRequest until the CA's certificate is imported. Prints its thumbprint.`,
 			}
 			o.Domains = splitList(domains)
 			o.Key = certinfo.KeySpec{Type: keyType, Size: keySize}
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			c, data, err := ad.RequestCertificate(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			if err := safeio.WriteFile(out, data, 0o644); err != nil {
-				_, _ = ad.RemoveCertificate(cmd.Context(), c.Thumbprint, admin.Yes{})
-				return fmt.Errorf("write the request: %w; nothing was kept", err)
-			}
-			fmt.Fprintf(a.stderr, "Wrote the request to %s. Send it to the CA, then: certrelay cert import CERTIFICATE-FILE\n", out)
-			return a.printCertResult(c, asJSON)
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				c, data, err := ad.RequestCertificate(cmd.Context(), o)
+				if err != nil {
+					return err
+				}
+				if err := safeio.WriteFile(out, data, 0o644); err != nil {
+					_, _ = ad.RemoveCertificate(cmd.Context(), c.Thumbprint, admin.Yes{})
+					return fmt.Errorf("write the request: %w; nothing was kept", err)
+				}
+				fmt.Fprintf(a.stderr, "Wrote the request to %s. Send it to the CA, then: certrelay cert import CERTIFICATE-FILE\n", out)
+				return a.printCertResult(c, asJSON)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -188,34 +182,31 @@ intermediate store. Prints the thumbprint, so it can be piped:
 				}
 				o.Password = &pw
 			}
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			res, err := ad.ImportCertificate(cmd.Context(), o)
-			if errors.Is(err, certinfo.ErrNeedPassword) && passwordFile == "" {
-				if pw, ok := a.promptSecret("PKCS#12 password: "); ok {
-					o.Password = &pw
-					res, err = ad.ImportCertificate(cmd.Context(), o)
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				res, err := ad.ImportCertificate(cmd.Context(), o)
+				if errors.Is(err, certinfo.ErrNeedPassword) && passwordFile == "" {
+					if pw, ok := a.promptSecret("PKCS#12 password: "); ok {
+						o.Password = &pw
+						res, err = ad.ImportCertificate(cmd.Context(), o)
+					}
 				}
-			}
-			if err != nil {
-				return err
-			}
-			if res.AnsweredRequest != "" {
-				fmt.Fprintf(a.stderr, "It answers the pending request %s, which is now a certificate.\n", res.AnsweredRequest)
-			}
-			for _, t := range res.Intermediates {
-				fmt.Fprintf(a.stderr, "Added intermediate %s to the intermediate store.\n", t)
-			}
-			for _, s := range res.Roots {
-				fmt.Fprintf(a.stderr, "The file also holds the root %q; it is not trusted by importing it (use certrelay trust add if you mean to trust it).\n", s)
-			}
-			if !asJSON {
-				fmt.Fprintf(a.stderr, "Status: %s. Enable it with: certrelay cert enable %s --services SMTP (or POP, IMAP, IIS, UM)\n", res.Certificate.Status, res.Certificate.Thumbprint)
-			}
-			return a.printCertResult(res.Certificate, asJSON)
+				if err != nil {
+					return err
+				}
+				if res.AnsweredRequest != "" {
+					fmt.Fprintf(a.stderr, "It answers the pending request %s, which is now a certificate.\n", res.AnsweredRequest)
+				}
+				for _, t := range res.Intermediates {
+					fmt.Fprintf(a.stderr, "Added intermediate %s to the intermediate store.\n", t)
+				}
+				for _, s := range res.Roots {
+					fmt.Fprintf(a.stderr, "The file also holds the root %q; it is not trusted by importing it (use certrelay trust add if you mean to trust it).\n", s)
+				}
+				if !asJSON {
+					fmt.Fprintf(a.stderr, "Status: %s. Enable it with: certrelay cert enable %s --services SMTP (or POP, IMAP, IIS, UM)\n", res.Certificate.Status, res.Certificate.Thumbprint)
+				}
+				return a.printCertResult(res.Certificate, asJSON)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -253,29 +244,26 @@ func (a *app) certEnableCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			res, err := ad.EnableCertificate(cmd.Context(), args[0], svc, a.confirmer(force))
-			if err != nil {
-				return err
-			}
-			for _, n := range res.Notes {
-				fmt.Fprintln(a.stderr, n)
-			}
-			if res.BecameInternal {
-				fmt.Fprintln(a.stderr, "It is now this server's internal transport certificate.")
-			}
-			for _, w := range res.Warnings {
-				fmt.Fprintln(a.stderr, "WARNING: "+w)
-			}
-			if asJSON {
-				return printJSON(a.stdout, res.Certificate)
-			}
-			fmt.Fprintf(a.stdout, "%s enabled for %s\n", res.Certificate.Thumbprint, strings.Join(res.Certificate.Services, ", "))
-			return nil
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				res, err := ad.EnableCertificate(cmd.Context(), args[0], svc, a.confirmer(force))
+				if err != nil {
+					return err
+				}
+				for _, n := range res.Notes {
+					fmt.Fprintln(a.stderr, n)
+				}
+				if res.BecameInternal {
+					fmt.Fprintln(a.stderr, "It is now this server's internal transport certificate.")
+				}
+				for _, w := range res.Warnings {
+					fmt.Fprintln(a.stderr, "WARNING: "+w)
+				}
+				if asJSON {
+					return printJSON(a.stdout, res.Certificate)
+				}
+				fmt.Fprintf(a.stdout, "%s enabled for %s\n", res.Certificate.Thumbprint, strings.Join(res.Certificate.Services, ", "))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&services, "services", "", "services to add: SMTP, POP, IMAP, UM, IIS")
@@ -294,35 +282,32 @@ func (a *app) certListCommand() *cobra.Command {
 name (directly or by wildcard), best first, as selection would rank them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			list, err := ad.ListCertificates(cmd.Context(), admin.ListOptions{Domain: domain})
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if list == nil {
-					list = []admin.Certificate{}
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				list, err := ad.ListCertificates(cmd.Context(), admin.ListOptions{Domain: domain})
+				if err != nil {
+					return err
 				}
-				return printJSON(a.stdout, list)
-			}
-			rows := make([][]string, 0, len(list))
-			for _, c := range list {
-				na := ""
-				if c.NotAfter != nil {
-					na = c.NotAfter.UTC().Format("2006-01-02")
+				if asJSON {
+					if list == nil {
+						list = []admin.Certificate{}
+					}
+					return printJSON(a.stdout, list)
 				}
-				svc := strings.Join(c.Services, ",")
-				if c.IsInternalTransportCertificate {
-					svc += " (internal)"
+				rows := make([][]string, 0, len(list))
+				for _, c := range list {
+					na := ""
+					if c.NotAfter != nil {
+						na = c.NotAfter.UTC().Format("2006-01-02")
+					}
+					svc := strings.Join(c.Services, ",")
+					if c.IsInternalTransportCertificate {
+						svc += " (internal)"
+					}
+					rows = append(rows, []string{c.Thumbprint, svc, string(c.Status), na, c.Subject})
 				}
-				rows = append(rows, []string{c.Thumbprint, svc, string(c.Status), na, c.Subject})
-			}
-			table(a.stdout, []string{"Thumbprint", "Services", "Status", "NotAfter", "Subject"}, rows)
-			return nil
+				table(a.stdout, []string{"Thumbprint", "Services", "Status", "NotAfter", "Subject"}, rows)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&domain, "domain", "", "only certificates that hold this name, ranked")
@@ -337,16 +322,13 @@ func (a *app) certShowCommand() *cobra.Command {
 		Short: "Show every property of a certificate (M6, like Get-ExchangeCertificate | fl *)",
 		Args:  exactArgs(1, "a thumbprint"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			c, err := ad.GetCertificate(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.emit(c, asJSON)
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				c, err := ad.GetCertificate(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				return a.emit(c, asJSON)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -374,26 +356,23 @@ the key was made or imported with --exportable.`,
 				}
 				o.Password = &pw
 			}
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			data, format, err := ad.ExportCertificate(cmd.Context(), args[0], o)
-			if err != nil {
-				return err
-			}
-			mode := os.FileMode(0o644)
-			if o.Password != nil {
-				mode = 0o600
-			}
-			if err := safeio.WriteFile(out, data, mode); err != nil {
-				return err
-			}
-			t, _ := certinfo.NormalizeThumbprint(args[0])
-			ad.LogExport(cmd.Context(), t, format, out)
-			fmt.Fprintf(a.stderr, "Exported %s as %s to %s\n", t, format, out)
-			return nil
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				data, format, err := ad.ExportCertificate(cmd.Context(), args[0], o)
+				if err != nil {
+					return err
+				}
+				mode := os.FileMode(0o644)
+				if o.Password != nil {
+					mode = 0o600
+				}
+				if err := safeio.WriteFile(out, data, mode); err != nil {
+					return err
+				}
+				t, _ := certinfo.NormalizeThumbprint(args[0])
+				ad.LogExport(cmd.Context(), t, format, out)
+				fmt.Fprintf(a.stderr, "Exported %s as %s to %s\n", t, format, out)
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -410,20 +389,17 @@ func (a *app) certRemoveCommand() *cobra.Command {
 		Short: "Remove a certificate or pending request, and its key (M8)",
 		Args:  exactArgs(1, "a thumbprint"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			res, err := ad.RemoveCertificate(cmd.Context(), args[0], a.confirmer(force))
-			if err != nil {
-				return err
-			}
-			for _, w := range res.Warnings {
-				fmt.Fprintln(a.stderr, "WARNING: "+w)
-			}
-			fmt.Fprintf(a.stderr, "Removed %s\n", res.Removed.Thumbprint)
-			return nil
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				res, err := ad.RemoveCertificate(cmd.Context(), args[0], a.confirmer(force))
+				if err != nil {
+					return err
+				}
+				for _, w := range res.Warnings {
+					fmt.Fprintln(a.stderr, "WARNING: "+w)
+				}
+				fmt.Fprintf(a.stderr, "Removed %s\n", res.Removed.Thumbprint)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "do not ask for confirmation")

@@ -87,21 +87,19 @@ func (a *app) receiveAddSet(add bool) *cobra.Command {
 		Short: short,
 		Args:  exactArgs(1, "a connector name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			var c directory.ReceiveConnector
-			if add {
-				c, err = ad.AddReceiveConnector(cmd.Context(), args[0], f.options(cmd))
-			} else {
-				c, err = ad.SetReceiveConnector(cmd.Context(), args[0], f.options(cmd))
-			}
-			if err != nil {
-				return err
-			}
-			return a.emit(c, asJSON)
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				var c directory.ReceiveConnector
+				var err error
+				if add {
+					c, err = ad.AddReceiveConnector(cmd.Context(), args[0], f.options(cmd))
+				} else {
+					c, err = ad.SetReceiveConnector(cmd.Context(), args[0], f.options(cmd))
+				}
+				if err != nil {
+					return err
+				}
+				return a.emit(c, asJSON)
+			})
 		},
 	}
 	f.bind(cmd)
@@ -116,27 +114,24 @@ func (a *app) receiveList() *cobra.Command {
 		Short: "List this server's receive connectors",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			list, err := ad.ListReceiveConnectors(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if list == nil {
-					list = []directory.ReceiveConnector{}
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				list, err := ad.ListReceiveConnectors(cmd.Context())
+				if err != nil {
+					return err
 				}
-				return printJSON(a.stdout, list)
-			}
-			var rows [][]string
-			for _, c := range list {
-				rows = append(rows, []string{c.Name, strings.Join(c.Bindings, ","), c.Fqdn, strings.Join(c.AuthMechanism, ","), fmt.Sprint(c.Enabled)})
-			}
-			table(a.stdout, []string{"Name", "Bindings", "Fqdn", "AuthMechanism", "Enabled"}, rows)
-			return nil
+				if asJSON {
+					if list == nil {
+						list = []directory.ReceiveConnector{}
+					}
+					return printJSON(a.stdout, list)
+				}
+				var rows [][]string
+				for _, c := range list {
+					rows = append(rows, []string{c.Name, strings.Join(c.Bindings, ","), c.Fqdn, strings.Join(c.AuthMechanism, ","), fmt.Sprint(c.Enabled)})
+				}
+				table(a.stdout, []string{"Name", "Bindings", "Fqdn", "AuthMechanism", "Enabled"}, rows)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -150,16 +145,13 @@ func (a *app) receiveShow() *cobra.Command {
 		Short: "Show a receive connector",
 		Args:  exactArgs(1, "a connector name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			c, err := ad.GetReceiveConnector(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.emit(c, asJSON)
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				c, err := ad.GetReceiveConnector(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				return a.emit(c, asJSON)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -172,16 +164,13 @@ func (a *app) receiveRemove() *cobra.Command {
 		Short: "Remove a receive connector",
 		Args:  exactArgs(1, "a connector name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			if err := ad.RemoveReceiveConnector(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stderr, "Removed receive connector %s\n", args[0])
-			return nil
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				if err := ad.RemoveReceiveConnector(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stderr, "Removed receive connector %s\n", args[0])
+				return nil
+			})
 		},
 	}
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"certrelay/internal/admin"
+
 	"certrelay/internal/events"
 )
 
@@ -40,25 +42,22 @@ func (a *app) eventsCommand() *cobra.Command {
 					return usagef("unknown --level %q: use Error, Warning or Information", level)
 				}
 			}
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			list, err := ad.Events.List(cmd.Context(), f)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if list == nil {
-					list = []events.Event{}
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				list, err := ad.Events.List(cmd.Context(), f)
+				if err != nil {
+					return err
 				}
-				return printJSON(a.stdout, list)
-			}
-			for _, e := range list {
-				fmt.Fprintf(a.stdout, "%s  %-11s %5d %s\\%s %s\n    %s\n", formatTime(e.Time), e.Severity, e.ID, e.Source, e.Category, e.Name, e.Message)
-			}
-			return nil
+				if asJSON {
+					if list == nil {
+						list = []events.Event{}
+					}
+					return printJSON(a.stdout, list)
+				}
+				for _, e := range list {
+					fmt.Fprintf(a.stdout, "%s  %-11s %5d %s\\%s %s\n    %s\n", formatTime(e.Time), e.Severity, e.ID, e.Source, e.Category, e.Name, e.Message)
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -90,32 +89,29 @@ func (a *app) loglevelCommand() *cobra.Command {
 		Short: "Show the logging level of each category",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			type row struct{ Identity, EventLevel string }
-			var rows []row
-			for _, cat := range events.Categories() {
-				if len(args) == 1 && !events.MatchCategory(args[0], cat) {
-					continue
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				type row struct{ Identity, EventLevel string }
+				var rows []row
+				for _, cat := range events.Categories() {
+					if len(args) == 1 && !events.MatchCategory(args[0], cat) {
+						continue
+					}
+					l, err := ad.Events.CategoryLevel(cmd.Context(), cat)
+					if err != nil {
+						return err
+					}
+					rows = append(rows, row{cat, l.String()})
 				}
-				l, err := ad.Events.CategoryLevel(cmd.Context(), cat)
-				if err != nil {
-					return err
+				if asJSON {
+					return printJSON(a.stdout, rows)
 				}
-				rows = append(rows, row{cat, l.String()})
-			}
-			if asJSON {
-				return printJSON(a.stdout, rows)
-			}
-			var t [][]string
-			for _, r := range rows {
-				t = append(t, []string{r.Identity, r.EventLevel})
-			}
-			table(a.stdout, []string{"Identity", "EventLevel"}, t)
-			return nil
+				var t [][]string
+				for _, r := range rows {
+					t = append(t, []string{r.Identity, r.EventLevel})
+				}
+				table(a.stdout, []string{"Identity", "EventLevel"}, t)
+				return nil
+			})
 		},
 	}
 	get.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -128,19 +124,16 @@ func (a *app) loglevelCommand() *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			changed, err := ad.Events.SetCategoryLevel(cmd.Context(), args[0], l)
-			if err != nil {
-				return err
-			}
-			for _, c := range changed {
-				fmt.Fprintf(a.stdout, "%s = %s\n", c, l)
-			}
-			return nil
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				changed, err := ad.Events.SetCategoryLevel(cmd.Context(), args[0], l)
+				if err != nil {
+					return err
+				}
+				for _, c := range changed {
+					fmt.Fprintf(a.stdout, "%s = %s\n", c, l)
+				}
+				return nil
+			})
 		},
 	}
 	c.AddCommand(get, set)

@@ -36,40 +36,37 @@ TlsCertificateName are used; --direction out explains a send connector.`,
 			if o.Direction != "in" && o.Direction != "out" {
 				return usagef("--direction is in or out")
 			}
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			ex, err := ad.Explain(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(a.stdout, ex)
-			}
-			what := "the name " + ex.Fqdn
-			if ex.Connector != "" {
-				what = fmt.Sprintf("%s connector %q (FQDN %s)", map[string]string{"in": "receive", "out": "send"}[ex.Direction], ex.Connector, ex.Fqdn)
-			}
-			fmt.Fprintf(a.stdout, "Selection for %s, service %s:\n", what, ex.Service)
-			if ex.Explicit != "" {
-				fmt.Fprintf(a.stdout, "The connector names its certificate: %s\n", ex.Explicit)
-			}
-			var rows [][]string
-			for _, c := range ex.Candidates {
-				rows = append(rows, []string{c.Thumbprint, string(c.Verdict), c.Reason})
-			}
-			table(a.stdout, []string{"Thumbprint", "Verdict", "Reason"}, rows)
-			if ex.Winner != "" {
-				fmt.Fprintf(a.stdout, "\nChosen: %s — %s\n", ex.Winner, ex.Why)
-			} else {
-				fmt.Fprintf(a.stdout, "\nNo certificate: %s\n", ex.Why)
-			}
-			if ex.STARTTLS != "" {
-				fmt.Fprintf(a.stdout, "STARTTLS: %s\n", ex.STARTTLS)
-			}
-			return nil
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				ex, err := ad.Explain(cmd.Context(), o)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(a.stdout, ex)
+				}
+				what := "the name " + ex.Fqdn
+				if ex.Connector != "" {
+					what = fmt.Sprintf("%s connector %q (FQDN %s)", map[string]string{"in": "receive", "out": "send"}[ex.Direction], ex.Connector, ex.Fqdn)
+				}
+				fmt.Fprintf(a.stdout, "Selection for %s, service %s:\n", what, ex.Service)
+				if ex.Explicit != "" {
+					fmt.Fprintf(a.stdout, "The connector names its certificate: %s\n", ex.Explicit)
+				}
+				var rows [][]string
+				for _, c := range ex.Candidates {
+					rows = append(rows, []string{c.Thumbprint, string(c.Verdict), c.Reason})
+				}
+				table(a.stdout, []string{"Thumbprint", "Verdict", "Reason"}, rows)
+				if ex.Winner != "" {
+					fmt.Fprintf(a.stdout, "\nChosen: %s — %s\n", ex.Winner, ex.Why)
+				} else {
+					fmt.Fprintf(a.stdout, "\nNo certificate: %s\n", ex.Why)
+				}
+				if ex.STARTTLS != "" {
+					fmt.Fprintf(a.stdout, "STARTTLS: %s\n", ex.STARTTLS)
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()

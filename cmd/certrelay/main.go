@@ -81,6 +81,16 @@ func (a *app) rootCommand() *cobra.Command {
 	return root
 }
 
+// withAdmin opens the data directory, runs fn, and closes it.
+func (a *app) withAdmin(cmd *cobra.Command, fn func(ad *admin.Admin) error) error {
+	ad, err := a.open(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer ad.Close()
+	return fn(ad)
+}
+
 // open opens the data directory for a command.
 func (a *app) open(ctx context.Context) (*admin.Admin, error) {
 	return admin.Open(ctx, admin.Options{DataDir: a.dataDir})

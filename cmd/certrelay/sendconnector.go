@@ -79,21 +79,19 @@ func (a *app) sendCommand() *cobra.Command {
 		cmd := &cobra.Command{
 			Use: use, Short: short, Args: exactArgs(1, "a connector name"),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				ad, err := a.open(cmd.Context())
-				if err != nil {
-					return err
-				}
-				defer ad.Close()
-				var sc directory.SendConnector
-				if add {
-					sc, err = ad.AddSendConnector(cmd.Context(), args[0], f.options(cmd))
-				} else {
-					sc, err = ad.SetSendConnector(cmd.Context(), args[0], f.options(cmd))
-				}
-				if err != nil {
-					return err
-				}
-				return a.emit(sc, asJSON)
+				return a.withAdmin(cmd, func(ad *admin.Admin) error {
+					var sc directory.SendConnector
+					var err error
+					if add {
+						sc, err = ad.AddSendConnector(cmd.Context(), args[0], f.options(cmd))
+					} else {
+						sc, err = ad.SetSendConnector(cmd.Context(), args[0], f.options(cmd))
+					}
+					if err != nil {
+						return err
+					}
+					return a.emit(sc, asJSON)
+				})
 			},
 		}
 		f.bind(cmd)
@@ -104,39 +102,36 @@ func (a *app) sendCommand() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List send connectors", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			list, err := ad.ListSendConnectors(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if list == nil {
-					list = []directory.SendConnector{}
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				list, err := ad.ListSendConnectors(cmd.Context())
+				if err != nil {
+					return err
 				}
-				return printJSON(a.stdout, list)
-			}
-			var rows [][]string
-			for _, sc := range list {
-				var spaces []string
-				for _, s := range sc.AddressSpaces {
-					spaces = append(spaces, fmt.Sprintf("%s;%d", s.Domain, s.Cost))
+				if asJSON {
+					if list == nil {
+						list = []directory.SendConnector{}
+					}
+					return printJSON(a.stdout, list)
 				}
-				hosts := strings.Join(sc.SmartHosts, ",")
-				if hosts == "" {
-					hosts = "(MX)"
+				var rows [][]string
+				for _, sc := range list {
+					var spaces []string
+					for _, s := range sc.AddressSpaces {
+						spaces = append(spaces, fmt.Sprintf("%s;%d", s.Domain, s.Cost))
+					}
+					hosts := strings.Join(sc.SmartHosts, ",")
+					if hosts == "" {
+						hosts = "(MX)"
+					}
+					tlsMode := "opportunistic"
+					if sc.RequireTLS {
+						tlsMode = "required"
+					}
+					rows = append(rows, []string{sc.Name, strings.Join(spaces, ","), hosts, sc.Fqdn, tlsMode, fmt.Sprint(sc.Enabled)})
 				}
-				tlsMode := "opportunistic"
-				if sc.RequireTLS {
-					tlsMode = "required"
-				}
-				rows = append(rows, []string{sc.Name, strings.Join(spaces, ","), hosts, sc.Fqdn, tlsMode, fmt.Sprint(sc.Enabled)})
-			}
-			table(a.stdout, []string{"Name", "AddressSpaces", "SmartHosts", "Fqdn", "TLS", "Enabled"}, rows)
-			return nil
+				table(a.stdout, []string{"Name", "AddressSpaces", "SmartHosts", "Fqdn", "TLS", "Enabled"}, rows)
+				return nil
+			})
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -144,32 +139,26 @@ func (a *app) sendCommand() *cobra.Command {
 	show := &cobra.Command{
 		Use: "show NAME", Short: "Show a send connector", Args: exactArgs(1, "a connector name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			sc, err := ad.GetSendConnector(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.emit(sc, showJSON)
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				sc, err := ad.GetSendConnector(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				return a.emit(sc, showJSON)
+			})
 		},
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
 	remove := &cobra.Command{
 		Use: "remove NAME", Short: "Remove a send connector", Args: exactArgs(1, "a connector name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			if err := ad.RemoveSendConnector(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stderr, "Removed send connector %s\n", args[0])
-			return nil
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				if err := ad.RemoveSendConnector(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stderr, "Removed send connector %s\n", args[0])
+				return nil
+			})
 		},
 	}
 	c.AddCommand(list, show, remove)

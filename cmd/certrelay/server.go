@@ -19,20 +19,17 @@ func (a *app) setupCommand() *cobra.Command {
 		Short: "Set up the data directory: server object and internal transport certificate (M9)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			res, err := ad.Setup(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(a.stdout, res)
-			}
-			a.printSetup(a.stdout, res)
-			return nil
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				res, err := ad.Setup(cmd.Context(), o)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(a.stdout, res)
+				}
+				a.printSetup(a.stdout, res)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&o.Role, "role", "", "hub (the default) or edge")
@@ -68,16 +65,13 @@ func (a *app) serverCommand() *cobra.Command {
 		Short: "Show the server's names, role and internal transport certificate",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			info, err := ad.ServerShow(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return a.emit(info, asJSON)
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				info, err := ad.ServerShow(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return a.emit(info, asJSON)
+			})
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -109,17 +103,14 @@ fetches go through (as WinHTTP's proxy is for Exchange); --proxy "" removes it.
 			if o == (admin.ServerSetOptions{}) {
 				return usagef("nothing to set: give --fqdn, --nlb-name, --proxy or --dns-resolver")
 			}
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			info, err := ad.ServerSet(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			printList(a.stdout, info, nil)
-			return nil
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				info, err := ad.ServerSet(cmd.Context(), o)
+				if err != nil {
+					return err
+				}
+				printList(a.stdout, info, nil)
+				return nil
+			})
 		},
 	}
 	set.Flags().StringVar(&fqdn, "fqdn", "", "this server's FQDN")

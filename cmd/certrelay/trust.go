@@ -38,25 +38,22 @@ are kept for building chains instead.`,
 			if err != nil {
 				return err
 			}
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			res, err := ad.TrustAdd(cmd.Context(), data, src, intermediate)
-			if err != nil {
-				return err
-			}
-			for _, r := range res.Roots {
-				fmt.Fprintf(a.stdout, "%s trusted as a %s root: %s\n", r.Thumbprint, r.Source, r.Subject)
-			}
-			for _, t := range res.Intermediates {
-				fmt.Fprintf(a.stdout, "%s added to the intermediate store\n", t)
-			}
-			for _, s := range res.Skipped {
-				fmt.Fprintln(a.stderr, s)
-			}
-			return nil
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				res, err := ad.TrustAdd(cmd.Context(), data, src, intermediate)
+				if err != nil {
+					return err
+				}
+				for _, r := range res.Roots {
+					fmt.Fprintf(a.stdout, "%s trusted as a %s root: %s\n", r.Thumbprint, r.Source, r.Subject)
+				}
+				for _, t := range res.Intermediates {
+					fmt.Fprintf(a.stdout, "%s added to the intermediate store\n", t)
+				}
+				for _, s := range res.Skipped {
+					fmt.Fprintln(a.stderr, s)
+				}
+				return nil
+			})
 		},
 	}
 	add.Flags().StringVar(&source, "source", "registry", "registry, grouppolicy or enterprise")
@@ -68,48 +65,45 @@ are kept for building chains instead.`,
 		Short: "List trusted roots (with their source) and intermediates",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			roots, inters, err := ad.TrustList(cmd.Context())
-			if err != nil {
-				return err
-			}
-			type row struct {
-				Thumbprint string
-				Subject    string
-				NotAfter   time.Time
-				Kind       string // "Root" or "Intermediate"
-				Source     string // the root's source (RootCAType); "" for intermediates
-				System     bool   `json:",omitempty"`
-			}
-			var rows []row
-			for _, r := range roots {
-				if r.System && !system {
-					continue
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				roots, inters, err := ad.TrustList(cmd.Context())
+				if err != nil {
+					return err
 				}
-				rows = append(rows, row{r.Thumbprint, r.Subject, r.NotAfter.UTC(), "Root", string(r.Source), r.System})
-			}
-			for _, c := range inters {
-				rows = append(rows, row{certinfo.Thumbprint(c.Raw), c.Subject.String(), c.NotAfter.UTC(), "Intermediate", "", false})
-			}
-			if asJSON {
-				if rows == nil {
-					rows = []row{}
+				type row struct {
+					Thumbprint string
+					Subject    string
+					NotAfter   time.Time
+					Kind       string // "Root" or "Intermediate"
+					Source     string // the root's source (RootCAType); "" for intermediates
+					System     bool   `json:",omitempty"`
 				}
-				return printJSON(a.stdout, rows)
-			}
-			var t [][]string
-			for _, r := range rows {
-				t = append(t, []string{r.Thumbprint, r.Kind, r.Source, r.NotAfter.Format("2006-01-02"), r.Subject})
-			}
-			table(a.stdout, []string{"Thumbprint", "Kind", "Source", "NotAfter", "Subject"}, t)
-			if !system {
-				fmt.Fprintf(a.stderr, "(%d ThirdParty roots of the system bundle not shown; add --system to see them)\n", countSystem(roots))
-			}
-			return nil
+				var rows []row
+				for _, r := range roots {
+					if r.System && !system {
+						continue
+					}
+					rows = append(rows, row{r.Thumbprint, r.Subject, r.NotAfter.UTC(), "Root", string(r.Source), r.System})
+				}
+				for _, c := range inters {
+					rows = append(rows, row{certinfo.Thumbprint(c.Raw), c.Subject.String(), c.NotAfter.UTC(), "Intermediate", "", false})
+				}
+				if asJSON {
+					if rows == nil {
+						rows = []row{}
+					}
+					return printJSON(a.stdout, rows)
+				}
+				var t [][]string
+				for _, r := range rows {
+					t = append(t, []string{r.Thumbprint, r.Kind, r.Source, r.NotAfter.Format("2006-01-02"), r.Subject})
+				}
+				table(a.stdout, []string{"Thumbprint", "Kind", "Source", "NotAfter", "Subject"}, t)
+				if !system {
+					fmt.Fprintf(a.stderr, "(%d ThirdParty roots of the system bundle not shown; add --system to see them)\n", countSystem(roots))
+				}
+				return nil
+			})
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -120,16 +114,13 @@ are kept for building chains instead.`,
 		Short: "Stop trusting a root added here, or forget an intermediate",
 		Args:  exactArgs(1, "a thumbprint"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			if err := ad.TrustRemove(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stderr, "Removed %s\n", strings.ToUpper(args[0]))
-			return nil
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				if err := ad.TrustRemove(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stderr, "Removed %s\n", strings.ToUpper(args[0]))
+				return nil
+			})
 		},
 	}
 	c.AddCommand(add, list, remove)
@@ -177,26 +168,23 @@ certificate is Valid, 1 otherwise.`,
 				}
 				data = d
 			}
-			ad, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer ad.Close()
-			res, err := ad.VerifyCertificate(cmd.Context(), args[0], data)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if err := printJSON(a.stdout, res); err != nil {
+			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				res, err := ad.VerifyCertificate(cmd.Context(), args[0], data)
+				if err != nil {
 					return err
 				}
-			} else {
-				printVerify(a.stdout, res)
-			}
-			if res.Status != trust.Valid {
-				return errNotValid
-			}
-			return nil
+				if asJSON {
+					if err := printJSON(a.stdout, res); err != nil {
+						return err
+					}
+				} else {
+					printVerify(a.stdout, res)
+				}
+				if res.Status != trust.Valid {
+					return errNotValid
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
