@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -122,19 +123,37 @@ fetches go through (as WinHTTP's proxy is for Exchange); --proxy "" removes it.
 }
 
 func (a *app) serveCommand() *cobra.Command {
-	var o server.Options
+	var setup admin.SetupOptions
+	var debug bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the server (runs setup on first start)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.DataDir = a.dataDir
-			o.Stderr = a.stderr
-			return server.Run(cmd.Context(), o)
+			level := slog.LevelInfo
+			if debug {
+				level = slog.LevelDebug
+			}
+			logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			ctx := cmd.Context()
+			ad, err := admin.Open(ctx, admin.Options{DataDir: a.dataDir, Logger: logger})
+			if err != nil {
+				return err
+			}
+			defer ad.Close()
+			res, err := ad.Setup(ctx, setup)
+			if err != nil {
+				return err
+			}
+			if !res.AlreadyDone {
+				logger.Info("setup complete", "server", res.Server.Name, "role", res.Server.Role, "fqdn", res.Server.Fqdn,
+					"internal_certificate", res.Server.InternalTransportCertificateThumbprint)
+			}
+			return server.Run(ctx, server.Options{DataDir: ad.DataDir(), Source: ad.Source(), Events: ad.Events, Logger: logger})
 		},
 	}
-	cmd.Flags().StringVar(&o.Setup.Role, "role", "", "role for the first start: hub (the default) or edge")
-	cmd.Flags().StringVar(&o.Setup.Fqdn, "fqdn", "", "FQDN for the first start (default: the host name)")
-	cmd.Flags().BoolVar(&o.Debug, "debug", false, "log protocol details and every certificate selection")
+	cmd.Flags().StringVar(&setup.Role, "role", "", "role for the first start: hub (the default) or edge")
+	cmd.Flags().StringVar(&setup.Fqdn, "fqdn", "", "FQDN for the first start (default: the host name)")
+	cmd.Flags().BoolVar(&debug, "debug", false, "log protocol details and every certificate selection")
 	return cmd
 }

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"certrelay/internal/certview"
 	"certrelay/internal/db"
 	"certrelay/internal/directory"
 	"certrelay/internal/events"
@@ -52,6 +53,7 @@ type Admin struct {
 	validity time.Duration
 
 	db       *sql.DB
+	src      *certview.Source
 	Store    *store.Store
 	Trust    *trust.Store
 	Dir      directory.Directory
@@ -98,6 +100,7 @@ func Open(ctx context.Context, o Options) (*Admin, error) {
 	if a.Dir, err = directory.OpenEmbedded(ctx, a.db); err != nil {
 		return fail(err)
 	}
+	a.src = &certview.Source{Store: a.Store, Trust: a.Trust, Dir: a.Dir, Settings: a.Settings, Now: a.now}
 	name, _ := a.Settings.Get(ctx, settings.ServerName)
 	if a.Events, err = events.Open(ctx, a.db, a.now, o.Logger, name); err != nil {
 		return fail(err)
@@ -146,6 +149,10 @@ type Yes struct{}
 func (Yes) Confirm(string) (bool, error) { return true, nil }
 
 // ErrNotSetUp is returned by operations that need setup first.
-var ErrNotSetUp = errors.New("this data directory is not set up: run certrelay setup (or certrelay serve, which runs it)")
+var ErrNotSetUp = certview.ErrNotSetUp
+
+// Source returns the certificate view of this data directory, for the
+// server.
+func (a *Admin) Source() *certview.Source { return a.src }
 
 func errorf(op string, err error) error { return fmt.Errorf("%s: %w", op, err) }

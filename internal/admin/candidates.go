@@ -2,90 +2,16 @@ package admin
 
 import (
 	"context"
-	"crypto"
-	"crypto/tls"
-	"sync"
-	"time"
 
+	"certrelay/internal/certview"
 	"certrelay/internal/directory"
 	"certrelay/internal/selection"
 	"certrelay/internal/store"
 )
 
-// CandidateBuilder turns the personal store into selection candidates:
-// each certificate with its Status (from trust and the stored revocation
-// results), its key facts and, when the key loads, a tls.Certificate with
-// its chain ready for handshakes. Parsed keys are kept between builds, so
-// rebuilding after a store change only reads new keys. Safe for
-// concurrent use.
-type CandidateBuilder struct {
-	a    *Admin
-	mu   sync.Mutex
-	keys map[string]crypto.Signer // by key ID
-}
-
-// NewCandidateBuilder returns a builder for this data directory.
-func (a *Admin) NewCandidateBuilder() *CandidateBuilder {
-	return &CandidateBuilder{a: a, keys: map[string]crypto.Signer{}}
-}
-
-// Build returns the candidates as of now.
-func (b *CandidateBuilder) Build(ctx context.Context) ([]selection.Candidate, time.Time, error) {
-	entries, err := b.a.Store.List(ctx)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	v, err := b.a.viewer(ctx)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	seen := map[string]bool{}
-	out := make([]selection.Candidate, 0, len(entries))
-	for _, e := range entries {
-		if e.Pending() {
-			out = append(out, selection.Candidate{Thumbprint: e.Thumbprint, Pending: true, Subject: e.Request.Subject.String()})
-			continue
-		}
-		c := v.view(e)
-		ki := b.a.Store.KeyInfo(e)
-		cand := selection.Candidate{
-			Thumbprint: e.Thumbprint, Subject: c.Subject, Issuer: c.Issuer, Domains: c.CertificateDomains,
-			NotBefore: e.Cert.NotBefore, NotAfter: e.Cert.NotAfter, IsSelfSigned: c.IsSelfSigned,
-			Services: e.Services, Status: c.Status, Cert: e.Cert,
-			HasKey: ki.Present, KeyReadable: ki.ServiceCanRead,
-		}
-		if ki.Present && e.Services != store.None {
-			seen[e.KeyID] = true
-			key, ok := b.keys[e.KeyID]
-			if !ok {
-				k, err := b.a.Store.PrivateKey(e)
-				if err != nil {
-					cand.KeyError = err.Error()
-				} else {
-					key, ok = k, true
-					b.keys[e.KeyID] = k
-				}
-			}
-			if ok {
-				tc := &tls.Certificate{Certificate: [][]byte{e.Cert.Raw}, PrivateKey: key, Leaf: e.Cert}
-				// Send the intermediates, not the root (RFC 8446 4.4.2).
-				for i := 1; i < len(c.Chain)-1; i++ {
-					tc.Certificate = append(tc.Certificate, c.Chain[i].Cert.Raw)
-				}
-				cand.TLS = tc
-			}
-		}
-		out = append(out, cand)
-	}
-	for id := range b.keys {
-		if !seen[id] {
-			delete(b.keys, id)
-		}
-	}
-	return out, v.now, nil
-}
+// NewCandidateBuilder returns a builder of selection candidates for this
+// data directory (see certview.CandidateBuilder).
+func (a *Admin) NewCandidateBuilder() *certview.CandidateBuilder { return a.src.NewCandidateBuilder() }
 
 // ExplainOptions say which session to explain.
 type ExplainOptions struct {

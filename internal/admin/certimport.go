@@ -105,11 +105,11 @@ func (a *Admin) ImportCertificate(ctx context.Context, o ImportOptions) (ImportR
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	_, _ = a.RefreshRevocation(rctx, t)
 	cancel()
-	v, err := a.viewer(ctx)
+	v, err := a.src.Viewer(ctx)
 	if err != nil {
 		return ImportResult{}, err
 	}
-	res.Certificate = v.view(e)
+	res.Certificate = v.View(e)
 	a.raise(ctx, 16004, "", t, res.Certificate.Subject, b.Format, fmt.Sprint(res.Certificate.HasPrivateKey))
 	return res, nil
 }

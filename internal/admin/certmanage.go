@@ -98,11 +98,11 @@ func (a *Admin) EnableCertificate(ctx context.Context, thumbprint string, servic
 		}
 		res.Warnings = append(res.Warnings, w...)
 	}
-	v, err := a.viewer(ctx)
+	v, err := a.src.Viewer(ctx)
 	if err != nil {
 		return EnableResult{}, err
 	}
-	res.Certificate = v.view(e)
+	res.Certificate = v.View(e)
 	if res.Certificate.Status != "Valid" {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("Its status is %s (%s): services will not use it until that is fixed. %s", res.Certificate.Status, res.Certificate.StatusDetail, res.Certificate.Fix))
 	}

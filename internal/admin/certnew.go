@@ -199,11 +199,11 @@ func (a *Admin) storeSelfSigned(ctx context.Context, p preparedCert, s selfSigne
 	if err != nil {
 		return Certificate{}, err
 	}
-	v, err := a.viewer(ctx)
+	v, err := a.src.Viewer(ctx)
 	if err != nil {
 		return Certificate{}, err
 	}
-	c := v.view(e)
+	c := v.View(e)
 	a.raise(ctx, 16002, "", c.Thumbprint, c.Subject, strings.Join(c.CertificateDomains, ", "), s.services.String(), c.NotAfter.Format(time.RFC3339))
 	return c, nil
 }
@@ -309,11 +309,11 @@ func (a *Admin) RequestCertificate(ctx context.Context, o RequestOptions) (Certi
 	if err != nil {
 		return Certificate{}, nil, errorf(op, err)
 	}
-	v, err := a.viewer(ctx)
+	v, err := a.src.Viewer(ctx)
 	if err != nil {
 		return Certificate{}, nil, err
 	}
-	c := v.view(e)
+	c := v.View(e)
 	a.raise(ctx, 16003, "", c.Thumbprint, c.Subject, strings.Join(c.CertificateDomains, ", "))
 	out := certinfo.RequestPEM(der)
 	if o.DER {

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -39,14 +38,7 @@ func (a *Admin) IsSetUp(ctx context.Context) (bool, error) {
 
 // LocalServer returns this data directory's server object.
 func (a *Admin) LocalServer(ctx context.Context) (directory.Server, error) {
-	name, err := a.Settings.Get(ctx, settings.ServerName)
-	if err != nil {
-		return directory.Server{}, err
-	}
-	if name == "" {
-		return directory.Server{}, ErrNotSetUp
-	}
-	return a.Dir.Server(ctx, name)
+	return a.src.LocalServer(ctx)
 }
 
 // Setup runs SPEC M9 once per data directory: it records the server
@@ -123,8 +115,8 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 		if err != nil {
 			return SetupResult{}, errorf("setup", err)
 		}
-		v, _ := a.viewer(ctx)
-		view := v.view(c)
+		v, _ := a.src.Viewer(ctx)
+		view := v.View(c)
 		cert = &view
 	}
 	if srv, err = a.setInternal(ctx, srv, cert.Entry()); err != nil {
@@ -227,11 +219,7 @@ func (a *Admin) ServerShow(ctx context.Context) (ServerInfo, error) {
 
 // requireSetup returns the local server or ErrNotSetUp.
 func (a *Admin) requireSetup(ctx context.Context) (directory.Server, error) {
-	srv, err := a.LocalServer(ctx)
-	if errors.Is(err, directory.ErrNotFound) {
-		return srv, ErrNotSetUp
-	}
-	return srv, err
+	return a.src.LocalServer(ctx)
 }
 
 // ServerSetOptions change this server's settings; nil fields stay as they

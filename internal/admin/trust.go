@@ -5,12 +5,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net/url"
-	"time"
 
 	"certrelay/internal/certinfo"
-	"certrelay/internal/revocation"
-	"certrelay/internal/settings"
+	"certrelay/internal/certview"
 	"certrelay/internal/trust"
 )
 
@@ -109,24 +106,16 @@ func (a *Admin) TrustRemove(ctx context.Context, thumbprint string) error {
 func (a *Admin) trustChanged(ctx context.Context) { _ = a.Store.Touch(ctx) }
 
 // DefaultRevocationTimeout bounds each CRL or OCSP fetch.
-const DefaultRevocationTimeout = 5 * time.Second
+const DefaultRevocationTimeout = certview.DefaultRevocationTimeout
 
-// Verifier returns a trust.Verifier configured from the settings: the
-// HTTP proxy for CRL and OCSP fetches, the shared response cache.
-func (a *Admin) Verifier(ctx context.Context) (*trust.Verifier, error) {
-	c := &revocation.Checker{Timeout: DefaultRevocationTimeout, Cache: a.Trust.RevocationCache(), Now: a.now}
-	p, err := a.Settings.Get(ctx, settings.Proxy)
-	if err != nil {
-		return nil, err
-	}
-	if p != "" {
-		u, err := url.Parse(p)
-		if err != nil {
-			return nil, fmt.Errorf("the proxy setting %q is not a URL: %w (fix it with certrelay server set --proxy URL)", p, err)
-		}
-		c.Proxy = u
-	}
-	return &trust.Verifier{Store: a.Trust, Checker: c, Now: a.now}, nil
+// Verifier returns a trust.Verifier configured from the settings (see
+// certview.Source.Verifier).
+func (a *Admin) Verifier(ctx context.Context) (*trust.Verifier, error) { return a.src.Verifier(ctx) }
+
+// RefreshRevocation re-checks missing or stale revocation results (see
+// certview.Source.RefreshRevocation).
+func (a *Admin) RefreshRevocation(ctx context.Context, only string) (int, error) {
+	return a.src.RefreshRevocation(ctx, only)
 }
 
 // VerifyResult is what `cert verify` prints.
@@ -194,52 +183,4 @@ func (a *Admin) VerifyCertificate(ctx context.Context, target string, data []byt
 		a.trustChanged(ctx)
 	}
 	return VerifyResult{Thumbprint: certinfo.Thumbprint(cert.Raw), Subject: cert.Subject.String(), InStore: inStore, Result: r}, nil
-}
-
-// RefreshRevocation re-checks, with cached answers where they are still
-// current, the revocation of every certificate in the store whose record
-// is missing or stale. It reports how many certificates it checked. Used
-// by the server in the background and after imports.
-func (a *Admin) RefreshRevocation(ctx context.Context, only string) (int, error) {
-	entries, err := a.Store.List(ctx)
-	if err != nil {
-		return 0, err
-	}
-	snap, err := a.Trust.Snapshot(ctx)
-	if err != nil {
-		return 0, err
-	}
-	records, err := a.Trust.RevocationRecords(ctx)
-	if err != nil {
-		return 0, err
-	}
-	v, err := a.Verifier(ctx)
-	if err != nil {
-		return 0, err
-	}
-	now := a.now()
-	checked := 0
-	for _, e := range entries {
-		if e.Pending() || (only != "" && e.Thumbprint != only) {
-			continue
-		}
-		due := false
-		for _, t := range snap.ElementThumbprints(e.Cert, now) {
-			rec, ok := records[t]
-			if !ok || rec.Stale(now) || rec.Result.Status == revocation.Unknown && now.Sub(rec.CheckedAt) > time.Minute {
-				due = true
-			}
-		}
-		if !due {
-			continue
-		}
-		if _, err := v.Verify(ctx, e.Cert, nil, false); err != nil {
-			return checked, err
-		}
-		checked++
-	}
-	if checked > 0 {
-		a.trustChanged(ctx)
-	}
-	return checked, nil
 }

@@ -1,6 +1,6 @@
-// Package server runs certrelay: `certrelay serve`. It opens the data
-// directory, runs setup on the first start (SPEC M9), opens the queue and
-// the receive connectors, and watches the store and the directory so that
+// Package server runs certrelay: `certrelay serve`. On a data directory
+// that setup has prepared (the command runs setup first, SPEC M9), it
+// opens the queue and the receive connectors, and watches the store and the directory so that
 // a change made by the CLI in another process — a certificate enabled,
 // imported or removed, a connector added or changed — takes effect within
 // 100 ms without a restart (S7). It checks certificate expiry at start and
@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -19,8 +18,9 @@ import (
 	"strings"
 	"time"
 
-	"certrelay/internal/admin"
 	"certrelay/internal/certinfo"
+	"certrelay/internal/certview"
+	"certrelay/internal/events"
 	"certrelay/internal/maildir"
 	"certrelay/internal/queue"
 	"certrelay/internal/selection"
@@ -33,16 +33,14 @@ import (
 // Options configure Run.
 type Options struct {
 	DataDir string
-	Setup   admin.SetupOptions
-	Stderr  io.Writer // where logs go; default os.Stderr
-	Now     func() time.Time
+	Source  *certview.Source // the data directory's store, trust and directory
+	Events  *events.Log
+	Logger  *slog.Logger // default: text to os.Stderr
 	// ExpiryWindow is how long before NotAfter "expires soon" events start
 	// (E5); default 30 days.
 	ExpiryWindow time.Duration
 	// Ready, when set, is called once the server is up.
 	Ready func()
-	// Debug logs the protocol and every selection decision.
-	Debug bool
 }
 
 // DefaultExpiryWindow is E5's default warning window.
@@ -54,41 +52,29 @@ const WatchInterval = 50 * time.Millisecond
 
 // Run runs the server until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
 	if o.ExpiryWindow == 0 {
 		o.ExpiryWindow = DefaultExpiryWindow
 	}
-	level := slog.LevelInfo
-	if o.Debug {
-		level = slog.LevelDebug
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	logger := slog.New(slog.NewTextHandler(o.Stderr, &slog.HandlerOptions{Level: level}))
-	ad, err := admin.Open(ctx, admin.Options{DataDir: o.DataDir, Logger: logger, Now: o.Now})
+	src := o.Source
+	me, err := src.LocalServer(ctx)
 	if err != nil {
 		return err
 	}
-	defer ad.Close()
-	res, err := ad.Setup(ctx, o.Setup)
-	if err != nil {
-		return err
-	}
-	if !res.AlreadyDone {
-		logger.Info("setup complete", "server", res.Server.Name, "role", res.Server.Role, "fqdn", res.Server.Fqdn,
-			"internal_certificate", res.Server.InternalTransportCertificateThumbprint)
-	}
-	q, err := queue.Open(filepath.Join(ad.DataDir(), "queue"), queue.Options{Now: o.Now, Logger: logger})
+	q, err := queue.Open(filepath.Join(o.DataDir, "queue"), queue.Options{Now: src.Now, Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer q.Close()
 
-	s := &srv{ad: ad, log: logger, window: o.ExpiryWindow, q: q, builder: &stateBuilder{ad: ad, cands: ad.NewCandidateBuilder()}}
-	s.rcv = &transport.Receiver{Spool: spool{q}, Log: logger, Now: ad.Now, Events: ad.Events, NewID: q.NewID}
+	s := &srv{src: src, events: o.Events, log: logger, window: o.ExpiryWindow, q: q, builder: &stateBuilder{src: src, cands: src.NewCandidateBuilder()}}
+	s.rcv = &transport.Receiver{Spool: spool{q}, Log: logger, Now: src.Now, Events: o.Events, NewID: q.NewID}
 	s.rcv.Start()
-	q.Handle(queue.Local, &maildir.Deliverer{Root: ad.DataDir(), Lookup: s.mailboxPath})
-	trace, err := tracking.Open(ad.DataDir())
+	q.Handle(queue.Local, &maildir.Deliverer{Root: o.DataDir, Lookup: s.mailboxPath})
+	trace, err := tracking.Open(o.DataDir)
 	if err != nil {
 		return err
 	}
@@ -101,7 +87,7 @@ func Run(ctx context.Context, o Options) error {
 			logger.Warn("cannot write the message trace", "err", err)
 		}
 	}})
-	q.SetBouncer(&transport.Bouncer{Queue: q, State: s.rcv.State, Now: ad.Now})
+	q.SetBouncer(&transport.Bouncer{Queue: q, State: s.rcv.State, Now: src.Now})
 
 	st, err := s.builder.build(ctx)
 	if err != nil {
@@ -115,7 +101,7 @@ func Run(ctx context.Context, o Options) error {
 	qctx, stopQueue := context.WithCancel(context.Background())
 	go func() { qdone <- q.Run(qctx) }()
 	go s.refreshRevocation(ctx)
-	logger.Info("certrelay running", "server", res.Server.Name, "data", ad.DataDir())
+	logger.Info("certrelay running", "server", me.Name, "data", o.DataDir)
 	if o.Ready != nil {
 		o.Ready()
 	}
@@ -135,7 +121,8 @@ func Run(ctx context.Context, o Options) error {
 }
 
 type srv struct {
-	ad      *admin.Admin
+	src     *certview.Source
+	events  *events.Log
 	log     *slog.Logger
 	window  time.Duration
 	q       *queue.Queue
@@ -146,7 +133,7 @@ type srv struct {
 // loop rebuilds the transport's snapshot whenever the store or the
 // directory changes, and when a certificate's validity changes.
 func (s *srv) loop(ctx context.Context, st *transport.State) {
-	sg, dg := generations(ctx, s.ad)
+	sg, dg := generations(ctx, s.src)
 	watch := time.NewTicker(WatchInterval)
 	defer watch.Stop()
 	daily := time.NewTicker(24 * time.Hour)
@@ -159,7 +146,7 @@ func (s *srv) loop(ctx context.Context, st *transport.State) {
 		case <-ctx.Done():
 			return
 		case <-watch.C:
-			s2, d2 := generations(ctx, s.ad)
+			s2, d2 := generations(ctx, s.src)
 			changed = s2 != sg || d2 != dg
 			sg, dg = s2, d2
 		case <-rebuild.C:
@@ -213,15 +200,15 @@ func (s *srv) mailboxPath(address string) (string, bool) {
 // 12018 for each STARTTLS certificate a connector uses that expires within
 // the window (12016, expired, comes with each rebuild).
 func (s *srv) checkExpiry(ctx context.Context) {
-	now := s.ad.Now()
-	if me, err := s.ad.LocalServer(ctx); err == nil {
-		if e, err := s.ad.Store.Get(ctx, me.InternalTransportCertificateThumbprint); err == nil && e.Cert != nil {
+	now := s.src.Now()
+	if me, err := s.src.LocalServer(ctx); err == nil {
+		if e, err := s.src.Store.Get(ctx, me.InternalTransportCertificateThumbprint); err == nil && e.Cert != nil {
 			t := certinfo.Thumbprint(e.Cert.Raw)
 			switch left := e.Cert.NotAfter.Sub(now); {
 			case left <= 0:
-				_, _ = s.ad.Events.Raise(ctx, 12015, t, t, e.Cert.NotAfter.UTC().Format(time.RFC3339))
+				_, _ = s.events.Raise(ctx, 12015, t, t, e.Cert.NotAfter.UTC().Format(time.RFC3339))
 			case left <= s.window:
-				_, _ = s.ad.Events.Raise(ctx, 12017, t, t, fmt.Sprint(int(left.Hours())))
+				_, _ = s.events.Raise(ctx, 12017, t, t, fmt.Sprint(int(left.Hours())))
 			}
 		}
 	}
@@ -232,7 +219,7 @@ func (s *srv) checkExpiry(ctx context.Context) {
 	for _, d := range connectorDecisions(st) {
 		if w := d.Winner; w != nil {
 			if left := w.NotAfter.Sub(now); left > 0 && left <= s.window {
-				_, _ = s.ad.Events.Raise(ctx, 12018, w.Thumbprint, w.Subject, w.Thumbprint, fmt.Sprint(int(left.Hours())))
+				_, _ = s.events.Raise(ctx, 12018, w.Thumbprint, w.Subject, w.Thumbprint, fmt.Sprint(int(left.Hours())))
 			}
 		}
 	}
@@ -269,7 +256,7 @@ func hasTLS(mechs []string) bool {
 // certificate has expired (it is still offered); receive connectors are
 // checked by the transport on every update.
 func (s *srv) checkSendCertificates(ctx context.Context, st *transport.State) {
-	now := s.ad.Now()
+	now := s.src.Now()
 	for _, c := range st.Send {
 		if !c.Enabled {
 			continue
@@ -277,7 +264,7 @@ func (s *srv) checkSendCertificates(ctx context.Context, st *transport.State) {
 		d := st.Index.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, false, store.SMTP))
 		if d.Expired(now) {
 			w := d.Winner
-			_, _ = s.ad.Events.Raise(ctx, 12016, w.Thumbprint, d.Request.FQDN, w.Thumbprint, w.NotAfter.UTC().Format(time.RFC3339))
+			_, _ = s.events.Raise(ctx, 12016, w.Thumbprint, d.Request.FQDN, w.Thumbprint, w.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}
 }
@@ -285,7 +272,7 @@ func (s *srv) checkSendCertificates(ctx context.Context, st *transport.State) {
 // resolver returns the DNS resolver MX lookups use: the configured server
 // (server set --dns-resolver), or the system's.
 func (s *srv) resolver(ctx context.Context) (*net.Resolver, error) {
-	addr, err := s.ad.Settings.Get(ctx, settings.DNSResolver)
+	addr, err := s.src.Settings.Get(ctx, settings.DNSResolver)
 	if err != nil || addr == "" {
 		return nil, err
 	}
@@ -304,7 +291,7 @@ func (s *srv) refreshRevocation(ctx context.Context) {
 	t := time.NewTicker(RevocationRefresh)
 	defer t.Stop()
 	for {
-		if n, err := s.ad.RefreshRevocation(ctx, ""); err != nil && ctx.Err() == nil {
+		if n, err := s.src.RefreshRevocation(ctx, ""); err != nil && ctx.Err() == nil {
 			s.log.Warn("revocation refresh failed", "error", err)
 		} else if n > 0 {
 			s.log.Info("revocation refreshed", "certificates", n)

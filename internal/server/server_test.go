@@ -3,12 +3,14 @@ package server
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"certrelay/internal/admin"
 	"certrelay/internal/events"
+	"certrelay/internal/testpki"
 )
 
 type syncBuffer struct {
@@ -22,14 +24,29 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
-// runUntilReady runs the server with a clock and stops it once ready.
+// runUntilReady sets the data directory up and runs the server with a
+// clock, as certrelay serve does, and stops it once ready.
 func runUntilReady(t *testing.T, dir string, now func() time.Time) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	defer cancel()
+	ad, err := admin.Open(ctx, admin.Options{DataDir: dir, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ad.Close()
+	if _, err := ad.Setup(ctx, admin.SetupOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Another test may hold the default port: this one is about events.
+	bindings := []string{testpki.FreePort(t)}
+	if _, err := ad.SetReceiveConnector(ctx, "Default "+mustServer(t, ad), admin.ReceiveConnectorOptions{Bindings: &bindings}); err != nil {
+		t.Fatal(err)
+	}
 	var logs syncBuffer
+	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Options{DataDir: dir, Now: now, Stderr: &logs, Ready: cancel})
+		done <- Run(ctx, Options{DataDir: ad.DataDir(), Source: ad.Source(), Events: ad.Events, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Ready: cancel})
 	}()
 	select {
 	case err := <-done:
@@ -39,6 +56,14 @@ func runUntilReady(t *testing.T, dir string, now func() time.Time) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("server did not become ready")
 	}
+}
+
+func mustServer(t *testing.T, ad *admin.Admin) string {
+	srv, err := ad.LocalServer(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv.Name
 }
 
 func eventIDs(t *testing.T, dir string) map[int]int {

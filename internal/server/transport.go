@@ -5,37 +5,37 @@ import (
 	"fmt"
 	"time"
 
-	"certrelay/internal/admin"
+	"certrelay/internal/certview"
 	"certrelay/internal/selection"
 	"certrelay/internal/transport"
 )
 
 // stateBuilder makes transport snapshots from the data directory.
 type stateBuilder struct {
-	ad    *admin.Admin
-	cands *admin.CandidateBuilder
+	src   *certview.Source
+	cands *certview.CandidateBuilder
 }
 
 // build reads the directory and the store and returns a new snapshot with
 // a fresh selection index.
 func (b *stateBuilder) build(ctx context.Context) (*transport.State, error) {
-	me, err := b.ad.LocalServer(ctx)
+	me, err := b.src.LocalServer(ctx)
 	if err != nil {
 		return nil, err
 	}
-	conns, err := b.ad.Dir.ReceiveConnectors(ctx, me.Name)
+	conns, err := b.src.Dir.ReceiveConnectors(ctx, me.Name)
 	if err != nil {
 		return nil, err
 	}
-	send, err := b.ad.Dir.SendConnectors(ctx)
+	send, err := b.src.Dir.SendConnectors(ctx)
 	if err != nil {
 		return nil, err
 	}
-	domains, err := b.ad.Dir.AcceptedDomains(ctx)
+	domains, err := b.src.Dir.AcceptedDomains(ctx)
 	if err != nil {
 		return nil, err
 	}
-	boxes, err := b.ad.Dir.Mailboxes(ctx)
+	boxes, err := b.src.Dir.Mailboxes(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -47,9 +47,9 @@ func (b *stateBuilder) build(ctx context.Context) (*transport.State, error) {
 }
 
 // generations returns the store's and the directory's change counters.
-func generations(ctx context.Context, ad *admin.Admin) (int64, int64) {
-	s, _ := ad.Store.Generation(ctx)
-	d, _ := ad.Dir.Generation(ctx)
+func generations(ctx context.Context, src *certview.Source) (int64, int64) {
+	s, _ := src.Store.Generation(ctx)
+	d, _ := src.Dir.Generation(ctx)
 	return s, d
 }
 

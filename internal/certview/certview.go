@@ -1,0 +1,48 @@
+// Package certview describes the personal store as every part of
+// certrelay sees it: each certificate with the properties of SPEC §2 —
+// its Status and RootCAType from trust and the stored revocation results,
+// its key facts and whether it is the internal transport certificate —
+// and, for the transport, the selection candidates with their keys loaded.
+// It also keeps revocation results fresh. The admin layer and the server
+// both build on it; it never changes the store.
+package certview
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"certrelay/internal/directory"
+	"certrelay/internal/settings"
+	"certrelay/internal/store"
+	"certrelay/internal/trust"
+)
+
+// Source is an open data directory's certificate state.
+type Source struct {
+	Store    *store.Store
+	Trust    *trust.Store
+	Dir      directory.Directory
+	Settings *settings.Settings
+	Now      func() time.Time
+}
+
+// ErrNotSetUp is returned when the data directory has no server yet.
+var ErrNotSetUp = errors.New("this data directory is not set up: run certrelay setup (or certrelay serve, which runs it)")
+
+// LocalServer returns this data directory's server object, or an error
+// wrapping ErrNotSetUp.
+func (s *Source) LocalServer(ctx context.Context) (directory.Server, error) {
+	name, err := s.Settings.Get(ctx, settings.ServerName)
+	if err != nil {
+		return directory.Server{}, err
+	}
+	if name == "" {
+		return directory.Server{}, ErrNotSetUp
+	}
+	srv, err := s.Dir.Server(ctx, name)
+	if errors.Is(err, directory.ErrNotFound) {
+		return srv, ErrNotSetUp
+	}
+	return srv, err
+}

@@ -1,0 +1,128 @@
+package certview
+
+import (
+	"context"
+	"time"
+
+	"certrelay/internal/certinfo"
+	"certrelay/internal/store"
+	"certrelay/internal/trust"
+)
+
+// Certificate is a certificate or pending request as Get-ExchangeCertificate
+// shows it: the fields of the certificate and the properties of the store
+// (SPEC §2). JSON field names are the property names of SPEC I2.
+type Certificate struct {
+	Thumbprint           string
+	Subject              string
+	Issuer               string
+	CertificateDomains   []string
+	NotBefore            *time.Time
+	NotAfter             *time.Time
+	IsSelfSigned         bool
+	RootCAType           trust.RootCAType
+	Services             []string
+	Status               trust.Status
+	HasPrivateKey        bool
+	PublicKeySize        int
+	SerialNumber         string
+	FriendlyName         string
+	PrivateKeyExportable bool
+	AccessRules          []store.AccessRule
+	CertificateRequest   string
+
+	// Beyond the seeds.
+	KeyAlgorithm                   string
+	IsInternalTransportCertificate bool
+	StatusDetail                   string          `json:",omitempty"` // why Status is not Valid
+	Fix                            string          `json:",omitempty"` // what to do about it
+	Chain                          []trust.Element `json:"-"`
+
+	entry store.Entry
+	info  certinfo.Info
+}
+
+// ServiceSet returns the services as a set.
+func (c Certificate) ServiceSet() store.Services { return c.entry.Services }
+
+// Entry returns the store entry behind the view.
+func (c Certificate) Entry() store.Entry { return c.entry }
+
+// Info returns the certificate's fields (zero for a pending request).
+func (c Certificate) Info() certinfo.Info { return c.info }
+
+// Viewer builds Certificate views against one state of the trust store
+// and revocation results. Safe for concurrent use.
+type Viewer struct {
+	src      *Source
+	snap     *trust.Snapshot
+	records  map[string]trust.Record
+	now      time.Time
+	internal string
+}
+
+// Viewer reads the trust state and returns a viewer as of now.
+func (s *Source) Viewer(ctx context.Context) (*Viewer, error) {
+	snap, err := s.Trust.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	records, err := s.Trust.RevocationRecords(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := &Viewer{src: s, snap: snap, records: records, now: s.Now()}
+	if srv, err := s.LocalServer(ctx); err == nil {
+		v.internal = srv.InternalTransportCertificateThumbprint
+	}
+	return v, nil
+}
+
+// Now is the time the viewer judges validity at.
+func (v *Viewer) Now() time.Time { return v.now }
+
+// View describes a store entry: its fields, properties, Status and
+// RootCAType.
+func (v *Viewer) View(e store.Entry) Certificate {
+	ki := v.src.Store.KeyInfo(e)
+	c := Certificate{
+		Thumbprint:           e.Thumbprint,
+		Services:             e.Services.Names(),
+		HasPrivateKey:        ki.Present,
+		FriendlyName:         e.FriendlyName,
+		PrivateKeyExportable: e.Exportable,
+		AccessRules:          ki.AccessRules,
+		entry:                e,
+	}
+	if c.AccessRules == nil {
+		c.AccessRules = []store.AccessRule{}
+	}
+	if e.Pending() {
+		r := e.Request
+		c.Subject = r.Subject.ToRDNSequence().String()
+		c.CertificateDomains = certinfo.Domains(r.Subject.CommonName, r.DNSNames)
+		c.PublicKeySize = certinfo.PublicKeySize(r.PublicKey)
+		c.KeyAlgorithm = certinfo.KeyAlgorithm(r.PublicKey)
+		c.Status = trust.PendingRequest
+		c.RootCAType = trust.RootNone
+		c.CertificateRequest = string(certinfo.RequestPEM(r.Raw))
+		c.StatusDetail = "the request awaits the CA's certificate"
+		c.Fix = "send the request to the CA, then import its answer: certrelay cert import FILE"
+		return c
+	}
+	in := certinfo.Describe(e.Cert)
+	c.info = in
+	c.Subject, c.Issuer = in.Subject, in.Issuer
+	c.CertificateDomains = in.CertificateDomains
+	nb, na := in.NotBefore, in.NotAfter
+	c.NotBefore, c.NotAfter = &nb, &na
+	c.IsSelfSigned = in.IsSelfSigned
+	c.PublicKeySize = in.PublicKeySize
+	c.SerialNumber = in.SerialNumber
+	c.KeyAlgorithm = in.KeyAlgorithm
+	c.IsInternalTransportCertificate = v.internal != "" && v.internal == e.Thumbprint
+	r := v.snap.Judge(e.Cert, nil, v.now, v.records)
+	c.Status, c.RootCAType, c.Chain = r.Status, r.RootCAType, r.Chain
+	c.StatusDetail, c.Fix = r.Problem, r.Fix
+	return c
+}
