@@ -34,3 +34,18 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# Benchmarks side by side with Postfix (loads by cmd/smtpload, medians of
+# ROUNDS alternating rounds), the Go benchmarks, hot swap under load; prints
+# the results and writes them into docs/PERFORMANCE.md. Never run by `make
+# test`. PLAIN_N, TLS_N, SWAPS and CLIENTS adjust the loads (test/bench).
+.PHONY: bench crashtest
+ROUNDS ?= 5
+bench: deps
+	ROUNDS=$(ROUNDS) $(GO) test -tags bench -run '^TestBench$$' -count=1 -v -timeout 180m ./test/bench/
+
+# SIGKILL certrelay serve under load TRIALS times, restart, and compare the
+# messages acknowledged with 250 with those delivered; fails if one is lost.
+TRIALS ?= 20
+crashtest: deps
+	TRIALS=$(TRIALS) $(GO) test -tags bench -run '^TestCrash$$' -count=1 -v -timeout 60m ./test/bench/

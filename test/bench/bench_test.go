@@ -1,0 +1,371 @@
+//go:build bench
+
+package bench
+
+import (
+	"bufio"
+	"crypto/sha1"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A server configuration the loads run against.
+type target struct {
+	Name  string
+	Label string // for the tables
+	start func(t *testing.T, keyType string) (addr string)
+}
+
+var targets = []target{
+	{"certrelay-maildir", "certrelay, Maildir delivery", func(t *testing.T, keyType string) string {
+		r := newRelay(t, relayOptions{KeyType: keyType})
+		r.start()
+		return r.addr
+	}},
+	{"certrelay-deferred", "certrelay, delivery deferred", func(t *testing.T, keyType string) string {
+		r := newRelay(t, relayOptions{KeyType: keyType, HoldDelivery: true})
+		r.start()
+		return r.addr
+	}},
+	{"postfix-discard", "Postfix, discard", func(t *testing.T, keyType string) string {
+		return newPostfix(t, postfixOptions{KeyType: keyType}).Addr
+	}},
+	{"postfix-maildir", "Postfix, virtual Maildir", func(t *testing.T, keyType string) string {
+		return newPostfix(t, postfixOptions{KeyType: keyType, Maildir: true}).Addr
+	}},
+}
+
+// A load, with the key type of the server's certificate and the targets
+// it runs against.
+type benchLoad struct {
+	load
+	KeyType string
+	Label   string
+	Targets []string
+}
+
+// result is one run.
+type result struct {
+	Round  int
+	Load   string
+	Target string
+	Rep    loadReport
+}
+
+// TestBench is `make bench`: the same loads against certrelay and
+// Postfix, alternating, ROUNDS times (median reported); the Go
+// benchmarks; the hot swap under load; then it writes the generated
+// section of docs/PERFORMANCE.md. Nothing is asserted about timings: it
+// fails only when a run cannot be made or messages fail.
+func TestBench(t *testing.T) {
+	build(t)
+	rounds := envInt(t, "ROUNDS", 5)
+	plainN := envInt(t, "PLAIN_N", 5000)
+	tlsN := envInt(t, "TLS_N", 3000)
+	swaps := envInt(t, "SWAPS", 10)
+	clients := envInt(t, "CLIENTS", 32)
+	started := time.Now().UTC()
+	all := []string{"certrelay-maildir", "certrelay-deferred", "postfix-discard", "postfix-maildir"}
+	certrelayOnly := []string{"certrelay-maildir", "certrelay-deferred"}
+	// STARTTLS loads offer X25519 only, the group OpenSSL 3.0 (Postfix
+	// here) settles on, so both servers do the same key exchange; the
+	// "pq" load keeps Go's default groups (X25519MLKEM768 first), which
+	// certrelay accepts and Postfix cannot.
+	loads := []benchLoad{
+		{load{Name: "plain", Clients: clients, Messages: plainN, Size: 4096}, "", "plain text, 4 KiB", all},
+		{load{Name: "starttls-rsa", Clients: clients, Messages: tlsN, Size: 4096, TLS: true, Curves: "X25519"}, "rsa", "STARTTLS RSA-2048, 4 KiB", all},
+		{load{Name: "starttls-ecdsa", Clients: clients, Messages: tlsN, Size: 4096, TLS: true, Curves: "X25519"}, "ecdsa", "STARTTLS ECDSA P-256, 4 KiB", all},
+		{load{Name: "starttls-ecdsa-pq", Clients: clients, Messages: tlsN, Size: 4096, TLS: true}, "ecdsa", "STARTTLS ECDSA P-256, X25519MLKEM768, 4 KiB", certrelayOnly},
+		{load{Name: "session-rsa", Clients: clients, Messages: tlsN, TLS: true, SessionOnly: true, Curves: "X25519"}, "rsa", "STARTTLS session alone, RSA-2048", []string{"certrelay-deferred", "postfix-discard"}},
+		{load{Name: "session-ecdsa", Clients: clients, Messages: tlsN, TLS: true, SessionOnly: true, Curves: "X25519"}, "ecdsa", "STARTTLS session alone, ECDSA P-256", []string{"certrelay-deferred", "postfix-discard"}},
+		{load{Name: "session-ecdsa-pq", Clients: clients, Messages: tlsN, TLS: true, SessionOnly: true}, "ecdsa", "STARTTLS session alone, ECDSA P-256, X25519MLKEM768", []string{"certrelay-deferred"}},
+	}
+	byName := map[string]target{}
+	for _, tg := range targets {
+		byName[tg.Name] = tg
+	}
+
+	var results []result
+	for round := 1; round <= rounds; round++ {
+		for _, l := range loads {
+			// Alternate: each round starts with another server.
+			order := append([]string(nil), l.Targets...)
+			k := (round - 1) % len(order)
+			order = append(order[k:], order[:k]...)
+			for _, name := range order {
+				tg := byName[name]
+				t.Run(fmt.Sprintf("round%d/%s/%s", round, l.Name, name), func(t *testing.T) {
+					addr := tg.start(t, l.KeyType)
+					// Warm up (processes spawned, Postfix's in-flow
+					// tokens, caches), then measure.
+					warm := l.load
+					warm.Messages = max(100, l.Messages/10)
+					runLoad(t, addr, warm)
+					rep := runLoad(t, addr, l.load)
+					if rep.Failed > 0 {
+						t.Errorf("%d of %d failed: %v %v %v", rep.Failed, rep.OK+rep.Failed, rep.Errors, rep.Replies, rep.FirstErrors)
+					}
+					fmt.Printf("round %d  %-15s %-19s %8.1f/s  p50 %7.2f ms  p99 %7.2f ms  failed %d  %s %s\n",
+						round, l.Name, name, rep.Rate, rep.Latency.P50, rep.Latency.P99, rep.Failed, rep.TLSVersion, rep.KeyExchange)
+					results = append(results, result{round, l.Name, name, rep})
+				})
+			}
+		}
+	}
+
+	var swap swapResult
+	t.Run("hotswap", func(t *testing.T) {
+		swap = hotSwap(t, relayOptions{KeyType: "ecdsa", HoldDelivery: true}, swaps, clients/2)
+	})
+	var gobench []benchLine
+	var store storeTimes
+	t.Run("gobench", func(t *testing.T) { gobench, store = goBenchmarks(t) })
+
+	doc := report(t, started, rounds, loads, results, swap, gobench, store)
+	fmt.Println(doc)
+	writeSection(t, "bench", doc)
+}
+
+// swapResult is what hotSwap measured.
+type swapResult struct {
+	Swaps      int
+	Clients    int       // of the background load
+	Latencies  []float64 // ms from `cert new` returning to the first session served the new certificate
+	Failed     int       // failed sessions: probes and the background load
+	Sessions   int       // sessions during the swaps: probes and the background load
+	Background loadReport
+	Note       string
+}
+
+// probe is one STARTTLS session of the prober.
+type probe struct {
+	at    time.Time // when STARTTLS was sent: the server picks the certificate then
+	thumb string
+	err   error
+}
+
+// hotSwap runs a STARTTLS load against certrelay and, swaps times, makes
+// a new certificate for the connector's FQDN (newer, so it wins) with
+// `certrelay cert new`, measuring how long after the command returns the
+// first session is served the new certificate. Two probe clients run
+// STARTTLS sessions back to back to see it.
+func hotSwap(t *testing.T, o relayOptions, swaps, clients int) swapResult {
+	r := newRelay(t, o)
+	r.start()
+	bg := load{Name: "swap-background", Clients: clients, Size: 4096, TLS: true, Duration: time.Duration(swaps)*1500*time.Millisecond + 30*time.Second}
+	stopBG, waitBG := startLoad(t, r.addr, bg)
+	time.Sleep(time.Second)
+
+	var mu sync.Mutex
+	var probes []probe
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := starttlsProbe(r.addr)
+				mu.Lock()
+				probes = append(probes, p)
+				mu.Unlock()
+			}
+		}()
+	}
+	firstServed := func(thumb string) (time.Time, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range probes {
+			if p.thumb == thumb && p.err == nil {
+				return p.at, true
+			}
+		}
+		return time.Time{}, false
+	}
+	res := swapResult{Swaps: swaps, Clients: clients}
+	for i := 0; i < swaps; i++ {
+		time.Sleep(1200 * time.Millisecond) // a later NotBefore second: the new certificate wins (S4)
+		thumb := r.newCert("ecdsa")
+		returned := time.Now()
+		deadline := returned.Add(30 * time.Second)
+		for {
+			if at, ok := firstServed(thumb); ok {
+				res.Latencies = append(res.Latencies, float64(at.Sub(returned).Microseconds())/1000)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("swap %d: certificate %s never served", i+1, thumb)
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	stopBG()
+	res.Background = waitBG()
+	for _, p := range probes {
+		if p.err != nil {
+			res.Failed++
+			if res.Note == "" {
+				res.Note = p.err.Error()
+			}
+		}
+	}
+	res.Sessions = len(probes) + res.Background.OK + res.Background.Failed
+	res.Failed += res.Background.Failed
+	if res.Failed > 0 {
+		t.Errorf("%d failed sessions during the swaps: %s %v", res.Failed, res.Note, res.Background.FirstErrors)
+	}
+	fmt.Printf("hot swap: %d swaps, served after p50 %.1f ms p99 %.1f ms max %.1f ms; %d sessions, %d failed\n",
+		swaps, median(res.Latencies), nearestRank(res.Latencies, 99), nearestRank(res.Latencies, 100), res.Sessions, res.Failed)
+	return res
+}
+
+// starttlsProbe runs EHLO, STARTTLS, handshake, QUIT and returns the
+// thumbprint of the certificate served.
+func starttlsProbe(addr string) probe {
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return probe{at: time.Now(), err: err}
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	expect := func(code string) error {
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return err
+			}
+			if !strings.HasPrefix(line, code) {
+				return fmt.Errorf("got %q, want %s", strings.TrimSpace(line), code)
+			}
+			if len(line) > 3 && line[3] == ' ' {
+				return nil
+			}
+		}
+	}
+	if err := expect("220"); err != nil {
+		return probe{at: time.Now(), err: err}
+	}
+	fmt.Fprintf(c, "EHLO probe.bench.test\r\n")
+	if err := expect("250"); err != nil {
+		return probe{at: time.Now(), err: err}
+	}
+	at := time.Now()
+	fmt.Fprintf(c, "STARTTLS\r\n")
+	if err := expect("220"); err != nil {
+		return probe{at: at, err: err}
+	}
+	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		return probe{at: at, err: err}
+	}
+	fmt.Fprintf(tc, "QUIT\r\n")
+	sum := sha1.Sum(tc.ConnectionState().PeerCertificates[0].Raw)
+	return probe{at: at, thumb: strings.ToUpper(hex.EncodeToString(sum[:]))}
+}
+
+// benchLine is one line of go test -bench output.
+type benchLine struct {
+	Pkg, Name string
+	N         string
+	Metrics   map[string]string // unit -> value
+	Raw       string
+}
+
+var benchRE = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+(.*)$`)
+
+// storeTimes are the CLI timings on a data directory with 10,000
+// certificates.
+type storeTimes struct {
+	CertList, ServeStart, SwapAfter time.Duration
+	Swaps                           []float64
+	Certificates                    int
+}
+
+// goBenchmarks runs the Go benchmarks of make bench and, on the data
+// directory BenchmarkStore10k leaves, times `cert list` and a server
+// start and a hot swap with 10,000 certificates.
+func goBenchmarks(t *testing.T) ([]benchLine, storeTimes) {
+	storeDir := t.TempDir()
+	runs := []struct {
+		pkg, pattern, benchtime string
+		env                     []string
+	}{
+		{"./internal/selection/", "BenchmarkSelect", "1s", nil},
+		{"./test/bench/", "BenchmarkTLSHandshake", "3s", nil},
+		{"./internal/admin/", "BenchmarkStore10k", "3x", []string{"CERTRELAY_BENCH_STORE_DIR=" + storeDir}},
+		{"./internal/queue/", "BenchmarkEnqueue4K$|BenchmarkEnqueueWhileDelivering4K", "3s", nil},
+	}
+	var lines []benchLine
+	for _, r := range runs {
+		cmd := exec.Command("go", "test", "-run", "^$", "-bench", r.pattern, "-benchmem", "-benchtime", r.benchtime, "-count", "1", r.pkg)
+		cmd.Dir = repoRoot()
+		cmd.Env = append(os.Environ(), r.env...)
+		out, err := cmd.CombinedOutput()
+		fmt.Printf("$ go test -run '^$' -bench '%s' -benchmem -benchtime %s %s\n%s", r.pattern, r.benchtime, r.pkg, out)
+		if err != nil {
+			t.Errorf("go test -bench %s %s: %v", r.pattern, r.pkg, err)
+			continue
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			m := benchRE.FindStringSubmatch(strings.TrimSpace(l))
+			if m == nil {
+				continue
+			}
+			bl := benchLine{Pkg: r.pkg, Name: m[1], N: m[2], Metrics: map[string]string{}, Raw: strings.TrimSpace(l)}
+			f := strings.Fields(m[3])
+			for i := 0; i+1 < len(f); i += 2 {
+				bl.Metrics[f[i+1]] = f[i]
+			}
+			lines = append(lines, bl)
+		}
+	}
+
+	// The real commands on the store the benchmark filled.
+	var st storeTimes
+	data := storeDir
+	r := newRelay(t, relayOptions{Data: data, HoldDelivery: true})
+	began := time.Now()
+	list := r.cli("cert", "list", "--json")
+	st.CertList = time.Since(began)
+	st.Certificates = strings.Count(list, `"Thumbprint"`)
+	st.ServeStart = r.start()
+	// A few hot swaps on the big store, under a light STARTTLS load.
+	stopBG, waitBG := startLoad(t, r.addr, load{Name: "store-swap", Clients: 4, TLS: true, SessionOnly: true, Duration: 2 * time.Minute})
+	for i := 0; i < 3; i++ {
+		time.Sleep(1200 * time.Millisecond)
+		thumb := r.newCert("ecdsa")
+		returned := time.Now()
+		for time.Since(returned) < time.Minute {
+			if p := starttlsProbe(r.addr); p.err == nil && p.thumb == thumb {
+				st.Swaps = append(st.Swaps, float64(p.at.Sub(returned).Microseconds())/1000)
+				break
+			}
+		}
+	}
+	stopBG()
+	if rep := waitBG(); rep.Failed > 0 {
+		t.Errorf("%d failed sessions during the swaps on the big store: %v", rep.Failed, rep.FirstErrors)
+	}
+	r.stop()
+	fmt.Printf("store with %d certificates: cert list --json %v, serve start %v, hot swap served after %v ms\n",
+		st.Certificates, st.CertList.Round(time.Millisecond), st.ServeStart.Round(time.Millisecond), st.Swaps)
+	return lines, st
+}

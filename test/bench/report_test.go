@@ -1,0 +1,263 @@
+//go:build bench
+
+package bench
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// stat is the median over rounds of one load against one target.
+type stat struct {
+	Rate, P50, P99 float64
+	Min, Max       float64 // of the rates
+	Failed, Runs   int
+	KeyExchange    string
+}
+
+func summarizeRuns(results []result) map[string]map[string]stat {
+	type acc struct {
+		rate, p50, p99 []float64
+		failed         int
+		kx             string
+	}
+	accs := map[string]map[string]*acc{}
+	for _, r := range results {
+		if accs[r.Load] == nil {
+			accs[r.Load] = map[string]*acc{}
+		}
+		a := accs[r.Load][r.Target]
+		if a == nil {
+			a = &acc{}
+			accs[r.Load][r.Target] = a
+		}
+		a.rate = append(a.rate, r.Rep.Rate)
+		a.p50 = append(a.p50, r.Rep.Latency.P50)
+		a.p99 = append(a.p99, r.Rep.Latency.P99)
+		a.failed += r.Rep.Failed
+		if r.Rep.KeyExchange != "" {
+			a.kx = r.Rep.KeyExchange
+		}
+	}
+	out := map[string]map[string]stat{}
+	for l, m := range accs {
+		out[l] = map[string]stat{}
+		for tg, a := range m {
+			out[l][tg] = stat{Rate: median(a.rate), P50: median(a.p50), P99: median(a.p99), Failed: a.failed, Runs: len(a.rate), KeyExchange: a.kx,
+				Min: nearestRank(a.rate, 0), Max: nearestRank(a.rate, 100)}
+		}
+	}
+	return out
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// metric returns a benchmark's metric as a number (0 when missing).
+func metric(lines []benchLine, name, unit string) float64 {
+	for _, l := range lines {
+		if l.Name == name {
+			v, _ := strconv.ParseFloat(l.Metrics[unit], 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func verdict(ok bool, how string) string {
+	if ok {
+		return "met (" + how + ")"
+	}
+	return "**missed** (" + how + ")"
+}
+
+// report renders the generated section of docs/PERFORMANCE.md.
+func report(t *testing.T, started time.Time, rounds int, loads []benchLoad, results []result, swap swapResult, gob []benchLine, store storeTimes) string {
+	s := summarizeRuns(results)
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	cmd := "make bench"
+	for _, k := range []string{"ROUNDS", "PLAIN_N", "TLS_N", "SWAPS", "CLIENTS"} {
+		if v := os.Getenv(k); v != "" {
+			cmd += " " + k + "=" + v
+		}
+	}
+	w("## Results of `%s` on %s\n\n", cmd, started.Format("2006-01-02 15:04 MST"))
+	w("Machine: %s.\n\n", machine(t))
+	w("Loads by `cmd/smtpload` on loopback, sharing the cores with the server: %d clients, one message per connection ", loads[0].Clients)
+	w("(`smtp-source -s` style), 4 KiB messages, no pipelining; STARTTLS makes a full handshake on every connection (no resumption), ")
+	w("offering only the X25519 key exchange (what Postfix negotiates) except in the rows marked X25519MLKEM768 (Go's default groups). Each run has a fresh server, warmed up with a tenth of the load (at least 100) before the measured load; the servers alternate, %d rounds, medians shown. ", rounds)
+	w("Messages/s is what got `250` after the final dot divided by the run's wall time; latency is per message, from connect to that `250`.\n\n")
+	w("Server configurations:\n\n")
+	w("- **certrelay, Maildir delivery**: `certrelay setup`, the default receive connector on a free port with FQDN %s, accepted domain bench.test, mailbox %s; every message is delivered to its Maildir by the queue in the background while the load runs.\n", connectorFqdn, mailbox)
+	w("- **certrelay, delivery deferred**: the same, with the mailbox path blocked by a file: the queue dispatches each message and its delivery fails at once and is deferred — no Maildir write. This is certrelay's nearest to Postfix's `discard:` (certrelay has no discard transport).\n")
+	w("- **Postfix, discard**: Debian's Postfix in a temporary directory, default queue durability, `relay_domains = bench.test`, `relay_transport = discard:` (ENVIRONMENT.md).\n")
+	w("- **Postfix, virtual Maildir**: the same Postfix delivering bench.test with virtual(8) to a Maildir: the same work as certrelay's Maildir delivery.\n\n")
+	w("Certificates: certrelay `cert new --domain %s --services SMTP --key-type rsa --key-size 2048` (or `--key-type ecdsa`); Postfix `smtpd_tls_chain_files` made by `openssl req -x509` at run time.\n\n", connectorFqdn)
+
+	w("### Messages per second (median of %d, with the lowest and highest run)\n\n", rounds)
+	names := []string{"certrelay-maildir", "certrelay-deferred", "postfix-discard", "postfix-maildir"}
+	w("| load |")
+	for _, n := range names {
+		w(" %s |", labelOf(n))
+	}
+	w(" certrelay ÷ Postfix (Maildir ÷ discard) | (deferred ÷ discard) | (Maildir ÷ Maildir) |\n|---|")
+	for range names {
+		w("---:|")
+	}
+	w("---:|---:|---:|\n")
+	for _, l := range loads {
+		if l.SessionOnly {
+			continue
+		}
+		m := s[l.Name]
+		w("| %s |", l.Label)
+		for _, n := range names {
+			if st, ok := m[n]; ok {
+				w(" %.0f <sub>%.0f–%.0f</sub> |", st.Rate, st.Min, st.Max)
+			} else {
+				w(" — |")
+			}
+		}
+		if _, ok := m["postfix-discard"]; !ok {
+			w(" — | — | — |\n")
+			continue
+		}
+		w(" **%.2f×** | %.2f× | %.2f× |\n",
+			ratio(m["certrelay-maildir"].Rate, m["postfix-discard"].Rate),
+			ratio(m["certrelay-deferred"].Rate, m["postfix-discard"].Rate),
+			ratio(m["certrelay-maildir"].Rate, m["postfix-maildir"].Rate))
+	}
+	w("\n### Latency per message, ms (median over rounds of each run's p50 / p99)\n\n| load |")
+	for _, n := range names {
+		w(" %s |", labelOf(n))
+	}
+	w("\n|---|")
+	for range names {
+		w("---:|")
+	}
+	w("\n")
+	for _, l := range loads {
+		if l.SessionOnly {
+			continue
+		}
+		m := s[l.Name]
+		w("| %s |", l.Label)
+		for _, n := range names {
+			if st, ok := m[n]; ok {
+				w(" %.1f / %.1f |", st.P50, st.P99)
+			} else {
+				w(" — |")
+			}
+		}
+		w("\n")
+	}
+	failed := 0
+	for _, r := range results {
+		failed += r.Rep.Failed
+	}
+	w("\nFailed messages in all runs: %d.", failed)
+	w(" Key exchange negotiated (STARTTLS loads offering X25519 only): certrelay %s, Postfix %s; with Go's default groups certrelay negotiates %s.",
+		s["starttls-ecdsa"]["certrelay-maildir"].KeyExchange, s["starttls-ecdsa"]["postfix-discard"].KeyExchange, s["starttls-ecdsa-pq"]["certrelay-maildir"].KeyExchange)
+	w("\n\n")
+
+	floorRSA := metric(gob, "BenchmarkTLSHandshake/rsa2048-x25519", "handshakes/s")
+	floorEC := metric(gob, "BenchmarkTLSHandshake/ecdsa-p256-x25519", "handshakes/s")
+	floorECPQ := metric(gob, "BenchmarkTLSHandshake/ecdsa-p256", "handshakes/s")
+	w("### STARTTLS sessions against the crypto/tls floor\n\n")
+	w("A session here is connect, EHLO, STARTTLS, handshake, EHLO, QUIT, no message (`smtpload -tls -session-only`); the floor is `BenchmarkTLSHandshake` (client and server in one process, loopback TCP, the same key types, groups and TLS settings), run alone on the same two cores.\n\n")
+	w("| key, key exchange | crypto/tls floor, handshakes/s | certrelay sessions/s | ÷ floor | certrelay messages/s with STARTTLS (Maildir / deferred) | ÷ floor | Postfix sessions/s |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, k := range []struct {
+		label, session, msgs string
+		floor                float64
+	}{
+		{"RSA-2048, X25519", "session-rsa", "starttls-rsa", floorRSA},
+		{"ECDSA P-256, X25519", "session-ecdsa", "starttls-ecdsa", floorEC},
+		{"ECDSA P-256, X25519MLKEM768", "session-ecdsa-pq", "starttls-ecdsa-pq", floorECPQ},
+	} {
+		cs := s[k.session]["certrelay-deferred"].Rate
+		cm, cd := s[k.msgs]["certrelay-maildir"].Rate, s[k.msgs]["certrelay-deferred"].Rate
+		pf := "—"
+		if st, ok := s[k.session]["postfix-discard"]; ok {
+			pf = fmt.Sprintf("%.0f", st.Rate)
+		}
+		w("| %s | %.0f | %.0f | %.0f%% | %.0f / %.0f | %.0f%% / %.0f%% | %s |\n", k.label, k.floor, cs, 100*ratio(cs, k.floor),
+			cm, cd, 100*ratio(cm, k.floor), 100*ratio(cd, k.floor), pf)
+	}
+	w("\n### Hot swap under load\n\n")
+	w("During a STARTTLS load (%d clients, messages, delivery deferred) `certrelay cert new --domain %s --services SMTP --key-type ecdsa` was run %d times, 1.2 s apart (so each new certificate is newer and wins, S4); two probe clients ran STARTTLS sessions back to back. ", swap.Clients, connectorFqdn, swap.Swaps)
+	w("Time is from the command's return (its commit is just before) to the STARTTLS command of the first session served the new certificate.\n\n")
+	w("| swaps | p50 ms | p99 ms | max ms | sessions during the test | failed |\n|---:|---:|---:|---:|---:|---:|\n")
+	w("| %d | %.1f | %.1f | %.1f | %d | %d |\n\n", len(swap.Latencies), median(swap.Latencies), nearestRank(swap.Latencies, 99), nearestRank(swap.Latencies, 100), swap.Sessions, swap.Failed)
+	w("With %d certificates in the store (from `BenchmarkStore10k`): `certrelay cert list --json` took %v, `certrelay serve` from exec to accepting connections %v, and three hot swaps were served after %s ms.\n\n",
+		store.Certificates, store.CertList.Round(time.Millisecond), store.ServeStart.Round(time.Millisecond), floats(store.Swaps))
+
+	w("### Go benchmarks\n\n```\n")
+	pkg := ""
+	for _, l := range gob {
+		if l.Pkg != pkg {
+			w("# %s\n", l.Pkg)
+			pkg = l.Pkg
+		}
+		w("%s\n", l.Raw)
+	}
+	w("```\n\n")
+
+	sel := metric(gob, "BenchmarkSelect/memoized/10000", "ns/op")
+	selAllocs := metric(gob, "BenchmarkSelect/memoized/10000", "allocs/op")
+	plain := s["plain"]
+	w("### Goals\n\n| goal | measured | |\n|---|---|---|\n")
+	pr := ratio(plain["certrelay-maildir"].Rate, plain["postfix-discard"].Rate)
+	pd := ratio(plain["certrelay-deferred"].Rate, plain["postfix-discard"].Rate)
+	w("| ingest ≥ 4× Postfix, plain text | %.2f× with Maildir delivery running; %.2f× with delivery deferred | %s |\n", pr, pd, verdict(pr >= 4, fmt.Sprintf("%.0f%% of the goal with delivery", 100*pr/4)))
+	for _, k := range []struct{ label, name string }{{"RSA-2048", "starttls-rsa"}, {"ECDSA P-256", "starttls-ecdsa"}} {
+		m := s[k.name]
+		r := ratio(m["certrelay-maildir"].Rate, m["postfix-discard"].Rate)
+		rd := ratio(m["certrelay-deferred"].Rate, m["postfix-discard"].Rate)
+		w("| ingest ≥ 1.5× Postfix, STARTTLS %s | %.2f× with Maildir delivery; %.2f× deferred | %s |\n", k.label, r, rd, verdict(r >= 1.5, fmt.Sprintf("%.0f%% of the goal with delivery", 100*r/1.5)))
+	}
+	for _, k := range []struct {
+		label, name string
+		floor       float64
+	}{{"RSA-2048", "session-rsa", floorRSA}, {"ECDSA P-256", "session-ecdsa", floorEC}, {"ECDSA P-256, X25519MLKEM768", "session-ecdsa-pq", floorECPQ}} {
+		r := ratio(s[k.name]["certrelay-deferred"].Rate, k.floor)
+		w("| STARTTLS session ≥ 80%% of the crypto/tls floor, %s | %.0f%% | %s |\n", k.label, 100*r, verdict(r >= 0.8, fmt.Sprintf("%.0f%% of the goal", 100*r/0.8)))
+	}
+	w("| selection ≤ 200 ns, 0 allocs, 10,000 certificates | %.1f ns, %.0f allocs | %s |\n", sel, selAllocs, verdict(sel > 0 && sel <= 200 && selAllocs == 0, "memoized lookup"))
+	p99 := nearestRank(swap.Latencies, 99)
+	w("| hot swap ≤ 100 ms, 0 failed sessions | p99 %.1f ms, %d failed | %s |\n", p99, swap.Failed, verdict(len(swap.Latencies) == swap.Swaps && p99 <= 100 && swap.Failed == 0, "small store"))
+	if len(store.Swaps) > 0 {
+		mx := nearestRank(store.Swaps, 100)
+		w("| hot swap ≤ 100 ms with 10,000 certificates | max %.0f ms | %s |\n", mx, verdict(mx <= 100, fmt.Sprintf("%.1f× the goal", mx/100)))
+	}
+	w("| 0 lost in the crash test | see the crash test section | |\n")
+	return b.String()
+}
+
+func labelOf(name string) string {
+	for _, tg := range targets {
+		if tg.Name == name {
+			return tg.Label
+		}
+	}
+	return name
+}
+
+func floats(v []float64) string {
+	var parts []string
+	for _, x := range v {
+		parts = append(parts, fmt.Sprintf("%.0f", x))
+	}
+	if len(parts) == 0 {
+		return "(none)"
+	}
+	return strings.Join(parts, ", ")
+}
