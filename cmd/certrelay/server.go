@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -125,6 +127,7 @@ fetches go through (as WinHTTP's proxy is for Exchange); --proxy "" removes it.
 func (a *app) serveCommand() *cobra.Command {
 	var setup admin.SetupOptions
 	var debug bool
+	var cpuprofile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the server (runs setup on first start)",
@@ -136,6 +139,17 @@ func (a *app) serveCommand() *cobra.Command {
 			}
 			logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 			ctx := cmd.Context()
+			if cpuprofile != "" {
+				f, err := os.Create(cpuprofile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			ad, err := admin.Open(ctx, admin.Options{DataDir: a.dataDir, Logger: logger})
 			if err != nil {
 				return err
@@ -155,5 +169,7 @@ func (a *app) serveCommand() *cobra.Command {
 	cmd.Flags().StringVar(&setup.Role, "role", "", "role for the first start: hub (the default) or edge")
 	cmd.Flags().StringVar(&setup.Fqdn, "fqdn", "", "FQDN for the first start (default: the host name)")
 	cmd.Flags().BoolVar(&debug, "debug", false, "log protocol details and every certificate selection")
+	cmd.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile to this file until the server stops (for docs/PERFORMANCE.md)")
+	_ = cmd.Flags().MarkHidden("cpuprofile")
 	return cmd
 }

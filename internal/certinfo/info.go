@@ -10,6 +10,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -115,12 +117,34 @@ func Domains(commonName string, dnsNames []string) []string {
 // verifies with the certificate's own key. Unlike CheckSignatureFrom it does
 // not require the CA flag, since Exchange-style self-signed certificates are
 // end-entity certificates.
+//
+// Results are remembered by the certificate's SHA-1, since checking a
+// signature is the dearest step of judging a store of many certificates.
 func IsSelfSigned(c *x509.Certificate) bool {
 	if string(c.RawIssuer) != string(c.RawSubject) {
 		return false
 	}
-	return c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
+	key := sha1.Sum(c.Raw)
+	if v, ok := selfSigned.Load(key); ok {
+		return v.(bool)
+	}
+	ok := c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
+	if selfSignedCount.Add(1) > maxSelfSignedMemo {
+		selfSigned.Clear()
+		selfSignedCount.Store(0)
+	}
+	selfSigned.Store(key, ok)
+	return ok
 }
+
+// The memo of IsSelfSigned, bounded so a long-running server that sees
+// many certificates cannot grow it without limit.
+var (
+	selfSigned      sync.Map // [20]byte → bool
+	selfSignedCount atomic.Int64
+)
+
+const maxSelfSignedMemo = 200000
 
 // PublicKeySize returns the key's size in bits: the modulus for RSA, the
 // curve's size for ECDSA, 256 for Ed25519, 0 for anything else.

@@ -2,6 +2,8 @@ package certview
 
 import (
 	"context"
+	"crypto/x509"
+	"sync"
 	"time"
 
 	"certrelay/internal/certinfo"
@@ -110,7 +112,7 @@ func (v *Viewer) View(e store.Entry) Certificate {
 		c.Fix = "send the request to the CA, then import its answer: certrelay cert import FILE"
 		return c
 	}
-	in := certinfo.Describe(e.Cert)
+	in := describe(e)
 	c.info = in
 	c.Subject, c.Issuer = in.Subject, in.Issuer
 	c.CertificateDomains = in.CertificateDomains
@@ -125,4 +127,23 @@ func (v *Viewer) View(e store.Entry) Certificate {
 	c.Status, c.RootCAType, c.Chain = r.Status, r.RootCAType, r.Chain
 	c.StatusDetail, c.Fix = r.Problem, r.Fix
 	return c
+}
+
+// infos remembers each certificate's fields by thumbprint: they never
+// change, and describing thousands of certificates on every store change
+// would cost a rebuild its 100 ms.
+var infos sync.Map // thumbprint → *infoMemo
+
+type infoMemo struct {
+	cert *x509.Certificate
+	info certinfo.Info
+}
+
+func describe(e store.Entry) certinfo.Info {
+	if m, ok := infos.Load(e.Thumbprint); ok && m.(*infoMemo).cert == e.Cert {
+		return m.(*infoMemo).info
+	}
+	in := certinfo.Describe(e.Cert)
+	infos.Store(e.Thumbprint, &infoMemo{cert: e.Cert, info: in})
+	return in
 }

@@ -108,6 +108,25 @@ func deliver(root, mailbox string, k Key, prefix, body []byte) (Result, error) {
 			return Result{Path: p, Duplicate: true}, nil
 		}
 	}
+	mb := mailboxOf(dir)
+	mb.writers <- struct{}{}
+	err := writeNew(dir, name, prefix, body)
+	<-mb.writers
+	if err != nil {
+		return Result{}, err
+	}
+	// The rename is durable once new/ is fsynced; deliveries that finish
+	// together share that fsync.
+	if err := mb.syncNew(filepath.Join(dir, "new")); err != nil {
+		return Result{}, fmt.Errorf("maildir deliver to %s: %w", dir, err)
+	}
+	return Result{Path: newPath}, nil
+}
+
+// create makes the file in tmp/. A file already there is a leftover of a
+// crash in the middle of this same delivery: it is replaced.
+// writeNew writes the message to tmp/, fsyncs it and renames it into new/.
+func writeNew(dir, name string, prefix, body []byte) error {
 	tmpPath := filepath.Join(dir, "tmp", name)
 	f, err := create(tmpPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -116,7 +135,7 @@ func deliver(root, mailbox string, k Key, prefix, body []byte) (Result, error) {
 		}
 	}
 	if err != nil {
-		return Result{}, fmt.Errorf("maildir deliver to %s: %w", dir, err)
+		return fmt.Errorf("maildir deliver to %s: %w", dir, err)
 	}
 	ok := false
 	defer func() {
@@ -127,30 +146,80 @@ func deliver(root, mailbox string, k Key, prefix, body []byte) (Result, error) {
 	}()
 	if len(prefix) > 0 {
 		if _, err := f.Write(prefix); err != nil {
-			return Result{}, fmt.Errorf("maildir deliver to %s: write: %w", dir, err)
+			return fmt.Errorf("maildir deliver to %s: write: %w", dir, err)
 		}
 	}
 	if _, err := f.Write(body); err != nil {
-		return Result{}, fmt.Errorf("maildir deliver to %s: write: %w", dir, err)
+		return fmt.Errorf("maildir deliver to %s: write: %w", dir, err)
 	}
 	if err := f.Sync(); err != nil {
-		return Result{}, fmt.Errorf("maildir deliver to %s: fsync: %w", dir, err)
+		return fmt.Errorf("maildir deliver to %s: fsync: %w", dir, err)
 	}
 	if err := f.Close(); err != nil {
-		return Result{}, fmt.Errorf("maildir deliver to %s: %w", dir, err)
+		return fmt.Errorf("maildir deliver to %s: %w", dir, err)
 	}
-	if err := os.Rename(tmpPath, newPath); err != nil {
-		return Result{}, fmt.Errorf("maildir deliver to %s: %w", dir, err)
+	if err := os.Rename(tmpPath, filepath.Join(dir, "new", name)); err != nil {
+		return fmt.Errorf("maildir deliver to %s: %w", dir, err)
 	}
 	ok = true
-	if err := safeio.SyncDir(filepath.Join(dir, "new")); err != nil {
-		return Result{}, fmt.Errorf("maildir deliver to %s: %w", dir, err)
-	}
-	return Result{Path: newPath}, nil
+	return nil
 }
 
-// create makes the file in tmp/. A file already there is a leftover of a
-// crash in the middle of this same delivery: it is replaced.
+// mailbox is the per-Maildir state deliveries share: a bound on
+// concurrent writers (many writers in one directory only contend for its
+// lock) and the group commit of new/'s fsync.
+type mailbox struct {
+	writers chan struct{}
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	running bool
+	started uint64 // fsyncs of new/ started
+	done    uint64 // the last fsync that completed
+	err     error  // its result
+}
+
+// MaxWritersPerMailbox bounds concurrent deliveries into one Maildir.
+const MaxWritersPerMailbox = 2
+
+var mailboxes sync.Map // directory → *mailbox
+
+func mailboxOf(dir string) *mailbox {
+	if m, ok := mailboxes.Load(dir); ok {
+		return m.(*mailbox)
+	}
+	m := &mailbox{writers: make(chan struct{}, MaxWritersPerMailbox)}
+	m.cond = sync.NewCond(&m.mu)
+	actual, _ := mailboxes.LoadOrStore(dir, m)
+	return actual.(*mailbox)
+}
+
+// syncNew returns once an fsync of dir that started after the call has
+// completed: the caller's rename is then durable. Concurrent callers share
+// one fsync (group commit).
+func (m *mailbox) syncNew(dir string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	need := m.started + 1 // an fsync starting after this point
+	for {
+		if m.done >= need {
+			return m.err
+		}
+		if !m.running {
+			m.running = true
+			m.started++
+			gen := m.started
+			m.mu.Unlock()
+			err := safeio.SyncDir(dir)
+			m.mu.Lock()
+			m.running, m.done, m.err = false, gen, err
+			m.cond.Broadcast()
+			continue
+		}
+		m.cond.Wait()
+	}
+}
+
 func create(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {

@@ -296,8 +296,10 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 	leased := len(q.leases.m)
 	q.leases.mu.Unlock()
 	// At most `leased` rows of the result are leased, so it holds up to
-	// scanBatch rows that are not.
-	limit := leased + scanBatch
+	// min(room, scanBatch) rows that are not: no more than can be
+	// dispatched now (reading more only to release them again cost a
+	// quarter of the server's CPU under load).
+	limit := leased + min(room, scanBatch)
 	now := q.opts.Now()
 	rows, err := q.db.QueryContext(ctx, `SELECT msg_id, idx, address, destination, notify, orcpt, attempts
 		FROM recipients WHERE status = 'pending' AND next_attempt <= ?

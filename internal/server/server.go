@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"certrelay/internal/certinfo"
@@ -71,7 +72,7 @@ func Run(ctx context.Context, o Options) error {
 	defer q.Close()
 
 	s := &srv{src: src, events: o.Events, log: logger, window: o.ExpiryWindow, q: q, builder: &stateBuilder{src: src, cands: src.NewCandidateBuilder()}}
-	s.rcv = &transport.Receiver{Spool: spool{q}, Log: logger, Now: src.Now, Events: o.Events, NewID: q.NewID}
+	s.rcv = &transport.Receiver{Spool: spool{q: q, dir: filepath.Join(o.DataDir, "queue")}, Log: logger, Now: src.Now, Events: o.Events, NewID: q.NewID}
 	s.rcv.Start()
 	q.Handle(queue.Local, &maildir.Deliverer{Root: o.DataDir, Lookup: s.mailboxPath})
 	trace, err := tracking.Open(o.DataDir)
@@ -305,7 +306,28 @@ func (s *srv) refreshRevocation(ctx context.Context) {
 }
 
 // spool adapts the queue to the transport.
-type spool struct{ q *queue.Queue }
+type spool struct {
+	q   *queue.Queue
+	dir string // the queue's directory, for free-space checks
+}
+
+// MinFreeSpace is the room the spool keeps free: below it (plus twice the
+// size a client declares) MAIL is answered 452 4.3.1, so the queue keeps
+// the space SQLite needs to record deliveries and deletions.
+const MinFreeSpace = 256 << 10
+
+// CheckSpace implements transport.SpaceChecker.
+func (sp spool) CheckSpace(size int64) error {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(sp.dir, &fs); err != nil {
+		return nil // cannot tell: let the write decide
+	}
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	if need := MinFreeSpace + 2*size; free < need {
+		return fmt.Errorf("the queue's file system has %d bytes free, under the %d bytes it keeps", free, need)
+	}
+	return nil
+}
 
 func (sp spool) Enqueue(ctx context.Context, env transport.Envelope, body []byte) (string, error) {
 	m := &queue.Message{

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -63,18 +64,32 @@ func rights(bits os.FileMode) string {
 	return ""
 }
 
+// Account names are looked up once per process: listing a store of many
+// keys would otherwise read /etc/passwd and /etc/group for each.
+var userNames, groupNames sync.Map
+
 func userName(uid uint32) string {
-	if u, err := user.LookupId(strconv.Itoa(int(uid))); err == nil {
-		return u.Username
+	if n, ok := userNames.Load(uid); ok {
+		return n.(string)
 	}
-	return fmt.Sprintf("uid %d", uid)
+	n := fmt.Sprintf("uid %d", uid)
+	if u, err := user.LookupId(strconv.Itoa(int(uid))); err == nil {
+		n = u.Username
+	}
+	userNames.Store(uid, n)
+	return n
 }
 
 func groupName(gid uint32) string {
-	if g, err := user.LookupGroupId(strconv.Itoa(int(gid))); err == nil {
-		return g.Name
+	if n, ok := groupNames.Load(gid); ok {
+		return n.(string)
 	}
-	return fmt.Sprintf("gid %d", gid)
+	n := fmt.Sprintf("gid %d", gid)
+	if g, err := user.LookupGroupId(strconv.Itoa(int(gid))); err == nil {
+		n = g.Name
+	}
+	groupNames.Store(gid, n)
+	return n
 }
 
 // accessRules derives the rules from a stat of the key file.

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"certrelay/internal/certinfo"
@@ -118,6 +119,10 @@ const columns = `thumbprint, der, csr, key_id, services, friendly_name, exportab
 
 type scanner interface{ Scan(...any) error }
 
+// parsed remembers parsed certificates by thumbprint: a certificate's DER
+// never changes, and parsing is a large part of listing a big store.
+var parsed sync.Map // thumbprint → *x509.Certificate
+
 func scanEntry(r scanner) (Entry, error) {
 	var e Entry
 	var der, csr []byte
@@ -130,8 +135,12 @@ func scanEntry(r scanner) (Entry, error) {
 	e.AddedAt, _ = time.Parse(time.RFC3339Nano, added)
 	var err error
 	if der != nil {
-		if e.Cert, err = x509.ParseCertificate(der); err != nil {
+		if c, ok := parsed.Load(e.Thumbprint); ok && string(c.(*x509.Certificate).Raw) == string(der) {
+			e.Cert = c.(*x509.Certificate)
+		} else if e.Cert, err = x509.ParseCertificate(der); err != nil {
 			return Entry{}, fmt.Errorf("certificate %s in the store is damaged: %w", e.Thumbprint, err)
+		} else {
+			parsed.Store(e.Thumbprint, e.Cert)
 		}
 	} else if e.Request, err = x509.ParseCertificateRequest(csr); err != nil {
 		return Entry{}, fmt.Errorf("request %s in the store is damaged: %w", e.Thumbprint, err)
@@ -384,6 +393,7 @@ func (s *Store) Remove(ctx context.Context, t string) error {
 	if e.KeyID != "" && others == 0 {
 		s.removeKeyFile(e.KeyID)
 	}
+	parsed.Delete(e.Thumbprint)
 	return nil
 }
 

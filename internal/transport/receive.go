@@ -53,6 +53,14 @@ type Spool interface {
 	Enqueue(ctx context.Context, env Envelope, body []byte) (id string, err error)
 }
 
+// SpaceChecker is implemented by spools that can tell, before a message
+// arrives, that they have no room for it. The transport then answers MAIL
+// with 452 4.3.1 (as Postfix does below its free-space threshold) rather
+// than filling the disk and failing after DATA.
+type SpaceChecker interface {
+	CheckSpace(size int64) error
+}
+
 // StorageError marks Enqueue errors caused by the storage (disk full,
 // I/O): the client gets 452 4.3.1 instead of 451.
 type StorageError interface{ StorageFull() bool }
@@ -68,6 +76,7 @@ type Receiver struct {
 
 	state atomic.Pointer[State]
 	srv   *smtp.Server
+	tls   tlsConfigs
 
 	mu        sync.Mutex
 	listeners map[string]net.Listener // by binding
@@ -99,6 +108,17 @@ func (r *Receiver) State() *State { return r.state.Load() }
 // bindings. It returns the bindings that could not be opened.
 func (r *Receiver) Update(ctx context.Context, st *State) []error {
 	r.state.Store(st)
+	r.tls.forget(func(c *tls.Certificate) bool {
+		if st.Index == nil {
+			return false
+		}
+		for _, cand := range st.Index.Candidates() {
+			if cand.TLS == c {
+				return true
+			}
+		}
+		return false
+	})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -244,11 +264,7 @@ func (s *session) TLSConfig(st smtp.State, anonymous bool) (*tls.Config, error) 
 	if d.Winner == nil || d.Winner.TLS == nil {
 		return nil, nil
 	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{*d.Winner.TLS},
-		MinVersion:   tls.VersionTLS12,
-		ClientAuth:   tls.RequestClientCert,
-	}, nil
+	return s.r.tls.get(d.Winner.TLS), nil
 }
 
 func (s *session) Auth(st smtp.State, mech, identity, username, password string) error {
@@ -275,6 +291,11 @@ func (s *session) Mail(st smtp.State, from string, opts smtp.MailOptions) error 
 	}
 	if st.AuthMechanism == "" && !has(s.c.PermissionGroups, "AnonymousUsers") {
 		return smtp.Reply(530, "5.7.1", "Client was not authenticated")
+	}
+	if sc, ok := s.r.Spool.(SpaceChecker); ok {
+		if err := sc.CheckSpace(opts.Size); err != nil {
+			return &smtp.ReplyError{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage", Err: err}
+		}
 	}
 	s.rcpts = s.rcpts[:0]
 	return nil

@@ -174,6 +174,7 @@ func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnec
 			ServerName:         serverName(host),
 			InsecureSkipVerify: true, // opportunistic TLS accepts any server certificate (DS2)
 			MinVersion:         tls.VersionTLS12,
+			CipherSuites:       aeadSuites,
 		}
 		if dec.Winner != nil && dec.Winner.TLS != nil {
 			cert := *dec.Winner.TLS

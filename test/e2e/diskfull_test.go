@@ -21,8 +21,8 @@ import (
 // beside the spool (SQLite may need free space even to delete, so a file
 // we control is the reliable way to give space back).
 //
-// Mounting needs root: CI runs as root, and there a failed mount fails the
-// test; elsewhere the test is skipped.
+// Mounting needs root, as make test and CI run it; a failed mount fails
+// the test.
 func TestDiskFull(t *testing.T) {
 	e := newEnv(t)
 	m := newMailServer(t, e, "hub.contoso.test")
