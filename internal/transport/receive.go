@@ -304,12 +304,10 @@ func (s *session) Mail(st smtp.State, from string, opts smtp.MailOptions) error 
 func (s *session) Rcpt(st smtp.State, to string, opts smtp.RcptOptions) error {
 	cur := s.r.state.Load()
 	addr := strings.ToLower(to)
-	if addr == "postmaster" {
-		for d := range cur.Domains {
-			if _, ok := cur.Mailboxes["postmaster@"+d]; ok {
-				s.rcpts = append(s.rcpts, Recipient{Address: "postmaster@" + d, Local: true})
-				return nil
-			}
+	if addr == "postmaster" { // RFC 5321 4.5.1: <postmaster> without a domain
+		if pm := cur.postmaster(); pm != "" {
+			s.rcpts = append(s.rcpts, Recipient{Address: pm, Local: true})
+			return nil
 		}
 		return smtp.ErrMailboxUnavailable
 	}

@@ -158,7 +158,7 @@ func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnec
 	for _, r := range d.Recipients {
 		rec.Recipients = append(rec.Recipients, r.Address)
 	}
-	fqdn := req(c, st)
+	fqdn := heloName(c, st)
 	client, err := s.connect(ctx, host)
 	if err != nil {
 		return nil, s.track(rec, tempf("4.4.1", "cannot connect to %s: %v", host, err))
@@ -245,7 +245,9 @@ func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnec
 	return outs, nil
 }
 
-func req(c *directory.SendConnector, st *State) string {
+// heloName is the name certrelay gives in EHLO through c: its FQDN, or the
+// server's.
+func heloName(c *directory.SendConnector, st *State) string {
 	if c.Fqdn != "" {
 		return c.Fqdn
 	}

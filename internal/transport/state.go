@@ -85,3 +85,18 @@ func has(list []string, v string) bool {
 }
 
 func thumbprint(der []byte) string { return certinfo.Thumbprint(der) }
+
+// postmaster returns the mailbox that receives mail for <postmaster>: the
+// first postmaster@DOMAIN mailbox of the accepted domains, in order.
+func (st *State) postmaster() string {
+	best := ""
+	for d := range st.Domains {
+		if _, ok := st.Mailboxes["postmaster@"+d]; ok && (best == "" || d < best) {
+			best = d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return "postmaster@" + best
+}
