@@ -1,10 +1,8 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,17 +10,6 @@ import (
 	"certrelay/internal/events"
 	"certrelay/internal/testpki"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
 
 // runUntilReady sets the data directory up and runs the server with a
 // clock, as certrelay serve does, and stops it once ready.
@@ -43,7 +30,7 @@ func runUntilReady(t *testing.T, dir string, now func() time.Time) {
 	if _, err := ad.SetReceiveConnector(ctx, "Default "+mustServer(t, ad), admin.ReceiveConnectorOptions{Bindings: &bindings}); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testpki.LockedBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Options{DataDir: ad.DataDir(), Source: ad.Source(), Events: ad.Events, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Ready: cancel})

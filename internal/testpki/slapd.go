@@ -24,19 +24,20 @@ type Slapd struct {
 	RootPW string
 }
 
-// lockedBuffer collects slapd's output for failure messages.
-type lockedBuffer struct {
+// LockedBuffer collects a process's output written from another
+// goroutine.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *LockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
@@ -73,10 +74,10 @@ directory %[1]s/db
 
 	// The port is picked by listening on :0 and closing; another process
 	// could take it in between, hence a few tries.
-	var log *lockedBuffer
+	var log *LockedBuffer
 	for try := 0; try < 3 && s.Addr == ""; try++ {
 		addr := FreePort(t)
-		log = &lockedBuffer{}
+		log = &LockedBuffer{}
 		cmd := exec.Command(bin, "-f", confPath, "-h", "ldap://"+addr+"/", "-d", "0")
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Start(); err != nil {

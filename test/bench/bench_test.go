@@ -3,12 +3,7 @@
 package bench
 
 import (
-	"bufio"
-	"crypto/sha1"
-	"crypto/tls"
-	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -16,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"certrelay/internal/testpki"
 )
 
 // A server configuration the loads run against.
@@ -236,49 +233,14 @@ func hotSwap(t *testing.T, o relayOptions, swaps, clients int) swapResult {
 	return res
 }
 
-// starttlsProbe runs EHLO, STARTTLS, handshake, QUIT and returns the
-// thumbprint of the certificate served.
+// starttlsProbe runs one STARTTLS session and returns when STARTTLS was
+// sent and the thumbprint of the certificate served.
 func starttlsProbe(addr string) probe {
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return probe{at: time.Now(), err: err}
+	thumb, at, err := testpki.STARTTLSProbe(addr)
+	if at.IsZero() {
+		at = time.Now()
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(c)
-	expect := func(code string) error {
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return err
-			}
-			if !strings.HasPrefix(line, code) {
-				return fmt.Errorf("got %q, want %s", strings.TrimSpace(line), code)
-			}
-			if len(line) > 3 && line[3] == ' ' {
-				return nil
-			}
-		}
-	}
-	if err := expect("220"); err != nil {
-		return probe{at: time.Now(), err: err}
-	}
-	fmt.Fprintf(c, "EHLO probe.bench.test\r\n")
-	if err := expect("250"); err != nil {
-		return probe{at: time.Now(), err: err}
-	}
-	at := time.Now()
-	fmt.Fprintf(c, "STARTTLS\r\n")
-	if err := expect("220"); err != nil {
-		return probe{at: at, err: err}
-	}
-	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
-		return probe{at: at, err: err}
-	}
-	fmt.Fprintf(tc, "QUIT\r\n")
-	sum := sha1.Sum(tc.ConnectionState().PeerCertificates[0].Raw)
-	return probe{at: at, thumb: strings.ToUpper(hex.EncodeToString(sum[:]))}
+	return probe{at: at, thumb: thumb, err: err}
 }
 
 // benchLine is one line of go test -bench output.

@@ -91,24 +91,6 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
-// lockedBuffer collects a process's output from another goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Names certrelay is set up with in the benchmarks.
 const (
 	serverFqdn    = "hub.bench.test"
@@ -130,7 +112,7 @@ type relay struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan error
-	logs *lockedBuffer
+	logs *testpki.LockedBuffer
 }
 
 // relayOptions say how newRelay sets the data directory up.
@@ -227,7 +209,7 @@ func (r *relay) start() time.Duration {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testpki.LockedBuffer{}
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"crypto/sha1"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -454,56 +453,11 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	t.Logf("%d STARTTLS sessions, 0 failed; the new certificate was served %v after cert enable returned", n, firstNew.Sub(enabled).Round(time.Millisecond))
 }
 
-// starttlsOnce runs one session: EHLO, STARTTLS, handshake, EHLO, QUIT,
-// and returns the thumbprint the server presented.
+// starttlsOnce runs one session and returns the thumbprint the server
+// presented.
 func starttlsOnce(addr string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(c)
-	expect := func(code string) error {
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return err
-			}
-			if !strings.HasPrefix(line, code) {
-				return fmt.Errorf("got %q, want %s", strings.TrimSpace(line), code)
-			}
-			if len(line) > 3 && line[3] == ' ' {
-				return nil
-			}
-		}
-	}
-	if err := expect("220"); err != nil {
-		return "", err
-	}
-	fmt.Fprintf(c, "EHLO load.example\r\n")
-	if err := expect("250"); err != nil {
-		return "", err
-	}
-	fmt.Fprintf(c, "STARTTLS\r\n")
-	if err := expect("220"); err != nil {
-		return "", err
-	}
-	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
-		return "", err
-	}
-	r = bufio.NewReader(tc)
-	fmt.Fprintf(tc, "EHLO load.example\r\n")
-	if err := expect("250"); err != nil {
-		return "", err
-	}
-	fmt.Fprintf(tc, "QUIT\r\n")
-	if err := expect("221"); err != nil {
-		return "", err
-	}
-	leaf := tc.ConnectionState().PeerCertificates[0]
-	return thumb(leaf), nil
+	thumb, _, err := testpki.STARTTLSProbe(addr)
+	return thumb, err
 }
 
 func thumb(c *x509.Certificate) string {
