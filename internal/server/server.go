@@ -220,7 +220,7 @@ func (s *srv) checkExpiry(ctx context.Context) {
 	for _, d := range connectorDecisions(st) {
 		if w := d.Winner; w != nil {
 			if left := w.NotAfter.Sub(now); left > 0 && left <= s.window {
-				_, _ = s.events.Raise(ctx, 12018, w.Thumbprint, w.Subject, w.Thumbprint, fmt.Sprint(int(left.Hours())))
+				_, _ = s.events.Raise(ctx, 12018, d.Request.FQDN, w.Subject, w.Thumbprint, fmt.Sprint(int(left.Hours())))
 			}
 		}
 	}
@@ -265,7 +265,7 @@ func (s *srv) checkSendCertificates(ctx context.Context, st *transport.State) {
 		d := st.Index.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, false, store.SMTP))
 		if d.Expired(now) {
 			w := d.Winner
-			_, _ = s.events.Raise(ctx, 12016, w.Thumbprint, d.Request.FQDN, w.Thumbprint, w.NotAfter.UTC().Format(time.RFC3339))
+			_, _ = s.events.Raise(ctx, 12016, d.Request.FQDN, d.Request.FQDN, w.Thumbprint, w.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}
 }

@@ -202,7 +202,7 @@ func (r *Receiver) checkCertificates(ctx context.Context, st *State) {
 			_, _ = r.Events.Raise(ctx, 12014, fqdn, fqdn, c.Name, fqdn)
 		case d.Expired(now):
 			w := d.Winner
-			_, _ = r.Events.Raise(ctx, 12016, w.Thumbprint, fqdn, w.Thumbprint, w.NotAfter.UTC().Format(time.RFC3339))
+			_, _ = r.Events.Raise(ctx, 12016, fqdn, fqdn, w.Thumbprint, w.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}
 }

@@ -36,6 +36,9 @@ func TestExpiredAndExpiringCertificates(t *testing.T) {
 	oldAddr, soonAddr := testpki.FreePort(t), testpki.FreePort(t)
 	e.ok("connector", "receive", "add", "Old", "--bindings", oldAddr, "--fqdn", "old.contoso.test")
 	e.ok("connector", "receive", "add", "Soon", "--bindings", soonAddr, "--fqdn", "soon.contoso.test")
+	// A second connector with the same FQDN: the events are throttled per
+	// FQDN, so it adds none.
+	e.ok("connector", "receive", "add", "Old too", "--bindings", testpki.FreePort(t), "--fqdn", "old.contoso.test")
 	m.start()
 	waitPort(t, oldAddr)
 	if got := servedThumbprint(t, oldAddr); got != oldT {
