@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -72,7 +73,7 @@ func Run(ctx context.Context, o Options) error {
 	defer q.Close()
 
 	s := &srv{src: src, events: o.Events, log: logger, window: o.ExpiryWindow, q: q, builder: &stateBuilder{src: src, cands: src.NewCandidateBuilder()}}
-	s.rcv = &transport.Receiver{Spool: spool{q: q, dir: filepath.Join(o.DataDir, "queue")}, Log: logger, Now: src.Now, Events: o.Events, NewID: q.NewID}
+	s.rcv = &transport.Receiver{Spool: spool{q: q, dir: filepath.Join(o.DataDir, "queue"), space: &spaceCache{}}, Log: logger, Now: src.Now, Events: o.Events, NewID: q.NewID}
 	s.rcv.Start()
 	q.Handle(queue.Local, &maildir.Deliverer{Root: o.DataDir, Lookup: s.mailboxPath})
 	trace, err := tracking.Open(o.DataDir)
@@ -307,8 +308,9 @@ func (s *srv) refreshRevocation(ctx context.Context) {
 
 // spool adapts the queue to the transport.
 type spool struct {
-	q   *queue.Queue
-	dir string // the queue's directory, for free-space checks
+	q     *queue.Queue
+	dir   string      // the queue's directory, for free-space checks
+	space *spaceCache // shared by the copies of the adapter
 }
 
 // MinFreeSpace is the room the spool keeps free: below it (plus twice the
@@ -316,13 +318,33 @@ type spool struct {
 // the space SQLite needs to record deliveries and deletions.
 const MinFreeSpace = 256 << 10
 
+// spaceCache remembers the spool's free space for a tenth of a second, so
+// a busy server makes a statfs(2) per 100 ms, not per MAIL command.
+type spaceCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	free int64
+	ok   bool
+}
+
+func (c *spaceCache) get(dir string) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) < 100*time.Millisecond {
+		return c.free, c.ok
+	}
+	var fs syscall.Statfs_t
+	c.at, c.ok = time.Now(), syscall.Statfs(dir, &fs) == nil
+	c.free = int64(fs.Bavail) * int64(fs.Bsize)
+	return c.free, c.ok
+}
+
 // CheckSpace implements transport.SpaceChecker.
 func (sp spool) CheckSpace(size int64) error {
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(sp.dir, &fs); err != nil {
+	free, ok := sp.space.get(sp.dir)
+	if !ok {
 		return nil // cannot tell: let the write decide
 	}
-	free := int64(fs.Bavail) * int64(fs.Bsize)
 	if need := MinFreeSpace + 2*size; free < need {
 		return fmt.Errorf("the queue's file system has %d bytes free, under the %d bytes it keeps", free, need)
 	}
