@@ -109,7 +109,7 @@ func Open(ctx context.Context, o Options) (*Admin, error) {
 }
 
 // Close releases the database.
-func (a *Admin) Close() error { return a.db.Close() }
+func (a *Admin) Close() error { return db.Close(a.db) }
 
 // DataDir is the absolute path of the data directory.
 func (a *Admin) DataDir() string { return a.dataDir }
@@ -156,3 +156,12 @@ var ErrNotSetUp = certview.ErrNotSetUp
 func (a *Admin) Source() *certview.Source { return a.src }
 
 func errorf(op string, err error) error { return fmt.Errorf("%s: %w", op, err) }
+
+// atomically runs fn as one transaction over everything this data
+// directory's database holds — store, trust, settings, embedded directory
+// and event log (SPEC M: every operation atomic; P2). Key files the store
+// writes on the way are removed if it rolls back. fn must not wait on the
+// network or on a person: the transaction holds the database's write lock.
+func (a *Admin) atomically(ctx context.Context, fn func(ctx context.Context) error) error {
+	return db.Tx(ctx, a.db, func(ctx context.Context, _ *sql.Tx) error { return fn(ctx) })
+}

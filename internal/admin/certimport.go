@@ -87,30 +87,35 @@ func (a *Admin) ImportCertificate(ctx context.Context, o ImportOptions) (ImportR
 	if b.Key == nil && pending == nil {
 		return ImportResult{}, errorf(op, errors.New("internal: no key and no request")) // findLeaf prevents this
 	}
-	e, err := a.Store.AddCertificate(ctx, nc)
+	// The certificate, its key, its intermediates and the event commit
+	// together, or nothing does.
+	err = a.atomically(ctx, func(ctx context.Context) error {
+		if _, err := a.Store.AddCertificate(ctx, nc); err != nil {
+			return err
+		}
+		for _, c := range inters {
+			added, err := a.Trust.AddIntermediate(ctx, c, a.now())
+			if err != nil {
+				return fmt.Errorf("store its intermediate %s: %w", c.Subject, err)
+			}
+			if added {
+				res.Intermediates = append(res.Intermediates, certinfo.Thumbprint(c.Raw))
+			}
+		}
+		a.raise(ctx, 16004, "", t, leaf.Subject.String(), b.Format, fmt.Sprint(b.Key != nil || pending != nil))
+		return nil
+	})
 	if err != nil {
 		return ImportResult{}, errorf(op, err)
-	}
-	for _, c := range inters {
-		added, err := a.Trust.AddIntermediate(ctx, c, a.now())
-		if err != nil {
-			return ImportResult{}, errorf(op, fmt.Errorf("the certificate was imported as %s, but its intermediate %s could not be stored: %w", t, c.Subject, err))
-		}
-		if added {
-			res.Intermediates = append(res.Intermediates, certinfo.Thumbprint(c.Raw))
-		}
 	}
 	// Establish its revocation status now, so it is known before it is
 	// enabled; bounded, and a failure here only shows in its Status.
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	_, _ = a.RefreshRevocation(rctx, t)
 	cancel()
-	v, err := a.src.Viewer(ctx)
-	if err != nil {
-		return ImportResult{}, err
+	if res.Certificate, err = a.GetCertificate(ctx, t); err != nil {
+		return ImportResult{}, errorf(op, err)
 	}
-	res.Certificate = v.View(e)
-	a.raise(ctx, 16004, "", t, res.Certificate.Subject, b.Format, fmt.Sprint(res.Certificate.HasPrivateKey))
 	return res, nil
 }
 

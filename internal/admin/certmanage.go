@@ -52,45 +52,23 @@ func (a *Admin) EnableCertificate(ctx context.Context, thumbprint string, servic
 	if !a.Store.KeyInfo(e).Present {
 		return EnableResult{}, errorf(op, fmt.Errorf("%w: %s; no service can use a certificate without its key: import it from a PKCS#12 (.pfx) file that holds the key", store.ErrNoKey, t))
 	}
-	all := e.Services | services
-	becomes, err := a.askInternal(ctx, srv, e.Cert, all, confirm)
+	res := EnableResult{Added: services &^ e.Services}
+	out, err := a.withInternalQuestion(ctx, e.Cert, e.Services|services, confirm, func(ctx context.Context) (store.Entry, error) {
+		var err error
+		if e, err = a.Store.EnableServices(ctx, t, services); err != nil {
+			return e, err
+		}
+		res.Notes, err = a.enableSideEffects(ctx, e, services)
+		if err != nil {
+			return e, err
+		}
+		a.raise(ctx, 16005, "", t, services.String(), e.Services.String())
+		return e, nil
+	})
 	if err != nil {
 		return EnableResult{}, errorf(op, err)
 	}
-	res := EnableResult{Added: services &^ e.Services}
-	res.Declined = !becomes && a.couldBeInternal(srv, e.Cert, all) && srv.InternalTransportCertificateThumbprint != t
-	if e, err = a.Store.EnableServices(ctx, t, services); err != nil {
-		return EnableResult{}, errorf(op, err)
-	}
-	if services&(store.SMTP|store.POP|store.IMAP) != 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("The service account %s can read the private key.", a.Store.Account().Name))
-	}
-	if becomes {
-		res.Previous = srv.InternalTransportCertificateThumbprint
-		if _, err := a.setInternal(ctx, srv, e); err != nil {
-			return EnableResult{}, errorf(op, err)
-		}
-		res.BecameInternal = true
-	}
-	domains := certinfo.Domains(e.Cert.Subject.CommonName, e.Cert.DNSNames)
-	for _, s := range []struct {
-		svc  store.Services
-		key  string
-		name string
-	}{{store.POP, settings.PopCertificateName, "POP3"}, {store.IMAP, settings.ImapCertificateName, "IMAP4"}} {
-		if services&s.svc != 0 && len(domains) > 0 {
-			if err := a.Settings.Set(ctx, nil, s.key, domains[0]); err != nil {
-				return EnableResult{}, errorf(op, err)
-			}
-			res.Notes = append(res.Notes, fmt.Sprintf("%s settings: X509CertificateName is now %s.", s.name, domains[0]))
-		}
-	}
-	if services&store.IIS != 0 {
-		if err := a.Settings.Set(ctx, nil, settings.HTTPSCertificate, t); err != nil {
-			return EnableResult{}, errorf(op, err)
-		}
-		res.Notes = append(res.Notes, "The HTTPS console is bound to this certificate.")
-	}
+	res.BecameInternal, res.Previous, res.Declined = out.Became, out.Previous, out.Declined
 	if services&store.SMTP != 0 {
 		w, err := a.precedenceWarnings(ctx, srv, e.Thumbprint)
 		if err != nil {
@@ -106,8 +84,36 @@ func (a *Admin) EnableCertificate(ctx context.Context, thumbprint string, servic
 	if res.Certificate.Status != "Valid" {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("Its status is %s (%s): services will not use it until that is fixed. %s", res.Certificate.Status, res.Certificate.StatusDetail, res.Certificate.Fix))
 	}
-	a.raise(ctx, 16005, "", t, services.String(), e.Services.String())
 	return res, nil
+}
+
+// enableSideEffects applies what enabling services sets beside the
+// certificate (M5), in the caller's transaction, and says what it set.
+func (a *Admin) enableSideEffects(ctx context.Context, e store.Entry, services store.Services) ([]string, error) {
+	var notes []string
+	if services&(store.SMTP|store.POP|store.IMAP) != 0 {
+		notes = append(notes, fmt.Sprintf("The service account %s can read the private key.", a.Store.Account().Name))
+	}
+	domains := certinfo.Domains(e.Cert.Subject.CommonName, e.Cert.DNSNames)
+	for _, s := range []struct {
+		svc  store.Services
+		key  string
+		name string
+	}{{store.POP, settings.PopCertificateName, "POP3"}, {store.IMAP, settings.ImapCertificateName, "IMAP4"}} {
+		if services&s.svc != 0 && len(domains) > 0 {
+			if err := a.Settings.Set(ctx, s.key, domains[0]); err != nil {
+				return nil, err
+			}
+			notes = append(notes, fmt.Sprintf("%s settings: X509CertificateName is now %s.", s.name, domains[0]))
+		}
+	}
+	if services&store.IIS != 0 {
+		if err := a.Settings.Set(ctx, settings.HTTPSCertificate, e.Thumbprint); err != nil {
+			return nil, err
+		}
+		notes = append(notes, "The HTTPS console is bound to this certificate.")
+	}
+	return notes, nil
 }
 
 // ExportOptions describe an export (M7).
@@ -190,13 +196,8 @@ func (a *Admin) RemoveCertificate(ctx context.Context, thumbprint string, confir
 	if err != nil {
 		return RemoveResult{}, errorf(op, err)
 	}
-	if c.IsInternalTransportCertificate {
-		return RemoveResult{}, errorf(op, fmt.Errorf("%s is this server's internal transport certificate and cannot be removed: make a new one first with certrelay cert new (it becomes the internal transport certificate), then remove this one", t))
-	}
-	if names, err := a.connectorsNaming(ctx, c); err != nil {
+	if err := a.removable(ctx, c); err != nil {
 		return RemoveResult{}, errorf(op, err)
-	} else if len(names) > 0 {
-		return RemoveResult{}, errorf(op, fmt.Errorf("%s is the certificate that connectors %s name (TlsCertificateName) and no other certificate has its issuer and subject: change their --tls-certificate-name first", t, strings.Join(names, ", ")))
 	}
 	res := RemoveResult{Removed: c}
 	if len(c.Services) > 0 {
@@ -216,11 +217,42 @@ func (a *Admin) RemoveCertificate(ctx context.Context, thumbprint string, confir
 	if !yes {
 		return RemoveResult{}, ErrCancelled
 	}
-	if err := a.Store.Remove(ctx, t); err != nil {
+	// What made it removable is decided again inside the transaction: it
+	// may have become the internal transport certificate meanwhile.
+	err = a.atomically(ctx, func(ctx context.Context) error {
+		c, err := a.GetCertificate(ctx, t)
+		if err != nil {
+			return err
+		}
+		if err := a.removable(ctx, c); err != nil {
+			return err
+		}
+		if err := a.Store.Remove(ctx, t); err != nil {
+			return err
+		}
+		a.raise(ctx, 16006, "", t, c.Subject)
+		return nil
+	})
+	if err != nil {
 		return RemoveResult{}, errorf(op, err)
 	}
-	a.raise(ctx, 16006, "", t, c.Subject)
 	return res, nil
+}
+
+// removable refuses to remove the internal transport certificate (M8)
+// and a certificate that connectors name (S4a).
+func (a *Admin) removable(ctx context.Context, c Certificate) error {
+	if c.IsInternalTransportCertificate {
+		return fmt.Errorf("%s is this server's internal transport certificate and cannot be removed: make a new one first with certrelay cert new (it becomes the internal transport certificate), then remove this one", c.Thumbprint)
+	}
+	names, err := a.connectorsNaming(ctx, c)
+	if err != nil {
+		return err
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("%s is the certificate that connectors %s name (TlsCertificateName) and no other certificate has its issuer and subject: change their --tls-certificate-name first", c.Thumbprint, strings.Join(names, ", "))
+	}
+	return nil
 }
 
 // LogExport records an export the caller has written (event 16007).

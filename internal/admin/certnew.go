@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"certrelay/internal/certinfo"
-	"certrelay/internal/directory"
-	"certrelay/internal/selection"
 	"certrelay/internal/store"
 )
 
@@ -83,26 +81,17 @@ func (a *Admin) NewCertificate(ctx context.Context, o NewOptions, confirm Confir
 	if err != nil {
 		return NewResult{}, errorf(op, err)
 	}
-	res := NewResult{}
-	becomes, err := a.askInternal(ctx, srv, made.cert, spec.services, confirm)
+	var c Certificate
+	out, err := a.withInternalQuestion(ctx, made.cert, spec.services, confirm, func(ctx context.Context) (store.Entry, error) {
+		var err error
+		c, err = a.storeSelfSigned(ctx, made, spec)
+		return c.Entry(), err
+	})
 	if err != nil {
 		return NewResult{}, errorf(op, err)
 	}
-	res.Declined = !becomes && a.couldBeInternal(srv, made.cert, spec.services)
-	c, err := a.storeSelfSigned(ctx, made, spec)
-	if err != nil {
-		return NewResult{}, errorf(op, err)
-	}
-	if becomes {
-		res.Previous = srv.InternalTransportCertificateThumbprint
-		if _, err := a.setInternal(ctx, srv, c.Entry()); err != nil {
-			return NewResult{}, errorf(op, err)
-		}
-		res.BecameInternal = true
-		c.IsInternalTransportCertificate = true
-	}
-	res.Certificate = c
-	return res, nil
+	c.IsInternalTransportCertificate = c.IsInternalTransportCertificate || out.Became
+	return NewResult{Certificate: c, BecameInternal: out.Became, Previous: out.Previous, Declined: out.Declined}, nil
 }
 
 // cloneSpec fills spec from the certificate o.From (M2): same subject and
@@ -193,19 +182,24 @@ func (a *Admin) prepareSelfSigned(s selfSignedSpec) (preparedCert, error) {
 	return preparedCert{der: der, cert: cert, key: key}, nil
 }
 
-// storeSelfSigned adds a prepared certificate to the store and logs it.
+// storeSelfSigned adds a prepared certificate to the store and logs it,
+// in one transaction (joining the one ctx carries).
 func (a *Admin) storeSelfSigned(ctx context.Context, p preparedCert, s selfSignedSpec) (Certificate, error) {
-	e, err := a.Store.AddCertificate(ctx, store.NewCertificate{DER: p.der, Key: p.key, Services: s.services, FriendlyName: s.friendlyName, Exportable: s.exportable})
-	if err != nil {
-		return Certificate{}, err
-	}
-	v, err := a.src.Viewer(ctx)
-	if err != nil {
-		return Certificate{}, err
-	}
-	c := v.View(e)
-	a.raise(ctx, 16002, "", c.Thumbprint, c.Subject, strings.Join(c.CertificateDomains, ", "), s.services.String(), c.NotAfter.Format(time.RFC3339))
-	return c, nil
+	var c Certificate
+	err := a.atomically(ctx, func(ctx context.Context) error {
+		e, err := a.Store.AddCertificate(ctx, store.NewCertificate{DER: p.der, Key: p.key, Services: s.services, FriendlyName: s.friendlyName, Exportable: s.exportable})
+		if err != nil {
+			return err
+		}
+		v, err := a.src.Viewer(ctx)
+		if err != nil {
+			return err
+		}
+		c = v.View(e)
+		a.raise(ctx, 16002, "", c.Thumbprint, c.Subject, strings.Join(c.CertificateDomains, ", "), s.services.String(), c.NotAfter.Format(time.RFC3339))
+		return nil
+	})
+	return c, err
 }
 
 // makeSelfSigned prepares and stores a self-signed certificate.
@@ -215,44 +209,6 @@ func (a *Admin) makeSelfSigned(ctx context.Context, s selfSignedSpec) (Certifica
 		return Certificate{}, err
 	}
 	return a.storeSelfSigned(ctx, p, s)
-}
-
-// couldBeInternal reports whether cert, with services, qualifies as this
-// server's internal transport certificate: self-signed, enabled for SMTP,
-// holding the server's host name or FQDN.
-func (a *Admin) couldBeInternal(srv directory.Server, cert *x509.Certificate, services store.Services) bool {
-	if !services.Has(store.SMTP) || !certinfo.IsSelfSigned(cert) {
-		return false
-	}
-	domains := certinfo.Domains(cert.Subject.CommonName, cert.DNSNames)
-	return selection.MatchName(domains, srv.Fqdn, true) || selection.MatchName(domains, srv.Name, true)
-}
-
-// askInternal decides whether cert replaces the internal transport
-// certificate: without a current one it simply does; otherwise confirm is
-// asked, showing both thumbprints and expiry dates.
-func (a *Admin) askInternal(ctx context.Context, srv directory.Server, cert *x509.Certificate, services store.Services, confirm Confirmer) (bool, error) {
-	if !a.couldBeInternal(srv, cert, services) {
-		return false, nil
-	}
-	newT := certinfo.Thumbprint(cert.Raw)
-	cur := srv.InternalTransportCertificateThumbprint
-	if cur == newT {
-		return false, nil
-	}
-	if cur == "" {
-		return true, nil
-	}
-	curExpiry := "(not in the personal store)"
-	if e, err := a.Store.Get(ctx, cur); err == nil && e.Cert != nil {
-		curExpiry = "expires " + e.Cert.NotAfter.UTC().Format(time.RFC3339)
-	}
-	q := fmt.Sprintf("Replace the internal transport certificate of %s?\n  current: %s, %s\n  new:     %s, expires %s\nThe other servers of the organisation will authenticate this server with the new one.",
-		srv.Name, cur, curExpiry, newT, cert.NotAfter.UTC().Format(time.RFC3339))
-	if confirm == nil {
-		return false, errors.New("replacing the internal transport certificate needs confirmation: add --force to answer yes")
-	}
-	return confirm.Confirm(q)
 }
 
 // RequestOptions describe a PKCS#10 request (M3).
@@ -305,16 +261,23 @@ func (a *Admin) RequestCertificate(ctx context.Context, o RequestOptions) (Certi
 	if err != nil {
 		return Certificate{}, nil, errorf(op, err)
 	}
-	e, err := a.Store.AddRequest(ctx, der, key, o.FriendlyName, o.Exportable)
+	var c Certificate
+	err = a.atomically(ctx, func(ctx context.Context) error {
+		e, err := a.Store.AddRequest(ctx, der, key, o.FriendlyName, o.Exportable)
+		if err != nil {
+			return err
+		}
+		v, err := a.src.Viewer(ctx)
+		if err != nil {
+			return err
+		}
+		c = v.View(e)
+		a.raise(ctx, 16003, "", c.Thumbprint, c.Subject, strings.Join(c.CertificateDomains, ", "))
+		return nil
+	})
 	if err != nil {
 		return Certificate{}, nil, errorf(op, err)
 	}
-	v, err := a.src.Viewer(ctx)
-	if err != nil {
-		return Certificate{}, nil, err
-	}
-	c := v.View(e)
-	a.raise(ctx, 16003, "", c.Thumbprint, c.Subject, strings.Join(c.CertificateDomains, ", "))
 	out := certinfo.RequestPEM(der)
 	if o.DER {
 		out = der

@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -86,58 +88,90 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 	if o.Role == "" {
 		o.Role = directory.RoleHub
 	}
-	srv := directory.Server{Name: short, Fqdn: fqdn, Role: o.Role}
-	if existing, err := a.Dir.Server(ctx, short); err == nil {
-		srv = existing // an interrupted setup left it
-		srv.Fqdn, srv.Role = fqdn, o.Role
-	}
-	if err := a.Dir.PutServer(ctx, srv); err != nil {
-		return SetupResult{}, err
-	}
-	if err := a.Settings.Set(ctx, nil, settings.ServerName, srv.Name); err != nil {
-		return SetupResult{}, err
-	}
-	a.Events.SetServer(srv.Name)
-
-	res := SetupResult{}
-	cert, err := a.servingCertificate(ctx, srv)
+	// The certificate's material is found or made before the transaction:
+	// making a key takes a while, and the transaction holds the write lock.
+	probe := directory.Server{Name: short, Fqdn: fqdn, Role: o.Role}
+	existingCert, err := a.servingCertificate(ctx, probe)
 	if err != nil {
 		return SetupResult{}, err
 	}
-	if cert == nil {
-		made, err := a.makeSelfSigned(ctx, selfSignedSpec{domains: []string{srv.Name, srv.Fqdn}, services: store.SMTP})
+	spec := selfSignedSpec{domains: []string{probe.Name, probe.Fqdn}, services: store.SMTP}
+	var made *preparedCert
+	if existingCert == nil {
+		p, err := a.prepareSelfSigned(spec)
 		if err != nil {
 			return SetupResult{}, errorf("setup", err)
 		}
-		cert, res.Created = &made, true
-	} else if !cert.ServiceSet().Has(store.SMTP) {
-		c, err := a.Store.EnableServices(ctx, cert.Thumbprint, store.SMTP)
-		if err != nil {
-			return SetupResult{}, errorf("setup", err)
+		made = &p
+	}
+	a.Events.SetServer(probe.Name)
+
+	// Everything else is one transaction: a setup killed half-way leaves
+	// nothing, and the next start runs it again from the beginning.
+	res := SetupResult{}
+	errDone := errors.New("set up meanwhile by another process")
+	err = a.atomically(ctx, func(ctx context.Context) error {
+		if done, err := a.IsSetUp(ctx); err != nil || done {
+			return cmp.Or(err, errDone)
 		}
-		v, _ := a.src.Viewer(ctx)
-		view := v.View(c)
-		cert = &view
-	}
-	if srv, err = a.setInternal(ctx, srv, cert.Entry()); err != nil {
-		return SetupResult{}, err
-	}
-	if conns, err := a.Dir.ReceiveConnectors(ctx, srv.Name); err != nil {
-		return SetupResult{}, err
-	} else if len(conns) == 0 {
-		bindings := []string{DefaultReceiveBinding}
-		c, err := a.AddReceiveConnector(ctx, "Default "+srv.Name, ReceiveConnectorOptions{Bindings: &bindings})
-		if err != nil {
-			return SetupResult{}, errorf("setup", err)
+		srv := probe
+		if existing, err := a.Dir.Server(ctx, short); err == nil {
+			srv = existing // the directory already knows this server
+			srv.Fqdn, srv.Role = fqdn, o.Role
 		}
-		res.Connector = &c
+		if err := a.Dir.PutServer(ctx, srv); err != nil {
+			return err
+		}
+		if err := a.Settings.Set(ctx, settings.ServerName, srv.Name); err != nil {
+			return err
+		}
+		cert := existingCert
+		if made != nil {
+			c, err := a.storeSelfSigned(ctx, *made, spec)
+			if err != nil {
+				return err
+			}
+			cert, res.Created = &c, true
+		} else if !cert.ServiceSet().Has(store.SMTP) {
+			e, err := a.Store.EnableServices(ctx, cert.Thumbprint, store.SMTP)
+			if err != nil {
+				return err
+			}
+			v, err := a.src.Viewer(ctx)
+			if err != nil {
+				return err
+			}
+			view := v.View(e)
+			cert = &view
+		}
+		if _, err := a.replaceInternal(ctx, srv.InternalTransportCertificateThumbprint, cert.Entry()); err != nil {
+			return err
+		}
+		srv.InternalTransportCertificateThumbprint, srv.InternalTransportCertificate = cert.Thumbprint, cert.Entry().Cert.Raw
+		if conns, err := a.Dir.ReceiveConnectors(ctx, srv.Name); err != nil {
+			return err
+		} else if len(conns) == 0 {
+			bindings := []string{DefaultReceiveBinding}
+			c, err := a.AddReceiveConnector(ctx, "Default "+srv.Name, ReceiveConnectorOptions{Bindings: &bindings})
+			if err != nil {
+				return err
+			}
+			res.Connector = &c
+		}
+		if err := a.Settings.Set(ctx, settings.SetupDone, a.now().UTC().Format(time.RFC3339)); err != nil {
+			return err
+		}
+		a.raise(ctx, 16001, "", srv.Name, srv.Role, srv.Fqdn, a.dataDir)
+		cert.IsInternalTransportCertificate = true
+		res.Server, res.Certificate = srv, cert
+		return nil
+	})
+	if errors.Is(err, errDone) {
+		return a.Setup(ctx, o)
 	}
-	if err := a.Settings.Set(ctx, nil, settings.SetupDone, a.now().UTC().Format(time.RFC3339)); err != nil {
-		return SetupResult{}, err
+	if err != nil {
+		return SetupResult{}, errorf("setup", err)
 	}
-	a.raise(ctx, 16001, "", srv.Name, srv.Role, srv.Fqdn, a.dataDir)
-	cert.IsInternalTransportCertificate = true
-	res.Server, res.Certificate = srv, cert
 	return res, nil
 }
 
@@ -154,24 +188,6 @@ func (a *Admin) servingCertificate(ctx context.Context, srv directory.Server) (*
 		}
 	}
 	return nil, nil
-}
-
-// setInternal makes e the server's internal transport certificate and
-// publishes its public part in the directory (X1).
-func (a *Admin) setInternal(ctx context.Context, srv directory.Server, e store.Entry) (directory.Server, error) {
-	old := srv.InternalTransportCertificateThumbprint
-	srv.InternalTransportCertificateThumbprint = e.Thumbprint
-	srv.InternalTransportCertificate = e.Cert.Raw
-	if err := a.Dir.PutServer(ctx, srv); err != nil {
-		return srv, err
-	}
-	if old != e.Thumbprint {
-		if old == "" {
-			old = "none"
-		}
-		a.raise(ctx, 16008, "", srv.Name, old, e.Thumbprint)
-	}
-	return srv, nil
 }
 
 // ServerInfo is what `server show` prints.
@@ -271,21 +287,33 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 			return ServerInfo{}, errorf(op, fmt.Errorf("--dns-resolver %q: write it as IP:PORT, such as 127.0.0.1:53", *o.Resolver))
 		}
 	}
-	if o.Resolver != nil {
-		if err := a.Settings.Set(ctx, nil, settings.DNSResolver, *o.Resolver); err != nil {
-			return ServerInfo{}, errorf(op, err)
+	err = a.atomically(ctx, func(ctx context.Context) error {
+		if o.Resolver != nil {
+			if err := a.Settings.Set(ctx, settings.DNSResolver, *o.Resolver); err != nil {
+				return err
+			}
 		}
-	}
-	if o.Fqdn != nil || o.NLBNames != nil {
-		if err := a.Dir.PutServer(ctx, srv); err != nil {
-			return ServerInfo{}, errorf(op, err)
+		if o.Fqdn != nil || o.NLBNames != nil {
+			// Read again under the lock, so a concurrent change of the
+			// server object (its internal certificate) is not lost.
+			cur, err := a.requireSetup(ctx)
+			if err != nil {
+				return err
+			}
+			cur.Fqdn, cur.NLBNames = srv.Fqdn, srv.NLBNames
+			if err := a.Dir.PutServer(ctx, cur); err != nil {
+				return err
+			}
 		}
-	}
-	if o.Proxy != nil {
-		if err := a.Settings.Set(ctx, nil, settings.Proxy, *o.Proxy); err != nil {
-			return ServerInfo{}, errorf(op, err)
+		if o.Proxy != nil {
+			if err := a.Settings.Set(ctx, settings.Proxy, *o.Proxy); err != nil {
+				return err
+			}
 		}
+		return a.Store.Touch(ctx)
+	})
+	if err != nil {
+		return ServerInfo{}, errorf(op, err)
 	}
-	_ = a.Store.Touch(ctx)
 	return a.ServerShow(ctx)
 }

@@ -45,25 +45,30 @@ func (a *Admin) TrustAdd(ctx context.Context, data []byte, source trust.Source, 
 	}
 	res := TrustAddResult{}
 	now := a.now()
-	for _, c := range b.Certificates {
-		if intermediate {
-			added, err := a.Trust.AddIntermediate(ctx, c, now)
-			if err != nil {
-				return res, errorf(op, err)
+	err = a.atomically(ctx, func(ctx context.Context) error {
+		for _, c := range b.Certificates {
+			if intermediate {
+				added, err := a.Trust.AddIntermediate(ctx, c, now)
+				if err != nil {
+					return err
+				}
+				if added {
+					res.Intermediates = append(res.Intermediates, certinfo.Thumbprint(c.Raw))
+				} else {
+					res.Skipped = append(res.Skipped, certinfo.Thumbprint(c.Raw)+": already in the intermediate store")
+				}
+				continue
 			}
-			if added {
-				res.Intermediates = append(res.Intermediates, certinfo.Thumbprint(c.Raw))
-			} else {
-				res.Skipped = append(res.Skipped, certinfo.Thumbprint(c.Raw)+": already in the intermediate store")
+			if err := a.Trust.AddRoot(ctx, c, source, now); err != nil {
+				return err
 			}
-			continue
+			res.Roots = append(res.Roots, trust.Root{Thumbprint: certinfo.Thumbprint(c.Raw), Subject: c.Subject.String(), NotAfter: c.NotAfter, Source: source, Cert: c})
 		}
-		if err := a.Trust.AddRoot(ctx, c, source, now); err != nil {
-			return res, errorf(op, err)
-		}
-		res.Roots = append(res.Roots, trust.Root{Thumbprint: certinfo.Thumbprint(c.Raw), Subject: c.Subject.String(), NotAfter: c.NotAfter, Source: source, Cert: c})
+		return a.trustChanged(ctx)
+	})
+	if err != nil {
+		return TrustAddResult{}, errorf(op, err)
 	}
-	a.trustChanged(ctx)
 	return res, nil
 }
 
@@ -88,22 +93,27 @@ func (a *Admin) TrustRemove(ctx context.Context, thumbprint string) error {
 	if !ok {
 		return errorf(op, badThumbprint(thumbprint))
 	}
-	err := a.Trust.RemoveRoot(ctx, t)
-	if errors.Is(err, trust.ErrNotFound) {
-		err = a.Trust.RemoveIntermediate(ctx, t)
+	err := a.atomically(ctx, func(ctx context.Context) error {
+		err := a.Trust.RemoveRoot(ctx, t)
 		if errors.Is(err, trust.ErrNotFound) {
-			err = fmt.Errorf("%s is neither a trusted root added here nor an intermediate (list them with certrelay trust list)", t)
+			err = a.Trust.RemoveIntermediate(ctx, t)
+			if errors.Is(err, trust.ErrNotFound) {
+				err = fmt.Errorf("%s is neither a trusted root added here nor an intermediate (list them with certrelay trust list)", t)
+			}
 		}
-	}
+		if err != nil {
+			return err
+		}
+		return a.trustChanged(ctx)
+	})
 	if err != nil {
 		return errorf(op, err)
 	}
-	a.trustChanged(ctx)
 	return nil
 }
 
 // trustChanged tells running servers that statuses may have changed.
-func (a *Admin) trustChanged(ctx context.Context) { _ = a.Store.Touch(ctx) }
+func (a *Admin) trustChanged(ctx context.Context) error { return a.Store.Touch(ctx) }
 
 // DefaultRevocationTimeout bounds each CRL or OCSP fetch.
 const DefaultRevocationTimeout = certview.DefaultRevocationTimeout
@@ -180,7 +190,7 @@ func (a *Admin) VerifyCertificate(ctx context.Context, target string, data []byt
 		return VerifyResult{}, errorf(op, err)
 	}
 	if inStore {
-		a.trustChanged(ctx)
+		_ = a.trustChanged(ctx) // running servers re-read statuses; nothing to do on a read-only data directory
 	}
 	return VerifyResult{Thumbprint: certinfo.Thumbprint(cert.Raw), Subject: cert.Subject.String(), InStore: inStore, Result: r}, nil
 }

@@ -10,11 +10,18 @@ package db
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -22,60 +29,126 @@ import (
 // FileName is the database's name inside the data directory.
 const FileName = "certrelay.db"
 
-// Open opens (creating if needed) the database in dataDir.
+// Open opens (creating if needed) the database in dataDir. When this
+// process may not write the data directory or its database (another
+// account's directory, a read-only mount), it opens the database
+// read-only: reads work, and every write transaction fails at once with
+// an error wrapping ErrReadOnly that names the directory and the fix.
 func Open(dataDir string) (*sql.DB, error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory %s: %w", dataDir, err)
-	}
-	path, err := filepath.Abs(filepath.Join(dataDir, FileName))
+	abs, err := filepath.Abs(dataDir)
 	if err != nil {
 		return nil, err
 	}
+	path := filepath.Join(abs, FileName)
+	if _, err := os.Stat(abs); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return nil, fmt.Errorf("create the data directory %s: %w (give another with --data DIR, or create it as the account that runs certrelay)", abs, err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", abs, err)
+	}
+	readOnly := !writable(abs) || exists(path) && !writable(path)
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
+	if readOnly {
+		if !exists(path) {
+			return nil, fmt.Errorf("the data directory %s holds no %s and this account (%s) cannot create it: %w", abs, FileName, account(), readOnlyFix(abs))
+		}
+		q.Set("mode", "ro")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous(FULL)")
+	}
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Set("_txlock", "immediate")
-	dsn := "file:" + path + "?" + q.Encode()
-	d, err := sql.Open("sqlite", dsn)
+	d, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if err := d.Ping(); err != nil {
 		d.Close()
+		if readOnly {
+			return nil, fmt.Errorf("open %s read-only: %v: %w", path, err, readOnlyFix(abs))
+		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	_ = os.Chmod(path, 0o600)
+	if readOnly {
+		readOnlyDBs.Store(d, abs)
+	} else {
+		_ = os.Chmod(path, 0o600)
+	}
 	return d, nil
 }
 
-// Migrate runs the statements of one package's schema in a transaction.
-// Statements must be idempotent (CREATE … IF NOT EXISTS).
+// ErrReadOnly is wrapped by the errors of writes to a database Open
+// opened read-only.
+var ErrReadOnly = errors.New("read-only")
+
+// readOnlyDBs maps each database opened read-only to its data directory.
+var readOnlyDBs sync.Map // *sql.DB → string
+
+// ReadOnly reports whether d was opened read-only.
+func ReadOnly(d *sql.DB) bool {
+	_, ok := readOnlyDBs.Load(d)
+	return ok
+}
+
+// Close closes d and forgets it.
+func Close(d *sql.DB) error {
+	readOnlyDBs.Delete(d)
+	return d.Close()
+}
+
+func readOnlyFix(dir string) error {
+	owner := "its owner"
+	if fi, err := os.Stat(dir); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			owner = userName(st.Uid)
+		}
+	}
+	return fmt.Errorf("%w: this account (%s) cannot write the data directory %s; run the command as %s (for example: sudo -u %s certrelay …), or give a writable directory with --data DIR", ErrReadOnly, account(), dir, owner, owner)
+}
+
+func writable(path string) bool { return syscall.Access(path, 2 /* W_OK */) == nil }
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func account() string { return userName(uint32(os.Geteuid())) }
+
+func userName(uid uint32) string {
+	if u, err := user.LookupId(strconv.Itoa(int(uid))); err == nil {
+		return u.Username
+	}
+	return fmt.Sprintf("uid %d", uid)
+}
+
+// Migrate brings one package's tables to the statements given, which
+// must be idempotent (CREATE … IF NOT EXISTS). Each set of statements runs
+// once per database, in a write transaction, and is remembered by its
+// digest: opening an up-to-date database writes nothing, so read-only
+// commands work on a data directory they cannot write.
 func Migrate(ctx context.Context, d *sql.DB, owner string, stmts ...string) error {
-	return Tx(ctx, d, func(tx *sql.Tx) error {
-		for _, s := range stmts {
+	h := sha256.New()
+	for _, s := range stmts {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	digest := hex.EncodeToString(h.Sum(nil))
+	var have string
+	err := d.QueryRowContext(ctx, `SELECT digest FROM schema_digests WHERE owner = ?`, owner).Scan(&have)
+	if err == nil && have == digest {
+		return nil
+	}
+	return Tx(ctx, d, func(ctx context.Context, tx *sql.Tx) error {
+		for _, s := range append([]string{`CREATE TABLE IF NOT EXISTS schema_digests (owner TEXT PRIMARY KEY, digest TEXT NOT NULL)`}, stmts...) {
 			if _, err := tx.ExecContext(ctx, s); err != nil {
 				return fmt.Errorf("schema of %s: %w", owner, err)
 			}
 		}
-		return nil
-	})
-}
-
-// Tx runs fn in a write transaction, committing when fn returns nil and
-// rolling back otherwise.
-func Tx(ctx context.Context, d *sql.DB, fn func(*sql.Tx) error) error {
-	tx, err := d.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
+		_, err := tx.ExecContext(ctx, `INSERT INTO schema_digests(owner, digest) VALUES(?, ?) ON CONFLICT(owner) DO UPDATE SET digest = excluded.digest`, owner, digest)
 		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	})
 }

@@ -39,7 +39,7 @@ func OpenEmbedded(ctx context.Context, d *sql.DB) (*Embedded, error) {
 
 func (e *Embedded) get(ctx context.Context, kind, k string, v any) error {
 	var obj string
-	err := e.db.QueryRowContext(ctx, `SELECT object FROM dir_objects WHERE kind = ? AND key = ?`, kind, k).Scan(&obj)
+	err := db.Q(ctx, e.db).QueryRowContext(ctx, `SELECT object FROM dir_objects WHERE kind = ? AND key = ?`, kind, k).Scan(&obj)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
 	}
@@ -54,7 +54,7 @@ func (e *Embedded) get(ctx context.Context, kind, k string, v any) error {
 
 // list decodes every object of kind whose key starts with prefix, by key.
 func list[T any](ctx context.Context, e *Embedded, kind, prefix string) ([]T, error) {
-	rows, err := e.db.QueryContext(ctx, `SELECT object FROM dir_objects WHERE kind = ? AND substr(key, 1, ?) = ? ORDER BY key`, kind, len(prefix), prefix)
+	rows, err := db.Q(ctx, e.db).QueryContext(ctx, `SELECT object FROM dir_objects WHERE kind = ? AND substr(key, 1, ?) = ? ORDER BY key`, kind, len(prefix), prefix)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", kind, err)
 	}
@@ -79,7 +79,7 @@ func (e *Embedded) put(ctx context.Context, kind, k string, v any) error {
 	if err != nil {
 		return err
 	}
-	return db.Tx(ctx, e.db, func(tx *sql.Tx) error {
+	return db.Tx(ctx, e.db, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO dir_objects(kind, key, object) VALUES(?, ?, ?) ON CONFLICT(kind, key) DO UPDATE SET object = excluded.object`, kind, k, string(obj)); err != nil {
 			return fmt.Errorf("write %s %q: %w", kind, k, err)
 		}
@@ -88,7 +88,7 @@ func (e *Embedded) put(ctx context.Context, kind, k string, v any) error {
 }
 
 func (e *Embedded) del(ctx context.Context, kind, k string) error {
-	return db.Tx(ctx, e.db, func(tx *sql.Tx) error {
+	return db.Tx(ctx, e.db, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM dir_objects WHERE kind = ? AND key = ?`, kind, k)
 		if err != nil {
 			return fmt.Errorf("delete %s %q: %w", kind, k, err)
@@ -108,7 +108,7 @@ func bump(ctx context.Context, tx *sql.Tx) error {
 // Generation implements Directory.
 func (e *Embedded) Generation(ctx context.Context) (int64, error) {
 	var g int64
-	err := e.db.QueryRowContext(ctx, `SELECT value FROM dir_meta WHERE key = 'generation'`).Scan(&g)
+	err := db.Q(ctx, e.db).QueryRowContext(ctx, `SELECT value FROM dir_meta WHERE key = 'generation'`).Scan(&g)
 	return g, err
 }
 

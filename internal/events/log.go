@@ -88,7 +88,7 @@ func (l *Log) Raise(ctx context.Context, id int, key string, params ...string) (
 	now := l.now().UTC()
 	msg := d.Message(params...)
 	written := false
-	err = db.Tx(ctx, l.db, func(tx *sql.Tx) error {
+	err = db.Tx(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
 		if d.Throttle > 0 {
 			var last string
 			err := tx.QueryRowContext(ctx, `SELECT last FROM event_throttle WHERE id = ? AND key = ?`, id, key).Scan(&last)
@@ -105,23 +105,29 @@ func (l *Log) Raise(ctx context.Context, id int, key string, params ...string) (
 			}
 		}
 		p, _ := json.Marshal(params)
-		_, err := tx.ExecContext(ctx, `INSERT INTO events(time, id, source, category, severity, name, server, params, message) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			now.Format(time.RFC3339Nano), id, d.Source, d.Category, string(d.Severity), d.Name, l.server, string(p), msg)
-		written = err == nil
-		return err
+		if _, err := tx.ExecContext(ctx, `INSERT INTO events(time, id, source, category, severity, name, server, params, message) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			now.Format(time.RFC3339Nano), id, d.Source, d.Category, string(d.Severity), d.Name, l.server, string(p), msg); err != nil {
+			return err
+		}
+		written = true
+		if l.logger != nil {
+			// Mirrored once the event is committed with the change it
+			// reports (an operation's events are part of its transaction).
+			db.OnCommit(ctx, l.db, func() {
+				lvl := slog.LevelInfo
+				switch d.Severity {
+				case Error:
+					lvl = slog.LevelError
+				case Warning:
+					lvl = slog.LevelWarn
+				}
+				l.logger.Log(context.WithoutCancel(ctx), lvl, msg, "event", id, "name", d.Name, "category", d.Category)
+			})
+		}
+		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("log event %d: %w", id, err)
-	}
-	if written && l.logger != nil {
-		lvl := slog.LevelInfo
-		switch d.Severity {
-		case Error:
-			lvl = slog.LevelError
-		case Warning:
-			lvl = slog.LevelWarn
-		}
-		l.logger.Log(ctx, lvl, msg, "event", id, "name", d.Name, "category", d.Category)
 	}
 	return written, nil
 }
@@ -155,7 +161,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 	if f.Limit > 0 {
 		q = `SELECT * FROM (` + strings.Replace(q, "ORDER BY seq", "ORDER BY seq DESC LIMIT "+strconv.Itoa(f.Limit), 1) + `) ORDER BY seq`
 	}
-	rows, err := l.db.QueryContext(ctx, q, args...)
+	rows, err := db.Q(ctx, l.db).QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}
@@ -179,7 +185,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 // Lowest).
 func (l *Log) CategoryLevel(ctx context.Context, category string) (Level, error) {
 	var lv int
-	err := l.db.QueryRowContext(ctx, `SELECT level FROM event_levels WHERE category = ?`, strings.ToLower(category)).Scan(&lv)
+	err := db.Q(ctx, l.db).QueryRowContext(ctx, `SELECT level FROM event_levels WHERE category = ?`, strings.ToLower(category)).Scan(&lv)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Lowest, nil
 	}
@@ -196,15 +202,23 @@ func (l *Log) SetCategoryLevel(ctx context.Context, pattern string, level Level)
 	var changed []string
 	for _, c := range Categories() {
 		if MatchCategory(pattern, c) {
-			if _, err := l.db.ExecContext(ctx, `INSERT INTO event_levels(category, level) VALUES(?, ?) ON CONFLICT(category) DO UPDATE SET level = excluded.level`,
-				strings.ToLower(c), int(level)); err != nil {
-				return nil, fmt.Errorf("set logging level: %w", err)
-			}
 			changed = append(changed, c)
 		}
 	}
 	if len(changed) == 0 {
 		return nil, fmt.Errorf("no event category matches %q: the categories are %s", pattern, strings.Join(Categories(), ", "))
+	}
+	err := db.Tx(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
+		for _, c := range changed {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO event_levels(category, level) VALUES(?, ?) ON CONFLICT(category) DO UPDATE SET level = excluded.level`,
+				strings.ToLower(c), int(level)); err != nil {
+				return fmt.Errorf("set logging level: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return changed, nil
 }

@@ -38,7 +38,7 @@ func Open(ctx context.Context, d *sql.DB) (*Settings, error) {
 // Get returns the value of key, or "" when it is not set.
 func (s *Settings) Get(ctx context.Context, key string) (string, error) {
 	var v string
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
+	err := db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -48,15 +48,13 @@ func (s *Settings) Get(ctx context.Context, key string) (string, error) {
 	return v, nil
 }
 
-// Set stores value under key, in tx when tx is not nil.
-func (s *Settings) Set(ctx context.Context, tx *sql.Tx, key, value string) error {
-	q := `INSERT INTO settings(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`
-	var err error
-	if tx != nil {
-		_, err = tx.ExecContext(ctx, q, key, value)
-	} else {
-		_, err = s.db.ExecContext(ctx, q, key, value)
-	}
+// Set stores value under key, in the transaction ctx carries (db.Tx) or
+// in one of its own.
+func (s *Settings) Set(ctx context.Context, key, value string) error {
+	err := db.Tx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("write setting %s: %w", key, err)
 	}

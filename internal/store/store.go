@@ -29,7 +29,6 @@ import (
 
 	"certrelay/internal/certinfo"
 	"certrelay/internal/db"
-	"certrelay/internal/safeio"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -98,13 +97,17 @@ func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now f
 		return nil, err
 	}
 	keys := filepath.Join(dataDir, "keys")
-	if err := os.MkdirAll(keys, 0o700); err != nil {
+	if err := os.MkdirAll(keys, 0o700); err != nil && !db.ReadOnly(d) {
 		return nil, fmt.Errorf("create key directory: %w", err)
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{db: d, keysDir: keys, account: account, now: now}, nil
+	s := &Store{db: d, keysDir: keys, account: account, now: now}
+	if err := s.sweep(ctx, ""); err != nil {
+		return nil, fmt.Errorf("clean up after an interrupted operation: %w", err)
+	}
+	return s, nil
 }
 
 // KeysDir is the directory holding the private key files.
@@ -151,7 +154,7 @@ func scanEntry(r scanner) (Entry, error) {
 // List returns every certificate and pending request, ordered by
 // thumbprint.
 func (s *Store) List(ctx context.Context) ([]Entry, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM certificates ORDER BY thumbprint`)
+	rows, err := db.Q(ctx, s.db).QueryContext(ctx, `SELECT `+columns+` FROM certificates ORDER BY thumbprint`)
 	if err != nil {
 		return nil, fmt.Errorf("list certificates: %w", err)
 	}
@@ -171,7 +174,7 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 // an error wrapping ErrNotFound.
 func (s *Store) Get(ctx context.Context, t string) (Entry, error) {
 	t, _ = certinfo.NormalizeThumbprint(t)
-	e, err := scanEntry(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM certificates WHERE thumbprint = ?`, t))
+	e, err := scanEntry(db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT `+columns+` FROM certificates WHERE thumbprint = ?`, t))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Entry{}, fmt.Errorf("%w: %s (list them with: certrelay cert list)", ErrNotFound, t)
 	}
@@ -180,7 +183,7 @@ func (s *Store) Get(ctx context.Context, t string) (Entry, error) {
 
 // PendingByKeyID returns the pending request made with the key keyID.
 func (s *Store) PendingByKeyID(ctx context.Context, keyID string) (Entry, bool, error) {
-	e, err := scanEntry(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM certificates WHERE key_id = ? AND der IS NULL`, keyID))
+	e, err := scanEntry(db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT `+columns+` FROM certificates WHERE key_id = ? AND der IS NULL`, keyID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Entry{}, false, nil
 	}
@@ -246,7 +249,10 @@ type NewCertificate struct {
 
 // AddCertificate stores a certificate, with its key when given. The key
 // must match the certificate. Adding a certificate already in the store
-// fails with ErrExists and changes nothing.
+// fails with ErrExists and changes nothing. The key file is written
+// (durably) inside the transaction that adds the row: when ctx carries a
+// transaction (db.Tx), the certificate commits or rolls back with it, and
+// a key file this call wrote is removed on rollback.
 func (s *Store) AddCertificate(ctx context.Context, n NewCertificate) (Entry, error) {
 	cert, err := x509.ParseCertificate(n.DER)
 	if err != nil {
@@ -260,13 +266,8 @@ func (s *Store) AddCertificate(ctx context.Context, n NewCertificate) (Entry, er
 		}
 		keyID = certinfo.KeyID(cert.RawSubjectPublicKeyInfo)
 	}
-	var created bool
-	if n.Key != nil {
-		if created, err = s.writeKey(keyID, n.Key); err != nil {
-			return Entry{}, err
-		}
-	}
-	err = s.change(ctx, func(tx *sql.Tx) error {
+	var e Entry
+	err = s.change(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if n.Answers != "" {
 			var reqKey string
 			if err := tx.QueryRowContext(ctx, `SELECT key_id FROM certificates WHERE thumbprint = ? AND der IS NULL`, n.Answers).Scan(&reqKey); err != nil {
@@ -280,151 +281,132 @@ func (s *Store) AddCertificate(ctx context.Context, n NewCertificate) (Entry, er
 				return err
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO certificates(thumbprint, der, key_id, services, friendly_name, exportable, added_at) VALUES(?, ?, ?, ?, ?, ?, ?)`,
-			t, n.DER, keyID, int(n.Services), n.FriendlyName, boolInt(n.Exportable), s.now().UTC().Format(time.RFC3339Nano))
-		if isUniqueViolation(err) {
+		var exists int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE thumbprint = ?`, t).Scan(&exists); err != nil {
+			return err
+		}
+		if exists > 0 {
 			return fmt.Errorf("%w: %s", ErrExists, t)
 		}
+		if n.Key != nil {
+			if err := s.putKey(ctx, keyID, n.Key); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates(thumbprint, der, key_id, services, friendly_name, exportable, added_at) VALUES(?, ?, ?, ?, ?, ?, ?)`,
+			t, n.DER, keyID, int(n.Services), n.FriendlyName, boolInt(n.Exportable), s.now().UTC().Format(time.RFC3339Nano)); err != nil {
+			return err
+		}
+		e, err = s.Get(ctx, t)
 		return err
 	})
 	if err != nil {
-		if created {
-			s.removeKeyFile(keyID)
-		}
 		return Entry{}, fmt.Errorf("add certificate %s: %w", t, err)
 	}
-	return s.Get(ctx, t)
+	return e, nil
 }
 
-// AddRequest stores a pending request (SPEC M3) with its key. The request's
-// thumbprint is the SHA-1 of its DER.
+// AddRequest stores a pending request (SPEC M3) with its key, atomically
+// as AddCertificate does. The request's thumbprint is the SHA-1 of its DER.
 func (s *Store) AddRequest(ctx context.Context, csrDER []byte, key crypto.Signer, friendlyName string, exportable bool) (Entry, error) {
 	req, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
 		return Entry{}, fmt.Errorf("add request: %w", err)
 	}
 	keyID := certinfo.KeyID(req.RawSubjectPublicKeyInfo)
-	created, err := s.writeKey(keyID, key)
-	if err != nil {
-		return Entry{}, err
-	}
 	t := certinfo.Thumbprint(csrDER)
-	err = s.change(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO certificates(thumbprint, csr, key_id, friendly_name, exportable, added_at) VALUES(?, ?, ?, ?, ?, ?)`,
-			t, csrDER, keyID, friendlyName, boolInt(exportable), s.now().UTC().Format(time.RFC3339Nano))
+	var e Entry
+	err = s.change(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := s.putKey(ctx, keyID, key); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates(thumbprint, csr, key_id, friendly_name, exportable, added_at) VALUES(?, ?, ?, ?, ?, ?)`,
+			t, csrDER, keyID, friendlyName, boolInt(exportable), s.now().UTC().Format(time.RFC3339Nano)); err != nil {
+			return err
+		}
+		e, err = s.Get(ctx, t)
 		return err
 	})
 	if err != nil {
-		if created {
-			s.removeKeyFile(keyID)
-		}
 		return Entry{}, fmt.Errorf("add request %s: %w", t, err)
 	}
-	return s.Get(ctx, t)
+	return e, nil
 }
 
 // EnableServices adds services to the entry's set (never removes, SPEC
-// C8) and returns the updated entry. For SMTP, POP and IMAP it first makes
-// sure the service account can read the private key (SPEC M5): the key
-// file is given to the service account, mode 0600. That needs root when the
-// file belongs to another account; the error says so, and nothing changes.
+// C8) and returns the updated entry. For SMTP, POP and IMAP it makes sure
+// the service account can read the private key (SPEC M5): the key file is
+// given to the service account, mode 0600. That needs root when the file
+// belongs to another account; the error says so, and nothing changes. The
+// key file's owner is changed inside the transaction and restored if it
+// rolls back.
 func (s *Store) EnableServices(ctx context.Context, t string, add Services) (Entry, error) {
-	e, err := s.Get(ctx, t)
-	if err != nil {
-		return Entry{}, err
-	}
-	if e.Pending() {
-		return Entry{}, fmt.Errorf("enable %s: it is a pending request, not a certificate: import the CA's answer first (certrelay cert import FILE)", e.Thumbprint)
-	}
-	if add&(SMTP|POP|IMAP) != 0 && e.KeyID != "" {
-		if err := s.grantRead(e); err != nil {
-			return Entry{}, fmt.Errorf("enable %s: %w", e.Thumbprint, err)
+	var e Entry
+	err := s.change(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		if e, err = s.Get(ctx, t); err != nil {
+			return err
 		}
-	}
-	err = s.change(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE certificates SET services = services | ? WHERE thumbprint = ?`, int(add), e.Thumbprint)
+		if e.Pending() {
+			return fmt.Errorf("it is a pending request, not a certificate: import the CA's answer first (certrelay cert import FILE)")
+		}
+		if add&(SMTP|POP|IMAP) != 0 && e.KeyID != "" {
+			if err := s.grantRead(ctx, e.KeyID); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE certificates SET services = services | ? WHERE thumbprint = ?`, int(add), e.Thumbprint); err != nil {
+			return err
+		}
+		e, err = s.Get(ctx, e.Thumbprint)
 		return err
 	})
 	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Entry{}, err
+		}
 		return Entry{}, fmt.Errorf("enable %s: %w", e.Thumbprint, err)
 	}
-	return s.Get(ctx, e.Thumbprint)
-}
-
-// grantRead gives the service account read access to e's key file.
-func (s *Store) grantRead(e Entry) error {
-	path := s.keyPath(e.KeyID)
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("the key file %s: %w", path, err)
-	}
-	if canRead(fi, s.account) && fi.Mode().Perm()&0o077 == 0 {
-		return nil
-	}
-	if err := os.Chown(path, s.account.UID, s.account.GID); err != nil {
-		return fmt.Errorf("cannot give the service account %s read access to the key %s: %w (run the command as root, or as %s)", s.account.Name, path, err, s.account.Name)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		return fmt.Errorf("set the mode of %s: %w", path, err)
-	}
-	return nil
+	return e, nil
 }
 
 // Remove deletes the entry, and its key file when no other entry uses the
-// key.
+// key. The row goes first; the key file is removed after the commit, under
+// the write lock again, and only if still no row uses it — so a process
+// that adds the same key meanwhile keeps it, and a crash in between leaves
+// an orphan that the next Open removes.
 func (s *Store) Remove(ctx context.Context, t string) error {
-	e, err := s.Get(ctx, t)
-	if err != nil {
-		return err
-	}
-	var others int
-	err = s.change(ctx, func(tx *sql.Tx) error {
+	var e Entry
+	err := s.change(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		if e, err = s.Get(ctx, t); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM certificates WHERE thumbprint = ?`, e.Thumbprint); err != nil {
 			return err
 		}
-		if e.KeyID == "" {
-			return nil
-		}
-		return tx.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE key_id = ?`, e.KeyID).Scan(&others)
+		db.OnCommit(ctx, s.db, func() {
+			parsed.Delete(e.Thumbprint)
+			if e.KeyID != "" {
+				_ = s.sweep(context.WithoutCancel(ctx), e.KeyID)
+			}
+		})
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("remove %s: %w", e.Thumbprint, err)
+		if errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("remove %s: %w", t, err)
 	}
-	if e.KeyID != "" && others == 0 {
-		s.removeKeyFile(e.KeyID)
-	}
-	parsed.Delete(e.Thumbprint)
 	return nil
 }
 
-// writeKey stores key as keys/<keyID>.key, mode 0600, unless that file is
-// already there. It reports whether it created the file.
-func (s *Store) writeKey(keyID string, key crypto.Signer) (bool, error) {
-	path := s.keyPath(keyID)
-	if _, err := os.Stat(path); err == nil {
-		return false, nil
-	}
-	pemKey, err := certinfo.MarshalPrivateKeyPEM(key)
-	if err != nil {
-		return false, err
-	}
-	if err := safeio.WriteFile(path, pemKey, 0o600); err != nil {
-		return false, fmt.Errorf("store private key: %w", err)
-	}
-	return true, nil
-}
-
-func (s *Store) removeKeyFile(keyID string) {
-	if keyID != "" {
-		_ = os.Remove(s.keyPath(keyID))
-		_ = safeio.SyncDir(s.keysDir)
-	}
-}
-
-// change runs fn in a transaction and bumps the generation counter with it.
-func (s *Store) change(ctx context.Context, fn func(*sql.Tx) error) error {
-	return db.Tx(ctx, s.db, func(tx *sql.Tx) error {
-		if err := fn(tx); err != nil {
+// change runs fn in a write transaction (joining the one ctx carries) and
+// bumps the generation counter with it.
+func (s *Store) change(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	return db.Tx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
+		if err := fn(ctx, tx); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE store_meta SET value = value + 1 WHERE key = 'generation'`)
@@ -436,7 +418,7 @@ func (s *Store) change(ctx context.Context, fn func(*sql.Tx) error) error {
 // the store, by any process.
 func (s *Store) Generation(ctx context.Context) (int64, error) {
 	var g int64
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = 'generation'`).Scan(&g)
+	err := db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = 'generation'`).Scan(&g)
 	return g, err
 }
 
@@ -444,7 +426,7 @@ func (s *Store) Generation(ctx context.Context) (int64, error) {
 // re-evaluate (used when something the store's consumers depend on, such
 // as trust, changed).
 func (s *Store) Touch(ctx context.Context) error {
-	return s.change(ctx, func(*sql.Tx) error { return nil })
+	return s.change(ctx, func(context.Context, *sql.Tx) error { return nil })
 }
 
 // Watch sends on the returned channel after every committed change of the

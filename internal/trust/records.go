@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"certrelay/internal/db"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -43,7 +44,7 @@ func (r Record) Stale(now time.Time) bool { return !r.ValidUntil.IsZero() && now
 
 // RevocationRecords returns every stored record, by thumbprint.
 func (s *Store) RevocationRecords(ctx context.Context) (map[string]Record, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT thumbprint, checked_at, valid_until, result FROM revocation_status`)
+	rows, err := db.Q(ctx, s.db).QueryContext(ctx, `SELECT thumbprint, checked_at, valid_until, result FROM revocation_status`)
 	if err != nil {
 		return nil, fmt.Errorf("read revocation results: %w", err)
 	}
@@ -71,7 +72,7 @@ func (s *Store) PutRevocationRecord(ctx context.Context, r Record) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO revocation_status(thumbprint, checked_at, valid_until, result) VALUES(?, ?, ?, ?)
+	_, err = s.exec(ctx, `INSERT INTO revocation_status(thumbprint, checked_at, valid_until, result) VALUES(?, ?, ?, ?)
 		ON CONFLICT(thumbprint) DO UPDATE SET checked_at = excluded.checked_at, valid_until = excluded.valid_until, result = excluded.result`,
 		r.Thumbprint, r.CheckedAt.UTC().Format(time.RFC3339Nano), r.ValidUntil.UTC().Format(time.RFC3339Nano), string(res))
 	if err != nil {

@@ -151,7 +151,7 @@ func (s *Store) SystemRoots() ([]*x509.Certificate, error) {
 
 // Roots lists the trusted roots: those added here, then the system ones.
 func (s *Store) Roots(ctx context.Context) ([]Root, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT der, source FROM trusted_roots ORDER BY thumbprint`)
+	rows, err := db.Q(ctx, s.db).QueryContext(ctx, `SELECT der, source FROM trusted_roots ORDER BY thumbprint`)
 	if err != nil {
 		return nil, fmt.Errorf("list trusted roots: %w", err)
 	}
@@ -192,7 +192,7 @@ func (s *Store) AddRoot(ctx context.Context, c *x509.Certificate, src Source, no
 	if !certinfo.IsSelfSigned(c) && !(c.BasicConstraintsValid && c.IsCA) {
 		return fmt.Errorf("%s is neither self-signed nor a CA certificate: a trusted root must be the CA's own certificate", c.Subject)
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO trusted_roots(thumbprint, der, source, added_at) VALUES(?, ?, ?, ?)
+	_, err := s.exec(ctx, `INSERT INTO trusted_roots(thumbprint, der, source, added_at) VALUES(?, ?, ?, ?)
 		ON CONFLICT(thumbprint) DO UPDATE SET source = excluded.source`,
 		certinfo.Thumbprint(c.Raw), c.Raw, string(src), now.UTC().Format(time.RFC3339))
 	if err != nil {
@@ -208,7 +208,7 @@ var ErrNotFound = errors.New("not in the trust store")
 // be removed here.
 func (s *Store) RemoveRoot(ctx context.Context, t string) error {
 	t, _ = certinfo.NormalizeThumbprint(t)
-	res, err := s.db.ExecContext(ctx, `DELETE FROM trusted_roots WHERE thumbprint = ?`, t)
+	res, err := s.exec(ctx, `DELETE FROM trusted_roots WHERE thumbprint = ?`, t)
 	if err != nil {
 		return fmt.Errorf("remove trusted root: %w", err)
 	}
@@ -232,7 +232,7 @@ func containsThumbprint(cs []*x509.Certificate, t string) bool {
 
 // AddIntermediate keeps c for chain building. It reports whether c was new.
 func (s *Store) AddIntermediate(ctx context.Context, c *x509.Certificate, now time.Time) (bool, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO intermediates(thumbprint, der, added_at) VALUES(?, ?, ?)`,
+	res, err := s.exec(ctx, `INSERT OR IGNORE INTO intermediates(thumbprint, der, added_at) VALUES(?, ?, ?)`,
 		certinfo.Thumbprint(c.Raw), c.Raw, now.UTC().Format(time.RFC3339))
 	if err != nil {
 		return false, fmt.Errorf("add intermediate: %w", err)
@@ -244,7 +244,7 @@ func (s *Store) AddIntermediate(ctx context.Context, c *x509.Certificate, now ti
 // RemoveIntermediate forgets the intermediate with thumbprint t.
 func (s *Store) RemoveIntermediate(ctx context.Context, t string) error {
 	t, _ = certinfo.NormalizeThumbprint(t)
-	res, err := s.db.ExecContext(ctx, `DELETE FROM intermediates WHERE thumbprint = ?`, t)
+	res, err := s.exec(ctx, `DELETE FROM intermediates WHERE thumbprint = ?`, t)
 	if err != nil {
 		return fmt.Errorf("remove intermediate: %w", err)
 	}
@@ -256,7 +256,7 @@ func (s *Store) RemoveIntermediate(ctx context.Context, t string) error {
 
 // Intermediates lists the intermediate certificates.
 func (s *Store) Intermediates(ctx context.Context) ([]*x509.Certificate, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT der FROM intermediates ORDER BY thumbprint`)
+	rows, err := db.Q(ctx, s.db).QueryContext(ctx, `SELECT der FROM intermediates ORDER BY thumbprint`)
 	if err != nil {
 		return nil, fmt.Errorf("list intermediates: %w", err)
 	}
@@ -274,4 +274,16 @@ func (s *Store) Intermediates(ctx context.Context) ([]*x509.Certificate, error) 
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// exec runs one statement in a write transaction (joining the one ctx
+// carries).
+func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	err := db.Tx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		res, err = tx.ExecContext(ctx, q, args...)
+		return err
+	})
+	return res, err
 }

@@ -1,8 +1,10 @@
 package trust
 
 import (
+	"certrelay/internal/db"
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -196,8 +198,8 @@ func (v *Verifier) Verify(ctx context.Context, c *x509.Certificate, extra []*x50
 			}
 		}
 		records[el.Thumbprint] = rec
-		if err := v.Store.PutRevocationRecord(ctx, rec); err != nil {
-			return Result{}, err
+		if err := v.Store.PutRevocationRecord(ctx, rec); err != nil && !errors.Is(err, db.ErrReadOnly) {
+			return Result{}, err // on a read-only data directory the result is shown, not kept
 		}
 	}
 	// Elements beyond a broken chain still show what was found.

@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"crypto"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"certrelay/internal/certinfo"
+	"certrelay/internal/db"
+	"certrelay/internal/safeio"
+)
+
+// Key files and rows change together, under one rule (SPEC P2): every
+// write of a key file happens inside the database transaction that adds
+// the row naming it. SQLite's write lock, taken at the start of every
+// write transaction (BEGIN IMMEDIATE) by whichever process, is therefore
+// also the lock of the key directory. The key is durable (written to a
+// temporary file, fsynced, renamed, directory fsynced) before the row
+// commits, so a committed row always has its key. What a killed process
+// can leave is the converse — a key file, or a temporary one, that no row
+// names — and Open sweeps those away under the same lock.
+
+// putKey writes key as keys/<keyID>.key, mode 0600, unless that file is
+// already there (the same public key, so the same key). It must run inside
+// the transaction that adds the row naming keyID; if that transaction
+// rolls back, the file this call wrote is removed again.
+func (s *Store) putKey(ctx context.Context, keyID string, key crypto.Signer) error {
+	if !db.InTx(ctx, s.db) {
+		return errors.New("internal: a key file is written only inside the transaction that adds its row")
+	}
+	path := s.keyPath(keyID)
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() {
+		return nil
+	}
+	pemKey, err := certinfo.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		return err
+	}
+	if err := safeio.WriteFile(path, pemKey, 0o600); err != nil {
+		return fmt.Errorf("store private key: %w", err)
+	}
+	db.OnRollback(ctx, s.db, func() {
+		_ = os.Remove(path)
+		_ = safeio.SyncDir(s.keysDir)
+	})
+	return nil
+}
+
+// grantRead gives the service account read access to the key file keyID,
+// inside the transaction ctx carries: on rollback the file gets its old
+// owner and mode back.
+func (s *Store) grantRead(ctx context.Context, keyID string) error {
+	path := s.keyPath(keyID)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("the key file %s: %w", path, err)
+	}
+	if canRead(fi, s.account) && fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("the key file %s: cannot read its owner", path)
+	}
+	if err := os.Chown(path, s.account.UID, s.account.GID); err != nil {
+		return fmt.Errorf("cannot give the service account %s read access to the key %s: %w (run the command as root, or as %s)", s.account.Name, path, err, s.account.Name)
+	}
+	db.OnRollback(ctx, s.db, func() {
+		_ = os.Chown(path, int(st.Uid), int(st.Gid))
+		_ = os.Chmod(path, fi.Mode().Perm())
+	})
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("set the mode of %s: %w", path, err)
+	}
+	return nil
+}
+
+// GrantRead gives the service account read access to the key files of
+// every certificate enabled for SMTP, POP or IMAP (after the service
+// account changed), in the transaction ctx carries.
+func (s *Store) GrantRead(ctx context.Context) error {
+	return s.change(ctx, func(ctx context.Context, _ *sql.Tx) error {
+		list, err := s.List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, e := range list {
+			if e.KeyID != "" && e.Services&(SMTP|POP|IMAP) != 0 && s.HasKey(e.KeyID) {
+				if err := s.grantRead(ctx, e.KeyID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// isTempName reports a temporary file of safeio.WriteFile.
+func isTempName(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-")
+}
+
+// leftovers lists the files of the key directory that no row accounts
+// for: temporary files and key files whose key ID no row names. Only when
+// only is not empty, just that key's file is considered.
+func (s *Store) leftovers(ctx context.Context, only string) ([]string, error) {
+	var names []string
+	if only != "" {
+		names = []string{only + ".key"}
+	} else {
+		ents, err := os.ReadDir(s.keysDir)
+		if err != nil {
+			return nil, fmt.Errorf("read the key directory: %w", err)
+		}
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+	}
+	var out []string
+	for _, n := range names {
+		switch {
+		case isTempName(n):
+			out = append(out, n)
+		case strings.HasSuffix(n, ".key"):
+			var uses int
+			if err := db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE key_id = ?`, strings.TrimSuffix(n, ".key")).Scan(&uses); err != nil {
+				return nil, err
+			}
+			if uses == 0 {
+				if _, err := os.Lstat(filepath.Join(s.keysDir, n)); err == nil {
+					out = append(out, n)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// sweep removes leftovers (all of them, or only key keyID's file when no
+// row names it). It looks first without the lock, which costs a directory
+// listing, and takes the write lock only when there is something to
+// remove, to decide again under it: a file another process is writing
+// right now belongs to a transaction that holds the lock, and is seen
+// with its row once the lock is ours.
+func (s *Store) sweep(ctx context.Context, keyID string) error {
+	if db.ReadOnly(s.db) {
+		return nil
+	}
+	found, err := s.leftovers(ctx, keyID)
+	if err != nil || len(found) == 0 {
+		return err
+	}
+	return db.Tx(ctx, s.db, func(ctx context.Context, _ *sql.Tx) error {
+		found, err := s.leftovers(ctx, keyID)
+		if err != nil {
+			return err
+		}
+		for _, n := range found {
+			if err := os.Remove(filepath.Join(s.keysDir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove the leftover %s: %w", n, err)
+			}
+		}
+		return safeio.SyncDir(s.keysDir)
+	})
+}
