@@ -116,4 +116,3 @@ func TestOnCommitRunsOutsideTheTransaction(t *testing.T) {
 		t.Errorf("%d rows, want 2", n)
 	}
 }
-
