@@ -19,18 +19,22 @@ deps:
 vet:
 	$(GO) vet $(PKGS)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 test: deps vet
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
-# Short fuzzing runs of every parser (the seed corpora also run in `make test`).
+# Short fuzzing runs of every fuzz target (their seed corpora also run in
+# `make test`). The targets are found by listing each package's tests, so a
+# new one cannot be left out.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run=NONE -fuzz=FuzzParseBundle -fuzztime=$(FUZZTIME) ./internal/certinfo/
-	$(GO) test -run=NONE -fuzz=FuzzParsePKCS12 -fuzztime=$(FUZZTIME) ./internal/certinfo/
-	$(GO) test -run=NONE -fuzz=FuzzParseSubject -fuzztime=$(FUZZTIME) ./internal/certinfo/
-	$(GO) test -run=NONE -fuzz=FuzzCRL -fuzztime=$(FUZZTIME) ./internal/revocation/
-	$(GO) test -run=NONE -fuzz=FuzzOCSP -fuzztime=$(FUZZTIME) ./internal/revocation/
+	@set -e; for pkg in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' $(PKGS)); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run=NONE -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 clean:
 	rm -rf bin

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"certrelay/internal/admin"
 	"certrelay/internal/certinfo"
@@ -113,7 +114,7 @@ func (a *app) certRequestCommand() *cobra.Command {
 	var o admin.RequestOptions
 	var keyType, out string
 	var keySize int
-	var asJSON bool
+	var asJSON, force bool
 	cmd := &cobra.Command{
 		Use:   "request",
 		Short: "Make a key and a PKCS#10 certificate request for a CA (M3)",
@@ -123,18 +124,33 @@ PendingRequest until the CA's certificate is imported. Prints its thumbprint.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
-				return usagef("give the request file with --out FILE")
+				return usagef("give the request file with --out FILE (or --out - for standard output)")
+			}
+			format := admin.FormatPEM
+			if o.DER {
+				format = admin.FormatDER
+			}
+			if err := admin.CheckOutputName(out, format); err != nil {
+				return usageError{err}
 			}
 			o.Domains = splitList(domains)
 			o.Key = certinfo.KeySpec{Type: keyType, Size: keySize}
 			return a.withAdmin(cmd, func(ad *admin.Admin) error {
+				if err := ad.CheckOutputPath(out, force); err != nil {
+					return err
+				}
 				c, data, err := ad.RequestCertificate(cmd.Context(), o)
 				if err != nil {
 					return err
 				}
-				if err := safeio.WriteFile(out, data, 0o644); err != nil {
+				if err := a.writeOutput(out, data, 0o644, force); err != nil {
 					_, _ = ad.RemoveCertificate(cmd.Context(), c.Thumbprint, admin.Yes{})
 					return fmt.Errorf("write the request: %w; nothing was kept", err)
+				}
+				if out == "-" {
+					// Standard output holds the request; its thumbprint goes beside it.
+					fmt.Fprintf(a.stderr, "Pending request %s. Send the request to the CA, then: certrelay cert import CERTIFICATE-FILE\n", c.Thumbprint)
+					return nil
 				}
 				fmt.Fprintf(a.stderr, "Wrote the request to %s. Send it to the CA, then: certrelay cert import CERTIFICATE-FILE\n", out)
 				return a.printCertResult(c, asJSON)
@@ -150,7 +166,8 @@ PendingRequest until the CA's certificate is imported. Prints its thumbprint.`,
 	f.IntVar(&keySize, "key-size", 0, "RSA: 2048 (default), 3072, 4096; ECDSA: 256 (default), 384")
 	f.StringVar(&o.FriendlyName, "friendly-name", "", "a name for people")
 	f.BoolVar(&o.Exportable, "exportable", false, "allow the private key to be exported once the certificate is imported")
-	f.StringVar(&out, "out", "", "file to write the request to")
+	f.StringVar(&out, "out", "", "file to write the request to (- for standard output); an existing file is replaced only with --force")
+	f.BoolVar(&force, "force", false, "replace the request file if it exists")
 	f.BoolVar(&o.DER, "der", false, "write binary DER instead of base64")
 	f.BoolVar(&asJSON, "json", false, "print the pending request as JSON")
 	return cmd
@@ -338,16 +355,35 @@ func (a *app) certShowCommand() *cobra.Command {
 func (a *app) certExportCommand() *cobra.Command {
 	var out, passwordFile string
 	var o admin.ExportOptions
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "export THUMBPRINT --out FILE",
 		Short: "Export a certificate (PEM or DER), or with its key as PKCS#12 (M7)",
 		Long: `Export the certificate alone (PEM, or DER with --der), or, with
 --password-file, certificate, chain and private key as PKCS#12 — only when
-the key was made or imported with --exportable.`,
+the key was made or imported with --exportable. --out - writes to standard
+output. An existing file is only replaced with --force, and never a file in
+the data directory. The file name must agree with the format: .pfx/.p12
+for PKCS#12, .pem/.crt for PEM, .der for DER (.cer for either).`,
 		Args: exactArgs(1, "a thumbprint"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
-				return usagef("give the output file with --out FILE")
+				return usagef("give the output file with --out FILE (or --out - for standard output)")
+			}
+			format := admin.FormatPEM
+			switch {
+			case passwordFile != "" && o.DER:
+				return usagef("--der and --password-file do not go together: a PKCS#12 export (with --password-file) has its own encoding")
+			case passwordFile != "":
+				format = admin.FormatPKCS12
+			case o.DER:
+				format = admin.FormatDER
+			}
+			if err := admin.CheckOutputName(out, format); err != nil {
+				return usageError{err}
+			}
+			if out == "-" && format != admin.FormatPEM && a.stdoutIsTerminal() {
+				return usagef("%s is binary: redirect standard output to a file, or give --out FILE", format)
 			}
 			if passwordFile != "" {
 				pw, err := a.readSecret(passwordFile)
@@ -357,7 +393,10 @@ the key was made or imported with --exportable.`,
 				o.Password = &pw
 			}
 			return a.withAdmin(cmd, func(ad *admin.Admin) error {
-				data, format, err := ad.ExportCertificate(cmd.Context(), args[0], o)
+				if err := ad.CheckOutputPath(out, force); err != nil {
+					return err
+				}
+				data, desc, err := ad.ExportCertificate(cmd.Context(), args[0], o)
 				if err != nil {
 					return err
 				}
@@ -365,22 +404,46 @@ the key was made or imported with --exportable.`,
 				if o.Password != nil {
 					mode = 0o600
 				}
-				if err := safeio.WriteFile(out, data, mode); err != nil {
+				if err := a.writeOutput(out, data, mode, force); err != nil {
 					return err
 				}
 				t, _ := certinfo.NormalizeThumbprint(args[0])
-				ad.LogExport(cmd.Context(), t, format, out)
-				fmt.Fprintf(a.stderr, "Exported %s as %s to %s\n", t, format, out)
+				ad.LogExport(cmd.Context(), t, desc, out)
+				if out != "-" {
+					fmt.Fprintf(a.stderr, "Exported %s as %s to %s\n", t, desc, out)
+				}
 				return nil
 			})
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&out, "out", "", "file to write")
+	f.StringVar(&out, "out", "", "file to write (- for standard output)")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the PKCS#12 password (- for standard input)")
 	f.BoolVar(&o.DER, "der", false, "certificate alone as DER")
+	f.BoolVar(&force, "force", false, "replace the file if it exists")
 	return cmd
 }
+
+// writeOutput writes a command's file: standard output for "-"; a new
+// file, or with force a replacement, written atomically.
+func (a *app) writeOutput(path string, data []byte, mode os.FileMode, force bool) error {
+	if path == "-" {
+		_, err := a.stdout.Write(data)
+		return err
+	}
+	if force {
+		return safeio.WriteFile(path, data, mode)
+	}
+	if err := safeio.WriteNew(path, data, mode); err != nil {
+		if errors.Is(err, safeio.ErrExists) {
+			return fmt.Errorf("%s exists already (it was created meanwhile): remove it, choose another name, or add --force to replace it", path)
+		}
+		return err
+	}
+	return nil
+}
+
+func (a *app) stdoutIsTerminal() bool { return term.IsTerminal(int(a.stdout.Fd())) }
 
 func (a *app) certRemoveCommand() *cobra.Command {
 	var force bool

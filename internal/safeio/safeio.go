@@ -5,15 +5,39 @@
 package safeio
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 )
 
+// ErrExists is returned by WriteNew when path exists.
+var ErrExists = errors.New("the file exists")
+
+// WriteNew writes data to path as WriteFile does, but only if path does
+// not exist: the finished temporary file is linked to path, which fails
+// if something is there, even when another process creates it meanwhile.
+// It returns an error wrapping ErrExists then, and writes nothing.
+func WriteNew(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, func(tmp, path string) error {
+		if err := os.Link(tmp, path); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				return fmt.Errorf("%s: %w", path, ErrExists)
+			}
+			return err
+		}
+		return os.Remove(tmp)
+	})
+}
+
 // WriteFile writes data to path with mode perm, atomically and durably.
 // The mode is applied to the temporary file before any byte is written, so
 // a private key is never readable by others, even for an instant.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, os.Rename)
+}
+
+func write(path string, data []byte, perm os.FileMode, place func(tmp, path string) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -39,7 +63,10 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := place(tmp, path); err != nil {
+		if errors.Is(err, ErrExists) {
+			return err
+		}
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	ok = true

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -404,7 +405,19 @@ func TestBadInput(t *testing.T) {
 		{"remove-internal-transport-certificate", []string{"cert", "remove", internal, "--force"}, []string{"internal transport certificate", "cert new"}},
 		{"enable-without-services", []string{"cert", "enable", selfT}, []string{"--services"}},
 		{"key-size-not-offered", []string{"cert", "new", "--domain", "k.example", "--key-size", "512"}, []string{"512 bits is not offered"}},
+		{"export-over-existing-file", []string{"cert", "export", selfT, "--out", "existing.pem"}, []string{"exists already", "--force"}},
+		{"export-into-data-directory", []string{"cert", "export", selfT, "--out", filepath.Join(e.data, "certrelay.db"), "--force"}, []string{"inside the data directory"}},
+		{"export-into-key-directory", []string{"cert", "export", selfT, "--out", filepath.Join(e.data, "keys", "x.pem")}, []string{"inside the data directory"}},
+		{"export-pfx-name-without-password", []string{"cert", "export", selfT, "--out", "x.pfx"}, []string{"PKCS#12", "password"}},
+		{"export-pem-name-with-password", []string{"cert", "export", selfT, "--out", "x.pem", "--password-file", "pw"}, []string{"PKCS#12", ".pfx"}},
+		{"export-der-with-password", []string{"cert", "export", selfT, "--out", "x.bin", "--der", "--password-file", "pw"}, []string{"--der and --password-file"}},
+		{"request-over-existing-file", []string{"cert", "request", "--domain", "a.example", "--out", "existing.pem"}, []string{"exists already"}},
+		{"domain-empty", []string{"cert", "new", "--domain", "", "--services", "SMTP"}, []string{"empty"}},
+		{"domain-only-commas", []string{"cert", "new", "--domain", ",", "--services", "SMTP"}, []string{"empty"}},
+		{"domain-empty-in-list", []string{"cert", "new", "--domain", "a.example,,b.example", "--services", "SMTP"}, []string{"empty"}},
+		{"request-domain-empty", []string{"cert", "request", "--domain", " ", "--out", "x.req"}, []string{"empty"}},
 	}
+	e.write("existing.pem", []byte("keep me\n"))
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			before := e.state()
