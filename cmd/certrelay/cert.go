@@ -22,6 +22,19 @@ func (a *app) certCommand() *cobra.Command {
 	return c
 }
 
+// splitNames flattens repeated and comma-separated names, keeping empty
+// ones ("--domain ''", "a,,b") so the admin layer refuses them by name
+// instead of silently reading "no name" (issue 9 item 6).
+func splitNames(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, p := range strings.Split(v, ",") {
+			out = append(out, strings.TrimSpace(p))
+		}
+	}
+	return out
+}
+
 // splitList flattens repeated and comma-separated flag values.
 func splitList(vals []string) []string {
 	var out []string
@@ -59,7 +72,7 @@ it may replace the internal transport certificate: you are asked first
 (--force answers yes). Prints the new thumbprint.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.Domains = splitList(domains)
+			o.Domains = splitNames(domains)
 			o.Key = certinfo.KeySpec{Type: keyType, Size: keySize}
 			if cmd.Flags().Changed("services") {
 				svc, err := parseServicesFlag(services)
@@ -81,6 +94,7 @@ it may replace the internal transport certificate: you are asked first
 				case res.Declined:
 					fmt.Fprintln(a.stderr, "The internal transport certificate was kept; the new certificate was made anyway.")
 				}
+				a.warn(res.Warnings)
 				return a.printCertResult(res.Certificate, asJSON)
 			})
 		},
@@ -133,17 +147,19 @@ PendingRequest until the CA's certificate is imported. Prints its thumbprint.`,
 			if err := admin.CheckOutputName(out, format); err != nil {
 				return usageError{err}
 			}
-			o.Domains = splitList(domains)
+			o.Domains = splitNames(domains)
 			o.Key = certinfo.KeySpec{Type: keyType, Size: keySize}
 			return a.withAdmin(cmd, func(ad *admin.Admin) error {
 				if err := ad.CheckOutputPath(out, force); err != nil {
 					return err
 				}
-				c, data, err := ad.RequestCertificate(cmd.Context(), o)
+				rr, err := ad.RequestCertificate(cmd.Context(), o)
 				if err != nil {
 					return err
 				}
-				if err := a.writeOutput(out, data, 0o644, force); err != nil {
+				c := rr.Certificate
+				a.warn(rr.Warnings)
+				if err := a.writeOutput(out, rr.Data, 0o644, force); err != nil {
 					_, _ = ad.RemoveCertificate(cmd.Context(), c.Thumbprint, admin.Yes{})
 					return fmt.Errorf("write the request: %w; nothing was kept", err)
 				}
@@ -216,6 +232,7 @@ intermediate store. Prints the thumbprint, so it can be piped:
 				for _, t := range res.Intermediates {
 					fmt.Fprintf(a.stderr, "Added intermediate %s to the intermediate store.\n", t)
 				}
+				a.warn(res.Warnings)
 				for _, s := range res.Roots {
 					fmt.Fprintf(a.stderr, "The file also holds the root %q; it is not trusted by importing it (use certrelay trust add if you mean to trust it).\n", s)
 				}
@@ -273,7 +290,7 @@ func (a *app) certEnableCommand() *cobra.Command {
 					fmt.Fprintln(a.stderr, "It is now this server's internal transport certificate.")
 				}
 				for _, w := range res.Warnings {
-					fmt.Fprintln(a.stderr, "WARNING: "+w)
+XX
 				}
 				if asJSON {
 					return printJSON(a.stdout, res.Certificate)
@@ -443,6 +460,13 @@ func (a *app) writeOutput(path string, data []byte, mode os.FileMode, force bool
 	return nil
 }
 
+// warn prints warnings on standard error, one a line.
+func (a *app) warn(ws []string) {
+	for _, w := range ws {
+		fmt.Fprintln(a.stderr, "WARNING: "+w)
+	}
+}
+
 func (a *app) stdoutIsTerminal() bool { return term.IsTerminal(int(a.stdout.Fd())) }
 
 func (a *app) certRemoveCommand() *cobra.Command {
@@ -458,7 +482,7 @@ func (a *app) certRemoveCommand() *cobra.Command {
 					return err
 				}
 				for _, w := range res.Warnings {
-					fmt.Fprintln(a.stderr, "WARNING: "+w)
+XX
 				}
 				fmt.Fprintf(a.stderr, "Removed %s\n", res.Removed.Thumbprint)
 				return nil

@@ -132,7 +132,8 @@ func TestEnableSMTPMayBecomeInternal(t *testing.T) {
 // together; the internal transport certificate cannot be removed.
 func TestRemoveRequestDeletesItsKey(t *testing.T) {
 	a := newAdmin(t)
-	c, _, err := a.RequestCertificate(ctx, RequestOptions{Domains: []string{"pop.contoso.com"}})
+	rr, err := a.RequestCertificate(ctx, RequestOptions{Domains: []string{"pop.contoso.com"}})
+	c := rr.Certificate
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"certrelay/internal/dnsname"
 	"context"
+	"fmt"
 
 	"certrelay/internal/certview"
 	"certrelay/internal/directory"
@@ -70,7 +72,11 @@ func (a *Admin) Explain(ctx context.Context, o ExplainOptions) (Explanation, err
 		ex.Connector = c.Name
 		ex.STARTTLS = receiveTLSBehaviour(c)
 	case o.Fqdn != "":
-		req = selection.ForConnector(o.Fqdn, "", "", false, o.Service)
+		n, err := dnsname.ParseHost(o.Fqdn)
+		if err != nil {
+			return ex, errorf(op, fmt.Errorf("--fqdn: %w", err))
+		}
+		req = selection.ForConnector(string(n), "", "", false, o.Service)
 	default:
 		return ex, errorf(op, errorString("give --connector NAME or --fqdn NAME"))
 	}

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ type ImportResult struct {
 	AnsweredRequest string   // thumbprint of the pending request the certificate answered
 	Intermediates   []string // thumbprints of intermediates added to the intermediate store
 	Roots           []string // subjects of root certificates in the file, which are NOT trusted by importing
+	Warnings        []string // what deserves a word although the import went through
 }
 
 // ImportCertificate imports a certificate (M4): a CA's answer to a pending
@@ -61,17 +63,24 @@ func (a *Admin) ImportCertificate(ctx context.Context, o ImportOptions) (ImportR
 	var inters []*x509.Certificate
 	res := ImportResult{Format: b.Format}
 	for _, c := range b.Certificates {
-		if c == leaf {
-			continue
-		}
-		if certinfo.IsSelfSigned(c) {
-			res.Roots = append(res.Roots, c.Subject.String())
-			continue
-		}
-		if c.BasicConstraintsValid && c.IsCA {
+		isCA := c.BasicConstraintsValid && c.IsCA
+		switch {
+		case c == leaf:
+		case isCA && certinfo.IsSelfSigned(c):
+			res.Roots = append(res.Roots, certinfo.NameString(c.RawSubject))
+		case isCA:
 			inters = append(inters, c)
+		default:
+			// A second end-entity certificate is no part of the first's
+			// chain: importing one would silently drop the other.
+			return ImportResult{}, errorf(op, fmt.Errorf("the file holds more than one end-entity certificate: %s (%s) and %s (%s); a file imports one certificate with its chain: put each in a file of its own and import them one by one",
+				t, certinfo.NameString(leaf.RawSubject), certinfo.Thumbprint(c.Raw), certinfo.NameString(c.RawSubject)))
 		}
 	}
+	if leaf.BasicConstraintsValid && leaf.IsCA {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s is a CA certificate (CA:TRUE): it goes into the personal store with its key, but it is meant to issue certificates, not to serve TLS; to trust this CA instead, use certrelay trust add", certinfo.NameString(leaf.RawSubject)))
+	}
+	res.Warnings = append(res.Warnings, weakKeyWarnings(leaf.PublicKey)...)
 	nc := store.NewCertificate{DER: leaf.Raw, Key: b.Key, FriendlyName: o.FriendlyName, Exportable: o.Exportable}
 	if pending != nil {
 		nc.Answers = pending.Thumbprint
@@ -102,7 +111,7 @@ func (a *Admin) ImportCertificate(ctx context.Context, o ImportOptions) (ImportR
 				res.Intermediates = append(res.Intermediates, certinfo.Thumbprint(c.Raw))
 			}
 		}
-		a.raise(ctx, 16004, "", t, leaf.Subject.String(), b.Format, fmt.Sprint(b.Key != nil || pending != nil))
+		a.raise(ctx, 16004, "", t, certinfo.NameString(leaf.RawSubject), b.Format, fmt.Sprint(b.Key != nil || pending != nil))
 		return nil
 	})
 	if err != nil {
@@ -150,13 +159,29 @@ func (a *Admin) findLeaf(ctx context.Context, b *certinfo.Bundle) (*x509.Certifi
 			ends = append(ends, c)
 		}
 	}
+	for _, c := range b.Certificates {
+		t := certinfo.Thumbprint(c.Raw)
+		if _, err := a.Store.Get(ctx, t); err == nil {
+			return nil, nil, fmt.Errorf("%w: %s (%s) was imported before (see certrelay cert show %s)", store.ErrExists, t, certinfo.NameString(c.RawSubject), t)
+		}
+	}
 	if len(ends) == 0 {
 		var names []string
 		for _, c := range b.Certificates {
-			names = append(names, c.Subject.String())
+			names = append(names, certinfo.NameString(c.RawSubject))
 		}
 		return nil, nil, fmt.Errorf("the file holds only CA certificates (%s): to trust a CA use certrelay trust add FILE", strings.Join(names, "; "))
 	}
 	return nil, nil, fmt.Errorf("certificate %s (%s) does not answer a request made on this server, and the file has no private key: import it on the server that made the request, or import a PKCS#12 (.pfx) file that holds its key, with --password-file",
 		certinfo.Thumbprint(ends[0].Raw), ends[0].Subject)
+}
+
+// weakKeyWarnings warns of an RSA key under 2048 bits: still accepted
+// (SPEC S2 allows 1024 for old peers) but breakable, and refused by many
+// clients.
+func weakKeyWarnings(pub any) []string {
+	if k, ok := pub.(*rsa.PublicKey); ok && k.N.BitLen() < 2048 {
+		return []string{fmt.Sprintf("its RSA key has only %d bits: many mail servers and clients refuse keys under 2048 bits, and such keys can be broken; use 2048 or more", k.N.BitLen())}
+	}
+	return nil
 }

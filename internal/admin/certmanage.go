@@ -94,7 +94,7 @@ func (a *Admin) enableSideEffects(ctx context.Context, e store.Entry, services s
 	if services&(store.SMTP|store.POP|store.IMAP) != 0 {
 		notes = append(notes, fmt.Sprintf("The service account %s can read the private key.", a.Store.Account().Name))
 	}
-	domains := certinfo.Domains(e.Cert.Subject.CommonName, e.Cert.DNSNames)
+	domains := certinfo.CertificateDomains(e.Cert)
 	for _, s := range []struct {
 		svc  store.Services
 		key  string

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"certrelay/internal/dnsname"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -41,6 +42,7 @@ type NewResult struct {
 	// Declined: it could have replaced the internal transport certificate
 	// and the administrator said no.
 	Declined bool
+	Warnings []string // what deserves a word although it was made
 }
 
 // ErrCancelled is returned when the administrator answers no to a question
@@ -91,7 +93,7 @@ func (a *Admin) NewCertificate(ctx context.Context, o NewOptions, confirm Confir
 		return NewResult{}, errorf(op, err)
 	}
 	c.IsInternalTransportCertificate = c.IsInternalTransportCertificate || out.Became
-	return NewResult{Certificate: c, BecameInternal: out.Became, Previous: out.Previous, Declined: out.Declined}, nil
+	return NewResult{Certificate: c, BecameInternal: out.Became, Previous: out.Previous, Declined: out.Declined, Warnings: weakKeyWarnings(made.cert.PublicKey)}, nil
 }
 
 // cloneSpec fills spec from the certificate o.From (M2): same subject and
@@ -158,10 +160,8 @@ func (a *Admin) prepareSelfSigned(s selfSignedSpec) (preparedCert, error) {
 	if _, err := s.key.Normalize(); err != nil {
 		return preparedCert{}, err
 	}
-	for _, d := range s.domains {
-		if err := certinfo.ValidateDomain(d); err != nil {
-			return preparedCert{}, err
-		}
+	if _, err := dnsname.ParseList(s.domains, true); err != nil {
+		return preparedCert{}, err
 	}
 	key, err := certinfo.GenerateKey(s.key, a.rand)
 	if err != nil {
@@ -224,42 +224,47 @@ type RequestOptions struct {
 	Services string
 }
 
+// RequestResult says what RequestCertificate made.
+type RequestResult struct {
+	Certificate Certificate // the pending request (Status PendingRequest)
+	Data        []byte      // the request file's content: PEM, or DER when asked
+	Warnings    []string
+}
+
 // RequestCertificate makes a key and a PKCS#10 request (M3). The key stays
 // in the store; the request is listed as PendingRequest. It returns the
 // pending entry and the request file's content.
-func (a *Admin) RequestCertificate(ctx context.Context, o RequestOptions) (Certificate, []byte, error) {
+func (a *Admin) RequestCertificate(ctx context.Context, o RequestOptions) (RequestResult, error) {
 	const op = "certificate request"
 	if strings.TrimSpace(o.Services) != "" {
-		return Certificate{}, nil, errorf(op, errors.New("services cannot be given with a request: import the CA's certificate, then enable it with certrelay cert enable THUMBPRINT --services …"))
+		return RequestResult{}, errorf(op, errors.New("services cannot be given with a request: import the CA's certificate, then enable it with certrelay cert enable THUMBPRINT --services …"))
 	}
 	if _, err := a.requireSetup(ctx); err != nil {
-		return Certificate{}, nil, errorf(op, err)
+		return RequestResult{}, errorf(op, err)
 	}
 	var subject certinfo.Subject
 	var err error
 	if o.Subject != "" {
 		if subject, err = certinfo.ParseSubject(o.Subject); err != nil {
-			return Certificate{}, nil, errorf(op, err)
+			return RequestResult{}, errorf(op, err)
 		}
 	}
 	if len(o.Domains) == 0 {
-		return Certificate{}, nil, errorf(op, errors.New("give the names the certificate must hold with --domain (repeat it, or separate names with commas)"))
+		return RequestResult{}, errorf(op, errors.New("give the names the certificate must hold with --domain (repeat it, or separate names with commas)"))
 	}
-	for _, d := range o.Domains {
-		if err := certinfo.ValidateDomain(d); err != nil {
-			return Certificate{}, nil, errorf(op, err)
-		}
+	if _, err := dnsname.ParseList(o.Domains, true); err != nil {
+		return RequestResult{}, errorf(op, err)
 	}
 	if _, err := o.Key.Normalize(); err != nil {
-		return Certificate{}, nil, errorf(op, err)
+		return RequestResult{}, errorf(op, err)
 	}
 	key, err := certinfo.GenerateKey(o.Key, a.rand)
 	if err != nil {
-		return Certificate{}, nil, errorf(op, err)
+		return RequestResult{}, errorf(op, err)
 	}
 	der, err := certinfo.NewRequest(certinfo.RequestOptions{Subject: subject, Domains: o.Domains, Key: key}, a.rand)
 	if err != nil {
-		return Certificate{}, nil, errorf(op, err)
+		return RequestResult{}, errorf(op, err)
 	}
 	var c Certificate
 	err = a.atomically(ctx, func(ctx context.Context) error {
@@ -276,13 +281,13 @@ func (a *Admin) RequestCertificate(ctx context.Context, o RequestOptions) (Certi
 		return nil
 	})
 	if err != nil {
-		return Certificate{}, nil, errorf(op, err)
+		return RequestResult{}, errorf(op, err)
 	}
-	out := certinfo.RequestPEM(der)
+	res := RequestResult{Certificate: c, Data: certinfo.RequestPEM(der), Warnings: weakKeyWarnings(key.Public())}
 	if o.DER {
-		out = der
+		res.Data = der
 	}
-	return c, out, nil
+	return res, nil
 }
 
 func badThumbprint(t string) error {

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"certrelay/internal/dnsname"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"certrelay/internal/certinfo"
 	"certrelay/internal/directory"
 	"certrelay/internal/selection"
 )
@@ -216,17 +216,17 @@ func validConnectorName(name string) error {
 }
 
 func validFqdn(f, flag string) (string, error) {
-	f = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(f), "."))
-	if f == "" {
+	if strings.TrimSpace(f) == "" {
 		return "", nil
 	}
 	if strings.Contains(f, "*") {
 		return "", fmt.Errorf("%s %q: a connector FQDN is a host name, not a wildcard", flag, f)
 	}
-	if err := certinfo.ValidateDomain(f); err != nil {
+	name, err := dnsname.ParseHost(f)
+	if err != nil {
 		return "", fmt.Errorf("%s: %w", flag, err)
 	}
-	return f, nil
+	return string(name), nil
 }
 
 // parseBindings checks "ip:port" addresses.

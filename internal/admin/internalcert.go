@@ -20,7 +20,7 @@ func (a *Admin) couldBeInternal(srv directory.Server, cert *x509.Certificate, se
 	if !services.Has(store.SMTP) || !certinfo.IsSelfSigned(cert) {
 		return false
 	}
-	domains := certinfo.Domains(cert.Subject.CommonName, cert.DNSNames)
+	domains := certinfo.CertificateDomains(cert)
 	return selection.MatchName(domains, srv.Fqdn, true) || selection.MatchName(domains, srv.Name, true)
 }
 

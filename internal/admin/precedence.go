@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"certrelay/internal/certinfo"
 	"context"
 	"fmt"
 	"sort"
@@ -123,7 +124,7 @@ func (a *Admin) connectorsNaming(ctx context.Context, c Certificate) ([]string, 
 		if e.Cert == nil || e.Thumbprint == c.Thumbprint {
 			continue
 		}
-		if selection.EqualNames(e.Cert.Issuer.String(), c.Issuer) && selection.EqualNames(e.Cert.Subject.String(), c.Subject) {
+		if selection.EqualNames(certinfo.NameString(e.Cert.RawIssuer), c.Issuer) && selection.EqualNames(certinfo.NameString(e.Cert.RawSubject), c.Subject) {
 			return nil, nil // another certificate answers the name
 		}
 	}

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"certrelay/internal/dnsname"
 	"context"
 	"errors"
 	"fmt"
@@ -9,20 +10,17 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"certrelay/internal/certinfo"
 	"certrelay/internal/directory"
 )
 
 // AddAcceptedDomain makes the organisation receive mail for domain.
 func (a *Admin) AddAcceptedDomain(ctx context.Context, domain string) (directory.AcceptedDomain, error) {
 	const op = "add accepted domain"
-	d := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
-	if err := certinfo.ValidateDomain(d); err != nil || strings.Contains(d, "*") {
-		if err == nil {
-			err = errors.New("wildcards are not accepted domains")
-		}
+	name, err := dnsname.ParseHost(domain)
+	if err != nil {
 		return directory.AcceptedDomain{}, errorf(op, err)
 	}
+	d := string(name)
 	list, err := a.Dir.AcceptedDomains(ctx)
 	if err != nil {
 		return directory.AcceptedDomain{}, err
@@ -75,10 +73,11 @@ func SplitAddress(addr string) (local, domain string, err error) {
 	if !ok || local == "" || domain == "" || strings.ContainsAny(local, " \t\"<>()[]\\,;:@/") || strings.HasPrefix(local, ".") || strings.HasSuffix(local, ".") || strings.Contains(local, "..") {
 		return "", "", fmt.Errorf("%q is not a mailbox address: write it as user@domain", addr)
 	}
-	if err := certinfo.ValidateDomain(domain); err != nil {
+	name, err := dnsname.ParseHost(domain)
+	if err != nil {
 		return "", "", fmt.Errorf("address %q: %w", addr, err)
 	}
-	return local, domain, nil
+	return local, string(name), nil
 }
 
 // AddMailbox creates a mailbox in an accepted domain, with a password for

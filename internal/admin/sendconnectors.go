@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"certrelay/internal/dnsname"
 	"context"
 	"errors"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"certrelay/internal/certinfo"
 	"certrelay/internal/directory"
 	"certrelay/internal/selection"
 )
@@ -126,8 +126,8 @@ func applySend(c *directory.SendConnector, o SendConnectorOptions) error {
 				host, port = strings.Trim(h, "[]"), ""
 			}
 			if net.ParseIP(host) == nil {
-				if err := certinfo.ValidateDomain(host); err != nil || strings.Contains(host, "*") {
-					return fmt.Errorf("smart host %q: give a host name or an IP address, with an optional :port", h)
+				if _, err := dnsname.ParseHost(host); err != nil {
+					return fmt.Errorf("smart host %q: give a host name or an IP address, with an optional :port (%v)", h, err)
 				}
 			}
 			if port != "" {
@@ -202,9 +202,11 @@ func ParseAddressSpace(s string) (directory.AddressSpace, error) {
 		cost = c
 	}
 	if domain != "*" {
-		if err := certinfo.ValidateDomain(domain); err != nil {
+		name, err := dnsname.Parse(domain)
+		if err != nil {
 			return directory.AddressSpace{}, fmt.Errorf("address space %q: %v", s, err)
 		}
+		domain = string(name)
 	}
 	return directory.AddressSpace{Domain: domain, Cost: cost}, nil
 }

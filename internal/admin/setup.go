@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"certrelay/internal/dnsname"
 	"cmp"
 	"context"
 	"errors"
@@ -10,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"certrelay/internal/certinfo"
 	"certrelay/internal/directory"
 	"certrelay/internal/settings"
 	"certrelay/internal/store"
@@ -61,11 +61,17 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 	if o.Role != "" && !directory.ValidRole(o.Role) {
 		return SetupResult{}, errorf("setup", fmt.Errorf("unknown role %q: use hub or edge", o.Role))
 	}
-	fqdn := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(o.Fqdn), "."))
-	if fqdn == "" {
-		fqdn = host
-	} else if err := certinfo.ValidateDomain(fqdn); err != nil || strings.Contains(fqdn, "*") {
-		return SetupResult{}, errorf("setup", fmt.Errorf("--fqdn %q: %v", o.Fqdn, err))
+	if n, err := dnsname.ParseHost(host); err == nil {
+		host = string(n)
+	}
+	short, _, _ = strings.Cut(host, ".")
+	fqdn := host
+	if strings.TrimSpace(o.Fqdn) != "" {
+		n, err := dnsname.ParseHost(o.Fqdn)
+		if err != nil {
+			return SetupResult{}, errorf("setup", fmt.Errorf("--fqdn: %w", err))
+		}
+		fqdn = string(n)
 	}
 
 	if done, err := a.IsSetUp(ctx); err != nil {
@@ -256,25 +262,28 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 		return ServerInfo{}, errorf(op, err)
 	}
 	if o.Fqdn != nil {
-		f := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(*o.Fqdn), "."))
-		if err := certinfo.ValidateDomain(f); err != nil || strings.Contains(f, "*") {
-			return ServerInfo{}, errorf(op, fmt.Errorf("--fqdn %q: %v", *o.Fqdn, err))
+		f, err := dnsname.ParseHost(*o.Fqdn)
+		if err != nil {
+			return ServerInfo{}, errorf(op, fmt.Errorf("--fqdn: %w", err))
 		}
-		srv.Fqdn = f
+		srv.Fqdn = string(f)
 	}
 	if o.NLBNames != nil {
 		var names []string
 		for _, n := range *o.NLBNames {
-			n = strings.ToLower(strings.TrimSpace(n))
-			if n == "" {
-				continue
-			}
-			if err := certinfo.ValidateDomain(n); err != nil {
-				return ServerInfo{}, errorf(op, fmt.Errorf("--nlb-name %q: %v", n, err))
+			if strings.TrimSpace(n) == "" {
+				continue // --nlb-name "" clears the list
 			}
 			names = append(names, n)
 		}
-		srv.NLBNames = names
+		parsed, err := dnsname.ParseList(names, false)
+		if err != nil {
+			return ServerInfo{}, errorf(op, fmt.Errorf("--nlb-name: %w", err))
+		}
+		srv.NLBNames = dnsname.Strings(parsed)
+		if len(srv.NLBNames) == 0 {
+			srv.NLBNames = nil
+		}
 	}
 	if o.Proxy != nil && *o.Proxy != "" {
 		u, err := url.Parse(*o.Proxy)

@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"certrelay/internal/dnsname"
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -26,6 +28,13 @@ type ListOptions struct {
 // ListCertificates returns the certificates and pending requests of the
 // personal store (M6), by thumbprint, or ranked when filtered by domain.
 func (a *Admin) ListCertificates(ctx context.Context, o ListOptions) ([]Certificate, error) {
+	if o.Domain != "" {
+		n, err := dnsname.Parse(o.Domain)
+		if err != nil {
+			return nil, fmt.Errorf("--domain: %w", err)
+		}
+		o.Domain = string(n)
+	}
 	entries, err := a.Store.List(ctx)
 	if err != nil {
 		return nil, err

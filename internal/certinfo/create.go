@@ -1,11 +1,13 @@
 package certinfo
 
 import (
+	"certrelay/internal/dnsname"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
@@ -146,28 +148,49 @@ func NewRequest(opts RequestOptions, rand io.Reader) ([]byte, error) {
 	return der, nil
 }
 
-// subjectAndDomains applies SPEC C2: without a subject, CN = the first
-// domain. Domains are validated and de-duplicated.
+// subjectAndDomains applies SPEC C2 and C3 to what a certificate or
+// request will hold: without a subject, CN = the first domain; every
+// common name of the subject that is a DNS name goes into the SAN too
+// (clients match names against the SAN only, RFC 6125); names are
+// normalised (dnsname: lower case, no trailing dot, IDN as A-labels) and
+// de-duplicated, the subject's CNs included.
 func subjectAndDomains(subject Subject, domains []string) (Subject, []string, error) {
-	var clean []string
-	seen := map[string]bool{}
-	for _, d := range domains {
-		d = strings.TrimSpace(d)
-		if err := ValidateDomain(d); err != nil {
-			return Subject{}, nil, err
-		}
-		if !seen[strings.ToLower(d)] {
-			seen[strings.ToLower(d)] = true
-			clean = append(clean, d)
-		}
+	names, err := dnsname.ParseList(domains, true)
+	if err != nil {
+		return Subject{}, nil, err
 	}
 	if len(subject.RDNs) == 0 {
-		if len(clean) == 0 {
+		if len(names) == 0 {
 			return Subject{}, nil, errors.New("no domain name and no subject: give at least one --domain")
 		}
-		subject = CommonNameSubject(clean[0])
+		return CommonNameSubject(string(names[0])), dnsname.Strings(names), nil
 	}
-	return subject, clean, nil
+	subject, cns := normalizeCommonNames(subject)
+	all, _ := dnsname.ParseList(append(cns, dnsname.Strings(names)...), true)
+	return subject, dnsname.Strings(all), nil
+}
+
+// normalizeCommonNames rewrites every CN of s that is a DNS name in its
+// normal form, and returns those names (most specific first, as
+// CommonNames orders them). A CN that is not a DNS name ("Contoso Mail")
+// is kept as written and is not a domain.
+func normalizeCommonNames(s Subject) (Subject, []string) {
+	out := Subject{RDNs: make(pkix.RDNSequence, len(s.RDNs))}
+	var cns []string
+	for i, rdn := range s.RDNs {
+		out.RDNs[i] = append([]pkix.AttributeTypeAndValue(nil), rdn...)
+		for j, atv := range rdn {
+			v, ok := atv.Value.(string)
+			if !ok || !atv.Type.Equal(oidCommonName) {
+				continue
+			}
+			if n, err := dnsname.Parse(v); err == nil {
+				out.RDNs[i][j].Value = string(n)
+				cns = append([]string{string(n)}, cns...)
+			}
+		}
+	}
+	return out, cns
 }
 
 func randomSerial(rand io.Reader) (*big.Int, error) {
@@ -180,50 +203,6 @@ func randomSerial(rand io.Reader) (*big.Int, error) {
 		b[0] = 1 // keep 16 significant bytes
 	}
 	return new(big.Int).SetBytes(b), nil
-}
-
-// ErrDomain is wrapped by every error ValidateDomain returns.
-var ErrDomain = errors.New("invalid domain name")
-
-// ValidateDomain checks a DNS name for a certificate: ASCII letters,
-// digits and hyphens in labels of 1 to 63 characters, at most 253 in all;
-// a wildcard only as the whole leftmost label ("*.contoso.com"). Single
-// labels (a NetBIOS-style host name) are allowed, as the seeds use them.
-func ValidateDomain(d string) error {
-	if d == "" {
-		return fmt.Errorf("%w: it is empty", ErrDomain)
-	}
-	if len(d) > 253 {
-		return fmt.Errorf("%w: %q is longer than 253 characters", ErrDomain, d)
-	}
-	labels := strings.Split(strings.TrimSuffix(d, "."), ".")
-	for i, l := range labels {
-		if l == "*" && i == 0 && len(labels) >= 2 {
-			continue
-		}
-		if l == "" {
-			return fmt.Errorf("%w: %q has an empty label (two dots in a row, or a leading dot)", ErrDomain, d)
-		}
-		if len(l) > 63 {
-			return fmt.Errorf("%w: %q has a label longer than 63 characters", ErrDomain, d)
-		}
-		for _, r := range l {
-			ok := r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
-			if !ok {
-				hint := "use only letters, digits, hyphens and dots"
-				if r == '*' {
-					hint = "a wildcard must be the whole leftmost label, as in *.contoso.com"
-				} else if r > 0x7f {
-					hint = "write international names in their xn-- (punycode) form"
-				}
-				return fmt.Errorf("%w: %q contains %q: %s", ErrDomain, d, r, hint)
-			}
-		}
-		if l[0] == '-' || l[len(l)-1] == '-' {
-			return fmt.Errorf("%w: %q has a label that starts or ends with a hyphen", ErrDomain, d)
-		}
-	}
-	return nil
 }
 
 // KeyMatches reports whether priv is the private key of pub.

@@ -7,6 +7,8 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -69,9 +71,9 @@ func NormalizeThumbprint(t string) (string, bool) {
 func Describe(c *x509.Certificate) Info {
 	in := Info{
 		Thumbprint:         Thumbprint(c.Raw),
-		Subject:            c.Subject.ToRDNSequence().String(),
-		Issuer:             c.Issuer.ToRDNSequence().String(),
-		CertificateDomains: Domains(c.Subject.CommonName, c.DNSNames),
+		Subject:            NameString(c.RawSubject),
+		Issuer:             NameString(c.RawIssuer),
+		CertificateDomains: CertificateDomains(c),
 		NotBefore:          c.NotBefore.UTC(),
 		NotAfter:           c.NotAfter.UTC(),
 		IsSelfSigned:       IsSelfSigned(c),
@@ -91,24 +93,61 @@ func Describe(c *x509.Certificate) Info {
 	return in
 }
 
-// Domains returns CertificateDomains (C3): the subject's common name, then
-// every DNS name of the Subject Alternative Name extension, in that order,
-// without duplicates (compared case-insensitively). Wildcards are kept.
-func Domains(commonName string, dnsNames []string) []string {
-	out := make([]string, 0, 1+len(dnsNames))
-	seen := make(map[string]bool, 1+len(dnsNames))
-	add := func(n string) {
+// NameString prints a DER-encoded X.500 name (a certificate's RawSubject
+// or RawIssuer) in RFC 4514 form, exactly as signed: every attribute, in
+// the certificate's order (RFC 4514 writes the last RDN first) —
+// unlike pkix.Name, which keeps one CommonName and regroups the rest.
+func NameString(raw []byte) string {
+	var rdns pkix.RDNSequence
+	if rest, err := asn1.Unmarshal(raw, &rdns); err != nil || len(rest) > 0 {
+		return fmt.Sprintf("(a name that does not decode: %x)", raw)
+	}
+	return rdns.String()
+}
+
+// CommonNames returns the values of every CN attribute of a DER-encoded
+// name, in the order RFC 4514 prints them (the most specific first).
+func CommonNames(raw []byte) []string {
+	var rdns pkix.RDNSequence
+	if _, err := asn1.Unmarshal(raw, &rdns); err != nil {
+		return nil
+	}
+	var out []string
+	for i := len(rdns) - 1; i >= 0; i-- {
+		for _, atv := range rdns[i] {
+			if v, ok := atv.Value.(string); ok && atv.Type.Equal(oidCommonName) {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// CertificateDomains returns C3 for a certificate: every CN of its
+// subject, then every DNS name of its Subject Alternative Name.
+func CertificateDomains(c *x509.Certificate) []string {
+	return Domains(append(CommonNames(c.RawSubject), c.DNSNames...)...)
+}
+
+// RequestDomains is CertificateDomains for a certificate request.
+func RequestDomains(r *x509.CertificateRequest) []string {
+	return Domains(append(CommonNames(r.RawSubject), r.DNSNames...)...)
+}
+
+// Domains returns CertificateDomains (C3) from the subject's common
+// names followed by the SAN's DNS names: in that order, without
+// duplicates (compared case-insensitively). Wildcards are kept.
+func Domains(names ...string) []string {
+	out := make([]string, 0, len(names))
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
 		n = strings.TrimSpace(n)
 		k := strings.ToLower(n)
 		if n == "" || seen[k] {
-			return
+			continue
 		}
 		seen[k] = true
 		out = append(out, n)
-	}
-	add(commonName)
-	for _, n := range dnsNames {
-		add(n)
 	}
 	return out
 }

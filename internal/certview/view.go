@@ -101,8 +101,8 @@ func (v *Viewer) View(e store.Entry) Certificate {
 	}
 	if e.Pending() {
 		r := e.Request
-		c.Subject = r.Subject.ToRDNSequence().String()
-		c.CertificateDomains = certinfo.Domains(r.Subject.CommonName, r.DNSNames)
+		c.Subject = certinfo.NameString(r.RawSubject)
+		c.CertificateDomains = certinfo.RequestDomains(r)
 		c.PublicKeySize = certinfo.PublicKeySize(r.PublicKey)
 		c.KeyAlgorithm = certinfo.KeyAlgorithm(r.PublicKey)
 		c.Status = trust.PendingRequest

@@ -30,6 +30,9 @@ func TestParse(t *testing.T) {
 		{"fail/wildcard-inside", "a.*.contoso.com", "", true},
 		{"fail/wildcard-partial", "w*.contoso.com", "", true},
 		{"fail/wildcard-one-label", "*.com", "", true},
+		{"fail/star-alone", "*", "", true},
+		{"fail/space", "a b.example", "", false},
+		{"fail/wildcard-glued", "*mail.contoso.com", "", true},
 		{"fail/long-label", "a123456789012345678901234567890123456789012345678901234567890123.example", "", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -215,7 +215,7 @@ func keyProblem(pub any) string {
 func matchExact(domains []string, fqdn string) bool {
 	fqdn = strings.TrimSuffix(fqdn, ".")
 	for _, d := range domains {
-		if strings.EqualFold(strings.TrimSuffix(d, "."), fqdn) {
+		if strings.EqualFold(d, fqdn) {
 			return true
 		}
 	}

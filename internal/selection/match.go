@@ -8,7 +8,9 @@ import "strings"
 // name that is itself a wildcard matches nothing. With
 // oneLabel, the wildcard covers a single label only ("a.d", not "a.b.d"),
 // as RFC 6125 and most TLS clients read it; without it, several levels
-// match, as Exchange's transport does. A trailing dot is ignored.
+// match, as Exchange's transport does. A trailing dot on the search name
+// is ignored; a certificate name with a trailing dot matches nothing, as
+// no TLS client matches it (crypto/x509 and OpenSSL refuse it).
 func MatchName(domains []string, fqdn string, oneLabel bool) bool {
 	_, ok := MatchingDomain(domains, fqdn, oneLabel)
 	return ok
@@ -21,7 +23,7 @@ func MatchingDomain(domains []string, fqdn string, oneLabel bool) (string, bool)
 		return "", false
 	}
 	for _, d := range domains {
-		if strings.EqualFold(strings.TrimSuffix(d, "."), fqdn) {
+		if strings.EqualFold(d, fqdn) {
 			return d, true
 		}
 	}
@@ -29,7 +31,10 @@ func MatchingDomain(domains []string, fqdn string, oneLabel bool) (string, bool)
 		if !strings.HasPrefix(d, "*.") {
 			continue
 		}
-		suffix := strings.TrimSuffix(d[1:], ".") // ".contoso.com"
+		suffix := d[1:] // ".contoso.com"
+		if strings.HasSuffix(suffix, ".") {
+			continue
+		}
 		if len(fqdn) <= len(suffix) || !strings.EqualFold(fqdn[len(fqdn)-len(suffix):], suffix) {
 			continue
 		}

@@ -23,6 +23,15 @@ func TestMatchName(t *testing.T) {
 		{"fail/empty", "", false, false},
 		{"fail/search-is-wildcard", "*.fourthcoffee.com", false, false},
 	}
+	// A certificate name with a trailing dot is matched by no TLS client
+	// (crypto/x509 and OpenSSL refuse it as a pattern), so selection must
+	// not choose it (issue 9 item 7).
+	dotted := []string{"trail.example.com.", "*.dotted.example."}
+	for _, fqdn := range []string{"trail.example.com", "trail.example.com.", "a.dotted.example"} {
+		if MatchName(dotted, fqdn, false) {
+			t.Errorf("fail/certificate-name-with-trailing-dot: %q matched %v", fqdn, dotted)
+		}
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if got := MatchName(domains, c.fqdn, c.oneLabel); got != c.want {

@@ -415,9 +415,19 @@ func TestBadInput(t *testing.T) {
 		{"domain-empty", []string{"cert", "new", "--domain", "", "--services", "SMTP"}, []string{"empty"}},
 		{"domain-only-commas", []string{"cert", "new", "--domain", ",", "--services", "SMTP"}, []string{"empty"}},
 		{"domain-empty-in-list", []string{"cert", "new", "--domain", "a.example,,b.example", "--services", "SMTP"}, []string{"empty"}},
+		{"two-unrelated-leaves", []string{"cert", "import", "two-leaves.pem"}, []string{"more than one end-entity certificate", "one by one"}},
+		{"stored-certificate-without-key", []string{"cert", "import", "third.pem"}, []string{"already in the store"}},
 		{"request-domain-empty", []string{"cert", "request", "--domain", " ", "--out", "x.req"}, []string{"empty"}},
 	}
 	e.write("existing.pem", []byte("keep me\n"))
+	for _, n := range []string{"leaf1", "leaf2"} {
+		e.tool("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", n+".key", "-out", n+".pem",
+			"-subj", "/CN="+n+".example", "-days", "30", "-addext", "basicConstraints=critical,CA:FALSE")
+	}
+	leaf1, _ := os.ReadFile(e.path("leaf1.pem"))
+	leaf2, _ := os.ReadFile(e.path("leaf2.pem"))
+	leaf1Key, _ := os.ReadFile(e.path("leaf1.key"))
+	e.write("two-leaves.pem", append(append(append([]byte{}, leaf1...), leaf2...), leaf1Key...))
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			before := e.state()
