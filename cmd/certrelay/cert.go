@@ -289,9 +289,7 @@ func (a *app) certEnableCommand() *cobra.Command {
 				if res.BecameInternal {
 					fmt.Fprintln(a.stderr, "It is now this server's internal transport certificate.")
 				}
-				for _, w := range res.Warnings {
-XX
-				}
+				a.warn(res.Warnings)
 				if asJSON {
 					return printJSON(a.stdout, res.Certificate)
 				}
@@ -481,9 +479,7 @@ func (a *app) certRemoveCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				for _, w := range res.Warnings {
-XX
-				}
+				a.warn(res.Warnings)
 				fmt.Fprintf(a.stderr, "Removed %s\n", res.Removed.Thumbprint)
 				return nil
 			})
