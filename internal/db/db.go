@@ -47,14 +47,29 @@ func Open(dataDir string) (*sql.DB, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", abs, err)
 	}
-	readOnly := !writable(abs) || exists(path) && !writable(path)
+	created := !exists(path)
+	if !created && !readable(path) {
+		return nil, fmt.Errorf("this account (%s) cannot read %s: run the command as the data directory's owner, or give this account read access (the database holds no private keys)", account(), path)
+	}
+	readOnly := !writable(abs) || !created && !writable(path)
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	if readOnly {
 		if !exists(path) {
 			return nil, fmt.Errorf("the data directory %s holds no %s and this account (%s) cannot create it: %w", abs, FileName, account(), readOnlyFix(abs))
 		}
-		q.Set("mode", "ro")
+		// A read-only connection to a WAL database needs the shared-memory
+		// index (-shm), which only a writer can create. With no write-ahead
+		// log, the database file holds everything: read it as immutable.
+		// With one, its index must exist and be readable.
+		switch {
+		case size(path+"-wal") == 0:
+			q.Set("immutable", "1")
+		case readable(path + "-shm"):
+			q.Set("mode", "ro")
+		default:
+			return nil, fmt.Errorf("%s has recent changes in its write-ahead log (%s-wal), which this account (%s) cannot read: %w", path, FileName, account(), readOnlyFix(abs))
+		}
 	} else {
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "synchronous(FULL)")
@@ -74,15 +89,15 @@ func Open(dataDir string) (*sql.DB, error) {
 	}
 	if readOnly {
 		readOnlyDBs.Store(d, abs)
-	} else {
-		_ = os.Chmod(path, 0o600)
+	} else if created {
+		_ = os.Chmod(path, 0o600) // private by default; an administrator may open it to a group
 	}
 	return d, nil
 }
 
 // ErrReadOnly is wrapped by the errors of writes to a database Open
 // opened read-only.
-var ErrReadOnly = errors.New("read-only")
+var ErrReadOnly = errors.New("the data directory is read-only for this account")
 
 // readOnlyDBs maps each database opened read-only to its data directory.
 var readOnlyDBs sync.Map // *sql.DB → string
@@ -99,6 +114,15 @@ func Close(d *sql.DB) error {
 	return d.Close()
 }
 
+// readOnlyError says who cannot write which data directory, and who can.
+type readOnlyError struct{ dir, account, owner string }
+
+func (e *readOnlyError) Error() string {
+	return fmt.Sprintf("this account (%s) cannot write the data directory %s: run the command as %s (for example: sudo -u %s certrelay …), or give a writable directory with --data DIR", e.account, e.dir, e.owner, e.owner)
+}
+
+func (e *readOnlyError) Is(target error) bool { return target == ErrReadOnly }
+
 func readOnlyFix(dir string) error {
 	owner := "its owner"
 	if fi, err := os.Stat(dir); err == nil {
@@ -106,10 +130,20 @@ func readOnlyFix(dir string) error {
 			owner = userName(st.Uid)
 		}
 	}
-	return fmt.Errorf("%w: this account (%s) cannot write the data directory %s; run the command as %s (for example: sudo -u %s certrelay …), or give a writable directory with --data DIR", ErrReadOnly, account(), dir, owner, owner)
+	return &readOnlyError{dir: dir, account: account(), owner: owner}
 }
 
 func writable(path string) bool { return syscall.Access(path, 2 /* W_OK */) == nil }
+
+func readable(path string) bool { return syscall.Access(path, 4 /* R_OK */) == nil }
+
+func size(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
 
 func exists(path string) bool {
 	_, err := os.Stat(path)
