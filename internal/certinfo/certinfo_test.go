@@ -293,12 +293,25 @@ func TestUsableForTLSServer(t *testing.T) {
 		{"ok/server-auth", testpki.Options{CommonName: "a", ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, true},
 		{"fail/client-auth-only", testpki.Options{CommonName: "a", ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, false},
 		{"fail/key-usage-cert-sign-only", testpki.Options{CommonName: "a", KeyUsage: x509.KeyUsageCertSign}, false},
+		{"ok/keyusage-digitalsignature-only", testpki.Options{CommonName: "a", KeyUsage: x509.KeyUsageDigitalSignature}, true},
+		// Every suite certrelay offers is ECDHE (and TLS 1.3 always
+		// signs): the key must sign the handshake, so keyEncipherment
+		// alone, which only RSA key exchange used, is not enough.
+		{"fail/keyusage-keyencipherment-only", testpki.Options{CommonName: "a", KeyUsage: x509.KeyUsageKeyEncipherment}, false},
+		{"fail/keyusage-keyagreement-only-ecdsa", testpki.Options{CommonName: "a", Key: testpki.ECKey(t), KeyUsage: x509.KeyUsageKeyAgreement}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			l := testpki.SelfSigned(t, c.o)
-			if ok, why := UsableForTLSServer(l.Cert); ok != c.ok {
-				t.Errorf("UsableForTLSServer = %v (%s), want %v", ok, why, c.ok)
+			ok, why := UsableForTLSServer(l.Cert)
+			if ok != c.ok {
+				t.Fatalf("UsableForTLSServer = %v (%s), want %v", ok, why, c.ok)
+			}
+			if !ok && why == "" {
+				t.Error("refused without saying why")
+			}
+			if c.o.KeyUsage != 0 && c.o.KeyUsage&x509.KeyUsageDigitalSignature == 0 && !strings.Contains(why, "digitalSignature") {
+				t.Errorf("the reason does not name the missing digitalSignature: %s", why)
 			}
 		})
 	}
