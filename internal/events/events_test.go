@@ -177,3 +177,24 @@ func TestLevelDecidesWhatIsWritten(t *testing.T) {
 		}
 	}
 }
+
+// TestLastResortAndKeyEvents: 16030 (a last resort in use, C9) is a
+// certificate event — Lowest, so always written — throttled per key,
+// naming the command that shows what failed; 12014 carries the reason
+// selection gives (a key problem, for instance) as %4.
+func TestLastResortAndKeyEvents(t *testing.T) {
+	d, ok := Lookup(16030)
+	if !ok || d.Level != Lowest || d.Throttle == 0 || d.Severity != Warning || !strings.Contains(d.Text, "certrelay cert verify %2") {
+		t.Errorf("16030: %+v", d)
+	}
+	msg := d.Message("mail.contoso.com", "AB12", "RevocationCheckFailure", "Internet")
+	for _, want := range []string{"mail.contoso.com", "AB12", "RevocationCheckFailure", "Internet"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("16030's message lacks %q: %s", want, msg)
+		}
+	}
+	d, _ = Lookup(12014)
+	if msg := d.Message("mail.contoso.com", "Internet", "mail.contoso.com", "its private key file k is missing"); len(d.Params) != 4 || !strings.Contains(msg, "its private key file k is missing") || strings.Contains(msg, "%") {
+		t.Errorf("12014: %d params, message %s", len(d.Params), msg)
+	}
+}

@@ -74,9 +74,10 @@ type Receiver struct {
 	NewID  func() string // message IDs for Received headers and the queue
 	Events EventSink
 
-	state atomic.Pointer[State]
-	srv   *smtp.Server
-	tls   tlsConfigs
+	state      atomic.Pointer[State]
+	srv        *smtp.Server
+	tls        tlsConfigs
+	lastResort lastResortGuard
 
 	mu        sync.Mutex
 	listeners map[string]net.Listener // by binding
@@ -199,7 +200,7 @@ func (r *Receiver) checkCertificates(ctx context.Context, st *State) {
 		fqdn := st.fqdn(c)
 		switch {
 		case d.Winner == nil:
-			_, _ = r.Events.Raise(ctx, 12014, fqdn, fqdn, c.Name, fqdn)
+			_, _ = r.Events.Raise(ctx, 12014, fqdn, fqdn, c.Name, fqdn, d.Why)
 		case d.Expired(now):
 			w := d.Winner
 			_, _ = r.Events.Raise(ctx, 12016, fqdn, fqdn, w.Thumbprint, w.NotAfter.UTC().Format(time.RFC3339))
@@ -264,6 +265,7 @@ func (s *session) TLSConfig(st smtp.State, anonymous bool) (*tls.Config, error) 
 	if d.Winner == nil || d.Winner.TLS == nil {
 		return nil, nil
 	}
+	s.r.raiseLastResort(s.ctx, d, s.fqdn, s.c.Name)
 	return s.r.tls.get(d.Winner.TLS), nil
 }
 
