@@ -74,10 +74,11 @@ type Receiver struct {
 	NewID  func() string // message IDs for Received headers and the queue
 	Events EventSink
 
-	state      atomic.Pointer[State]
-	srv        *smtp.Server
-	tls        tlsConfigs
-	lastResort lastResortGuard
+	state atomic.Pointer[State]
+	srv   *smtp.Server
+	tls   tlsConfigs
+
+	lastResort lastResortGuard // when this process last raised 12016/16030 per key
 
 	mu        sync.Mutex
 	listeners map[string]net.Listener // by binding
