@@ -305,17 +305,30 @@ func (a *app) certEnableCommand() *cobra.Command {
 }
 
 func (a *app) certListCommand() *cobra.Command {
-	var domain string
+	var domain, service string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List certificates and pending requests (M6)",
 		Long: `List the personal store. With --domain, only the certificates that hold that
-name (directly or by wildcard), best first, as selection would rank them.`,
+name (directly or by wildcard), in the order selection uses them for a session
+with that FQDN (--service, default SMTP): the first is the certificate clients
+get, the second the one they would get without the first, and so on; those
+selection would not use come last, with the reason.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			svc, err := parseServicesFlag(service)
+			if err != nil {
+				return err
+			}
+			if svc != store.SMTP && svc != store.POP && svc != store.IMAP && svc != store.IIS && svc != store.UM {
+				return usagef("--service takes one service: SMTP, POP, IMAP, IIS or UM")
+			}
 			return a.withAdmin(cmd, func(ad *admin.Admin) error {
-				list, err := ad.ListCertificates(cmd.Context(), admin.ListOptions{Domain: domain})
+				if domain != "" {
+					return a.printRanked(cmd, ad, admin.ListOptions{Domain: domain, Service: svc}, asJSON)
+				}
+				list, err := ad.ListCertificates(cmd.Context(), admin.ListOptions{})
 				if err != nil {
 					return err
 				}
@@ -327,24 +340,54 @@ name (directly or by wildcard), best first, as selection would rank them.`,
 				}
 				rows := make([][]string, 0, len(list))
 				for _, c := range list {
-					na := ""
-					if c.NotAfter != nil {
-						na = c.NotAfter.UTC().Format("2006-01-02")
-					}
-					svc := strings.Join(c.Services, ",")
-					if c.IsInternalTransportCertificate {
-						svc += " (internal)"
-					}
-					rows = append(rows, []string{c.Thumbprint, svc, string(c.Status), na, c.Subject})
+					rows = append(rows, certRow(c))
 				}
 				table(a.stdout, []string{"Thumbprint", "Services", "Status", "NotAfter", "Subject"}, rows)
 				return nil
 			})
 		},
 	}
-	cmd.Flags().StringVar(&domain, "domain", "", "only certificates that hold this name, ranked")
+	cmd.Flags().StringVar(&domain, "domain", "", "only certificates that hold this name, in selection's order")
+	cmd.Flags().StringVar(&service, "service", "SMTP", "with --domain: the service whose selection orders them")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// printRanked prints cert list --domain: each certificate with its rank
+// (SelectionRank and Selection in JSON).
+func (a *app) printRanked(cmd *cobra.Command, ad *admin.Admin, o admin.ListOptions, asJSON bool) error {
+	list, err := ad.RankCertificates(cmd.Context(), o)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if list == nil {
+			list = []admin.RankedCertificate{}
+		}
+		return printJSON(a.stdout, list)
+	}
+	rows := make([][]string, 0, len(list))
+	for _, c := range list {
+		rank := "-"
+		if c.SelectionRank > 0 {
+			rank = fmt.Sprint(c.SelectionRank)
+		}
+		rows = append(rows, append([]string{rank}, append(certRow(c.Certificate), c.Selection)...))
+	}
+	table(a.stdout, []string{"Rank", "Thumbprint", "Services", "Status", "NotAfter", "Subject", "Selection"}, rows)
+	return nil
+}
+
+func certRow(c admin.Certificate) []string {
+	na := ""
+	if c.NotAfter != nil {
+		na = c.NotAfter.UTC().Format("2006-01-02")
+	}
+	svc := strings.Join(c.Services, ",")
+	if c.IsInternalTransportCertificate {
+		svc += " (internal)"
+	}
+	return []string{c.Thumbprint, svc, string(c.Status), na, c.Subject}
 }
 
 func (a *app) certShowCommand() *cobra.Command {

@@ -81,8 +81,8 @@ func (a *Admin) EnableCertificate(ctx context.Context, thumbprint string, servic
 		return EnableResult{}, err
 	}
 	res.Certificate = v.View(e)
-	if res.Certificate.Status != "Valid" {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("Its status is %s (%s): services will not use it until that is fixed. %s", res.Certificate.Status, res.Certificate.StatusDetail, res.Certificate.Fix))
+	if w := statusWarning(res.Certificate, a.now()); w != "" {
+		res.Warnings = append(res.Warnings, w)
 	}
 	return res, nil
 }

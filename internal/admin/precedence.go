@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"certrelay/internal/directory"
 	"certrelay/internal/selection"
 	"certrelay/internal/store"
+	"certrelay/internal/trust"
 )
 
 // precedenceWarnings returns M5's warnings for certificate t, just enabled
@@ -61,7 +63,13 @@ func (a *Admin) precedenceWarnings(ctx context.Context, srv directory.Server, t 
 	var out []string
 	for _, fqdn := range sorted {
 		d := selection.Select(cands, selection.Request{FQDN: fqdn, Service: store.SMTP}, now)
-		if d.Winner == nil || d.Winner.Thumbprint == t {
+		if d.Winner == nil {
+			continue
+		}
+		if d.Winner.Thumbprint == t {
+			if w := lastResortWarning(&d, fqdn, byFqdn[fqdn], now); w != "" {
+				out = append(out, w)
+			}
 			continue
 		}
 		kind := "certificate"
@@ -75,6 +83,48 @@ func (a *Admin) precedenceWarnings(ctx context.Context, srv directory.Server, t 
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+// lastResortWarning says, when the certificate just enabled wins for
+// fqdn only as one of S4's last resorts, that sessions use it and which
+// event each logs.
+func lastResortWarning(d *selection.Decision, fqdn string, conns []string, now time.Time) string {
+	var w string
+	switch d.LastResort(now) {
+	case selection.WonRevocationUnknown:
+		w = fmt.Sprintf("This certificate is used for TLS connections with an FQDN of '%s' as a last resort: its revocation could not be established and no certificate from a trusted CA that holds the name passes every check, so each session that uses it logs event 16030.", fqdn)
+	case selection.WonExpired:
+		w = fmt.Sprintf("This certificate is used for TLS connections with an FQDN of '%s' as a last resort: it has expired and nothing valid comes before it, so event 12016 is logged.", fqdn)
+	default:
+		return ""
+	}
+	if len(conns) > 0 {
+		w += " The following connectors match that FQDN: " + strings.Join(conns, ", ") + "."
+	}
+	return w
+}
+
+// statusWarning is what M5 says about a certificate that cannot serve as
+// it stands, in agreement with selection (C9, S4): a CA-issued
+// certificate whose revocation could not be established, and an expired
+// one, are still used as last resorts, each time with an event; any other
+// Status keeps it from every service. A Valid certificate whose private
+// key is in trouble gets the key's problem and fix. "" when all is well.
+func statusWarning(c Certificate, now time.Time) string {
+	switch {
+	case c.Status == trust.Valid && c.StatusDetail == "", c.Status == trust.PendingRequest, c.NotAfter == nil:
+		return ""
+	case c.Status == trust.Valid:
+		return fmt.Sprintf("Its private key needs attention: %s. %s", c.StatusDetail, c.Fix)
+	}
+	head := fmt.Sprintf("Its status is %s (%s).", c.Status, c.StatusDetail)
+	switch selection.Usability(&selection.Candidate{Status: c.Status, IsSelfSigned: c.IsSelfSigned, NotAfter: *c.NotAfter}, now) {
+	case selection.WonRevocationUnknown:
+		return head + " Services use it only as a last resort: when no certificate from a trusted CA that holds the name passes every check, sessions get it anyway and each logs event 16030. " + c.Fix
+	case selection.WonExpired:
+		return head + " Services use it only as a last resort: when no valid certificate comes before it (SPEC S4), sessions get it anyway and event 12016 is logged. " + c.Fix
+	}
+	return head + " Services will not use it until that is fixed. " + c.Fix
 }
 
 // connectorsNaming returns the connectors whose TlsCertificateName names

@@ -3,9 +3,11 @@ package certinfo
 import (
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -262,13 +264,82 @@ func TestUsableForTLSServer(t *testing.T) {
 		{"ok/server-auth", testpki.Options{CommonName: "a", ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, true},
 		{"fail/client-auth-only", testpki.Options{CommonName: "a", ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, false},
 		{"fail/key-usage-cert-sign-only", testpki.Options{CommonName: "a", KeyUsage: x509.KeyUsageCertSign}, false},
+		{"ok/keyusage-digitalsignature-only", testpki.Options{CommonName: "a", KeyUsage: x509.KeyUsageDigitalSignature}, true},
+		// Every suite certrelay offers is ECDHE (and TLS 1.3 always
+		// signs): the key must sign the handshake, so keyEncipherment
+		// alone, which only RSA key exchange used, is not enough.
+		{"fail/keyusage-keyencipherment-only", testpki.Options{CommonName: "a", KeyUsage: x509.KeyUsageKeyEncipherment}, false},
+		{"fail/keyusage-keyagreement-only-ecdsa", testpki.Options{CommonName: "a", Key: testpki.ECKey(t), KeyUsage: x509.KeyUsageKeyAgreement}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			l := testpki.SelfSigned(t, c.o)
-			if ok, why := UsableForTLSServer(l.Cert); ok != c.ok {
-				t.Errorf("UsableForTLSServer = %v (%s), want %v", ok, why, c.ok)
+			ok, why := UsableForTLSServer(l.Cert)
+			if ok != c.ok {
+				t.Fatalf("UsableForTLSServer = %v (%s), want %v", ok, why, c.ok)
+			}
+			if !ok && why == "" {
+				t.Error("refused without saying why")
+			}
+			if c.o.KeyUsage != 0 && c.o.KeyUsage&x509.KeyUsageDigitalSignature == 0 && !strings.Contains(why, "digitalSignature") {
+				t.Errorf("the reason does not name the missing digitalSignature: %s", why)
 			}
 		})
 	}
+}
+
+// TestIsSelfSigned: C6 needs both halves — the issuer equals the subject
+// AND the signature verifies with the certificate's own key. A CA that
+// gives a leaf its own name (same issuer and subject, another key) does
+// not make the leaf self-signed.
+func TestIsSelfSigned(t *testing.T) {
+	twin := testpki.NewRoot(t, testpki.Options{CommonName: "twin.contoso.com", Key: testpki.RSAKey(t, 0)})
+	other := testpki.NewRoot(t, testpki.Options{CommonName: "Contoso Root", Key: testpki.RSAKey(t, 1)})
+	cases := []struct {
+		name string
+		cert *x509.Certificate
+		want bool
+	}{
+		{"ok/self-signed-leaf", testpki.SelfSigned(t, testpki.Options{CommonName: "mail.contoso.com", Key: testpki.ECKey(t)}).Cert, true},
+		{"ok/root-ca", twin.Cert, true},
+		{"fail/ca-issued", other.Issue(t, testpki.Options{CommonName: "mail.contoso.com", Key: testpki.ECKey(t)}).Cert, false},
+		{"fail/issuer-equals-subject-signed-by-another-key", twin.Issue(t, testpki.Options{CommonName: "twin.contoso.com", Key: testpki.ECKey(t)}).Cert, false},
+		{"fail/signed-by-own-key-issuer-differs", ownKeyOtherIssuer(t), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.name == "fail/issuer-equals-subject-signed-by-another-key" && string(c.cert.RawIssuer) != string(c.cert.RawSubject) {
+				t.Fatal("the test certificate's issuer is not its subject")
+			}
+			for round := 0; round < 2; round++ { // the second answer comes from the memo
+				if got := IsSelfSigned(c.cert); got != c.want {
+					t.Fatalf("round %d: IsSelfSigned = %v, want %v", round, got, c.want)
+				}
+			}
+			if got := Describe(c.cert).IsSelfSigned; got != c.want {
+				t.Errorf("Describe().IsSelfSigned = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+// ownKeyOtherIssuer makes a certificate signed with its own key whose
+// issuer names someone else: the signature verifies, the names differ.
+func ownKeyOtherIssuer(t *testing.T) *x509.Certificate {
+	key := testpki.ECKey(t)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "mail.contoso.com"},
+		NotBefore: now, NotAfter: now.Add(time.Hour), DNSNames: []string{"mail.contoso.com"}}
+	issuer := &x509.Certificate{Subject: pkix.Name{CommonName: "Someone Else CA"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) != nil {
+		t.Fatal("the test certificate does not verify with its own key")
+	}
+	return c
 }

@@ -288,15 +288,19 @@ func extKeyUsageNames(ekus []x509.ExtKeyUsage, unknown int) []string {
 
 // UsableForTLSServer reports whether the certificate's Key Usage and
 // Enhanced Key Usage allow it to authenticate a TLS server (SPEC S2): Key
-// Usage absent or with digitalSignature (or keyEncipherment for RSA key
-// exchange), EKU absent or with serverAuth or anyExtendedKeyUsage. The
-// returned string says why not.
+// Usage absent or with digitalSignature, EKU absent or with serverAuth or
+// anyExtendedKeyUsage. keyEncipherment alone is not enough: it served RSA
+// key exchange, which certrelay does not offer — every TLS 1.2 suite it
+// offers is ECDHE and TLS 1.3 always signs, so the key must sign the
+// handshake, and clients that check Key Usage refuse it otherwise. The
+// returned string says why not, and what to do.
 func UsableForTLSServer(c *x509.Certificate) (bool, string) {
 	if c.Version != 3 {
 		return false, fmt.Sprintf("it is an X.509 version %d certificate; TLS needs version 3", c.Version)
 	}
-	if c.KeyUsage != 0 && c.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageKeyEncipherment) == 0 {
-		return false, "its Key Usage has neither digitalSignature nor keyEncipherment"
+	if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return false, fmt.Sprintf("its Key Usage (%s) lacks digitalSignature, which every TLS suite certrelay offers needs (ECDHE and TLS 1.3 sign the handshake with the key): ask the CA for a certificate whose Key Usage includes digitalSignature",
+			strings.Join(keyUsageNames(c.KeyUsage), ", "))
 	}
 	if len(c.ExtKeyUsage) > 0 || len(c.UnknownExtKeyUsage) > 0 {
 		for _, e := range c.ExtKeyUsage {

@@ -55,13 +55,19 @@ func (b *CandidateBuilder) Build(ctx context.Context) ([]selection.Candidate, ti
 			Services: e.Services, Status: c.Status, Cert: e.Cert,
 			HasKey: ki.Present, KeyReadable: ki.ServiceCanRead,
 		}
+		switch kt := keyTroubleOf(e, ki, c.IsSelfSigned, b.src.Store.Account()); {
+		case kt.Blocks:
+			cand.KeyError = kt.Problem + ": " + kt.Fix
+		case kt.Problem != "":
+			cand.KeyWarning = kt.Problem + ": " + kt.Fix
+		}
 		if ki.Present && e.Services != store.None {
 			seen[e.KeyID] = true
 			key, ok := b.keys[e.KeyID]
 			if !ok {
 				k, err := b.src.Store.PrivateKey(e)
 				if err != nil {
-					cand.KeyError = err.Error()
+					cand.KeyError = "its private key cannot be loaded: " + err.Error()
 				} else {
 					key, ok = k, true
 					b.keys[e.KeyID] = k

@@ -36,9 +36,13 @@ type Certificate struct {
 	// Beyond the seeds.
 	KeyAlgorithm                   string
 	IsInternalTransportCertificate bool
-	StatusDetail                   string          `json:",omitempty"` // why Status is not Valid
-	Fix                            string          `json:",omitempty"` // what to do about it
-	Chain                          []trust.Element `json:"-"`
+	// StatusDetail says why the certificate cannot serve as it stands:
+	// why Status is not Valid, and what is wrong with its private key
+	// (missing, unreadable by the service account, or open to other
+	// accounts); Fix says what to do about each.
+	StatusDetail string          `json:",omitempty"`
+	Fix          string          `json:",omitempty"`
+	Chain        []trust.Element `json:"-"`
 
 	entry store.Entry
 	info  certinfo.Info
@@ -126,6 +130,9 @@ func (v *Viewer) View(e store.Entry) Certificate {
 	r := v.snap.Judge(e.Cert, nil, v.now, v.records)
 	c.Status, c.RootCAType, c.Chain = r.Status, r.RootCAType, r.Chain
 	c.StatusDetail, c.Fix = r.Problem, r.Fix
+	if kt := keyTroubleOf(e, ki, in.IsSelfSigned, v.src.Store.Account()); kt.Problem != "" {
+		c.StatusDetail, c.Fix = join(c.StatusDetail, kt.Problem), join(c.Fix, kt.Fix)
+	}
 	return c
 }
 

@@ -110,8 +110,8 @@ var catalog = []Definition{
 		Params: []string{"thumbprint"},
 		Text:   "The internal transport certificate %1 named in the directory is not in this server's personal store and no other certificate can stand in. Restore it with certrelay cert import FILE, or make a new one with certrelay cert new."},
 	{ID: 12014, Name: "CannotLoadSTARTTLSCertificateFromStore", Source: SourceTransport, Category: TransportService, Severity: Error, Level: Lowest, Throttle: hour,
-		Params: []string{"fqdn", "connector", "connectorFqdn"},
-		Text:   "No certificate for %1 can be used for STARTTLS on connector %2 (its FQDN is %3), so STARTTLS is not offered there and mail flows in plain text. Make or import a certificate that holds %1 and enable it: certrelay cert new --domain %1 --services SMTP, or certrelay cert enable THUMBPRINT --services SMTP for one that already holds the name."},
+		Params: []string{"fqdn", "connector", "connectorFqdn", "reason"},
+		Text:   "STARTTLS cannot be offered on connector %2 (its FQDN is %3): no certificate for %1 can be used — %4. STARTTLS is not advertised there and mail flows in plain text. Fix what the reason names, or make or import a certificate that holds %1 and enable it: certrelay cert new --domain %1 --services SMTP, or certrelay cert enable THUMBPRINT --services SMTP for one that already holds the name; certrelay cert explain --connector \"%2\" shows every certificate considered."},
 	{ID: 12015, Name: "InternalTransportCertificateExpired", Source: SourceTransport, Category: TransportService, Severity: Warning, Level: Lowest, Throttle: day,
 		Params: []string{"thumbprint", "notAfter"},
 		Text:   "The internal transport certificate %1 expired on %2. It is still used between this organisation's servers, but renew it: certrelay cert new (answer yes to replace the internal transport certificate), then remove the old one."},
@@ -145,6 +145,11 @@ var catalog = []Definition{
 	{ID: 2019, Name: "SmtpSendDirectTrustCertificateInvalid", Source: SourceTransport, Category: SmtpSend, Severity: Warning, Level: Lowest, Throttle: hour,
 		Params: []string{"thumbprint", "problem"},
 		Text:   "The internal transport certificate %1 could not be validated on this server when sending: %2. Run certrelay diagnose for the command that fixes it."},
+
+	// certrelay's own transport events (IDs 16030–16039).
+	{ID: 16030, Name: "STARTTLSCertificateRevocationUnknown", Source: SourceCertrelay, Category: TransportService, Severity: Warning, Level: Lowest, Throttle: day,
+		Params: []string{"fqdn", "thumbprint", "status", "connector"},
+		Text:   "TLS for %1 on connector %4 uses certificate %2 although its revocation could not be established (%3): no certificate from a trusted CA that holds %1 passes every check, so selection fell back to it as a last resort. See what the CRL and OCSP checks answered with certrelay cert verify %2; then repair the network path or the proxy (certrelay server set --proxy URL), or replace the certificate."},
 
 	// certrelay's own management events.
 	{ID: 16001, Name: "SetupCompleted", Source: SourceCertrelay, Category: Setup, Severity: Information, Level: Lowest,

@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,83 @@ func TestCategoryLevels(t *testing.T) {
 	}
 	if _, err := ParseLevel("loud"); err == nil {
 		t.Error("unknown level accepted")
+	}
+}
+
+// withDefinition adds d to the catalog for the rest of the test. Every
+// event certrelay raises is Lowest (SPEC D1: certificate events are
+// always written), so D1's level check needs events of other levels to be
+// seen at work.
+func withDefinition(t *testing.T, d Definition) {
+	t.Helper()
+	if _, dup := byID[d.ID]; dup {
+		t.Fatalf("event %d is already in the catalog", d.ID)
+	}
+	byID[d.ID] = d
+	t.Cleanup(func() { delete(byID, d.ID) })
+}
+
+// TestLevelDecidesWhatIsWritten: SPEC D1 — an event is written when its
+// own level is at most its category's level, and only its own category's
+// level counts.
+func TestLevelDecidesWhatIsWritten(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	l := openLog(t, &now)
+	withDefinition(t, Definition{ID: 99003, Name: "TestMediumEvent", Source: SourceTransport, Category: SmtpReceive, Severity: Information, Level: Medium, Text: "medium %1", Params: []string{"n"}})
+	withDefinition(t, Definition{ID: 99007, Name: "TestExpertEvent", Source: SourceTransport, Category: SmtpReceive, Severity: Information, Level: Expert, Text: "expert %1", Params: []string{"n"}})
+	steps := []struct {
+		name     string
+		category string // set to level first, when not ""
+		level    Level
+		id       int
+		written  bool
+	}{
+		{"lowest-event-at-default-level", "", 0, 1036, true},
+		{"medium-event-at-default-level", "", 0, 99003, false},
+		{"medium-event-at-low", `MSExchangeTransport\SmtpReceive`, Low, 99003, false},
+		{"medium-event-when-another-category-is-expert", `MSExchangeTransport\SmtpSend`, Expert, 99003, false},
+		{"medium-event-at-medium", `MSExchangeTransport\SmtpReceive`, Medium, 99003, true},
+		{"expert-event-at-medium", "", 0, 99007, false},
+		{"expert-event-at-expert", `MSExchangeTransport\SmtpReceive`, Expert, 99007, true},
+		{"medium-event-at-expert", "", 0, 99003, true},
+		{"expert-event-back-at-lowest", `MSExchangeTransport\SmtpReceive`, Lowest, 99007, false},
+	}
+	for i, s := range steps {
+		if s.category != "" {
+			if _, err := l.SetCategoryLevel(ctx, s.category, s.level); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before, _ := l.List(ctx, Filter{ID: s.id})
+		ok, err := l.Raise(ctx, s.id, fmt.Sprint(i), fmt.Sprint(i))
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		after, _ := l.List(ctx, Filter{ID: s.id})
+		if ok != s.written || (len(after) > len(before)) != s.written {
+			t.Errorf("%s: Raise reported %v and the log grew from %d to %d events; want written=%v", s.name, ok, len(before), len(after), s.written)
+		}
+	}
+}
+
+// TestLastResortAndKeyEvents: 16030 (a last resort in use, C9) is a
+// certificate event — Lowest, so always written — throttled per key,
+// naming the command that shows what failed; 12014 carries the reason
+// selection gives (a key problem, for instance) as %4.
+func TestLastResortAndKeyEvents(t *testing.T) {
+	d, ok := Lookup(16030)
+	if !ok || d.Level != Lowest || d.Throttle == 0 || d.Severity != Warning || !strings.Contains(d.Text, "certrelay cert verify %2") {
+		t.Errorf("16030: %+v", d)
+	}
+	msg := d.Message("mail.contoso.com", "AB12", "RevocationCheckFailure", "Internet")
+	for _, want := range []string{"mail.contoso.com", "AB12", "RevocationCheckFailure", "Internet"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("16030's message lacks %q: %s", want, msg)
+		}
+	}
+	d, _ = Lookup(12014)
+	if msg := d.Message("mail.contoso.com", "Internet", "mail.contoso.com", "its private key file k is missing"); len(d.Params) != 4 || !strings.Contains(msg, "its private key file k is missing") || strings.Contains(msg, "%") {
+		t.Errorf("12014: %d params, message %s", len(d.Params), msg)
 	}
 }

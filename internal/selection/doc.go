@@ -9,5 +9,9 @@
 // match), S4 (ranking, reproducing Exchange's walk), S4a (explicit
 // binding by issuer and subject), S9 (the Exchange 2007 RTM POP3/IMAP4
 // compatibility switch). Index memoizes decisions so that a handshake
-// costs a map lookup; it is rebuilt on every store change.
+// costs a map lookup; it is rebuilt on every store change. Rank orders
+// every candidate by the same walk (the winner, then the winner without
+// it, …) for `cert list --domain`, so listings never rank differently
+// from sessions; Usability and Decision.LastResort say when a winner is
+// one of S4's last resorts, which C9 wants used "always with an event".
 package selection

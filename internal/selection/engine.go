@@ -36,9 +36,16 @@ type Candidate struct {
 	HasKey      bool
 	KeyReadable bool
 	// TLS is the certificate ready for a handshake (key and chain loaded),
-	// or nil when it could not be loaded; KeyError says why.
-	TLS      *tls.Certificate
-	KeyError string
+	// or nil when it could not be loaded.
+	TLS *tls.Certificate
+	// KeyError says, as a clause starting "its …" with the fix, why the
+	// private key cannot be used (file missing, unreadable, damaged);
+	// selection gives it as the reason when HasKey, KeyReadable or TLS
+	// rule the candidate out. KeyWarning names a key problem that does
+	// not stop its use (a key file other accounts can read), with the
+	// fix; the explanation repeats it for every candidate not rejected.
+	KeyError   string
+	KeyWarning string
 }
 
 // Request says what a session needs.
@@ -100,53 +107,74 @@ func (d *Decision) Expired(now time.Time) bool {
 	return d.Winner != nil && now.After(d.Winner.NotAfter)
 }
 
+// LastResort reports whether the winner is one of S4's last resorts, used
+// only because nothing better holds the name: WonExpired (event 12016) or
+// WonRevocationUnknown (event 16030); "" for any other winner, or none.
+// It looks at the winner itself, so a certificate named by a connector
+// (S4a) or chosen in the Exchange 2007 mode (S9) counts too.
+func (d *Decision) LastResort(now time.Time) string {
+	if d.Winner == nil {
+		return ""
+	}
+	switch u := Usability(d.Winner, now); u {
+	case WonExpired, WonRevocationUnknown:
+		return u
+	}
+	return ""
+}
+
+// Usability says how S4 can use a certificate that passed S2, on its
+// own, whatever the other candidates: WonTrusted (CA-issued and Valid),
+// WonSelfSigned (self-signed and Valid), or one of the last resorts —
+// WonRevocationUnknown (CA-issued, revocation could not be established)
+// and WonExpired (expired, Status DateInvalid) — or "" when S4 never uses
+// it (revoked, untrusted, invalid, not yet valid). The walk and everything
+// that tells administrators what selection will do (cert enable) use it.
+func Usability(c *Candidate, now time.Time) string {
+	switch {
+	case now.After(c.NotAfter):
+		if c.Status == trust.DateInvalid {
+			return WonExpired
+		}
+	case c.Status == trust.Valid && !c.IsSelfSigned:
+		return WonTrusted
+	case c.Status == trust.Valid:
+		return WonSelfSigned
+	case !c.IsSelfSigned && (c.Status == trust.RevocationCheckFailure || c.Status == trust.Unknown):
+		return WonRevocationUnknown
+	}
+	return ""
+}
+
 // Select decides which certificate serves req (SPEC S2–S4, S4a, S9). It
 // is deterministic: candidates are walked newest NotBefore first, ties
 // broken by thumbprint, whatever their order in cands.
 func Select(cands []Candidate, req Request, now time.Time) Decision {
 	d := Decision{Request: req}
-	if req.Explicit == "" && IsWildcard(req.FQDN) {
-		d.Why = fmt.Sprintf("the name to match, %q, is itself a wildcard: a connector FQDN must be a host name (S3)", req.FQDN)
-		for _, c := range cands {
-			d.Considered = append(d.Considered, consider(c, Rejected, "the search name is a wildcard"))
+	p := plan(cands, req)
+	if p.refused != "" {
+		d.Why = p.refused
+		for _, i := range p.order {
+			d.Considered = append(d.Considered, p.verdict[i])
 		}
 		return d
 	}
-	var issuerWant, subjectWant string
-	if req.Explicit != "" {
-		var err error
-		if issuerWant, subjectWant, err = ParseTLSCertificateName(req.Explicit); err != nil {
-			d.Why = err.Error()
-			return d
-		}
+	winner, how, why := walkS4(cands, p.walk, req, now, p.verdict)
+	if winner < 0 {
+		why = noneWhy(cands, req, p)
 	}
-	order := make([]int, len(cands))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool {
-		ca, cb := &cands[order[a]], &cands[order[b]]
-		if !ca.NotBefore.Equal(cb.NotBefore) {
-			return ca.NotBefore.After(cb.NotBefore)
+	for _, i := range p.order {
+		v := p.verdict[i]
+		if w := cands[i].KeyWarning; w != "" && v.Verdict != Rejected {
+			v.Reason += "; warning: " + w
 		}
-		return ca.Thumbprint < cb.Thumbprint
-	})
-	verdict := make([]Consideration, len(cands))
-	var walk []int // S2/S3 candidates, in walk order
-	for _, i := range order {
-		c := &cands[i]
-		if why := rejectS2(c, req, issuerWant, subjectWant); why != "" {
-			verdict[i] = consider(*c, Rejected, why)
-			continue
-		}
-		walk = append(walk, i)
-	}
-	winner, how, why := walkS4(cands, walk, req, now, verdict)
-	for _, i := range order {
-		d.Considered = append(d.Considered, verdict[i])
+		d.Considered = append(d.Considered, v)
 	}
 	if winner >= 0 {
 		w := cands[winner]
+		if w.KeyWarning != "" {
+			why += "; warning: " + w.KeyWarning
+		}
 		d.Winner, d.How, d.Why = &w, how, why
 	} else {
 		d.Why = why
@@ -154,47 +182,125 @@ func Select(cands []Candidate, req Request, now time.Time) Decision {
 	return d
 }
 
+// Kinds of S2 rejection, which say how near a candidate came: the
+// explanation of "no certificate" names the near misses.
+const (
+	notHolder    = iota // a pending request, or another name (issuer and subject for S4a)
+	notEnabled          // holds the name, not enabled for the service
+	unusableCert        // holds the name and is enabled, but the certificate cannot serve TLS
+	unusableKey         // … but its private key cannot be used
+)
+
+// planned is the part of a decision that does not depend on S4: the walk
+// order of every candidate, the S2 candidates in that order, and the
+// verdicts (with their kinds) of the rejected ones.
+type planned struct {
+	order   []int // every candidate, newest NotBefore first, then by thumbprint
+	walk    []int // the S2 candidates, in that order
+	inWalk  []bool
+	verdict []Consideration
+	kind    []int  // for S2 rejections: notHolder, notEnabled, …
+	refused string // the request itself cannot be served (a wildcard FQDN, a bad TlsCertificateName)
+}
+
+// plan sorts cands into walk order and applies S2 and S3.
+func plan(cands []Candidate, req Request) planned {
+	p := planned{order: make([]int, len(cands)), verdict: make([]Consideration, len(cands)), kind: make([]int, len(cands)), inWalk: make([]bool, len(cands))}
+	for i := range p.order {
+		p.order[i] = i
+	}
+	sort.SliceStable(p.order, func(a, b int) bool {
+		ca, cb := &cands[p.order[a]], &cands[p.order[b]]
+		if !ca.NotBefore.Equal(cb.NotBefore) {
+			return ca.NotBefore.After(cb.NotBefore)
+		}
+		return ca.Thumbprint < cb.Thumbprint
+	})
+	var issuerWant, subjectWant string
+	switch {
+	case req.Explicit == "" && IsWildcard(req.FQDN):
+		p.refused = fmt.Sprintf("the name to match, %q, is itself a wildcard: a connector FQDN must be a host name (S3)", req.FQDN)
+	case req.Explicit != "":
+		var err error
+		if issuerWant, subjectWant, err = ParseTLSCertificateName(req.Explicit); err != nil {
+			p.refused = err.Error()
+		}
+	}
+	if p.refused != "" {
+		for _, i := range p.order {
+			p.verdict[i] = consider(cands[i], Rejected, "the request cannot be served: "+p.refused)
+		}
+		return p
+	}
+	for _, i := range p.order {
+		c := &cands[i]
+		if why, kind := rejectS2(c, req, issuerWant, subjectWant); why != "" {
+			p.verdict[i], p.kind[i] = consider(*c, Rejected, why), kind
+			continue
+		}
+		p.walk = append(p.walk, i)
+		p.inWalk[i] = true
+	}
+	return p
+}
+
 func consider(c Candidate, v Verdict, reason string) Consideration {
 	return Consideration{Thumbprint: c.Thumbprint, Subject: c.Subject, NotBefore: c.NotBefore, Verdict: v, Reason: reason}
 }
 
-// rejectS2 returns why c is not a candidate for req, or "".
-func rejectS2(c *Candidate, req Request, issuerWant, subjectWant string) string {
-	switch {
-	case c.Pending:
-		return "it is a pending request, not a certificate"
-	case !c.Services.Has(req.Service):
-		return fmt.Sprintf("it is not enabled for %s (enabled: %s); enable it with certrelay cert enable %s --services %s", req.Service, c.Services, c.Thumbprint, req.Service)
+// rejectS2 returns why c is not a candidate for req, and how near it came;
+// "" when it is one.
+func rejectS2(c *Candidate, req Request, issuerWant, subjectWant string) (string, int) {
+	if c.Pending {
+		return "it is a pending request, not a certificate", notHolder
 	}
-	if req.Explicit != "" {
-		if !EqualNames(c.Issuer, issuerWant) || !EqualNames(c.Subject, subjectWant) {
-			return "its issuer and subject are not the connector's TlsCertificateName"
+	notHeld := holds(c, req, issuerWant, subjectWant)
+	if !c.Services.Has(req.Service) {
+		kind := notEnabled
+		if notHeld != "" {
+			kind = notHolder
 		}
-	} else if req.Compat2007 {
-		if !matchExact(c.Domains, req.FQDN) {
-			return fmt.Sprintf("it does not hold %s (wildcards do not count in the Exchange 2007 compatibility mode)", req.FQDN)
-		}
-	} else if !MatchName(c.Domains, req.FQDN, req.OneLabel) {
-		return fmt.Sprintf("it does not hold %s (its domains: %s)", req.FQDN, strings.Join(c.Domains, ", "))
+		return fmt.Sprintf("it is not enabled for %s (enabled: %s); enable it with certrelay cert enable %s --services %s", req.Service, c.Services, c.Thumbprint, req.Service), kind
+	}
+	if notHeld != "" {
+		return notHeld, notHolder
 	}
 	if c.Cert != nil {
 		if ok, why := certinfo.UsableForTLSServer(c.Cert); !ok {
-			return why
+			return why, unusableCert
 		}
 		if why := keyProblem(c.Cert.PublicKey); why != "" {
-			return why
+			return why, unusableCert
 		}
+	}
+	if (!c.HasKey || !c.KeyReadable || c.TLS == nil) && c.KeyError != "" {
+		return c.KeyError, unusableKey
 	}
 	switch {
 	case !c.HasKey:
-		return "the store holds no private key for it"
+		return "the store holds no private key for it", unusableKey
 	case !c.KeyReadable:
-		return "the service account cannot read its private key (certrelay cert enable " + c.Thumbprint + " --services " + req.Service.String() + " grants it)"
+		return "the service account cannot read its private key (certrelay cert enable " + c.Thumbprint + " --services " + req.Service.String() + " grants it)", unusableKey
 	case c.TLS == nil:
-		if c.KeyError != "" {
-			return "its private key cannot be loaded: " + c.KeyError
+		return "its private key cannot be loaded", unusableKey
+	}
+	return "", 0
+}
+
+// holds returns "" when c answers req's name (S3), or the explicit issuer
+// and subject (S4a), else why not.
+func holds(c *Candidate, req Request, issuerWant, subjectWant string) string {
+	switch {
+	case req.Explicit != "":
+		if !EqualNames(c.Issuer, issuerWant) || !EqualNames(c.Subject, subjectWant) {
+			return "its issuer and subject are not the connector's TlsCertificateName"
 		}
-		return "its private key cannot be loaded"
+	case req.Compat2007:
+		if !matchExact(c.Domains, req.FQDN) {
+			return fmt.Sprintf("it does not hold %s (wildcards do not count in the Exchange 2007 compatibility mode)", req.FQDN)
+		}
+	case !MatchName(c.Domains, req.FQDN, req.OneLabel):
+		return fmt.Sprintf("it does not hold %s (its domains: %s)", req.FQDN, strings.Join(c.Domains, ", "))
 	}
 	return ""
 }
@@ -229,10 +335,12 @@ func matchExact(domains []string, fqdn string) bool {
 // walk (then: the revocation fallback, else that expired certificate if
 // CA-issued, else the self-signed one seen, else the expired self-signed
 // one); at the end of the list: the revocation fallback, then the
-// self-signed one, then none.
+// self-signed one, then none. It returns the winner's index (-1 for none),
+// how it won and why; the caller explains "none". It sets the verdict of
+// every walked candidate.
 func walkS4(cands []Candidate, walk []int, req Request, now time.Time, verdict []Consideration) (int, string, string) {
 	if len(walk) == 0 {
-		return -1, "", noneWhy(req)
+		return -1, "", ""
 	}
 	if req.Explicit != "" || req.Compat2007 {
 		return walkNewest(cands, walk, req, now, verdict)
@@ -257,34 +365,37 @@ func walkS4(cands []Candidate, walk []int, req Request, now time.Time, verdict [
 		}
 		return win, how, why
 	}
+	for _, i := range walk {
+		verdict[i] = Consideration{}
+	}
+	const revEvent = " — a last resort: each session that uses it logs event 16030"
 	for k, i := range walk {
 		c := &cands[i]
-		expired := now.After(c.NotAfter)
-		switch {
-		case expired:
+		switch u := Usability(c, now); {
+		case now.After(c.NotAfter):
 			mark(i, PassedOver, "it has expired, which ends the walk (S4)")
 			switch {
 			case revFallback >= 0:
-				return finish(revFallback, WonRevocationUnknown, "CA-issued and the newest whose revocation could not be established; the walk ended at an expired certificate", k)
-			case !c.IsSelfSigned && (c.Status == trust.DateInvalid):
+				return finish(revFallback, WonRevocationUnknown, "CA-issued and the newest whose revocation could not be established; the walk ended at an expired certificate"+revEvent, k)
+			case !c.IsSelfSigned && u == WonExpired:
 				return finish(i, WonExpired, "CA-issued but expired: no valid certificate came before it, so it is still used (event 12016)", k)
 			case selfSeen >= 0:
 				return finish(selfSeen, WonSelfSigned, "self-signed and valid; no CA-issued certificate came before the walk ended at an expired one", k)
-			case c.IsSelfSigned && c.Status == trust.DateInvalid:
+			case u == WonExpired:
 				return finish(i, WonExpired, "self-signed and expired, the last resort: still used (event 12016)", k)
 			}
-			verdict[i] = consider(*c, Rejected, "it has expired and is "+string(c.Status))
-			return finish(-1, "", noneWhy(req), k)
-		case c.Status == trust.Valid && !c.IsSelfSigned:
+			verdict[i] = consider(*c, Rejected, "it has expired and is "+string(c.Status)+", which ends the walk (S4)")
+			return finish(-1, "", "", k)
+		case u == WonTrusted:
 			return finish(i, WonTrusted, "issued by a trusted CA, chain and revocation pass, and the newest such (a CA-issued certificate beats any self-signed one)", k)
-		case c.Status == trust.Valid && c.IsSelfSigned:
+		case u == WonSelfSigned:
 			if selfSeen < 0 {
 				selfSeen = i
 				mark(i, PassedOver, "self-signed: remembered in case no CA-issued certificate is found")
 			} else {
 				mark(i, PassedOver, "self-signed, and a newer self-signed one was seen first")
 			}
-		case !c.IsSelfSigned && (c.Status == trust.RevocationCheckFailure || c.Status == trust.Unknown):
+		case u == WonRevocationUnknown:
 			if revFallback < 0 {
 				revFallback = i
 				mark(i, PassedOver, "CA-issued, but its revocation could not be established ("+string(c.Status)+"): remembered as the fallback")
@@ -297,11 +408,11 @@ func walkS4(cands []Candidate, walk []int, req Request, now time.Time, verdict [
 	}
 	switch {
 	case revFallback >= 0:
-		return finish(revFallback, WonRevocationUnknown, "CA-issued, the newest whose revocation could not be established: no CA-issued certificate passed every check", len(walk))
+		return finish(revFallback, WonRevocationUnknown, "CA-issued, the newest whose revocation could not be established: no CA-issued certificate passed every check"+revEvent, len(walk))
 	case selfSeen >= 0:
 		return finish(selfSeen, WonSelfSigned, "self-signed and valid, the newest such: no certificate from a trusted CA holds the name", len(walk))
 	}
-	return finish(-1, "", noneWhy(req), len(walk))
+	return finish(-1, "", "", len(walk))
 }
 
 // walkNewest serves S4a and S9: the newest usable certificate wins
@@ -342,16 +453,52 @@ func walkNewest(cands []Candidate, walk []int, req Request, now time.Time, verdi
 		}
 	}
 	if win < 0 {
-		return -1, "", noneWhy(req)
+		return -1, "", ""
 	}
 	return win, how, why
 }
 
-func noneWhy(req Request) string {
+// noneWhy explains why no certificate serves req: the plain fact when no
+// certificate came near, else the near misses — certificates that hold
+// the name but are not enabled for the service, cannot serve TLS, have no
+// usable private key, or have a Status S4 never uses — with their
+// reasons, so that 12014 and explain say what to fix.
+func noneWhy(cands []Candidate, req Request, p planned) string {
+	what := fmt.Sprintf("no usable certificate enabled for %s holds %s", req.Service, req.FQDN)
 	if req.Explicit != "" {
-		return fmt.Sprintf("no usable certificate in the personal store has the issuer and subject %s (S4a)", req.Explicit)
+		what = fmt.Sprintf("no usable certificate in the personal store has the issuer and subject %s (S4a)", req.Explicit)
 	}
-	return fmt.Sprintf("no usable certificate enabled for %s holds %s", req.Service, req.FQDN)
+	var near []string
+	keys := 0
+	for _, i := range p.order {
+		v := p.verdict[i]
+		if v.Verdict != Rejected || !p.inWalk[i] && p.kind[i] == notHolder {
+			continue
+		}
+		if !p.inWalk[i] && p.kind[i] == unusableKey {
+			keys++
+		}
+		near = append(near, v.Thumbprint+": "+v.Reason)
+	}
+	if len(near) == 0 {
+		return what
+	}
+	const most = 3
+	list := strings.Join(near[:min(len(near), most)], "; ")
+	if len(near) > most {
+		list += fmt.Sprintf("; and %d more (certrelay cert explain lists them)", len(near)-most)
+	}
+	n, held, are := fmt.Sprintf("%d certificates", len(near)), "hold "+req.FQDN, "are"
+	if len(near) == 1 {
+		n, held, are = "1 certificate", "holds "+req.FQDN, "is"
+	}
+	if req.Explicit != "" {
+		held = map[bool]string{true: "has", false: "have"}[len(near) == 1] + " that issuer and subject"
+	}
+	if keys == len(near) {
+		return fmt.Sprintf("%s %s and %s enabled for %s, but none has a usable private key — %s", n, held, are, req.Service, list)
+	}
+	return fmt.Sprintf("%s; %s %s but cannot serve it — %s", what, n, held, list)
 }
 
 // ParseTLSCertificateName reads "<I>issuer<S>subject" (S4a).

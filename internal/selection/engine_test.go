@@ -119,7 +119,8 @@ func TestDeterministic(t *testing.T) {
 	}
 }
 
-// TestRealCertificateUsage: S2's checks on the certificate itself.
+// TestRealCertificateUsage: S2's checks on the certificate itself, with
+// the reason explain shows.
 func TestRealCertificateUsage(t *testing.T) {
 	mk := func(o testpki.Options) Candidate {
 		o.CommonName, o.DNSNames = "mail.contoso.com", []string{"mail.contoso.com"}
@@ -128,14 +129,35 @@ func TestRealCertificateUsage(t *testing.T) {
 		c.Cert = l.Cert
 		return c
 	}
-	if d := Select([]Candidate{mk(testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})}, smtpFor, now); d.Winner != nil || !strings.Contains(d.Considered[0].Reason, "Server Authentication") {
-		t.Errorf("client-auth-only: %+v", d.Considered)
+	cases := []struct {
+		name   string
+		o      testpki.Options
+		reason string // "" when the certificate must be chosen
+	}{
+		{"fail/eku-client-auth-only", testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, "Server Authentication"},
+		{"ok/no-eku", testpki.Options{NoEKU: true}, ""},
+		{"ok/ecdsa", testpki.Options{Key: testpki.ECKey(t)}, ""},
+		{"ok/keyusage-digitalsignature-only", testpki.Options{KeyUsage: x509.KeyUsageDigitalSignature}, ""},
+		{"ok/keyusage-digitalsignature-and-keyencipherment", testpki.Options{KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment}, ""},
+		{"fail/keyusage-keyencipherment-only", testpki.Options{KeyUsage: x509.KeyUsageKeyEncipherment}, "digitalSignature"},
+		{"fail/keyusage-cert-sign-only", testpki.Options{KeyUsage: x509.KeyUsageCertSign}, "digitalSignature"},
 	}
-	if d := Select([]Candidate{mk(testpki.Options{NoEKU: true})}, smtpFor, now); d.Winner == nil {
-		t.Errorf("no EKU should be accepted: %+v", d.Considered)
-	}
-	if d := Select([]Candidate{mk(testpki.Options{Key: testpki.ECKey(t)})}, smtpFor, now); d.Winner == nil {
-		t.Errorf("ECDSA should be accepted: %+v", d.Considered)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := Select([]Candidate{mk(c.o)}, smtpFor, now)
+			if c.reason == "" {
+				if d.Winner == nil {
+					t.Fatalf("not chosen: %+v", d.Considered)
+				}
+				return
+			}
+			if d.Winner != nil {
+				t.Fatalf("chosen (%s), want rejected for %q", d.Why, c.reason)
+			}
+			if con := d.Considered[0]; con.Verdict != Rejected || !strings.Contains(con.Reason, c.reason) {
+				t.Errorf("explanation %+v, want rejected with a reason naming %q", con, c.reason)
+			}
+		})
 	}
 }
 

@@ -254,9 +254,11 @@ func hasTLS(mechs []string) bool {
 	return false
 }
 
-// checkSendCertificates raises 12016 for a send connector whose client
-// certificate has expired (it is still offered); receive connectors are
-// checked by the transport on every update.
+// checkSendCertificates raises the last-resort events of the send
+// connectors' client certificates, which are still offered: 12016 for an
+// expired one, 16030 for one whose revocation could not be established.
+// Receive connectors are checked by the transport, on every update and
+// when a session uses the certificate.
 func (s *srv) checkSendCertificates(ctx context.Context, st *transport.State) {
 	now := s.src.Now()
 	for _, c := range st.Send {
@@ -264,9 +266,12 @@ func (s *srv) checkSendCertificates(ctx context.Context, st *transport.State) {
 			continue
 		}
 		d := st.Index.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, false, store.SMTP))
-		if d.Expired(now) {
-			w := d.Winner
-			_, _ = s.events.Raise(ctx, 12016, d.Request.FQDN, d.Request.FQDN, w.Thumbprint, w.NotAfter.UTC().Format(time.RFC3339))
+		w, fqdn := d.Winner, d.Request.FQDN
+		switch d.LastResort(now) {
+		case selection.WonExpired:
+			_, _ = s.events.Raise(ctx, 12016, fqdn, fqdn, w.Thumbprint, w.NotAfter.UTC().Format(time.RFC3339))
+		case selection.WonRevocationUnknown:
+			_, _ = s.events.Raise(ctx, 16030, fqdn+" "+w.Thumbprint, fqdn, w.Thumbprint, string(w.Status), c.Name)
 		}
 	}
 }

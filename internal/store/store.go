@@ -60,7 +60,8 @@ func (e Entry) Pending() bool { return e.Cert == nil }
 // KeyInfo describes the private key file of an entry.
 type KeyInfo struct {
 	Present        bool         // the key file exists (HasPrivateKey, C10)
-	Path           string       // its path
+	Path           string       // its path ("" when the entry has no key)
+	Mode           os.FileMode  // its permission bits, when Present
 	AccessRules    []AccessRule // C11
 	ServiceCanRead bool         // the service account can read it (S2, Q2)
 }
@@ -213,6 +214,7 @@ func (s *Store) KeyInfo(e Entry) KeyInfo {
 		return ki
 	}
 	ki.Present = true
+	ki.Mode = fi.Mode().Perm()
 	ki.AccessRules = accessRules(fi)
 	ki.ServiceCanRead = canRead(fi, s.account)
 	return ki

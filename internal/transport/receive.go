@@ -78,6 +78,8 @@ type Receiver struct {
 	srv   *smtp.Server
 	tls   tlsConfigs
 
+	lastResort lastResortGuard // when this process last raised 12016/16030 per key
+
 	mu        sync.Mutex
 	listeners map[string]net.Listener // by binding
 	closed    bool
@@ -199,7 +201,7 @@ func (r *Receiver) checkCertificates(ctx context.Context, st *State) {
 		fqdn := st.fqdn(c)
 		switch {
 		case d.Winner == nil:
-			_, _ = r.Events.Raise(ctx, 12014, fqdn, fqdn, c.Name, fqdn)
+			_, _ = r.Events.Raise(ctx, 12014, fqdn, fqdn, c.Name, fqdn, d.Why)
 		case d.Expired(now):
 			w := d.Winner
 			_, _ = r.Events.Raise(ctx, 12016, fqdn, fqdn, w.Thumbprint, w.NotAfter.UTC().Format(time.RFC3339))
@@ -264,6 +266,7 @@ func (s *session) TLSConfig(st smtp.State, anonymous bool) (*tls.Config, error) 
 	if d.Winner == nil || d.Winner.TLS == nil {
 		return nil, nil
 	}
+	s.r.raiseLastResort(s.ctx, d, s.fqdn, s.c.Name)
 	return s.r.tls.get(d.Winner.TLS), nil
 }
 

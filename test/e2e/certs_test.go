@@ -321,7 +321,10 @@ func TestNewInternalTransportCertificate(t *testing.T) {
 }
 
 // TestListByDomainRanks: with --domain, a CA-issued certificate comes
-// before a newer self-signed one, and wildcards hold the name.
+// before a newer self-signed one, and wildcards hold the name. The
+// ranking is selection's for SMTP (issue 9, item 11): the CA-issued one
+// counts once it is enabled for SMTP, and comes after the self-signed one
+// while it is not.
 func TestListByDomainRanks(t *testing.T) {
 	e := newEnv(t)
 	ca := newOpensslCA(e, "ca", "/CN=Rank CA")
@@ -333,6 +336,10 @@ func TestListByDomainRanks(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond) // a later NotBefore for the self-signed one
 	self := e.ok("cert", "new", "--domain", "mail.contoso.com", "--services", "SMTP")
 	e.ok("cert", "new", "--domain", "other.example", "--services", "SMTP")
+	if cs := e.list("--domain", "MAIL.contoso.com"); len(cs) != 2 || cs[0].Thumbprint != self {
+		t.Fatalf("before the CA-issued certificate is enabled for SMTP, the self-signed one must come first: %+v", cs)
+	}
+	e.ok("cert", "enable", wild, "--services", "SMTP")
 	cs := e.list("--domain", "MAIL.contoso.com")
 	if len(cs) != 2 || cs[0].Thumbprint != wild || cs[1].Thumbprint != self {
 		var got []string
