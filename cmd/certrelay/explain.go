@@ -14,20 +14,24 @@ func (a *app) certExplainCommand() *cobra.Command {
 	var service string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "explain (--connector NAME | --fqdn NAME)",
+		Use:   "explain (--connector NAME | --fqdn NAME | --service POP|IMAP)",
 		Short: "Explain which certificate a session would use, and why (SPEC §5)",
 		Long: `Run certificate selection as a session would now and print every certificate
 of the store with why it was rejected, passed over or chosen. With
 --connector, the connector's FQDN (or the server's) and its explicit
-TlsCertificateName are used; --direction out explains a send connector.`,
+TlsCertificateName are used; --direction out explains a send connector.
+With --service POP or IMAP and neither, the name their settings'
+X509CertificateName holds is used (SPEC S8; cert enable --services POP
+sets it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if (o.Connector == "") == (o.Fqdn == "") {
-				return usagef("give either --connector NAME or --fqdn NAME")
-			}
 			svc, err := parseServicesFlag(service)
 			if err != nil {
 				return err
+			}
+			fromSetting := o.Connector == "" && o.Fqdn == "" && (svc == store.POP || svc == store.IMAP)
+			if (o.Connector == "") == (o.Fqdn == "") && !fromSetting {
+				return usagef("give either --connector NAME or --fqdn NAME (with --service POP or IMAP, neither: their X509CertificateName is used)")
 			}
 			if svc != store.None && svc != store.SMTP && svc != store.POP && svc != store.IMAP && svc != store.IIS && svc != store.UM {
 				return usagef("--service takes one service: SMTP, POP, IMAP, IIS or UM")
@@ -45,6 +49,9 @@ TlsCertificateName are used; --direction out explains a send connector.`,
 					return printJSON(a.stdout, ex)
 				}
 				what := "the name " + ex.Fqdn
+				if ex.Setting != "" {
+					what = fmt.Sprintf("the name %s (the setting %s)", ex.Fqdn, ex.Setting)
+				}
 				if ex.Connector != "" {
 					what = fmt.Sprintf("%s connector %q (FQDN %s)", map[string]string{"in": "receive", "out": "send"}[ex.Direction], ex.Connector, ex.Fqdn)
 				}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -78,7 +79,33 @@ func (a *app) rootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.dataDir, "data", def, "data directory (env CERTRELAY_DATA)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.serveCommand(), a.setupCommand(), a.serverCommand(), a.certCommand(), a.trustCommand(), a.connectorCommand(), a.domainCommand(), a.mailboxCommand(), a.queueCommand(), a.trackCommand(), a.eventsCommand(), a.loglevelCommand())
+	refuseUnknownCommands(root)
 	return root
+}
+
+// refuseUnknownCommands makes every command that only groups others
+// (certrelay, certrelay cert, …) answer an unknown command with a usage
+// error (exit status 2) that names it and suggests the closest, instead
+// of printing its help and succeeding. Called alone, it prints its help.
+func refuseUnknownCommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownCommands(sub)
+	}
+	if !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.SuggestionsMinimumDistance = 2
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		hint := ""
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			hint = fmt.Sprintf("; did you mean %s %s?", cmd.CommandPath(), strings.Join(s, " or "))
+		}
+		return usagef("unknown command %q for %s%s (see %s --help)", args[0], cmd.CommandPath(), hint, cmd.CommandPath())
+	}
 }
 
 // withAdmin opens the data directory, runs fn, and closes it.
@@ -100,7 +127,7 @@ func (a *app) open(ctx context.Context) (*admin.Admin, error) {
 func exactArgs(n int, what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usagef("%s needs %s (see certrelay %s --help)", cmd.CommandPath(), what, cmd.Name())
+			return usagef("%s needs %s (see %s --help)", cmd.CommandPath(), what, cmd.CommandPath())
 		}
 		return nil
 	}

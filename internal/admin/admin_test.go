@@ -179,3 +179,31 @@ func TestParseSizeAndAddressSpace(t *testing.T) {
 		}
 	}
 }
+
+// TestX509CertificateNameIsUsed protects SPEC S8 and issue 9 item 22: the
+// POP3/IMAP4 X509CertificateName that cert enable writes is what
+// selection for those services searches for.
+func TestX509CertificateNameIsUsed(t *testing.T) {
+	a := newAdmin(t)
+	none := store.None
+	res, err := a.NewCertificate(ctx, NewOptions{Domains: []string{"pop.contoso.com"}, Services: &none}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Explain(ctx, ExplainOptions{Service: store.POP}); err == nil {
+		t.Error("explain --service POP without a name set should say none is set")
+	}
+	if _, err := a.EnableCertificate(ctx, res.Certificate.Thumbprint, store.POP, Yes{}); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := a.Explain(ctx, ExplainOptions{Service: store.POP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Fqdn != "pop.contoso.com" || ex.Winner != res.Certificate.Thumbprint {
+		t.Errorf("POP3 selects for %q and chose %q; want pop.contoso.com and %s", ex.Fqdn, ex.Winner, res.Certificate.Thumbprint)
+	}
+	if _, err := a.Explain(ctx, ExplainOptions{Service: store.IMAP}); err == nil {
+		t.Error("IMAP4 has a name although only POP was enabled")
+	}
+}

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"certrelay/internal/dnsname"
+	"certrelay/internal/settings"
 	"context"
 	"fmt"
 
@@ -30,6 +31,7 @@ type Explanation struct {
 	Service    string
 	Fqdn       string
 	Explicit   string `json:",omitempty"`
+	Setting    string `json:",omitempty"` // the setting the FQDN came from (X509CertificateName of POP3/IMAP4)
 	Winner     string // thumbprint, "" when none
 	How        string `json:",omitempty"`
 	Why        string
@@ -71,6 +73,18 @@ func (a *Admin) Explain(ctx context.Context, o ExplainOptions) (Explanation, err
 		req = selection.ForConnector(c.Fqdn, srv.Fqdn, c.TlsCertificateName, c.TlsWildcardOneLabel, o.Service)
 		ex.Connector = c.Name
 		ex.STARTTLS = receiveTLSBehaviour(c)
+	case o.Fqdn == "" && (o.Service == store.POP || o.Service == store.IMAP):
+		// S8: POP3 and IMAP4 select for their settings' X509CertificateName.
+		key := map[store.Services]string{store.POP: settings.PopCertificateName, store.IMAP: settings.ImapCertificateName}[o.Service]
+		name, err := a.Settings.Get(ctx, key)
+		if err != nil {
+			return ex, errorf(op, err)
+		}
+		if name == "" {
+			return ex, errorf(op, fmt.Errorf("no certificate name is set for %s (X509CertificateName): enable a certificate for %s (certrelay cert enable THUMBPRINT --services %s), or give --fqdn NAME", o.Service, o.Service, o.Service))
+		}
+		req = selection.ForConnector(name, "", "", false, o.Service)
+		ex.Setting = key
 	case o.Fqdn != "":
 		n, err := dnsname.ParseHost(o.Fqdn)
 		if err != nil {
@@ -78,7 +92,7 @@ func (a *Admin) Explain(ctx context.Context, o ExplainOptions) (Explanation, err
 		}
 		req = selection.ForConnector(string(n), "", "", false, o.Service)
 	default:
-		return ex, errorf(op, errorString("give --connector NAME or --fqdn NAME"))
+		return ex, errorf(op, errorString("give --connector NAME or --fqdn NAME (with --service POP or IMAP, the name their X509CertificateName setting holds is the default)"))
 	}
 	cands, now, err := a.NewCandidateBuilder().Build(ctx)
 	if err != nil {

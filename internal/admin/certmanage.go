@@ -104,14 +104,14 @@ func (a *Admin) enableSideEffects(ctx context.Context, e store.Entry, services s
 			if err := a.Settings.Set(ctx, s.key, domains[0]); err != nil {
 				return nil, err
 			}
-			notes = append(notes, fmt.Sprintf("%s settings: X509CertificateName is now %s.", s.name, domains[0]))
+			notes = append(notes, fmt.Sprintf("Set the %s setting X509CertificateName to %s: %s selects its certificate for that name (certrelay cert explain --service %s shows the choice).", s.name, domains[0], s.name, s.svc))
 		}
 	}
 	if services&store.IIS != 0 {
 		if err := a.Settings.Set(ctx, settings.HTTPSCertificate, e.Thumbprint); err != nil {
 			return nil, err
 		}
-		notes = append(notes, "The HTTPS console is bound to this certificate.")
+		notes = append(notes, fmt.Sprintf("Set the HTTPS certificate binding (%s) to %s.", settings.HTTPSCertificate, e.Thumbprint))
 	}
 	return notes, nil
 }

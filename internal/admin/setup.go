@@ -81,8 +81,11 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 		if err != nil {
 			return SetupResult{}, err
 		}
-		if o.Fqdn != "" && !strings.EqualFold(fqdn, srv.Fqdn) || o.Role != "" && o.Role != srv.Role {
-			return SetupResult{}, errorf("setup", fmt.Errorf("this data directory is already set up as %s with FQDN %s; change them with certrelay server set, not setup", srv.Role, srv.Fqdn))
+		if o.Role != "" && o.Role != srv.Role {
+			return SetupResult{}, errorf("setup", fmt.Errorf("this data directory is already set up as a %s; a server's role does not change: set up another data directory for the %s (certrelay --data DIR setup --role %s)", srv.Role, o.Role, o.Role))
+		}
+		if o.Fqdn != "" && fqdn != srv.Fqdn {
+			return SetupResult{}, errorf("setup", fmt.Errorf("this data directory is already set up with FQDN %s: change it with certrelay server set --fqdn %s", srv.Fqdn, fqdn))
 		}
 		res := SetupResult{Server: srv, AlreadyDone: true}
 		if c, err := a.GetCertificate(ctx, srv.InternalTransportCertificateThumbprint); err == nil {

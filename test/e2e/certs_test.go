@@ -424,6 +424,10 @@ func TestBadInput(t *testing.T) {
 		{"domain-empty-in-list", []string{"cert", "new", "--domain", "a.example,,b.example", "--services", "SMTP"}, []string{"empty"}},
 		{"two-unrelated-leaves", []string{"cert", "import", "two-leaves.pem"}, []string{"more than one end-entity certificate", "one by one"}},
 		{"stored-certificate-without-key", []string{"cert", "import", "third.pem"}, []string{"already in the store"}},
+		{"unknown-command", []string{"enable", selfT}, []string{`unknown command "enable" for certrelay`}},
+		{"unknown-subcommand", []string{"cert", "lst"}, []string{`unknown command "lst" for certrelay cert`, "did you mean certrelay cert list"}},
+		{"missing-argument-names-the-command", []string{"cert", "enable"}, []string{"see certrelay cert enable --help"}},
+		{"setup-other-role", []string{"setup", "--role", "edge"}, []string{"role does not change", "setup --role edge"}},
 		{"request-domain-empty", []string{"cert", "request", "--domain", " ", "--out", "x.req"}, []string{"empty"}},
 	}
 	e.write("existing.pem", []byte("keep me\n"))
@@ -439,6 +443,9 @@ func TestBadInput(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			before := e.state()
 			r := e.run("", c.args...)
+			if (c.name == "unknown-command" || c.name == "unknown-subcommand") && r.code != 2 {
+				t.Errorf("exit %d for a command that does not exist, want 2 (the README's usage error)", r.code)
+			}
 			if r.code == 0 {
 				t.Fatalf("exit 0 for bad input; stdout %q", r.stdout)
 			}
