@@ -78,14 +78,17 @@ func (a *app) serverCommand() *cobra.Command {
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	var fqdn, proxy, resolver string
+	var fqdn, proxy, resolver, account string
 	var nlb []string
 	set := &cobra.Command{
 		Use:   "set",
 		Short: "Change the server's FQDN, load-balancer names or HTTP proxy",
 		Long: `Change this server's settings. --proxy sets the HTTP proxy CRL and OCSP
 fetches go through (as WinHTTP's proxy is for Exchange); --proxy "" removes it.
---nlb-name (repeatable) records names a load balancer adds.`,
+--nlb-name (repeatable) records names a load balancer adds.
+--service-account names the account certrelay serve runs as: the keys of
+certificates enabled for SMTP, POP or IMAP are given to it (mode 0600), as
+cert enable does (M5); that needs root when they belong to another account.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var o admin.ServerSetOptions
@@ -103,8 +106,11 @@ fetches go through (as WinHTTP's proxy is for Exchange); --proxy "" removes it.
 				names := splitList(nlb)
 				o.NLBNames = &names
 			}
+			if f.Changed("service-account") {
+				o.ServiceAccount = &account
+			}
 			if o == (admin.ServerSetOptions{}) {
-				return usagef("nothing to set: give --fqdn, --nlb-name, --proxy or --dns-resolver")
+				return usagef("nothing to set: give --fqdn, --nlb-name, --proxy, --dns-resolver or --service-account")
 			}
 			return a.withAdmin(cmd, func(ad *admin.Admin) error {
 				info, err := ad.ServerSet(cmd.Context(), o)
@@ -120,6 +126,7 @@ fetches go through (as WinHTTP's proxy is for Exchange); --proxy "" removes it.
 	set.Flags().StringVar(&proxy, "proxy", "", "HTTP proxy URL for CRL and OCSP fetches (\"\" for none)")
 	set.Flags().StringVar(&resolver, "dns-resolver", "", "DNS server (IP:PORT) for MX lookups of send connectors without smart hosts (\"\" for the system's)")
 	set.Flags().StringArrayVar(&nlb, "nlb-name", nil, "a load-balancer name of this server (repeat; \"\" clears)")
+	set.Flags().StringVar(&account, "service-account", "", "the account certrelay serve runs as, which must read the keys it uses")
 	c.AddCommand(show, set)
 	return c
 }

@@ -254,6 +254,10 @@ type ServerSetOptions struct {
 	NLBNames *[]string
 	Proxy    *string // "" for direct connections
 	Resolver *string // DNS server ip:port for MX lookups; "" for the system's
+	// ServiceAccount is the account the server runs as (a user name or
+	// uid); the keys of certificates enabled for SMTP, POP and IMAP are
+	// given to it (M5).
+	ServiceAccount *string
 }
 
 // ServerSet changes this server's FQDN, load-balancer names or HTTP proxy.
@@ -299,7 +303,21 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 			return ServerInfo{}, errorf(op, fmt.Errorf("--dns-resolver %q: write it as IP:PORT, such as 127.0.0.1:53", *o.Resolver))
 		}
 	}
+	var acct store.Account
+	if o.ServiceAccount != nil {
+		if acct, err = store.LookupAccount(strings.TrimSpace(*o.ServiceAccount)); err != nil {
+			return ServerInfo{}, errorf(op, fmt.Errorf("--service-account: %w: give an existing user name or uid", err))
+		}
+	}
 	err = a.atomically(ctx, func(ctx context.Context) error {
+		if o.ServiceAccount != nil {
+			if err := a.Settings.Set(ctx, settings.ServiceAccount, acct.Name); err != nil {
+				return err
+			}
+			if err := a.Store.UseAccount(ctx, acct); err != nil {
+				return err
+			}
+		}
 		if o.Resolver != nil {
 			if err := a.Settings.Set(ctx, settings.DNSResolver, *o.Resolver); err != nil {
 				return err

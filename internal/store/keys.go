@@ -61,15 +61,16 @@ func (s *Store) grantRead(ctx context.Context, keyID string) error {
 	if err != nil {
 		return fmt.Errorf("the key file %s: %w", path, err)
 	}
-	if canRead(fi, s.account) && fi.Mode().Perm()&0o077 == 0 {
+	acct := s.Account()
+	if canRead(fi, acct) && fi.Mode().Perm()&0o077 == 0 {
 		return nil
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return fmt.Errorf("the key file %s: cannot read its owner", path)
 	}
-	if err := os.Chown(path, s.account.UID, s.account.GID); err != nil {
-		return fmt.Errorf("cannot give the service account %s read access to the key %s: %w (run the command as root, or as %s)", s.account.Name, path, err, s.account.Name)
+	if err := os.Chown(path, acct.UID, acct.GID); err != nil {
+		return fmt.Errorf("cannot give the service account %s read access to the key %s: %w (run the command as root, or as %s)", acct.Name, path, err, acct.Name)
 	}
 	db.OnRollback(ctx, s.db, func() {
 		_ = os.Chown(path, int(st.Uid), int(st.Gid))
@@ -81,11 +82,14 @@ func (s *Store) grantRead(ctx context.Context, keyID string) error {
 	return nil
 }
 
-// GrantRead gives the service account read access to the key files of
-// every certificate enabled for SMTP, POP or IMAP (after the service
-// account changed), in the transaction ctx carries.
-func (s *Store) GrantRead(ctx context.Context) error {
+// UseAccount makes acct the service account and gives it read access to
+// the key files of every certificate enabled for SMTP, POP or IMAP, in the
+// transaction ctx carries: if it rolls back, the files get their owners
+// back and the store its previous account.
+func (s *Store) UseAccount(ctx context.Context, acct Account) error {
 	return s.change(ctx, func(ctx context.Context, _ *sql.Tx) error {
+		prev := s.account.Swap(&acct)
+		db.OnRollback(ctx, s.db, func() { s.account.Store(prev) })
 		list, err := s.List(ctx)
 		if err != nil {
 			return err

@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"certrelay/internal/certinfo"
@@ -71,7 +72,7 @@ type KeyInfo struct {
 type Store struct {
 	db      *sql.DB
 	keysDir string
-	account Account
+	account atomic.Pointer[Account] // the service account; changed by UseAccount
 	now     func() time.Time
 }
 
@@ -104,7 +105,8 @@ func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now f
 	if now == nil {
 		now = time.Now
 	}
-	s := &Store{db: d, keysDir: keys, account: account, now: now}
+	s := &Store{db: d, keysDir: keys, now: now}
+	s.account.Store(&account)
 	if err := s.sweep(ctx, ""); err != nil {
 		return nil, fmt.Errorf("clean up after an interrupted operation: %w", err)
 	}
@@ -115,7 +117,7 @@ func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now f
 func (s *Store) KeysDir() string { return s.keysDir }
 
 // Account is the service account the store grants key access to.
-func (s *Store) Account() Account { return s.account }
+func (s *Store) Account() Account { return *s.account.Load() }
 
 func (s *Store) keyPath(keyID string) string { return filepath.Join(s.keysDir, keyID+".key") }
 
@@ -216,7 +218,7 @@ func (s *Store) KeyInfo(e Entry) KeyInfo {
 	ki.Present = true
 	ki.Mode = fi.Mode().Perm()
 	ki.AccessRules = accessRules(fi)
-	ki.ServiceCanRead = canRead(fi, s.account)
+	ki.ServiceCanRead = canRead(fi, s.Account())
 	return ki
 }
 

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"certrelay/internal/db"
@@ -148,5 +149,63 @@ func TestReadOnlyDataDirectory(t *testing.T) {
 		if r := ro.run("server", "show"); r.code == 0 || !strings.Contains(r.stderr, "write-ahead log") {
 			t.Errorf("reading past a write-ahead log it cannot read: exit %d, %q", r.code, r.stderr)
 		}
+	}
+}
+
+// TestKeyAccessForServiceAccount protects SPEC M5's key-access grant
+// (issue 9 item 22) for a real unprivileged service account: enabling a
+// certificate for SMTP gives that account the key (mode 0600), so the
+// account can read it; a certificate for IIS alone keeps its owner.
+func TestKeyAccessForServiceAccount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		e := newEnv(t)
+		e.ok("setup")
+		r := e.run("", "server", "set", "--service-account", "nobody")
+		if r.code == 0 || !strings.Contains(r.stderr, "run the command as root") {
+			t.Errorf("giving keys to another account without root: exit %d, %q", r.code, r.stderr)
+		}
+		return
+	}
+	setpriv := testpki.Tool(t, "setpriv")
+	e := newEnv(t)
+	e.ok("setup")
+	keyOf := func(thumbprint string) (string, os.FileInfo) {
+		p := filepath.Join(e.data, "keys", e.keyID(thumbprint)+".key")
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, fi
+	}
+	owner := func(fi os.FileInfo) uint32 { return fi.Sys().(*syscall.Stat_t).Uid }
+	const nobody = 65534
+
+	e.ok("server", "set", "--service-account", "nobody")
+	if _, fi := keyOf(e.server().InternalTransportCertificateThumbprint); owner(fi) != nobody || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the internal certificate's key after --service-account nobody: owner %d, mode %v", owner(fi), fi.Mode().Perm())
+	}
+	tp := e.ok("cert", "new", "--domain", "grant.example", "--services", "IIS", "--key-type", "ecdsa")
+	if _, fi := keyOf(tp); owner(fi) != 0 {
+		t.Errorf("a key enabled for IIS only was given away (owner %d)", owner(fi))
+	}
+	e.ok("cert", "enable", tp, "--services", "SMTP")
+	path, fi := keyOf(tp)
+	if owner(fi) != nobody || fi.Mode().Perm() != 0o600 {
+		t.Errorf("after cert enable --services SMTP the key is owner %d mode %v, want nobody 0600", owner(fi), fi.Mode().Perm())
+	}
+	found := false
+	for _, r := range e.show(tp).AccessRules {
+		found = found || r["Account"] == "nobody" && r["Rights"] != ""
+	}
+	if !found {
+		t.Errorf("AccessRules do not show nobody: %v", e.show(tp).AccessRules)
+	}
+	// The service account can really read it: through the key directory
+	// too, which is the data directory owner's.
+	for _, p := range []string{filepath.Dir(filepath.Dir(e.data)), filepath.Dir(e.data), e.data, filepath.Dir(path)} {
+		_ = os.Chmod(p, 0o711)
+	}
+	if out, err := exec.Command(setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", "head", "-c", "10", path).CombinedOutput(); err != nil {
+		t.Errorf("the service account cannot read its key: %v %s", err, out)
 	}
 }
