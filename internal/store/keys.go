@@ -111,8 +111,8 @@ func isTempName(name string) bool {
 }
 
 // leftovers lists the files of the key directory that no row accounts
-// for: temporary files and key files whose key ID no row names. Only when
-// only is not empty, just that key's file is considered.
+// for: temporary files and key files whose key ID no row names. When only
+// is not empty, just that key's file is considered.
 func (s *Store) leftovers(ctx context.Context, only string) ([]string, error) {
 	var names []string
 	if only != "" {
@@ -126,24 +126,45 @@ func (s *Store) leftovers(ctx context.Context, only string) ([]string, error) {
 			names = append(names, e.Name())
 		}
 	}
+	used, err := s.keyIDsInUse(ctx, only)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
 	for _, n := range names {
+		id, isKey := strings.CutSuffix(n, ".key")
 		switch {
 		case isTempName(n):
 			out = append(out, n)
-		case strings.HasSuffix(n, ".key"):
-			var uses int
-			if err := db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE key_id = ?`, strings.TrimSuffix(n, ".key")).Scan(&uses); err != nil {
-				return nil, err
-			}
-			if uses == 0 {
-				if _, err := os.Lstat(filepath.Join(s.keysDir, n)); err == nil {
-					out = append(out, n)
-				}
+		case isKey && !used[id]:
+			if _, err := os.Lstat(filepath.Join(s.keysDir, n)); err == nil {
+				out = append(out, n)
 			}
 		}
 	}
 	return out, nil
+}
+
+// keyIDsInUse returns the key IDs rows name (only that one, if given).
+func (s *Store) keyIDsInUse(ctx context.Context, only string) (map[string]bool, error) {
+	q, args := `SELECT DISTINCT key_id FROM certificates WHERE key_id != ''`, []any{}
+	if only != "" {
+		q, args = `SELECT DISTINCT key_id FROM certificates WHERE key_id = ?`, []any{only}
+	}
+	rows, err := db.Q(ctx, s.db).QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	used := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		used[id] = true
+	}
+	return used, rows.Err()
 }
 
 // sweep removes leftovers (all of them, or only key keyID's file when no

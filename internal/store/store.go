@@ -95,6 +95,7 @@ const metaSchema = `CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY,
 // reports; now is the clock for AddedAt.
 func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now func() time.Time) (*Store, error) {
 	if err := db.Migrate(ctx, d, "store", schema, metaSchema,
+		`CREATE INDEX IF NOT EXISTS certificates_key ON certificates(key_id)`,
 		`INSERT OR IGNORE INTO store_meta(key, value) VALUES('generation', 0)`); err != nil {
 		return nil, err
 	}
