@@ -185,9 +185,20 @@ func (a *Admin) prepareSelfSigned(s selfSignedSpec) (preparedCert, error) {
 // storeSelfSigned adds a prepared certificate to the store and logs it,
 // in one transaction (joining the one ctx carries).
 func (a *Admin) storeSelfSigned(ctx context.Context, p preparedCert, s selfSignedSpec) (Certificate, error) {
+	return a.addLogged(ctx, func(ctx context.Context) (store.Entry, error) {
+		return a.Store.AddCertificate(ctx, store.NewCertificate{DER: p.der, Key: p.key, Services: s.services, FriendlyName: s.friendlyName, Exportable: s.exportable})
+	}, func(ctx context.Context, c Certificate) {
+		a.raise(ctx, 16002, "", c.Thumbprint, c.Subject, strings.Join(c.CertificateDomains, ", "), s.services.String(), c.NotAfter.Format(time.RFC3339))
+	})
+}
+
+// addLogged runs add, then logs what it added with raise, in one
+// transaction (joining the one ctx carries), and returns the new entry's
+// view.
+func (a *Admin) addLogged(ctx context.Context, add func(context.Context) (store.Entry, error), raise func(context.Context, Certificate)) (Certificate, error) {
 	var c Certificate
 	err := a.atomically(ctx, func(ctx context.Context) error {
-		e, err := a.Store.AddCertificate(ctx, store.NewCertificate{DER: p.der, Key: p.key, Services: s.services, FriendlyName: s.friendlyName, Exportable: s.exportable})
+		e, err := add(ctx)
 		if err != nil {
 			return err
 		}
@@ -196,19 +207,10 @@ func (a *Admin) storeSelfSigned(ctx context.Context, p preparedCert, s selfSigne
 			return err
 		}
 		c = v.View(e)
-		a.raise(ctx, 16002, "", c.Thumbprint, c.Subject, strings.Join(c.CertificateDomains, ", "), s.services.String(), c.NotAfter.Format(time.RFC3339))
+		raise(ctx, c)
 		return nil
 	})
 	return c, err
-}
-
-// makeSelfSigned prepares and stores a self-signed certificate.
-func (a *Admin) makeSelfSigned(ctx context.Context, s selfSignedSpec) (Certificate, error) {
-	p, err := a.prepareSelfSigned(s)
-	if err != nil {
-		return Certificate{}, err
-	}
-	return a.storeSelfSigned(ctx, p, s)
 }
 
 // RequestOptions describe a PKCS#10 request (M3).
@@ -266,19 +268,10 @@ func (a *Admin) RequestCertificate(ctx context.Context, o RequestOptions) (Reque
 	if err != nil {
 		return RequestResult{}, errorf(op, err)
 	}
-	var c Certificate
-	err = a.atomically(ctx, func(ctx context.Context) error {
-		e, err := a.Store.AddRequest(ctx, der, key, o.FriendlyName, o.Exportable)
-		if err != nil {
-			return err
-		}
-		v, err := a.src.Viewer(ctx)
-		if err != nil {
-			return err
-		}
-		c = v.View(e)
+	c, err := a.addLogged(ctx, func(ctx context.Context) (store.Entry, error) {
+		return a.Store.AddRequest(ctx, der, key, o.FriendlyName, o.Exportable)
+	}, func(ctx context.Context, c Certificate) {
 		a.raise(ctx, 16003, "", c.Thumbprint, c.Subject, strings.Join(c.CertificateDomains, ", "))
-		return nil
 	})
 	if err != nil {
 		return RequestResult{}, errorf(op, err)
