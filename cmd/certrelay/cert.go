@@ -23,8 +23,8 @@ func (a *app) certCommand() *cobra.Command {
 }
 
 // splitNames flattens repeated and comma-separated names, keeping empty
-// ones ("--domain ''", "a,,b") so the admin layer refuses them by name
-// instead of silently reading "no name" (issue 9 item 6).
+// ones (an empty --domain value, "a,,b") so the admin layer refuses them
+// by name instead of silently reading "no name" (issue 9 item 6).
 func splitNames(vals []string) []string {
 	var out []string
 	for _, v := range vals {
