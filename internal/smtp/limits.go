@@ -251,8 +251,10 @@ func (s *Server) refuse(nc net.Conn, lim *connLimits, l Limit) {
 	}
 	s.cfg.log.Debug("smtp connection refused", "conn", ci.ID, "remote", addrString(ci.RemoteAddr), "limit", l.String(), "value", value)
 	s.limitReached(LimitEvent{Limit: l, Group: lim.group, Conn: ci, Value: strconv.Itoa(value)})
-	// A fresh connection's send buffer is empty: the write does not wait.
-	nc.SetWriteDeadline(time.Now().Add(closingWriteTimeout))
+	// A fresh connection's send buffer is empty: the write does not
+	// wait, and the deadline makes sure of it (this runs in the accept
+	// loop).
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
 	nc.Write([]byte(text))
 	nc.Close()
 }

@@ -294,10 +294,22 @@ func (s *Server) Serve(l net.Listener) error {
 			s.cfg.log.Info("smtp accept works again", "listener", l.Addr().String())
 		}
 		delay = 0
-		s.wg.Add(1)
+		// Admission happens here, not in the session's goroutine: a
+		// refused connection is answered and closed before the next
+		// accept, so a burst beyond the limits never holds more than one
+		// extra file descriptor.
+		lim, ok := s.admit(c)
+		if !ok {
+			continue
+		}
+		if !s.addSession() {
+			s.release(&lim, c.RemoteAddr())
+			c.Close()
+			return ErrServerClosed
+		}
 		go func() {
 			defer s.wg.Done()
-			s.serve(context.Background(), c)
+			s.serve(context.Background(), c, &lim)
 		}()
 	}
 }
@@ -311,31 +323,54 @@ func (s *Server) Serve(l net.Listener) error {
 // Session's context (see Handler) is derived from ctx.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	s.init()
-	s.wg.Add(1)
+	if !s.addSession() {
+		c.Close()
+		return
+	}
 	defer s.wg.Done()
-	s.serve(ctx, c)
-}
-
-func (s *Server) serve(ctx context.Context, nc net.Conn) {
 	if s.Handler == nil {
-		nc.Close()
+		c.Close()
 		s.cfg.log.Error("smtp: Server.Handler is nil")
 		return
 	}
-	lim := s.limitsFor(nc.LocalAddr())
-	remote := nc.RemoteAddr()
-	if l, ok := s.acquire(&lim, remote); !ok {
-		s.refuse(nc, &lim, l)
-		return
+	if lim, ok := s.admit(c); ok {
+		s.serve(ctx, c, &lim)
 	}
-	defer s.release(&lim, remote)
-	c := newConn(s, nc, lim)
+}
+
+// admit counts a new connection against the limits of its listener, or
+// refuses it (421 4.7.0, closed) and reports false.
+func (s *Server) admit(nc net.Conn) (connLimits, bool) {
+	lim := s.limitsFor(nc.LocalAddr())
+	if l, ok := s.acquire(&lim, nc.RemoteAddr()); !ok {
+		s.refuse(nc, &lim, l)
+		return lim, false
+	}
+	return lim, true
+}
+
+// serve runs the session of a connection admit counted.
+func (s *Server) serve(ctx context.Context, nc net.Conn, lim *connLimits) {
+	defer s.release(lim, nc.RemoteAddr())
+	c := newConn(s, nc, *lim)
 	if !s.trackConn(c, true) {
 		nc.Close()
 		return
 	}
 	defer s.trackConn(c, false)
 	c.run(ctx)
+}
+
+// addSession counts a session goroutine in s.wg, unless the server is
+// closing: Shutdown's Wait must not race with an Add.
+func (s *Server) addSession() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() || s.shutdown.Load() {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 func (s *Server) trackListener(l *net.Listener, add bool) bool {
