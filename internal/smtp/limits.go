@@ -331,7 +331,10 @@ func rcptKey(addr string) string {
 	if i < 0 {
 		return strings.ToLower(addr)
 	}
-	return addr[:i+1] + strings.ToLower(addr[i+1:])
+	if d := addr[i+1:]; strings.ToLower(d) != d {
+		return addr[:i+1] + strings.ToLower(d)
+	}
+	return addr // the usual case: no allocation
 }
 
 func addrString(a net.Addr) string {
