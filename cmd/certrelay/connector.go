@@ -24,6 +24,7 @@ type receiveFlags struct {
 	fqdn, maxSize, tlsName string
 	requireTLS, oneLabel   bool
 	enabled                bool
+	limits                 limitFlags
 }
 
 func (f *receiveFlags) bind(cmd *cobra.Command) {
@@ -37,6 +38,7 @@ func (f *receiveFlags) bind(cmd *cobra.Command) {
 	fl.StringVar(&f.tlsName, "tls-certificate-name", "", "use this certificate: '<I>issuer<S>subject' (S4a); \"\" to select by FQDN")
 	fl.BoolVar(&f.oneLabel, "wildcard-one-label", false, "let a wildcard certificate match one label only")
 	fl.BoolVar(&f.enabled, "enabled", true, "accept connections")
+	f.limits.bind(cmd)
 }
 
 func (f *receiveFlags) options(cmd *cobra.Command) admin.ReceiveConnectorOptions {
@@ -71,6 +73,43 @@ func (f *receiveFlags) options(cmd *cobra.Command) admin.ReceiveConnectorOptions
 	}
 	if fl.Changed("enabled") {
 		o.Enabled = &f.enabled
+	}
+	o.ReceiveLimitOptions = f.limits.options(cmd)
+	return o
+}
+
+// limitFlags are the limits of SPEC P1, named after Exchange's settings.
+type limitFlags struct {
+	maxConn, maxPerSource, connTimeout, idleTimeout, msgTimeout, maxRcpts string
+}
+
+func (f *limitFlags) bind(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.maxConn, "max-inbound-connection", "", "connections at once; beyond, 421 4.7.0 (MaxInboundConnection, default 5000)")
+	fl.StringVar(&f.maxPerSource, "max-inbound-connection-per-source", "", "connections at once from one client address (MaxInboundConnectionPerSource, default 20)")
+	fl.StringVar(&f.connTimeout, "connection-timeout", "", "longest session, however active, such as 10m or 00:10:00 (ConnectionTimeout, default 10m)")
+	fl.StringVar(&f.idleTimeout, "connection-inactivity-timeout", "", "longest wait for a command or message data (ConnectionInactivityTimeout, default 5m)")
+	fl.StringVar(&f.msgTimeout, "message-timeout", "", "longest transfer of one message, from DATA to its final dot (MessageTimeout, default 10m)")
+	fl.StringVar(&f.maxRcpts, "max-recipients-per-message", "", "distinct recipients per message, at least 100; beyond, 452 4.5.3 (MaxRecipientsPerMessage, default 200)")
+}
+
+func (f *limitFlags) options(cmd *cobra.Command) admin.ReceiveLimitOptions {
+	var o admin.ReceiveLimitOptions
+	for _, x := range []struct {
+		flag string
+		v    *string
+		dst  **string
+	}{
+		{"max-inbound-connection", &f.maxConn, &o.MaxInboundConnection},
+		{"max-inbound-connection-per-source", &f.maxPerSource, &o.MaxInboundConnectionPerSource},
+		{"connection-timeout", &f.connTimeout, &o.ConnectionTimeout},
+		{"connection-inactivity-timeout", &f.idleTimeout, &o.ConnectionInactivityTimeout},
+		{"message-timeout", &f.msgTimeout, &o.MessageTimeout},
+		{"max-recipients-per-message", &f.maxRcpts, &o.MaxRecipientsPerMessage},
+	} {
+		if cmd.Flags().Changed(x.flag) {
+			*x.dst = x.v
+		}
 	}
 	return o
 }

@@ -40,6 +40,7 @@ type ReceiveConnectorOptions struct {
 	TlsCertificateName  *string // "<I>issuer<S>subject"; "" clears
 	TlsWildcardOneLabel *bool
 	Enabled             *bool
+	ReceiveLimitOptions // SPEC P1; see connlimits.go
 }
 
 // AddReceiveConnector creates a receive connector on this server.
@@ -66,6 +67,7 @@ func (a *Admin) AddReceiveConnector(ctx context.Context, name string, o ReceiveC
 		MaxMessageSize:   DefaultMaxMessageSize,
 		Enabled:          true,
 	}
+	c.ApplyLimitDefaults()
 	if err := a.applyReceive(ctx, &c, o); err != nil {
 		return directory.ReceiveConnector{}, errorf(op, err)
 	}
@@ -180,6 +182,9 @@ func (a *Admin) applyReceive(ctx context.Context, c *directory.ReceiveConnector,
 	}
 	if o.Enabled != nil {
 		n.Enabled = *o.Enabled
+	}
+	if err := applyLimits(&n, o.ReceiveLimitOptions); err != nil {
+		return err
 	}
 	if n.RequireTLS && !contains(n.AuthMechanism, "Tls") {
 		return errors.New("--require-tls needs the Tls auth mechanism: add Tls to --auth-mechanism")

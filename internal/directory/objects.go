@@ -9,11 +9,21 @@ type ReceiveConnector struct {
 	// Fqdn is the name the connector gives in its greeting and EHLO, and
 	// matches certificates against for STARTTLS (S1); "" uses the
 	// server's FQDN.
-	Fqdn               string
-	PermissionGroups   []string // AnonymousUsers, ExchangeUsers, ExchangeServers, Partners
-	AuthMechanism      []string // Tls, BasicAuth, BasicAuthRequireTLS, ExchangeServer
-	RequireTLS         bool
-	MaxMessageSize     int64  // bytes
+	Fqdn             string
+	PermissionGroups []string // AnonymousUsers, ExchangeUsers, ExchangeServers, Partners
+	AuthMechanism    []string // Tls, BasicAuth, BasicAuthRequireTLS, ExchangeServer
+	RequireTLS       bool
+	MaxMessageSize   int64 // bytes
+
+	// Limits (SPEC P1), with Exchange's names; defaults in limits.go. A
+	// connector stored before they existed reads with the defaults.
+	MaxInboundConnection          int      // sessions at once
+	MaxInboundConnectionPerSource int      // sessions at once from one client IP address
+	ConnectionTimeout             Duration // a whole session
+	ConnectionInactivityTimeout   Duration // waiting for a command or for message data
+	MessageTimeout                Duration // one message, from 354 to the final dot
+	MaxRecipientsPerMessage       int      // distinct recipients of one message
+
 	TlsCertificateName string `json:",omitempty"` // "<I>issuer<S>subject" (S4a)
 	// TlsWildcardOneLabel restricts wildcard certificates to one label (S3).
 	TlsWildcardOneLabel bool

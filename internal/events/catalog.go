@@ -99,6 +99,9 @@ func (d Definition) Message(params ...string) string {
 const (
 	hour = time.Hour
 	day  = 24 * time.Hour
+	// limitThrottle spaces the events of limits met (16020–16025): enough
+	// to see an attack or a misjudged limit without one event per client.
+	limitThrottle = 5 * time.Minute
 )
 
 // catalog lists every event certrelay raises.
@@ -176,6 +179,39 @@ var catalog = []Definition{
 	{ID: 16008, Name: "InternalTransportCertificateChanged", Source: SourceCertrelay, Category: Certificates, Severity: Information, Level: Lowest,
 		Params: []string{"server", "old", "new"},
 		Text:   "The internal transport certificate of %1 is now %3 (it was %2); the directory publishes the new one to the other servers."},
+
+	// Limits of the receive connectors (SPEC P1) and their listeners.
+	// Throttled per connector, or per connector and client address.
+	{ID: 16020, Name: "ReceiveConnectionLimitReached", Source: SourceTransport, Category: SmtpReceive, Severity: Warning, Level: Lowest, Throttle: limitThrottle,
+		Params: []string{"connector", "client", "limit"},
+		Text:   "Receive connector %1 turned away a connection from [%2] with 421 4.7.0: it already had %3 sessions, its MaxInboundConnection. If the load is legitimate, raise the limit: certrelay connector receive set \"%1\" --max-inbound-connection N."},
+	{ID: 16021, Name: "ReceiveConnectionPerSourceLimitReached", Source: SourceTransport, Category: SmtpReceive, Severity: Warning, Level: Lowest, Throttle: limitThrottle,
+		Params: []string{"connector", "client", "limit"},
+		Text:   "Receive connector %1 turned away a connection from [%2] with 421 4.7.0: that address already had %3 sessions, the connector's MaxInboundConnectionPerSource. If that client is a legitimate relay, raise the limit: certrelay connector receive set \"%1\" --max-inbound-connection-per-source N."},
+	{ID: 16022, Name: "ServerConnectionLimitReached", Source: SourceTransport, Category: SmtpReceive, Severity: Error, Level: Lowest, Throttle: limitThrottle,
+		Params: []string{"connector", "client", "limit", "fileLimit"},
+		Text:   "certrelay turned away a connection from [%2] to receive connector %1 with 421 4.7.0: it already had %3 sessions, all that its limit of %4 open files allows. Raise the open-file limit of certrelay serve (LimitNOFILE= in its service unit, or ulimit -n before starting it) and restart it."},
+	{ID: 16023, Name: "ReceiveTimeLimitReached", Source: SourceTransport, Category: SmtpReceive, Severity: Warning, Level: Lowest, Throttle: limitThrottle,
+		Params: []string{"connector", "client", "limit", "value", "option"},
+		Text:   "Receive connector %1 ended the session of [%2] with 421 4.4.2: it reached the connector's %3 of %4 (a message in progress is not accepted). If legitimate clients need longer, raise it: certrelay connector receive set \"%1\" %5 DURATION."},
+	{ID: 16024, Name: "ReceiveRecipientLimitReached", Source: SourceTransport, Category: SmtpReceive, Severity: Warning, Level: Lowest, Throttle: limitThrottle,
+		Params: []string{"connector", "client", "limit"},
+		Text:   "Receive connector %1 answered 452 4.5.3 to [%2]: a message may have at most %3 distinct recipients, its MaxRecipientsPerMessage; the client must send the others in another message. To allow more: certrelay connector receive set \"%1\" --max-recipients-per-message N."},
+	{ID: 16025, Name: "ReceiveMessageSizeLimitReached", Source: SourceTransport, Category: SmtpReceive, Severity: Warning, Level: Lowest, Throttle: limitThrottle,
+		Params: []string{"connector", "client", "limit"},
+		Text:   "Receive connector %1 refused a message from [%2] with 552 5.3.4: it is larger than %3 bytes, the connector's MaxMessageSize. To accept larger messages: certrelay connector receive set \"%1\" --max-message-size SIZE."},
+	{ID: 16026, Name: "ReceiveAcceptFailed", Source: SourceTransport, Category: SmtpReceive, Severity: Error, Level: Lowest, Throttle: limitThrottle,
+		Params: []string{"binding", "error"},
+		Text:   "The listener on %1 cannot accept connections (%2); it waits up to a second between tries, and clients wait meanwhile. Running out of open files is the usual cause: raise the open-file limit of certrelay serve (LimitNOFILE=, ulimit -n), or lower the connectors' --max-inbound-connection."},
+	{ID: 16027, Name: "ReceiveConnectorBindingFailed", Source: SourceTransport, Category: SmtpReceive, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"connector", "binding", "error", "retry"},
+		Text:   "Receive connector %1 cannot listen on %2: %3. certrelay tries again in %4, then less and less often (at least once a minute). If another program holds the address, stop it (ss -ltnp shows which); or move the connector: certrelay connector receive set \"%1\" --bindings IP:PORT."},
+	{ID: 16028, Name: "ReceiveConnectorBindingRestored", Source: SourceTransport, Category: SmtpReceive, Severity: Information, Level: Lowest,
+		Params: []string{"connector", "binding", "attempts"},
+		Text:   "Receive connector %1 listens on %2 now, after %3 failed attempts; certrelay events --id 16027 shows why they failed."},
+	{ID: 16029, Name: "OpenFileLimitBelowConnectionLimits", Source: SourceTransport, Category: SmtpReceive, Severity: Warning, Level: Lowest, Throttle: day,
+		Params: []string{"fileLimit", "sessions", "connectorLimits"},
+		Text:   "certrelay serve may open %1 files, so it holds at most %2 SMTP sessions at once (the rest is kept for its databases, queue and deliveries), fewer than its receive connectors' MaxInboundConnection add up to (%3); clients beyond %2 get 421 4.7.0. Raise the open-file limit (LimitNOFILE= in the service unit, or ulimit -n before starting it), or lower --max-inbound-connection."},
 }
 
 var byID = func() map[int]Definition {

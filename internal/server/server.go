@@ -73,7 +73,16 @@ func Run(ctx context.Context, o Options) error {
 	defer q.Close()
 
 	s := &srv{src: src, events: o.Events, log: logger, window: o.ExpiryWindow, q: q, builder: &stateBuilder{src: src, cands: src.NewCandidateBuilder()}}
-	s.rcv = &transport.Receiver{Spool: spool{q: q, dir: filepath.Join(o.DataDir, "queue"), space: &spaceCache{}}, Log: logger, Now: src.Now, Events: o.Events, NewID: q.NewID}
+	if s.fileLimit, err = raiseOpenFileLimit(); err != nil {
+		logger.Warn("cannot read the open-file limit; SMTP sessions are capped by the connectors only", "err", err)
+	} else {
+		logger.Info("open files", "limit", s.fileLimit, "smtp_sessions", sessionsFor(s.fileLimit))
+	}
+	s.rcv = &transport.Receiver{Spool: spool{q: q, dir: filepath.Join(o.DataDir, "queue"), space: &spaceCache{}}, Log: logger, Now: src.Now, Events: o.Events, NewID: q.NewID,
+		FileLimit: s.fileLimit}
+	if s.fileLimit > 0 {
+		s.rcv.MaxConnections = sessionsFor(s.fileLimit)
+	}
 	s.rcv.Start()
 	q.Handle(queue.Local, &maildir.Deliverer{Root: o.DataDir, Lookup: s.mailboxPath})
 	trace, err := tracking.Open(o.DataDir)
@@ -95,9 +104,14 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	for _, err := range s.rcv.Update(ctx, st) {
-		logger.Error(err.Error())
+	if errs := s.rcv.Update(ctx, st); len(errs) > 0 && len(s.rcv.Listening()) == 0 {
+		// The transport logged each failure and raised 16027.
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.rcv.Shutdown(shut)
+		cancel()
+		return noListenerError(errs)
 	}
+	s.checkOpenFiles(ctx, st)
 	s.checkExpiry(ctx)
 	qdone := make(chan error, 1)
 	qctx, stopQueue := context.WithCancel(context.Background())
@@ -123,13 +137,14 @@ func Run(ctx context.Context, o Options) error {
 }
 
 type srv struct {
-	src     *certview.Source
-	events  *events.Log
-	log     *slog.Logger
-	window  time.Duration
-	q       *queue.Queue
-	rcv     *transport.Receiver
-	builder *stateBuilder
+	fileLimit uint64 // the open-file limit in force; 0 when unknown
+	src       *certview.Source
+	events    *events.Log
+	log       *slog.Logger
+	window    time.Duration
+	q         *queue.Queue
+	rcv       *transport.Receiver
+	builder   *stateBuilder
 }
 
 // loop rebuilds the transport's snapshot whenever the store or the
@@ -164,9 +179,8 @@ func (s *srv) loop(ctx context.Context, st *transport.State) {
 			s.log.Error("cannot rebuild the configuration; keeping the previous one", "err", err)
 			continue
 		}
-		for _, err := range s.rcv.Update(ctx, next) {
-			s.log.Error(err.Error())
-		}
+		s.rcv.Update(ctx, next) // failed bindings: logged, 16027, retried by the transport
+		s.checkOpenFiles(ctx, next)
 		s.checkSendCertificates(ctx, next)
 		s.traceDecisions(next)
 		st = next

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
-	"time"
 )
 
 // AUTH (RFC 4954) with the PLAIN (RFC 4616) and LOGIN
@@ -108,7 +107,7 @@ func (c *conn) authResponse(initial []byte, challenge string) ([]byte, error) {
 		line = initial
 	} else {
 		c.writeReply(334, "", challenge)
-		c.nc.SetReadDeadline(time.Now().Add(c.cfg.readTimeout))
+		c.setReadDeadline()
 		var err error
 		if line, err = c.readLine(); err != nil {
 			return nil, err

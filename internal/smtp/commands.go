@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -178,6 +179,7 @@ func (c *conn) cmdMail(arg []byte) {
 	}
 	if opts.Size > caps.MaxSize {
 		c.writeReply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+		c.limitReached(LimitMessageSize, strconv.FormatInt(caps.MaxSize, 10))
 		return
 	}
 	if err := c.sess.Mail(c.st, from, opts); err != nil {
@@ -189,6 +191,8 @@ func (c *conn) cmdMail(arg []byte) {
 	c.st.Mail = opts
 	c.st.Rcpts = nil
 	c.rcptTried = false
+	clear(c.rcptSet)
+	c.rcptCapHit = false
 	c.maxSize = caps.MaxSize
 	c.writeReply(250, "2.1.0", "OK")
 }
@@ -222,15 +226,36 @@ func (c *conn) cmdRcpt(arg []byte) {
 		c.fail(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
 		return
 	}
-	if len(c.st.Rcpts) >= c.cfg.maxRcpts {
-		c.writeReply(452, "4.5.3", "Too many recipients")
+	// A recipient given twice is accepted once: it neither makes a
+	// second copy nor counts twice towards the limit.
+	key := rcptKey(to)
+	if _, dup := c.rcptSet[key]; dup {
+		c.writeReply(250, "2.1.5", "OK, duplicate recipient, delivered once")
+		return
+	}
+	if len(c.st.Rcpts) >= c.lim.maxRcpts {
+		// RFC 5321 4.5.3.1.10: 452, and the client sends the rest in
+		// another transaction.
+		c.writeReply(452, "4.5.3", "Too many recipients, at most "+strconv.Itoa(c.lim.maxRcpts)+" per message; send the others in another message")
+		if !c.rcptCapHit {
+			c.rcptCapHit = true
+			c.limitReached(LimitRecipients, strconv.Itoa(c.lim.maxRcpts))
+		}
 		return
 	}
 	if err := c.sess.Rcpt(c.st, to, opts); err != nil {
+		if errors.Is(err, ErrDuplicateRecipient) {
+			c.writeReply(250, "2.1.5", "OK, duplicate recipient, delivered once")
+			return
+		}
 		c.replyError(err, 451, "4.3.0", "Temporary local error, try again later")
 		return
 	}
 	c.st.Rcpts = append(c.st.Rcpts, to)
+	if c.rcptSet == nil {
+		c.rcptSet = make(map[string]struct{})
+	}
+	c.rcptSet[key] = struct{}{}
 	c.writeReply(250, "2.1.5", "OK")
 }
 
@@ -257,6 +282,7 @@ func (c *conn) cmdData(arg []byte) {
 
 	c.dr.reset(c.br, c.maxSize, c.cfg.maxDataLine)
 	c.dataMode = true
+	c.messageEnd = time.Now().Add(c.lim.messageTimeout)
 	id, err := c.sess.Data(c.st, &c.dr)
 	readAll := c.dr.done
 	contentErr, ioErr := c.dr.finish()
@@ -267,8 +293,7 @@ func (c *conn) cmdData(arg []byte) {
 	case ioErr != nil:
 		c.closing = true
 		if isTimeout(ioErr) {
-			c.log.Info("smtp timeout during DATA, message discarded")
-			c.writeReply(421, "4.4.2", "Timeout waiting for data, closing connection")
+			c.timeLimit(c.readCause, true) // the message is discarded
 		} else {
 			c.log.Info("smtp connection lost during DATA, message discarded", "err", ioErr)
 			c.closeHard = true
@@ -283,6 +308,7 @@ func (c *conn) cmdData(arg []byte) {
 		switch {
 		case errors.Is(contentErr, ErrMessageTooLarge):
 			c.writeReply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+			c.limitReached(LimitMessageSize, strconv.FormatInt(c.maxSize, 10))
 		case errors.Is(contentErr, ErrBareNewline):
 			c.writeReply(550, "5.6.0", "Message contains bare CR or LF; lines must end with CRLF")
 		case errors.Is(contentErr, ErrDataLineTooLong):

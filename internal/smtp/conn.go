@@ -56,6 +56,13 @@ type conn struct {
 	closeHard bool // the peer must not be lingered for (handshake failed…)
 	dr        dataReader
 
+	lim        connLimits          // this connection's limits (SPEC P1)
+	sessionEnd time.Time           // the session's time budget ends
+	messageEnd time.Time           // the current message's budget ends (during DATA)
+	readCause  Limit               // which limit set the last read deadline
+	rcptSet    map[string]struct{} // rcptKey of the transaction's recipients
+	rcptCapHit bool                // LimitRecipients reported in this transaction
+
 	stopping atomic.Bool // Shutdown or ctx: end at the next command
 	idle     atomic.Bool // blocked waiting for a command
 }
@@ -81,21 +88,27 @@ func (r *connReader) Read(p []byte) (int, error) {
 		}
 	}
 	if c.dataMode {
-		c.nc.SetReadDeadline(time.Now().Add(c.cfg.dataTimeout))
+		c.setDataDeadline()
 	}
 	return c.c.Read(p)
 }
 
-// connWriter is the sink of conn.bw; it sets the write deadline.
+// connWriter is the sink of conn.bw; it sets the write deadline: the
+// write timeout, but no later than the end of the session's budget plus
+// the time a last reply may take.
 type connWriter struct{ c *conn }
 
 func (w *connWriter) Write(p []byte) (int, error) {
-	w.c.nc.SetWriteDeadline(time.Now().Add(w.c.cfg.writeTimeout))
+	d := time.Now().Add(w.c.cfg.writeTimeout)
+	if end := w.c.sessionEnd.Add(closingWriteTimeout); end.Before(d) {
+		d = end
+	}
+	w.c.nc.SetWriteDeadline(d)
 	return w.c.c.Write(p)
 }
 
-func newConn(s *Server, nc net.Conn) *conn {
-	c := &conn{srv: s, cfg: &s.cfg, nc: nc, c: nc}
+func newConn(s *Server, nc net.Conn, lim connLimits) *conn {
+	c := &conn{srv: s, cfg: &s.cfg, nc: nc, c: nc, lim: lim, sessionEnd: time.Now().Add(lim.sessionTimeout)}
 	size := max(readBufferSize, c.cfg.maxLine)
 	c.br = bufio.NewReaderSize(&connReader{c}, size)
 	c.bw = bufio.NewWriterSize(&connWriter{c}, writeBufferSize)
@@ -177,8 +190,7 @@ func (c *conn) run(parent context.Context) {
 			case err == errStopping || (isTimeout(err) && c.stopping.Load()):
 				c.writeReply(421, "4.3.2", "Service shutting down, closing connection")
 			case isTimeout(err):
-				c.log.Info("smtp timeout waiting for command")
-				c.writeReply(421, "4.4.2", "Timeout waiting for command, closing connection")
+				c.timeLimit(c.readCause, false)
 			default:
 				if c.dbg && err != io.EOF {
 					c.log.Debug("smtp read failed", "err", err)
@@ -228,7 +240,7 @@ func (c *conn) readCommand() ([]byte, error) {
 	defer c.idle.Store(false)
 	// Set the deadline before looking at stopping: a stop that comes
 	// later moves the deadline to the past, one that came earlier is seen.
-	c.nc.SetReadDeadline(time.Now().Add(c.cfg.readTimeout))
+	c.setReadDeadline()
 	if c.stopping.Load() {
 		return nil, errStopping
 	}
@@ -415,6 +427,8 @@ func (c *conn) resetTx() {
 	c.st.Mail = MailOptions{}
 	c.st.Rcpts = nil
 	c.rcptTried = false
+	clear(c.rcptSet)
+	c.rcptCapHit = false
 }
 
 // startTLS runs the handshake after a 220 reply to STARTTLS or
@@ -432,8 +446,12 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 		c.log.Warn("smtp plaintext after STARTTLS discarded (command injection attempt?)", "bytes", n)
 	}
 	tc := tls.Server(c.nc, cfg)
-	c.nc.SetDeadline(time.Now().Add(c.cfg.tlsHandshakeTimeout))
-	hctx, cancel := context.WithTimeout(ctx, c.cfg.tlsHandshakeTimeout)
+	hd := time.Now().Add(c.cfg.tlsHandshakeTimeout)
+	if c.sessionEnd.Before(hd) {
+		hd = c.sessionEnd
+	}
+	c.nc.SetDeadline(hd)
+	hctx, cancel := context.WithDeadline(ctx, hd)
 	err := tc.HandshakeContext(hctx)
 	cancel()
 	if err != nil {

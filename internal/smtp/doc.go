@@ -50,11 +50,34 @@
 // ErrMessageTooLarge, the rest is read and discarded up to the end of data
 // so the session stays in step, and the reply is 552 5.3.4.
 //
-// Timeouts. Each command must arrive within ReadTimeout (5 min) and each
-// read of message data must complete within DataTimeout (10 min); on
-// expiry the client gets 421 4.4.2 and the connection closes. A message cut
-// short is never acknowledged: Data's reader fails, and the server does not
-// send 250 whatever Data returns.
+// Timeouts (SPEC P1). Each command must arrive within ReadTimeout (5 min,
+// RFC 5321 4.5.3.2.7) and each read of message data must complete within
+// DataTimeout (10 min): "421 4.4.2 Timeout waiting for command/data".
+// Inactivity limits alone let a client that sends a NOOP, or one byte of
+// its message, every few seconds hold a connection for ever, so a session
+// also has a budget, SessionTimeout (10 min, Exchange's ConnectionTimeout):
+// "421 4.4.2 Session time limit reached"; and a message, from 354 to its
+// final dot, MessageTimeout (10 min): "421 4.4.2 Message time limit
+// reached, message not accepted". Each read's deadline is the soonest of
+// the three, so a budget ends a trickle at once, not at the next command.
+// On any of them the connection closes. A message cut short is never
+// acknowledged: Data's reader fails, and the server does not send 250
+// whatever Data returns.
+//
+// Connections (SPEC P1). The Server counts its sessions in total
+// (MaxConnections, 5000, which guards the process's file descriptors), per
+// group of listeners (Limits.Group, such as one receive connector) and per
+// client IP address in a group (MaxConnectionsPerClient, 20). A connection
+// beyond a limit gets "421 4.7.0 Too many connections to this server" or
+// "... from your address" at once, with no Session, and is closed, so
+// clients are told rather than left waiting in the backlog. When accept
+// itself fails (EMFILE, ENFILE), Serve backs off from 5 ms to 1 s and logs
+// one warning per streak.
+//
+// Per listener and reports. Server.Limits gives each listener its own
+// limits (a receive connector's settings); Server.LimitReached hears of
+// every limit a client meets, and of failed accepts, so the caller can
+// raise a throttled event.
 //
 // Addresses. Paths are <local@domain>, <> (MAIL only) or <postmaster>
 // (RCPT only); source routes <@a,@b:u@d> are accepted and dropped; blanks
@@ -73,10 +96,15 @@
 // Errors and limits. Protocol errors (unknown command 500 5.5.2, syntax
 // 501, bad sequence 503 5.5.1, failed AUTH) are counted; the one that
 // reaches Server.MaxErrors (default 10) is answered 421 4.7.0 and the
-// connection closes. Policy refusals from the Session are not counted. At
-// most Server.MaxRecipients (default 1000) recipients per transaction;
-// then 452 4.5.3. When every RCPT of a pipelined transaction failed, DATA
-// gets 554 5.5.1 No valid recipients (RFC 2920 3.1).
+// connection closes. Policy refusals from the Session are not counted.
+// Recipients are deduplicated within a transaction: the same address
+// again (the domain in any case) gets 250 and is neither passed to the
+// Session nor counted; a Session that knows other equivalences returns
+// ErrDuplicateRecipient. At most Server.MaxRecipients (default 1000, RFC
+// 5321 4.5.3.1.8 requires 100) distinct recipients per transaction; then
+// "452 4.5.3 Too many recipients, at most N per message" (4.5.3.1.10).
+// When every RCPT of a pipelined transaction failed, DATA gets 554 5.5.1
+// No valid recipients (RFC 2920 3.1).
 //
 // Pipelining. Commands are read from a buffer and answered in order; the
 // replies are flushed when the server needs more input from the network,

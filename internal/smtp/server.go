@@ -23,6 +23,18 @@ const (
 	// DefaultMaxRecipients: RFC 5321 4.5.3.1.8 requires at least 100; this
 	// is Postfix's smtpd_recipient_limit.
 	DefaultMaxRecipients = 1000
+	// DefaultMaxConnections bounds the sessions of a Server over all its
+	// listeners: Exchange's MaxInboundConnection default.
+	DefaultMaxConnections = 5000
+	// DefaultMaxConnectionsPerClient bounds the sessions of one client IP
+	// address: Exchange's MaxInboundConnectionPerSource default.
+	DefaultMaxConnectionsPerClient = 20
+	// DefaultSessionTimeout bounds a whole session: Exchange's
+	// ConnectionTimeout default on a hub.
+	DefaultSessionTimeout = 10 * time.Minute
+	// DefaultMessageTimeout bounds the transfer of one message, from 354
+	// to the final dot; a message also ends with its session.
+	DefaultMessageTimeout = 10 * time.Minute
 	// DefaultMaxErrors is how many protocol errors (unknown commands,
 	// syntax errors, bad sequence, failed AUTH) a client may make before
 	// it gets 421 4.7.0 and the connection is closed.
@@ -73,6 +85,40 @@ type Server struct {
 	// the connection is closed. Default DefaultMaxErrors.
 	MaxErrors int
 
+	// MaxConnections bounds the sessions the Server runs at once, over all
+	// its listeners and whatever Limits says: it guards the process's
+	// file descriptors. A connection beyond it gets 421 4.7.0 Too many
+	// connections and is closed. It is also each group's limit when
+	// Limits sets none. Default DefaultMaxConnections.
+	MaxConnections int
+	// MaxConnectionsPerClient bounds the sessions one client IP address
+	// runs at once in a group (see Limits); beyond it, 421 4.7.0 Too many
+	// connections from your address. Default DefaultMaxConnectionsPerClient.
+	MaxConnectionsPerClient int
+	// SessionTimeout bounds a whole session, however active: when it is
+	// spent the client gets 421 4.4.2 Session time limit reached (at the
+	// next command, or at once when waiting or receiving a message) and
+	// the connection is closed. Default DefaultSessionTimeout.
+	SessionTimeout time.Duration
+	// MessageTimeout bounds the transfer of one message, from the 354
+	// reply to the final dot, however steadily the data trickles in: when
+	// it is spent the message is not accepted, the client gets 421 4.4.2
+	// Message time limit reached and the connection is closed.
+	// Default DefaultMessageTimeout.
+	MessageTimeout time.Duration
+	// Limits, when set, returns the limits of a connection accepted on
+	// local (the listener's address), such as those of the receive
+	// connector listening there. It is called once per connection, before
+	// anything is read or written, from the connection's goroutine: it
+	// must be quick and safe for concurrent use. Zero fields take the
+	// Server's values.
+	Limits func(local net.Addr) Limits
+	// LimitReached, when set, is told each time a client meets a limit,
+	// and of failed accepts (LimitAccept). It is called from the
+	// connection's (or the accept loop's) goroutine, so it must not block:
+	// record the event and return.
+	LimitReached func(LimitEvent)
+
 	// ReadTimeout bounds the wait for each command line. On expiry the
 	// client gets 421 4.4.2 and the connection is closed.
 	// Default DefaultReadTimeout.
@@ -102,6 +148,8 @@ type Server struct {
 	closed    atomic.Bool
 	shutdown  atomic.Bool
 	nextID    atomic.Uint64
+	counts    connCounter
+	sleep     func(time.Duration) // time.Sleep; tests record the back-off
 	wg        sync.WaitGroup
 	done      chan struct{} // closed when the last session ends after shutdown
 }
@@ -114,6 +162,10 @@ type config struct {
 	maxMessage          int64
 	maxRcpts            int
 	maxErrors           int
+	maxConns            int
+	maxPerClient        int
+	sessionTimeout      time.Duration
+	messageTimeout      time.Duration
 	readTimeout         time.Duration
 	dataTimeout         time.Duration
 	writeTimeout        time.Duration
@@ -130,6 +182,10 @@ func (s *Server) init() {
 			maxMessage:          s.MaxMessageBytes,
 			maxRcpts:            s.MaxRecipients,
 			maxErrors:           s.MaxErrors,
+			maxConns:            s.MaxConnections,
+			maxPerClient:        s.MaxConnectionsPerClient,
+			sessionTimeout:      s.SessionTimeout,
+			messageTimeout:      s.MessageTimeout,
 			readTimeout:         s.ReadTimeout,
 			dataTimeout:         s.DataTimeout,
 			writeTimeout:        s.WriteTimeout,
@@ -156,6 +212,18 @@ func (s *Server) init() {
 		if c.maxErrors <= 0 {
 			c.maxErrors = DefaultMaxErrors
 		}
+		if c.maxConns <= 0 {
+			c.maxConns = DefaultMaxConnections
+		}
+		if c.maxPerClient <= 0 {
+			c.maxPerClient = DefaultMaxConnectionsPerClient
+		}
+		if c.sessionTimeout <= 0 {
+			c.sessionTimeout = DefaultSessionTimeout
+		}
+		if c.messageTimeout <= 0 {
+			c.messageTimeout = DefaultMessageTimeout
+		}
 		if c.readTimeout <= 0 {
 			c.readTimeout = DefaultReadTimeout
 		}
@@ -172,6 +240,9 @@ func (s *Server) init() {
 			c.log = slog.New(slog.DiscardHandler)
 		}
 		s.cfg = c
+		if s.sleep == nil {
+			s.sleep = time.Sleep
+		}
 		s.listeners = make(map[*net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
 		s.done = make(chan struct{})
@@ -195,6 +266,10 @@ func (s *Server) Serve(l net.Listener) error {
 	defer s.trackListener(&l, false)
 	defer l.Close()
 
+	// Accept failures (EMFILE, ENFILE: out of file descriptors) back off,
+	// doubling from 5 ms to 1 s, so the loop never spins while the
+	// connection that could not be accepted waits in the backlog. The log
+	// gets one warning per streak; LimitReached hears of each failure.
 	var delay time.Duration
 	for {
 		c, err := l.Accept()
@@ -204,18 +279,37 @@ func (s *Server) Serve(l net.Listener) error {
 			}
 			var te interface{ Temporary() bool }
 			if errors.As(err, &te) && te.Temporary() {
+				if delay == 0 {
+					s.cfg.log.Warn("smtp accept failed; backing off until it succeeds", "listener", l.Addr().String(), "err", err)
+				}
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.cfg.log.Warn("smtp accept failed, retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
+				s.limitReached(LimitEvent{Limit: LimitAccept, Group: s.limitsFor(l.Addr()).group,
+					Conn: ConnInfo{LocalAddr: l.Addr()}, Value: delay.String(), Err: err})
+				s.sleep(delay)
 				continue
 			}
 			return err
 		}
+		if delay > 0 {
+			s.cfg.log.Info("smtp accept works again", "listener", l.Addr().String())
+		}
 		delay = 0
-		s.wg.Add(1)
+		// Admission happens here, not in the session's goroutine: a
+		// refused connection is answered and closed before the next
+		// accept, so a burst beyond the limits never holds more than one
+		// extra file descriptor.
+		lim, ok := s.admit(c)
+		if !ok {
+			continue
+		}
+		if !s.addSession() {
+			s.release(&lim, c.RemoteAddr())
+			c.Close()
+			return ErrServerClosed
+		}
 		go func() {
 			defer s.wg.Done()
-			s.serve(context.Background(), c)
+			s.serve(context.Background(), c, &lim)
 		}()
 	}
 }
@@ -229,24 +323,54 @@ func (s *Server) Serve(l net.Listener) error {
 // Session's context (see Handler) is derived from ctx.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	s.init()
-	s.wg.Add(1)
+	if !s.addSession() {
+		c.Close()
+		return
+	}
 	defer s.wg.Done()
-	s.serve(ctx, c)
-}
-
-func (s *Server) serve(ctx context.Context, nc net.Conn) {
 	if s.Handler == nil {
-		nc.Close()
+		c.Close()
 		s.cfg.log.Error("smtp: Server.Handler is nil")
 		return
 	}
-	c := newConn(s, nc)
+	if lim, ok := s.admit(c); ok {
+		s.serve(ctx, c, &lim)
+	}
+}
+
+// admit counts a new connection against the limits of its listener, or
+// refuses it (421 4.7.0, closed) and reports false.
+func (s *Server) admit(nc net.Conn) (connLimits, bool) {
+	lim := s.limitsFor(nc.LocalAddr())
+	if l, ok := s.acquire(&lim, nc.RemoteAddr()); !ok {
+		s.refuse(nc, &lim, l)
+		return lim, false
+	}
+	return lim, true
+}
+
+// serve runs the session of a connection admit counted.
+func (s *Server) serve(ctx context.Context, nc net.Conn, lim *connLimits) {
+	defer s.release(lim, nc.RemoteAddr())
+	c := newConn(s, nc, *lim)
 	if !s.trackConn(c, true) {
 		nc.Close()
 		return
 	}
 	defer s.trackConn(c, false)
 	c.run(ctx)
+}
+
+// addSession counts a session goroutine in s.wg, unless the server is
+// closing: Shutdown's Wait must not race with an Add.
+func (s *Server) addSession() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() || s.shutdown.Load() {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 func (s *Server) trackListener(l *net.Listener, add bool) bool {

@@ -342,6 +342,7 @@ func TestServerTranscripts(t *testing.T) {
 	cases = append(cases, tlsCases()...)
 	cases = append(cases, authCases()...)
 	cases = append(cases, timeoutCases()...)
+	cases = append(cases, limitCases()...)
 
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

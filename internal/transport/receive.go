@@ -74,14 +74,27 @@ type Receiver struct {
 	NewID  func() string // message IDs for Received headers and the queue
 	Events EventSink
 
+	// MaxConnections bounds the SMTP sessions of the process over all
+	// connectors (the open-file limit allows no more); 0: the engine's
+	// default. FileLimit is that open-file limit, for events.
+	MaxConnections int
+	FileLimit      uint64
+	// BindRetry and BindRetryMax space the retries of a binding that
+	// cannot be opened; defaults DefaultBindRetry, DefaultBindRetryMax.
+	BindRetry, BindRetryMax time.Duration
+
 	state atomic.Pointer[State]
 	srv   *smtp.Server
 	tls   tlsConfigs
+	evq   eventQueue
 
 	lastResort lastResortGuard // when this process last raised 12016/16030 per key
 
 	mu        sync.Mutex
 	listeners map[string]net.Listener // by binding
+	failed    map[string]*bindFailure // bindings waiting for a retry
+	wake      chan struct{}           // failed changed
+	done      chan struct{}           // closed by Shutdown
 	closed    bool
 }
 
@@ -99,7 +112,13 @@ func (r *Receiver) Start() {
 		r.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	r.listeners = map[string]net.Listener{}
-	r.srv = &smtp.Server{Handler: r, Logger: r.Log}
+	r.failed = map[string]*bindFailure{}
+	r.wake = make(chan struct{}, 1)
+	r.done = make(chan struct{})
+	r.srv = &smtp.Server{Handler: r, Logger: r.Log, MaxConnections: r.MaxConnections,
+		Limits: r.limits, LimitReached: r.limitReached}
+	r.evq.start(r.Events, r.Log, r.done)
+	go r.retryLoop()
 }
 
 // State returns the current snapshot.
@@ -107,7 +126,8 @@ func (r *Receiver) State() *State { return r.state.Load() }
 
 // Update installs a new snapshot: new sessions and handshakes use it at
 // once; listeners are opened and closed to match the enabled connectors'
-// bindings. It returns the bindings that could not be opened.
+// bindings. It returns the bindings that could not be opened: each gets
+// event 16027 and is retried with a back-off (16028 when it opens).
 func (r *Receiver) Update(ctx context.Context, st *State) []error {
 	r.state.Store(st)
 	r.tls.forget(func(c *tls.Certificate) bool {
@@ -142,25 +162,8 @@ func (r *Receiver) Update(ctx context.Context, st *State) []error {
 			r.Log.Info("stopped listening", "binding", b)
 		}
 	}
-	var errs []error
-	for b, name := range want {
-		if _, ok := r.listeners[b]; ok {
-			continue
-		}
-		l, err := net.Listen("tcp", b)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("receive connector %q cannot listen on %s: %w", name, b, err))
-			r.Log.Error("cannot listen", "connector", name, "binding", b, "err", err)
-			continue
-		}
-		r.listeners[b] = l
-		r.Log.Info("listening", "connector", name, "binding", b)
-		go func() {
-			if err := r.srv.Serve(l); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-				r.Log.Error("listener stopped", "binding", b, "err", err)
-			}
-		}()
-	}
+	errs, evs := r.syncListeners(want)
+	r.raiseAll(ctx, evs)
 	r.checkCertificates(ctx, st)
 	return errs
 }
@@ -179,7 +182,10 @@ func (r *Receiver) Addr(binding string) string {
 // Shutdown stops listening and waits for sessions to end until ctx ends.
 func (r *Receiver) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
-	r.closed = true
+	if !r.closed {
+		r.closed = true
+		close(r.done)
+	}
 	r.mu.Unlock()
 	return r.srv.Shutdown(ctx)
 }
@@ -232,6 +238,7 @@ type session struct {
 	fqdn string
 
 	rcpts []Recipient
+	local map[string]bool // mailboxes in rcpts
 }
 
 func (s *session) Greeting() (string, string) { return s.fqdn, "certrelay ESMTP ready" }
@@ -301,6 +308,7 @@ func (s *session) Mail(st smtp.State, from string, opts smtp.MailOptions) error 
 		}
 	}
 	s.rcpts = s.rcpts[:0]
+	clear(s.local)
 	return nil
 }
 
@@ -309,6 +317,9 @@ func (s *session) Rcpt(st smtp.State, to string, opts smtp.RcptOptions) error {
 	addr := strings.ToLower(to)
 	if addr == "postmaster" { // RFC 5321 4.5.1: <postmaster> without a domain
 		if pm := cur.postmaster(); pm != "" {
+			if s.hasLocal(pm) {
+				return smtp.ErrDuplicateRecipient
+			}
 			s.rcpts = append(s.rcpts, Recipient{Address: pm, Local: true})
 			return nil
 		}
@@ -319,6 +330,9 @@ func (s *session) Rcpt(st smtp.State, to string, opts smtp.RcptOptions) error {
 		if _, ok := cur.Mailboxes[addr]; !ok {
 			return smtp.Replyf(550, "5.1.1", "<%s>: no such mailbox here", addr)
 		}
+		if s.hasLocal(addr) { // Alice@ and alice@ are one mailbox: one copy
+			return smtp.ErrDuplicateRecipient
+		}
 		s.rcpts = append(s.rcpts, Recipient{Address: addr, Local: true, Notify: notifyText(opts.Notify), ORCPT: orcpt(opts)})
 		return nil
 	}
@@ -327,6 +341,19 @@ func (s *session) Rcpt(st smtp.State, to string, opts smtp.RcptOptions) error {
 	}
 	s.rcpts = append(s.rcpts, Recipient{Address: to, Local: false, Notify: notifyText(opts.Notify), ORCPT: orcpt(opts)})
 	return nil
+}
+
+// hasLocal reports whether the transaction already delivers to mailbox
+// addr (lower-case), and notes that it will.
+func (s *session) hasLocal(addr string) bool {
+	if s.local[addr] {
+		return true
+	}
+	if s.local == nil {
+		s.local = map[string]bool{}
+	}
+	s.local[addr] = true
+	return false
 }
 
 func notifyText(n smtp.Notify) string {
@@ -381,7 +408,7 @@ func (s *session) Data(st smtp.State, r io.Reader) (string, error) {
 	return qid, nil
 }
 
-func (s *session) Reset(st smtp.State) { s.rcpts = s.rcpts[:0] }
+func (s *session) Reset(st smtp.State) { s.rcpts = s.rcpts[:0]; clear(s.local) }
 func (s *session) Close(st smtp.State) {}
 
 func (r *Receiver) newID() string {

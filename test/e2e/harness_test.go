@@ -48,6 +48,7 @@ type env struct {
 	data  string
 	work  string
 	extra []string // extra environment variables
+	wrap  []string // a command serve runs under, such as prlimit and its options
 }
 
 func newEnv(t *testing.T) *env {

@@ -26,7 +26,11 @@ type proc struct {
 // it logs that it runs.
 func (e *env) serve(args ...string) *proc {
 	e.t.Helper()
-	cmd := exec.Command(binary, append([]string{"--data", e.data, "serve"}, args...)...)
+	argv := append([]string{binary, "--data", e.data, "serve"}, args...)
+	if len(e.wrap) > 0 {
+		argv = append(append([]string(nil), e.wrap...), argv...) // it execs certrelay: the PID stays
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), e.extra...)
 	cmd.Dir = e.work
 	stderr, err := cmd.StderrPipe()
