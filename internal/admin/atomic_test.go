@@ -2,6 +2,7 @@ package admin
 
 import (
 	"crypto/rand"
+	"fmt"
 	"crypto/x509"
 	"os"
 	"path/filepath"
@@ -212,5 +213,51 @@ func TestParallelInternalReplacementsTellTheTruth(t *testing.T) {
 		}
 		sort.Strings(keys)
 		t.Errorf("the events do not chain from %s to the internal certificate %s (walked %d steps to %s); replaced: %v", original, srv.InternalTransportCertificateThumbprint, steps, cur, keys)
+	}
+}
+
+// TestConcurrentConnectorChangesAreNotLost protects SPEC P2's "no update
+// is lost": processes changing different settings of one connector at
+// once each read it and write it back; each change must survive.
+func TestConcurrentConnectorChangesAreNotLost(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *Admin {
+		a, err := Open(ctx, Options{DataDir: dir, Hostname: func() (string, error) { return "hub1", nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		return a
+	}
+	first := open()
+	if _, err := first.Setup(ctx, SetupOptions{Fqdn: "hub1.contoso.com"}); err != nil {
+		t.Fatal(err)
+	}
+	name := "Default hub1"
+	for round := 0; round < 20; round++ {
+		fqdn := fmt.Sprintf("mail%d.contoso.com", round)
+		size := fmt.Sprintf("%dMB", 10+round)
+		tls := round%2 == 0
+		changes := []ReceiveConnectorOptions{{Fqdn: &fqdn}, {MaxMessageSize: &size}, {TlsWildcardOneLabel: &tls}}
+		errs := make(chan error, len(changes))
+		for _, o := range changes {
+			go func(a *Admin, o ReceiveConnectorOptions) {
+				_, err := a.SetReceiveConnector(ctx, name, o)
+				errs <- err
+			}(open(), o)
+		}
+		for range changes {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, err := first.GetReceiveConnector(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Fqdn != fqdn || c.MaxMessageSize != int64(10+round)<<20 || c.TlsWildcardOneLabel != tls {
+			t.Fatalf("round %d: a change was lost: Fqdn %q (want %q), MaxMessageSize %d (want %d), TlsWildcardOneLabel %v (want %v)",
+				round, c.Fqdn, fqdn, c.MaxMessageSize, int64(10+round)<<20, c.TlsWildcardOneLabel, tls)
+		}
 	}
 }

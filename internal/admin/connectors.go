@@ -43,53 +43,64 @@ type ReceiveConnectorOptions struct {
 	ReceiveLimitOptions // SPEC P1; see connlimits.go
 }
 
-// AddReceiveConnector creates a receive connector on this server.
+// AddReceiveConnector creates a receive connector on this server. The
+// check for an existing one and the write are one transaction, so two
+// processes adding the same name cannot both succeed.
 func (a *Admin) AddReceiveConnector(ctx context.Context, name string, o ReceiveConnectorOptions) (directory.ReceiveConnector, error) {
 	const op = "add receive connector"
-	srv, err := a.requireSetup(ctx)
+	var c directory.ReceiveConnector
+	err := a.atomically(ctx, func(ctx context.Context) error {
+		srv, err := a.requireSetup(ctx)
+		if err != nil {
+			return err
+		}
+		name = strings.TrimSpace(name)
+		if err := validConnectorName(name); err != nil {
+			return err
+		}
+		if _, err := a.Dir.ReceiveConnector(ctx, srv.Name, name); err == nil {
+			return fmt.Errorf("a receive connector named %q exists already on %s: change it with certrelay connector receive set", name, srv.Name)
+		}
+		if o.Bindings == nil {
+			return errors.New("give the addresses to listen on with --bindings IP:PORT[,IP:PORT…]")
+		}
+		c = directory.ReceiveConnector{
+			Name: name, Server: srv.Name, Identity: srv.Name + `\` + name,
+			PermissionGroups: []string{"AnonymousUsers", "ExchangeUsers", "ExchangeServers"},
+			AuthMechanism:    []string{"Tls", "BasicAuthRequireTLS"},
+			MaxMessageSize:   DefaultMaxMessageSize,
+			Enabled:          true,
+		}
+		c.ApplyLimitDefaults()
+		if err := a.applyReceive(ctx, &c, o); err != nil {
+			return err
+		}
+		return a.Dir.PutReceiveConnector(ctx, c)
+	})
 	if err != nil {
-		return directory.ReceiveConnector{}, errorf(op, err)
-	}
-	name = strings.TrimSpace(name)
-	if err := validConnectorName(name); err != nil {
-		return directory.ReceiveConnector{}, errorf(op, err)
-	}
-	if _, err := a.Dir.ReceiveConnector(ctx, srv.Name, name); err == nil {
-		return directory.ReceiveConnector{}, errorf(op, fmt.Errorf("a receive connector named %q exists already on %s: change it with certrelay connector receive set", name, srv.Name))
-	}
-	if o.Bindings == nil {
-		return directory.ReceiveConnector{}, errorf(op, errors.New("give the addresses to listen on with --bindings IP:PORT[,IP:PORT…]"))
-	}
-	c := directory.ReceiveConnector{
-		Name: name, Server: srv.Name, Identity: srv.Name + `\` + name,
-		PermissionGroups: []string{"AnonymousUsers", "ExchangeUsers", "ExchangeServers"},
-		AuthMechanism:    []string{"Tls", "BasicAuthRequireTLS"},
-		MaxMessageSize:   DefaultMaxMessageSize,
-		Enabled:          true,
-	}
-	c.ApplyLimitDefaults()
-	if err := a.applyReceive(ctx, &c, o); err != nil {
-		return directory.ReceiveConnector{}, errorf(op, err)
-	}
-	if err := a.Dir.PutReceiveConnector(ctx, c); err != nil {
 		return directory.ReceiveConnector{}, errorf(op, err)
 	}
 	return c, nil
 }
 
 // SetReceiveConnector changes a receive connector; a running server
-// applies the change without restart.
+// applies the change without restart. Reading the connector and writing
+// it back are one transaction: a concurrent change is never lost.
 func (a *Admin) SetReceiveConnector(ctx context.Context, name string, o ReceiveConnectorOptions) (directory.ReceiveConnector, error) {
 	const op = "set receive connector"
-	c, err := a.GetReceiveConnector(ctx, name)
+	var c directory.ReceiveConnector
+	err := a.atomically(ctx, func(ctx context.Context) error {
+		var err error
+		if c, err = a.GetReceiveConnector(ctx, name); err != nil {
+			return err
+		}
+		if err := a.applyReceive(ctx, &c, o); err != nil {
+			return err
+		}
+		return a.Dir.PutReceiveConnector(ctx, c)
+	})
 	if err != nil {
-		return c, errorf(op, err)
-	}
-	if err := a.applyReceive(ctx, &c, o); err != nil {
-		return c, errorf(op, err)
-	}
-	if err := a.Dir.PutReceiveConnector(ctx, c); err != nil {
-		return c, errorf(op, err)
+		return directory.ReceiveConnector{}, errorf(op, err)
 	}
 	return c, nil
 }

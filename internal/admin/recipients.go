@@ -21,18 +21,22 @@ func (a *Admin) AddAcceptedDomain(ctx context.Context, domain string) (directory
 		return directory.AcceptedDomain{}, errorf(op, err)
 	}
 	d := string(name)
-	list, err := a.Dir.AcceptedDomains(ctx)
-	if err != nil {
-		return directory.AcceptedDomain{}, err
-	}
-	for _, x := range list {
-		if x.DomainName == d {
-			return directory.AcceptedDomain{}, errorf(op, fmt.Errorf("%s is an accepted domain already", d))
+	var ad directory.AcceptedDomain
+	err = a.atomically(ctx, func(ctx context.Context) error {
+		list, err := a.Dir.AcceptedDomains(ctx)
+		if err != nil {
+			return err
 		}
-	}
-	ad := directory.AcceptedDomain{DomainName: d, DomainType: "Authoritative", Default: len(list) == 0}
-	if err := a.Dir.PutAcceptedDomain(ctx, ad); err != nil {
-		return ad, errorf(op, err)
+		for _, x := range list {
+			if x.DomainName == d {
+				return fmt.Errorf("%s is an accepted domain already", d)
+			}
+		}
+		ad = directory.AcceptedDomain{DomainName: d, DomainType: "Authoritative", Default: len(list) == 0}
+		return a.Dir.PutAcceptedDomain(ctx, ad)
+	})
+	if err != nil {
+		return directory.AcceptedDomain{}, errorf(op, err)
 	}
 	return ad, nil
 }
@@ -47,20 +51,28 @@ func (a *Admin) ListAcceptedDomains(ctx context.Context) ([]directory.AcceptedDo
 func (a *Admin) RemoveAcceptedDomain(ctx context.Context, domain string) error {
 	const op = "remove accepted domain"
 	d := strings.ToLower(strings.TrimSpace(domain))
-	boxes, err := a.Dir.Mailboxes(ctx)
-	if err != nil {
-		return err
+	if n, err := dnsname.ParseHost(domain); err == nil {
+		d = string(n)
 	}
-	var held []string
-	for _, m := range boxes {
-		if strings.HasSuffix(m.Address, "@"+d) {
-			held = append(held, m.Address)
+	// The mailbox check and the removal are one transaction: no mailbox
+	// can be added to the domain in between.
+	err := a.atomically(ctx, func(ctx context.Context) error {
+		boxes, err := a.Dir.Mailboxes(ctx)
+		if err != nil {
+			return err
 		}
-	}
-	if len(held) > 0 {
-		return errorf(op, fmt.Errorf("%s still has mailboxes (%s): remove them first with certrelay mailbox remove", d, strings.Join(held, ", ")))
-	}
-	if err := a.Dir.DeleteAcceptedDomain(ctx, d); err != nil {
+		var held []string
+		for _, m := range boxes {
+			if strings.HasSuffix(m.Address, "@"+d) {
+				held = append(held, m.Address)
+			}
+		}
+		if len(held) > 0 {
+			return fmt.Errorf("%s still has mailboxes (%s): remove them first with certrelay mailbox remove", d, strings.Join(held, ", "))
+		}
+		return a.Dir.DeleteAcceptedDomain(ctx, d)
+	})
+	if err != nil {
 		return errorf(op, err)
 	}
 	return nil
@@ -92,13 +104,7 @@ func (a *Admin) AddMailbox(ctx context.Context, address, password string) (direc
 	if err != nil {
 		return directory.Mailbox{}, errorf(op, err)
 	}
-	if !a.isAccepted(ctx, domain) {
-		return directory.Mailbox{}, errorf(op, fmt.Errorf("%s is not an accepted domain: add it first with certrelay domain add %s", domain, domain))
-	}
 	addr := local + "@" + domain
-	if _, err := a.Dir.Mailbox(ctx, addr); err == nil {
-		return directory.Mailbox{}, errorf(op, fmt.Errorf("the mailbox %s exists already", addr))
-	}
 	if len(password) < 8 {
 		return directory.Mailbox{}, errorf(op, errors.New("the password is shorter than 8 characters"))
 	}
@@ -107,7 +113,16 @@ func (a *Admin) AddMailbox(ctx context.Context, address, password string) (direc
 		return directory.Mailbox{}, errorf(op, err)
 	}
 	m := directory.Mailbox{Address: addr, PasswordHash: string(hash), Server: srv.Name, Maildir: filepath.Join("mail", domain, local)}
-	if err := a.Dir.PutMailbox(ctx, m); err != nil {
+	err = a.atomically(ctx, func(ctx context.Context) error {
+		if !a.isAccepted(ctx, domain) {
+			return fmt.Errorf("%s is not an accepted domain: add it first with certrelay domain add %s", domain, domain)
+		}
+		if _, err := a.Dir.Mailbox(ctx, addr); err == nil {
+			return fmt.Errorf("the mailbox %s exists already", addr)
+		}
+		return a.Dir.PutMailbox(ctx, m)
+	})
+	if err != nil {
 		return directory.Mailbox{}, errorf(op, err)
 	}
 	return m, nil
@@ -138,7 +153,11 @@ func (a *Admin) ListMailboxes(ctx context.Context) ([]directory.Mailbox, error) 
 // RemoveMailbox deletes a mailbox from the directory; its Maildir stays
 // on disk.
 func (a *Admin) RemoveMailbox(ctx context.Context, address string) error {
-	if err := a.Dir.DeleteMailbox(ctx, strings.ToLower(strings.TrimSpace(address))); err != nil {
+	addr := strings.ToLower(strings.TrimSpace(address))
+	if local, domain, err := SplitAddress(address); err == nil {
+		addr = local + "@" + domain
+	}
+	if err := a.Dir.DeleteMailbox(ctx, addr); err != nil {
 		return errorf("remove mailbox", err)
 	}
 	return nil

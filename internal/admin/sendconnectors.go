@@ -27,45 +27,55 @@ type SendConnectorOptions struct {
 	Enabled            *bool
 }
 
-// AddSendConnector creates a send connector (organisation-wide).
+// AddSendConnector creates a send connector (organisation-wide), in one
+// transaction with the check that the name is free.
 func (a *Admin) AddSendConnector(ctx context.Context, name string, o SendConnectorOptions) (directory.SendConnector, error) {
 	const op = "add send connector"
-	srv, err := a.requireSetup(ctx)
+	var c directory.SendConnector
+	err := a.atomically(ctx, func(ctx context.Context) error {
+		srv, err := a.requireSetup(ctx)
+		if err != nil {
+			return err
+		}
+		name = strings.TrimSpace(name)
+		if err := validConnectorName(name); err != nil {
+			return err
+		}
+		if _, err := a.Dir.SendConnector(ctx, name); err == nil {
+			return fmt.Errorf("a send connector named %q exists already: change it with certrelay connector send set", name)
+		}
+		if o.AddressSpaces == nil {
+			return errors.New("give the domains it routes with --address-space 'smtp:DOMAIN;COST' (repeat; * for every domain)")
+		}
+		c = directory.SendConnector{Name: name, Port: 25, MaxMessageSize: DefaultMaxMessageSize, Enabled: true, SourceTransportServers: []string{srv.Name}}
+		if err := applySend(&c, o); err != nil {
+			return err
+		}
+		return a.Dir.PutSendConnector(ctx, c)
+	})
 	if err != nil {
-		return directory.SendConnector{}, errorf(op, err)
-	}
-	name = strings.TrimSpace(name)
-	if err := validConnectorName(name); err != nil {
-		return directory.SendConnector{}, errorf(op, err)
-	}
-	if _, err := a.Dir.SendConnector(ctx, name); err == nil {
-		return directory.SendConnector{}, errorf(op, fmt.Errorf("a send connector named %q exists already: change it with certrelay connector send set", name))
-	}
-	if o.AddressSpaces == nil {
-		return directory.SendConnector{}, errorf(op, errors.New("give the domains it routes with --address-space 'smtp:DOMAIN;COST' (repeat; * for every domain)"))
-	}
-	c := directory.SendConnector{Name: name, Port: 25, MaxMessageSize: DefaultMaxMessageSize, Enabled: true, SourceTransportServers: []string{srv.Name}}
-	if err := applySend(&c, o); err != nil {
-		return directory.SendConnector{}, errorf(op, err)
-	}
-	if err := a.Dir.PutSendConnector(ctx, c); err != nil {
 		return directory.SendConnector{}, errorf(op, err)
 	}
 	return c, nil
 }
 
-// SetSendConnector changes a send connector.
+// SetSendConnector changes a send connector; reading it and writing it
+// back are one transaction, so a concurrent change is never lost.
 func (a *Admin) SetSendConnector(ctx context.Context, name string, o SendConnectorOptions) (directory.SendConnector, error) {
 	const op = "set send connector"
-	c, err := a.GetSendConnector(ctx, name)
+	var c directory.SendConnector
+	err := a.atomically(ctx, func(ctx context.Context) error {
+		var err error
+		if c, err = a.GetSendConnector(ctx, name); err != nil {
+			return err
+		}
+		if err := applySend(&c, o); err != nil {
+			return err
+		}
+		return a.Dir.PutSendConnector(ctx, c)
+	})
 	if err != nil {
-		return c, errorf(op, err)
-	}
-	if err := applySend(&c, o); err != nil {
-		return c, errorf(op, err)
-	}
-	if err := a.Dir.PutSendConnector(ctx, c); err != nil {
-		return c, errorf(op, err)
+		return directory.SendConnector{}, errorf(op, err)
 	}
 	return c, nil
 }
