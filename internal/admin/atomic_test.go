@@ -2,8 +2,8 @@ package admin
 
 import (
 	"crypto/rand"
-	"fmt"
 	"crypto/x509"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
