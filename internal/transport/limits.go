@@ -107,14 +107,15 @@ const maxEventKeys = 4096
 type eventQueue struct {
 	sink EventSink
 	log  *slog.Logger
+	now  func() time.Time
 
 	mu   sync.Mutex
 	last map[string]time.Time // by ID and key: when last passed on
 	ch   chan pendingEvent
 }
 
-func (q *eventQueue) start(sink EventSink, log *slog.Logger, done <-chan struct{}) {
-	q.sink, q.log = sink, log
+func (q *eventQueue) start(sink EventSink, log *slog.Logger, now func() time.Time, done <-chan struct{}) {
+	q.sink, q.log, q.now = sink, log, now
 	q.last = map[string]time.Time{}
 	q.ch = make(chan pendingEvent, 256)
 	if sink == nil {
@@ -143,7 +144,7 @@ func (q *eventQueue) raise(id int, key string, params ...string) {
 		return
 	}
 	k := strconv.Itoa(id) + "\x00" + key
-	now := time.Now()
+	now := q.now()
 	q.mu.Lock()
 	if t, ok := q.last[k]; ok && now.Sub(t) < eventSpacing {
 		q.mu.Unlock()

@@ -88,7 +88,6 @@ type Receiver struct {
 	tls   tlsConfigs
 	evq   eventQueue
 
-	lastResort lastResortGuard // when this process last raised 12016/16030 per key
 
 	mu        sync.Mutex
 	listeners map[string]net.Listener // by binding
@@ -117,7 +116,7 @@ func (r *Receiver) Start() {
 	r.done = make(chan struct{})
 	r.srv = &smtp.Server{Handler: r, Logger: r.Log, MaxConnections: r.MaxConnections,
 		Limits: r.limits, LimitReached: r.limitReached}
-	r.evq.start(r.Events, r.Log, r.done)
+	r.evq.start(r.Events, r.Log, r.Now, r.done)
 	go r.retryLoop()
 }
 
@@ -273,7 +272,7 @@ func (s *session) TLSConfig(st smtp.State, anonymous bool) (*tls.Config, error) 
 	if d.Winner == nil || d.Winner.TLS == nil {
 		return nil, nil
 	}
-	s.r.raiseLastResort(s.ctx, d, s.fqdn, s.c.Name)
+	s.r.raiseLastResort(d, s.fqdn, s.c.Name)
 	return s.r.tls.get(d.Winner.TLS), nil
 }
 
