@@ -88,7 +88,6 @@ type Receiver struct {
 	tls   tlsConfigs
 	evq   eventQueue
 
-
 	mu        sync.Mutex
 	listeners map[string]net.Listener // by binding
 	failed    map[string]*bindFailure // bindings waiting for a retry
