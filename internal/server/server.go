@@ -93,7 +93,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	q.Handle(queue.AnyRemote, &transport.Sender{State: s.rcv.State, Resolver: resolver, Log: logger, Track: func(r transport.TrackRecord) {
+	q.Handle(queue.AnyRemote, &transport.Sender{State: s.rcv.State, Resolver: resolver, Log: logger, Track: func(r tracking.Record) {
 		if err := trace.Append(r); err != nil {
 			logger.Warn("cannot write the message trace", "err", err)
 		}

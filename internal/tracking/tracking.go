@@ -13,9 +13,23 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-
-	"certrelay/internal/transport"
+	"time"
 )
+
+// Record is one delivery attempt to one host, for the message trace:
+// where it went and what TLS was negotiated (DS2).
+type Record struct {
+	Time       time.Time
+	MessageID  string
+	Recipients []string
+	Connector  string
+	Host       string
+	TLS        string `json:",omitempty"` // "TLS 1.3 TLS_AES_128_GCM_SHA256"
+	PeerCert   string `json:",omitempty"` // subject of the server's certificate
+	PeerThumb  string `json:",omitempty"`
+	ClientCert string `json:",omitempty"` // thumbprint of the certificate certrelay presented
+	Result     string // "delivered", "deferred: …", "failed: …"
+}
 
 // Log appends records to a file. Safe for concurrent use.
 type Log struct {
@@ -36,7 +50,7 @@ func Open(dataDir string) (*Log, error) {
 }
 
 // Append writes one record; errors are returned for the caller to log.
-func (l *Log) Append(r transport.TrackRecord) error {
+func (l *Log) Append(r Record) error {
 	line, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -54,7 +68,7 @@ func (l *Log) Append(r transport.TrackRecord) error {
 
 // Read returns the records of the data directory's trace, oldest first,
 // for message id (every message when id is "").
-func Read(dataDir, id string) ([]transport.TrackRecord, error) {
+func Read(dataDir, id string) ([]Record, error) {
 	f, err := os.Open(Path(dataDir))
 	if os.IsNotExist(err) {
 		return nil, nil
@@ -63,11 +77,11 @@ func Read(dataDir, id string) ([]transport.TrackRecord, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var out []transport.TrackRecord
+	var out []Record
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		var r transport.TrackRecord
+		var r Record
 		if json.Unmarshal(sc.Bytes(), &r) != nil {
 			continue
 		}

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"certrelay/internal/tracking"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -30,7 +31,7 @@ type Sender struct {
 	State    func() *State
 	Resolver *net.Resolver // MX and address lookups; nil: the system's
 	Log      *slog.Logger
-	Track    func(TrackRecord) // optional: the message trace
+	Track    func(tracking.Record) // optional: the message trace
 	// DialTimeout bounds each connection attempt; default 30 s.
 	DialTimeout time.Duration
 	// Dial, when set, replaces the network dial (tests).
@@ -38,21 +39,6 @@ type Sender struct {
 }
 
 var _ queue.Deliverer = (*Sender)(nil)
-
-// TrackRecord is one delivery attempt to one host, for the message trace:
-// where it went and what TLS was negotiated (DS2).
-type TrackRecord struct {
-	Time       time.Time
-	MessageID  string
-	Recipients []string
-	Connector  string
-	Host       string
-	TLS        string `json:",omitempty"` // "TLS 1.3 TLS_AES_128_GCM_SHA256"
-	PeerCert   string `json:",omitempty"` // subject of the server's certificate
-	PeerThumb  string `json:",omitempty"`
-	ClientCert string `json:",omitempty"` // thumbprint of the certificate certrelay presented
-	Result     string // "delivered", "deferred: …", "failed: …"
-}
 
 // tempf and permf build the errors Deliver reports per recipient.
 func tempf(code, format string, args ...any) error {
@@ -154,7 +140,7 @@ func (s *Sender) hosts(ctx context.Context, c *directory.SendConnector, domain s
 // host could not take the message (try the next one), and otherwise the
 // per-recipient outcomes.
 func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnector, dec *selection.Decision, host string, d queue.Delivery) ([]queue.Outcome, error) {
-	rec := TrackRecord{Time: time.Now(), MessageID: d.MsgID, Connector: c.Name, Host: host}
+	rec := tracking.Record{Time: time.Now(), MessageID: d.MsgID, Connector: c.Name, Host: host}
 	for _, r := range d.Recipients {
 		rec.Recipients = append(rec.Recipients, r.Address)
 	}
@@ -312,7 +298,7 @@ func sessionError(host, step string, err error) error {
 	return tempf("4.4.2", "%s with %s failed: %v", step, host, err)
 }
 
-func (s *Sender) track(rec TrackRecord, err error) error {
+func (s *Sender) track(rec tracking.Record, err error) error {
 	rec.Result = "deferred: " + err.Error()
 	if s.Track != nil {
 		s.Track(rec)
