@@ -176,6 +176,20 @@ func IsSelfSigned(c *x509.Certificate) bool {
 	return ok
 }
 
+// RememberSelfSigned records what IsSelfSigned answers for c, as a store
+// that checked it when the certificate was added knows, so listing a
+// large store does not verify every signature again.
+func RememberSelfSigned(c *x509.Certificate, v bool) {
+	if string(c.RawIssuer) != string(c.RawSubject) {
+		return // IsSelfSigned answers false without a signature check
+	}
+	if selfSignedCount.Add(1) > maxSelfSignedMemo {
+		selfSigned.Clear()
+		selfSignedCount.Store(0)
+	}
+	selfSigned.Store(sha1.Sum(c.Raw), v)
+}
+
 // The memo of IsSelfSigned, bounded so a long-running server that sees
 // many certificates cannot grow it without limit.
 var (

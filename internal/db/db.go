@@ -10,9 +10,7 @@ package db
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -159,30 +157,39 @@ func userName(uid uint32) string {
 	return fmt.Sprintf("uid %d", uid)
 }
 
-// Migrate brings one package's tables to the statements given, which
-// must be idempotent (CREATE … IF NOT EXISTS). Each set of statements runs
-// once per database, in a write transaction, and is remembered by its
-// digest: opening an up-to-date database writes nothing, so read-only
-// commands work on a data directory they cannot write.
-func Migrate(ctx context.Context, d *sql.DB, owner string, stmts ...string) error {
-	h := sha256.New()
-	for _, s := range stmts {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	digest := hex.EncodeToString(h.Sum(nil))
-	var have string
-	err := d.QueryRowContext(ctx, `SELECT digest FROM schema_digests WHERE owner = ?`, owner).Scan(&have)
-	if err == nil && have == digest {
+// Migrate brings one package's tables up to date. steps are the
+// package's schema changes in the order they were made: each runs once
+// per database, and a change to the schema appends a step — it never edits
+// one (the first steps are CREATE … IF NOT EXISTS, so a database made
+// before versions were kept is brought up to date too). The steps not yet
+// applied run in one write transaction with the new version; opening an
+// up-to-date database writes nothing, so read-only commands work on a
+// data directory they cannot write.
+func Migrate(ctx context.Context, d *sql.DB, owner string, steps ...string) error {
+	if version(ctx, d, owner) >= len(steps) {
 		return nil
 	}
 	return Tx(ctx, d, func(ctx context.Context, tx *sql.Tx) error {
-		for _, s := range append([]string{`CREATE TABLE IF NOT EXISTS schema_digests (owner TEXT PRIMARY KEY, digest TEXT NOT NULL)`}, stmts...) {
-			if _, err := tx.ExecContext(ctx, s); err != nil {
-				return fmt.Errorf("schema of %s: %w", owner, err)
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_versions (owner TEXT PRIMARY KEY, version INTEGER NOT NULL)`); err != nil {
+			return fmt.Errorf("schema versions: %w", err)
+		}
+		v := version(ctx, d, owner) // again, under the write lock
+		for i := v; i < len(steps); i++ {
+			if _, err := tx.ExecContext(ctx, steps[i]); err != nil {
+				return fmt.Errorf("schema of %s, step %d: %w", owner, i+1, err)
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO schema_digests(owner, digest) VALUES(?, ?) ON CONFLICT(owner) DO UPDATE SET digest = excluded.digest`, owner, digest)
+		_, err := tx.ExecContext(ctx, `INSERT INTO schema_versions(owner, version) VALUES(?, ?) ON CONFLICT(owner) DO UPDATE SET version = excluded.version`, owner, len(steps))
 		return err
 	})
+}
+
+// version returns how many of owner's schema steps d has applied (0 when
+// none is recorded). Inside a transaction on d, it reads through it.
+func version(ctx context.Context, d *sql.DB, owner string) int {
+	var v int
+	if err := Q(ctx, d).QueryRowContext(ctx, `SELECT version FROM schema_versions WHERE owner = ?`, owner).Scan(&v); err != nil {
+		return 0
+	}
+	return v
 }

@@ -96,6 +96,9 @@ const metaSchema = `CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY,
 func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now func() time.Time) (*Store, error) {
 	if err := db.Migrate(ctx, d, "store", schema, metaSchema,
 		`CREATE INDEX IF NOT EXISTS certificates_key ON certificates(key_id)`,
+		// C6, checked once when the certificate is added: verifying the
+		// signature of 10,000 certificates is most of a cold cert list.
+		`ALTER TABLE certificates ADD COLUMN self_signed INTEGER`,
 		`INSERT OR IGNORE INTO store_meta(key, value) VALUES('generation', 0)`); err != nil {
 		return nil, err
 	}
@@ -122,7 +125,7 @@ func (s *Store) Account() Account { return *s.account.Load() }
 
 func (s *Store) keyPath(keyID string) string { return filepath.Join(s.keysDir, keyID+".key") }
 
-const columns = `thumbprint, der, csr, key_id, services, friendly_name, exportable, added_at`
+const columns = `thumbprint, der, csr, key_id, services, friendly_name, exportable, added_at, self_signed`
 
 type scanner interface{ Scan(...any) error }
 
@@ -135,7 +138,8 @@ func scanEntry(r scanner) (Entry, error) {
 	var der, csr []byte
 	var added string
 	var exportable int
-	if err := r.Scan(&e.Thumbprint, &der, &csr, &e.KeyID, &e.Services, &e.FriendlyName, &exportable, &added); err != nil {
+	var selfSigned sql.NullBool
+	if err := r.Scan(&e.Thumbprint, &der, &csr, &e.KeyID, &e.Services, &e.FriendlyName, &exportable, &added, &selfSigned); err != nil {
 		return Entry{}, err
 	}
 	e.Exportable = exportable != 0
@@ -148,6 +152,9 @@ func scanEntry(r scanner) (Entry, error) {
 			return Entry{}, fmt.Errorf("certificate %s in the store is damaged: %w", e.Thumbprint, err)
 		} else {
 			parsed.Store(e.Thumbprint, e.Cert)
+		}
+		if selfSigned.Valid {
+			certinfo.RememberSelfSigned(e.Cert, selfSigned.Bool)
 		}
 	} else if e.Request, err = x509.ParseCertificateRequest(csr); err != nil {
 		return Entry{}, fmt.Errorf("request %s in the store is damaged: %w", e.Thumbprint, err)
@@ -298,8 +305,8 @@ func (s *Store) AddCertificate(ctx context.Context, n NewCertificate) (Entry, er
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates(thumbprint, der, key_id, services, friendly_name, exportable, added_at) VALUES(?, ?, ?, ?, ?, ?, ?)`,
-			t, n.DER, keyID, int(n.Services), n.FriendlyName, boolInt(n.Exportable), s.now().UTC().Format(time.RFC3339Nano)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates(thumbprint, der, key_id, services, friendly_name, exportable, added_at, self_signed) VALUES(?, ?, ?, ?, ?, ?, ?, ?)`,
+			t, n.DER, keyID, int(n.Services), n.FriendlyName, boolInt(n.Exportable), s.now().UTC().Format(time.RFC3339Nano), certinfo.IsSelfSigned(cert)); err != nil {
 			return err
 		}
 		e, err = s.Get(ctx, t)
