@@ -88,6 +88,26 @@ func (q *Queue) List(ctx context.Context, f Filter) ([]Item, error) {
 	return items, nil
 }
 
+// Counts say how much a queue holds.
+type Counts struct {
+	Messages int // messages in the queue
+	Pending  int // recipients pending
+	Deferred int // pending recipients already tried (Attempts > 0)
+}
+
+// Count returns how much the queue holds without reading any message:
+// cheap enough to poll while a server drains the queue.
+func (q *Queue) Count(ctx context.Context) (Counts, error) {
+	var c Counts
+	err := q.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM messages),
+		count(*), coalesce(sum(attempts > 0), 0) FROM recipients WHERE status = 'pending'`).
+		Scan(&c.Messages, &c.Pending, &c.Deferred)
+	if err != nil {
+		return Counts{}, fmt.Errorf("count queue: %w", err)
+	}
+	return c, nil
+}
+
 // Get returns message id with its body and recipients, or an error
 // wrapping ErrNotFound.
 func (q *Queue) Get(ctx context.Context, id string) (*Message, error) {
