@@ -28,6 +28,10 @@ type Item struct {
 	Recipients []RecipientState
 }
 
+// hasStatusSQL is List's condition for Filter.Status; the unary + makes
+// SQLite find the message's recipients by the primary key (see sweepSQL).
+const hasStatusSQL = "EXISTS (SELECT 1 FROM recipients x WHERE x.msg_id = m.id AND +x.status = ?)"
+
 // List returns the messages matching f, oldest first, with all their
 // recipients. It reads a consistent snapshot and never blocks a running
 // server. An empty queue gives an empty list and no error.
@@ -39,7 +43,7 @@ func (q *Queue) List(ctx context.Context, f Filter) ([]Item, error) {
 		args = append(args, f.ID)
 	}
 	if f.Status != "" {
-		where = append(where, "EXISTS (SELECT 1 FROM recipients x WHERE x.msg_id = m.id AND x.status = ?)")
+		where = append(where, hasStatusSQL)
 		args = append(args, string(f.Status))
 	}
 	if f.Destination != "" {

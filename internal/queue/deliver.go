@@ -175,9 +175,6 @@ func (q *Queue) Run(ctx context.Context) error {
 		close(runDone)
 	}()
 
-	if err := fin.sweep(ctx); err != nil {
-		q.log.Error("queue: look for finished messages", "err", err)
-	}
 	maxInflight := 2 * q.opts.Workers
 	jobs := make(chan *job, maxInflight)
 	var wg sync.WaitGroup
@@ -188,8 +185,15 @@ func (q *Queue) Run(ctx context.Context) error {
 			}
 		})
 	}
+	// The sweep for messages a crash left finished runs beside delivery,
+	// never before it: recovered mail starts flowing at once.
 	var finWG sync.WaitGroup
-	finWG.Go(func() { fin.run(ctx) })
+	finWG.Go(func() {
+		if err := fin.sweep(ctx); err != nil && ctx.Err() == nil {
+			q.log.Error("queue: look for finished messages", "err", err)
+		}
+		fin.run(ctx)
+	})
 	q.dispatch(ctx, jobs, maxInflight)
 	close(jobs)
 	wg.Wait()
@@ -581,11 +585,22 @@ func (f *finalizer) add(id string, at time.Time) {
 	}
 }
 
+// sweepSQL lists the messages none of whose recipients is pending. The
+// unary + keeps SQLite from answering the subquery with the (status,
+// next_attempt) index, which reads every pending recipient once per
+// message (quadratic: minutes for a large spool after a crash); the
+// recipients of one message are then found by the primary key.
+const sweepSQL = `SELECT id FROM messages m WHERE NOT EXISTS
+		(SELECT 1 FROM recipients r WHERE r.msg_id = m.id AND +r.status = 'pending')`
+
+// beforeSweep is called when the sweep starts; tests hold the sweep there.
+var beforeSweep = func() {}
+
 // sweep finds messages left finished by a crash between a result and the
 // removal.
 func (f *finalizer) sweep(ctx context.Context) error {
-	rows, err := f.q.db.QueryContext(ctx, `SELECT id FROM messages m WHERE NOT EXISTS
-		(SELECT 1 FROM recipients r WHERE r.msg_id = m.id AND r.status = 'pending')`)
+	beforeSweep()
+	rows, err := f.q.db.QueryContext(ctx, sweepSQL)
 	if err != nil {
 		return err
 	}
