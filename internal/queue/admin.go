@@ -28,6 +28,10 @@ type Item struct {
 	Recipients []RecipientState
 }
 
+// hasStatusSQL is List's condition for Filter.Status; the unary + makes
+// SQLite find the message's recipients by the primary key (see sweepSQL).
+const hasStatusSQL = "EXISTS (SELECT 1 FROM recipients x WHERE x.msg_id = m.id AND +x.status = ?)"
+
 // List returns the messages matching f, oldest first, with all their
 // recipients. It reads a consistent snapshot and never blocks a running
 // server. An empty queue gives an empty list and no error.
@@ -39,7 +43,7 @@ func (q *Queue) List(ctx context.Context, f Filter) ([]Item, error) {
 		args = append(args, f.ID)
 	}
 	if f.Status != "" {
-		where = append(where, "EXISTS (SELECT 1 FROM recipients x WHERE x.msg_id = m.id AND x.status = ?)")
+		where = append(where, hasStatusSQL)
 		args = append(args, string(f.Status))
 	}
 	if f.Destination != "" {
@@ -86,6 +90,26 @@ func (q *Queue) List(ctx context.Context, f Filter) ([]Item, error) {
 		return nil, fmt.Errorf("list queue: %w", err)
 	}
 	return items, nil
+}
+
+// Counts say how much a queue holds.
+type Counts struct {
+	Messages int // messages in the queue
+	Pending  int // recipients pending
+	Deferred int // pending recipients already tried (Attempts > 0)
+}
+
+// Count returns how much the queue holds without reading any message:
+// cheap enough to poll while a server drains the queue.
+func (q *Queue) Count(ctx context.Context) (Counts, error) {
+	var c Counts
+	err := q.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM messages),
+		count(*), coalesce(sum(attempts > 0), 0) FROM recipients WHERE status = 'pending'`).
+		Scan(&c.Messages, &c.Pending, &c.Deferred)
+	if err != nil {
+		return Counts{}, fmt.Errorf("count queue: %w", err)
+	}
+	return c, nil
 }
 
 // Get returns message id with its body and recipients, or an error

@@ -105,3 +105,28 @@ func TestAdminHandleBesideRunningServer(t *testing.T) {
 		t.Logf("delivered %v after Enqueue from the other handle", time.Since(start))
 	})
 }
+
+func TestCountSaysWhatTheQueueHolds(t *testing.T) {
+	clk := newClock()
+	q := openT(t, t.TempDir(), Options{Now: clk.Now})
+	if c, err := q.Count(context.Background()); err != nil || c != (Counts{}) {
+		t.Fatalf("empty queue: Count = %+v, %v", c, err)
+	}
+	enqueueT(t, q, testMsg("a@example.com", "b@local.test", "c@example.net"))
+	id := enqueueT(t, q, testMsg("a@example.com", "d@example.net"))
+	q.Handle(AnyRemote, &recorder{fn: func(context.Context, Recipient, int) error { return errors.New("451 try later") }})
+	runT(t, q)
+	waitFor(t, "two deferrals", func() bool {
+		c, err := q.Count(context.Background())
+		return err == nil && c.Deferred == 2
+	})
+	if c, err := q.Count(context.Background()); err != nil || c != (Counts{Messages: 2, Pending: 3, Deferred: 2}) {
+		t.Errorf("Count = %+v, %v; want 2 messages, 3 pending recipients, 2 of them deferred", c, err)
+	}
+	if err := q.Remove(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := q.Count(context.Background()); err != nil || c != (Counts{Messages: 1, Pending: 2, Deferred: 1}) {
+		t.Errorf("after Remove: Count = %+v, %v", c, err)
+	}
+}

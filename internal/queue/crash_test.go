@@ -23,11 +23,14 @@ func crashBody(n int) []byte {
 	return append([]byte(fmt.Sprintf("Subject: crash test %d\r\n\r\n", n)), bytes.Repeat([]byte("x"), 4096)...)
 }
 
-// TestMain runs the crash test's child instead of the tests when the test
-// binary is started as that child.
+// TestMain runs a crash test's child (crashChild, recoveryChild) instead of
+// the tests when the test binary is started as that child.
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(helperEnv); dir != "" {
 		crashChild(dir)
+	}
+	if dir := os.Getenv(recoveryEnv); dir != "" {
+		recoveryChild(dir)
 	}
 	os.Exit(m.Run())
 }

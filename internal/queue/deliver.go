@@ -175,9 +175,6 @@ func (q *Queue) Run(ctx context.Context) error {
 		close(runDone)
 	}()
 
-	if err := fin.sweep(ctx); err != nil {
-		q.log.Error("queue: look for finished messages", "err", err)
-	}
 	maxInflight := 2 * q.opts.Workers
 	jobs := make(chan *job, maxInflight)
 	var wg sync.WaitGroup
@@ -188,8 +185,15 @@ func (q *Queue) Run(ctx context.Context) error {
 			}
 		})
 	}
+	// The sweep for messages a crash left finished runs beside delivery,
+	// never before it: recovered mail starts flowing at once.
 	var finWG sync.WaitGroup
-	finWG.Go(func() { fin.run(ctx) })
+	finWG.Go(func() {
+		if err := fin.sweep(ctx); err != nil && ctx.Err() == nil {
+			q.log.Error("queue: look for finished messages", "err", err)
+		}
+		fin.run(ctx)
+	})
 	q.dispatch(ctx, jobs, maxInflight)
 	close(jobs)
 	wg.Wait()
@@ -214,7 +218,7 @@ type leaseSet struct {
 	mu       sync.Mutex
 	m        map[leaseKey]struct{}
 	inflight atomic.Int64 // jobs handed to workers and not yet released
-	limited  atomic.Bool  // the last scan stopped for lack of room
+	limited  atomic.Bool  // the last scan stopped for lack of room: a release wakes the dispatcher
 }
 
 type job struct {
@@ -240,8 +244,12 @@ func (q *Queue) release(j *job) {
 	}
 }
 
-const (
-	scanBatch    = 256
+const scanBatch = 256
+
+// The dispatcher's timed scans: for retries that fell due, and for changes
+// made by other processes. Variables so tests can take them away and show
+// that nothing else depends on them.
+var (
 	pollInterval = time.Second
 	genInterval  = 200 * time.Millisecond
 )
@@ -285,16 +293,28 @@ func (q *Queue) generation(ctx context.Context) (int64, error) {
 
 // scan leases due recipients and hands them to the workers. It reports
 // whether another scan should follow at once.
+//
+// A scan that fills the last free slot may leave due recipients behind
+// (it reads no more rows than it can hand out), and only a release can
+// make room for them: so whenever a scan ends with no room — before
+// reading, or after handing out its last slot — it goes through full,
+// which asks the next release to wake the dispatcher. Nothing else
+// would: the one-second poll is for retries that fall due, and after a
+// crash (or once ingest stops) no commit of new mail prompts a scan.
 func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bool, error) {
 	room := maxInflight - int(q.leases.inflight.Load())
 	if room <= 0 {
-		q.leases.limited.Store(true)
-		return false, nil
+		return q.full(maxInflight), nil
 	}
 	q.leases.limited.Store(false)
+	// The lease set is locked from before the read begins until every row
+	// has been checked against it. A lease is released only after its
+	// result is committed, so a lease missing here was released before
+	// the read's snapshot was taken, which therefore holds its result.
+	// (Locking after the read began let a result committed and released
+	// in between look pending and unleased: a second delivery.)
 	q.leases.mu.Lock()
 	leased := len(q.leases.m)
-	q.leases.mu.Unlock()
 	// At most `leased` rows of the result are leased, so it holds up to
 	// min(room, scanBatch) rows that are not: no more than can be
 	// dispatched now (reading more only to release them again cost a
@@ -305,13 +325,13 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 		FROM recipients WHERE status = 'pending' AND next_attempt <= ?
 		ORDER BY next_attempt LIMIT ?`, ms(now), limit)
 	if err != nil {
+		q.leases.mu.Unlock()
 		return false, err
 	}
 	type gkey struct{ msgID, dest string }
 	var order []*job
 	groups := map[gkey]*job{}
 	n := 0
-	q.leases.mu.Lock()
 	for rows.Next() {
 		n++
 		var r Recipient
@@ -363,7 +383,6 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 					noRouteJobs = append(noRouteJobs, rest)
 				}
 			}
-			q.leases.limited.Store(true)
 			break
 		}
 		room--
@@ -405,7 +424,21 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 			}
 		}})
 	}
-	return n == limit && room > 0, nil
+	if room == 0 {
+		return q.full(maxInflight), nil
+	}
+	return n == limit, nil
+}
+
+// full records that the dispatcher stopped for lack of room, so that the
+// next release wakes it, and reports whether room has appeared since: a
+// release that ran before the flag was set did not wake anyone, so the
+// caller must scan again itself. (release lowers inflight, then reads the
+// flag; full sets the flag, then reads inflight: one of them sees the
+// other's write.)
+func (q *Queue) full(maxInflight int) bool {
+	q.leases.limited.Store(true)
+	return int(q.leases.inflight.Load()) < maxInflight
 }
 
 func (q *Queue) receivedTimes(ctx context.Context, js []*job) (map[string]time.Time, error) {
@@ -552,11 +585,22 @@ func (f *finalizer) add(id string, at time.Time) {
 	}
 }
 
+// sweepSQL lists the messages none of whose recipients is pending. The
+// unary + keeps SQLite from answering the subquery with the (status,
+// next_attempt) index, which reads every pending recipient once per
+// message (quadratic: minutes for a large spool after a crash); the
+// recipients of one message are then found by the primary key.
+const sweepSQL = `SELECT id FROM messages m WHERE NOT EXISTS
+		(SELECT 1 FROM recipients r WHERE r.msg_id = m.id AND +r.status = 'pending')`
+
+// beforeSweep is called when the sweep starts; tests hold the sweep there.
+var beforeSweep = func() {}
+
 // sweep finds messages left finished by a crash between a result and the
 // removal.
 func (f *finalizer) sweep(ctx context.Context) error {
-	rows, err := f.q.db.QueryContext(ctx, `SELECT id FROM messages m WHERE NOT EXISTS
-		(SELECT 1 FROM recipients r WHERE r.msg_id = m.id AND r.status = 'pending')`)
+	beforeSweep()
+	rows, err := f.q.db.QueryContext(ctx, sweepSQL)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,12 @@
 // tables: messages (id, received_at, sender, size, meta JSON, body) and
 // recipients (msg_id, idx, address, destination, status, attempts,
 // next_attempt, last_error, updated_at), with an index on
-// (status, next_attempt) for the due-recipient scan. Times are stored as
+// (status, next_attempt) for the due-recipient scan. Queries about the
+// recipients of one message (the sweep after a restart, List's status
+// filter, the removal of a delivered message) find them by the primary key
+// (msg_id, idx); their status conditions are written +status so SQLite
+// cannot pick the (status, next_attempt) index for them, which would read
+// every recipient in that state once per message. Times are stored as
 // Unix milliseconds (UTC). A one-row table "state" holds a generation
 // counter that administrative changes (Retry, Remove, Enqueue from an
 // administration handle) increment so a running server notices them.
@@ -42,9 +47,11 @@
 //
 // The same writer also applies delivery results (delivered, deferred,
 // failed) and removals. Those are not waited on: they ride in the next
-// transaction. Losing one in a crash only causes the recipient to be
-// delivered again (at-least-once; the Maildir deliverer detects such
-// repeats, see internal/maildir).
+// transaction. A result that leaves every recipient of its message
+// delivered also removes the message, in that same transaction. Losing a
+// result in a crash only causes the recipient to be delivered again
+// (at-least-once; the Maildir deliverer detects such repeats, see
+// internal/maildir).
 //
 // # Delivery
 //
@@ -53,20 +60,42 @@
 // now), groups them per message and destination, and hands each group to
 // the Deliverer registered for that destination with Handle ("local" for
 // the mailboxes of this server, "*" for every other destination, or an
-// exact destination). It scans when a commit added messages, every second
-// for retries that fell due, and within 200 ms of a change made by
-// another process (the generation counter).
+// exact destination). At most 2×Workers deliveries are handed out at a
+// time, and a scan reads no more due rows than it can hand out. It scans
+// when a commit added messages, when a delivery frees a slot after a scan
+// that found no free slot left (so a backlog larger than the slots — mail
+// recovered after a crash, or a burst once ingest stops — is delivered at
+// full speed with no other prompt), every second for retries that fell
+// due, and within 200 ms of a change made by another process (the
+// generation counter). Until issue 9 (item 19) a scan that filled the
+// last slot with the last row it read was not woken by the releases, so
+// a backlog moved at 2×Workers messages per one-second poll.
 //
 // Leases are in memory: a recipient handed to a worker is not handed out
-// again until its result is committed. This is correct because only one
+// again until its result is committed. A scan locks the lease set before
+// its read begins and keeps it locked until every row read has been
+// checked, so a lease released meanwhile (after its result's commit) is
+// never mistaken for a recipient still pending in an older snapshot. This
+// is correct because only one
 // server process runs workers on a queue: Open takes an exclusive flock
 // on the file "lock" in the queue directory (holding the server's PID),
 // and a second server fails with ErrLocked. OpenAdmin, used by the CLI,
-// takes no lock and starts no workers; its List, Get, Retry and Remove
-// work beside a running server. After a crash every committed message is
-// still there and pending; recipients that were being delivered at the
-// crash are delivered again (at-least-once), and Delivery.MaybeDelivered
-// tells the deliverer to look for an earlier copy.
+// takes no lock and starts no workers; its List, Get, Count, Retry and
+// Remove work beside a running server.
+//
+// # Recovery after a crash
+//
+// Nothing a killed server held delays its mail: the kernel drops its
+// flock, its leases were in memory, and recipients never tried keep 0
+// attempts and next_attempt = their receive time, so they are due at once
+// (the retry schedule applies only to attempts that failed). Every
+// committed message is still there and pending; recipients that were being
+// delivered at the crash are delivered again (at-least-once), and
+// Delivery.MaybeDelivered tells the deliverer to look for an earlier copy.
+// Run starts dispatching at once; the sweep for messages a crash left
+// finished (all recipients done, bounce or removal not yet made) runs
+// beside delivery in the finalizer's goroutine. `make crashtest` measures
+// the drain after its last restart (docs/PERFORMANCE.md).
 //
 // A recipient whose destination has no deliverer stays pending with
 // last_error "no route yet for destination …" and is looked at again
@@ -83,10 +112,11 @@
 // failure at or after it fails the recipient ("expired after …"). A
 // permanent failure fails the recipient at once.
 //
-// When no recipient of a message is pending any more, the Bouncer (if
-// one is set) is called once with the failed recipients — never for the
-// null sender <> and never when all were delivered — and then the message
-// is removed. A crash between the bounce and the removal repeats the
+// When no recipient of a message is pending any more, a message whose
+// recipients were all delivered is removed by the transaction that
+// recorded the last delivery. Otherwise the finalizer calls the Bouncer
+// (if one is set) once with the failed recipients — never for the null
+// sender <> — and then removes the message. A crash between the bounce and the removal repeats the
 // bounce after restart; a Bouncer error keeps the message and the bounce
 // is tried again a minute later.
 package queue

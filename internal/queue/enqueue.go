@@ -35,6 +35,9 @@ type op struct {
 	release   func()     // after the commit (or at shutdown): frees leases
 	finalize  string     // message to look at once the rows are committed
 	done      chan error // optional
+	// removed is set when the commit also removed finalize, all of whose
+	// recipients were delivered: the finalizer has nothing left to do.
+	removed bool
 }
 
 type rowUpdate struct {
@@ -234,7 +237,7 @@ func (q *Queue) writer() {
 }
 
 func (q *Queue) opDone(o *op, err error) {
-	if f := q.fin.Load(); err == nil && o.finalize != "" && f != nil {
+	if f := q.fin.Load(); err == nil && o.finalize != "" && !o.removed && f != nil {
 		f.add(o.finalize, time.Time{})
 	}
 	if o.release != nil {
@@ -245,7 +248,10 @@ func (q *Queue) opDone(o *op, err error) {
 	}
 }
 
-// commit writes one batch in one IMMEDIATE transaction.
+// commit writes one batch in one IMMEDIATE transaction. A message an op
+// finishes with every recipient delivered is removed in the same
+// transaction (nothing to bounce, so no need for the finalizer), and the
+// op is marked removed once the commit succeeded.
 func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
 	ctx := context.Background() // a caller's cancellation must not abort the others' commit
 	c := q.wconn
@@ -272,10 +278,25 @@ func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
 		}
 	}
 	now := ms(q.opts.Now())
+	var removed []*op
 	for _, o := range ops {
 		for _, u := range o.rows {
 			if _, err := s.updRcpt.ExecContext(ctx, string(u.status), u.attempts, u.next, u.lastErr, now, u.msgID, u.idx); err != nil {
 				return fmt.Errorf("update recipient: %w", err)
+			}
+		}
+		if o.finalize != "" {
+			res, err := s.delDelivered.ExecContext(ctx, o.finalize, o.finalize)
+			if err != nil {
+				return fmt.Errorf("remove delivered message: %w", err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("remove delivered message: %w", err)
+			} else if n > 0 {
+				if _, err := s.delRcpts.ExecContext(ctx, o.finalize); err != nil {
+					return fmt.Errorf("remove delivered message: %w", err)
+				}
+				removed = append(removed, o)
 			}
 		}
 		if o.deleteMsg != "" {
@@ -295,11 +316,19 @@ func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
 	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	for _, o := range removed {
+		o.removed = true
+	}
 	return nil
 }
 
+// delDeliveredSQL removes a message if no recipient of it is anything but
+// delivered (its recipients found by the primary key: see sweepSQL).
+const delDeliveredSQL = `DELETE FROM messages WHERE id = ? AND NOT EXISTS
+	(SELECT 1 FROM recipients WHERE msg_id = ? AND +status <> 'delivered')`
+
 type stmts struct {
-	insMsg, insRcpt, updRcpt, delRcpts, delMsg, bumpGen *sql.Stmt
+	insMsg, insRcpt, updRcpt, delRcpts, delMsg, delDelivered, bumpGen *sql.Stmt
 }
 
 const bumpGenSQL = `UPDATE state SET v = v + 1 WHERE k = 'generation'`
@@ -314,6 +343,7 @@ func (s *stmts) prepare(ctx context.Context, c *sql.Conn) error {
 		{&s.updRcpt, `UPDATE recipients SET status = ?, attempts = ?, next_attempt = ?, last_error = ?, updated_at = ? WHERE msg_id = ? AND idx = ?`},
 		{&s.delRcpts, `DELETE FROM recipients WHERE msg_id = ?`},
 		{&s.delMsg, `DELETE FROM messages WHERE id = ?`},
+		{&s.delDelivered, delDeliveredSQL},
 		{&s.bumpGen, bumpGenSQL},
 	} {
 		st, err := c.PrepareContext(ctx, p.sql)
@@ -327,7 +357,7 @@ func (s *stmts) prepare(ctx context.Context, c *sql.Conn) error {
 }
 
 func (s *stmts) close() {
-	for _, st := range []*sql.Stmt{s.insMsg, s.insRcpt, s.updRcpt, s.delRcpts, s.delMsg, s.bumpGen} {
+	for _, st := range []*sql.Stmt{s.insMsg, s.insRcpt, s.updRcpt, s.delRcpts, s.delMsg, s.delDelivered, s.bumpGen} {
 		if st != nil {
 			st.Close()
 		}

@@ -209,8 +209,8 @@ func Open(dir string, opts Options) (*Queue, error) {
 
 // OpenAdmin opens the queue in dir for administration (the CLI), beside a
 // server that may be running: it takes no lock and cannot Run. List, Get,
-// Retry, Remove and Enqueue work; the server notices their changes within
-// 200 ms.
+// Count, Retry, Remove and Enqueue work; the server notices their changes
+// within 200 ms.
 func OpenAdmin(dir string) (*Queue, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open queue: create %s: %w", dir, err)
