@@ -83,10 +83,12 @@ func Name(k Key) string {
 // Deliver is safe for concurrent use, except with the same Key at the same
 // time (the queue never does that: its leases forbid it).
 func Deliver(root, mailbox string, k Key, body []byte) (Result, error) {
-	return deliver(root, mailbox, k, nil, body)
+	return DeliverWithPrefix(root, mailbox, k, nil, body)
 }
 
-func deliver(root, mailbox string, k Key, prefix, body []byte) (Result, error) {
+// DeliverWithPrefix is Deliver with lines written before the body (the
+// final delivery's Return-Path, RFC 5321 4.4), in the same file.
+func DeliverWithPrefix(root, mailbox string, k Key, prefix, body []byte) (Result, error) {
 	if !filepath.IsLocal(mailbox) {
 		return Result{}, fmt.Errorf("maildir deliver: mailbox %q is not a relative path inside %s", mailbox, root)
 	}

@@ -148,6 +148,7 @@ type Options struct {
 // Queue is a durable mail spool. All methods are safe for concurrent use.
 type Queue struct {
 	dir   string
+	space freeSpace // CheckSpace's reading of the free space
 	admin bool
 	db    *sql.DB
 	wconn *sql.Conn // the writer's connection

@@ -16,14 +16,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"certrelay/internal/certinfo"
 	"certrelay/internal/certview"
 	"certrelay/internal/events"
-	"certrelay/internal/maildir"
 	"certrelay/internal/queue"
 	"certrelay/internal/selection"
 	"certrelay/internal/settings"
@@ -78,13 +75,13 @@ func Run(ctx context.Context, o Options) error {
 	} else {
 		logger.Info("open files", "limit", s.fileLimit, "smtp_sessions", sessionsFor(s.fileLimit))
 	}
-	s.rcv = &transport.Receiver{Spool: spool{q: q, dir: filepath.Join(o.DataDir, "queue"), space: &spaceCache{}}, Log: logger, Now: src.Now, Events: o.Events, NewID: q.NewID,
+	s.rcv = &transport.Receiver{Spool: transport.QueueSpool{Q: q}, Log: logger, Now: src.Now, Events: o.Events, NewID: q.NewID,
 		FileLimit: s.fileLimit}
 	if s.fileLimit > 0 {
 		s.rcv.MaxConnections = sessionsFor(s.fileLimit)
 	}
 	s.rcv.Start()
-	q.Handle(queue.Local, &maildir.Deliverer{Root: o.DataDir, Lookup: s.mailboxPath})
+	q.Handle(queue.Local, &transport.LocalDeliverer{Root: o.DataDir, Lookup: s.mailboxPath})
 	trace, err := tracking.Open(o.DataDir)
 	if err != nil {
 		return err
@@ -324,73 +321,3 @@ func (s *srv) refreshRevocation(ctx context.Context) {
 		}
 	}
 }
-
-// spool adapts the queue to the transport.
-type spool struct {
-	q     *queue.Queue
-	dir   string      // the queue's directory, for free-space checks
-	space *spaceCache // shared by the copies of the adapter
-}
-
-// MinFreeSpace is the room the spool keeps free: below it (plus twice the
-// size a client declares) MAIL is answered 452 4.3.1, so the queue keeps
-// the space SQLite needs to record deliveries and deletions.
-const MinFreeSpace = 256 << 10
-
-// spaceCache remembers the spool's free space for a tenth of a second, so
-// a busy server makes a statfs(2) per 100 ms, not per MAIL command.
-type spaceCache struct {
-	mu   sync.Mutex
-	at   time.Time
-	free int64
-	ok   bool
-}
-
-func (c *spaceCache) get(dir string) (int64, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if time.Since(c.at) < 100*time.Millisecond {
-		return c.free, c.ok
-	}
-	var fs syscall.Statfs_t
-	c.at, c.ok = time.Now(), syscall.Statfs(dir, &fs) == nil
-	c.free = int64(fs.Bavail) * int64(fs.Bsize)
-	return c.free, c.ok
-}
-
-// CheckSpace implements transport.SpaceChecker.
-func (sp spool) CheckSpace(size int64) error {
-	free, ok := sp.space.get(sp.dir)
-	if !ok {
-		return nil // cannot tell: let the write decide
-	}
-	if need := MinFreeSpace + 2*size; free < need {
-		return fmt.Errorf("the queue's file system has %d bytes free, under the %d bytes it keeps", free, need)
-	}
-	return nil
-}
-
-func (sp spool) Enqueue(ctx context.Context, env transport.Envelope, body []byte) (string, error) {
-	m := &queue.Message{
-		ID: env.ID, ReceivedAt: env.Received, Sender: env.From, Body: body,
-		Meta: queue.Meta{Helo: env.Helo, ClientAddr: env.ClientAddr, AuthIdentity: env.AuthUser, TLS: env.TLS, Connector: env.Connector,
-			EnvelopeID: env.EnvID, Ret: env.Ret, BodyType: env.BodyType, SMTPUTF8: env.SMTPUTF8},
-	}
-	for i, r := range env.Recipients {
-		dest := queue.Local
-		if !r.Local {
-			_, dest, _ = strings.Cut(strings.ToLower(r.Address), "@")
-		}
-		m.Recipients = append(m.Recipients, queue.Recipient{Idx: i, Address: r.Address, Destination: dest, Notify: r.Notify, ORCPT: r.ORCPT})
-	}
-	id, err := sp.q.Enqueue(ctx, m)
-	if errors.Is(err, queue.ErrStorage) {
-		return "", storageFull{err}
-	}
-	return id, err
-}
-
-type storageFull struct{ error }
-
-func (storageFull) StorageFull() bool { return true }
-func (e storageFull) Unwrap() error   { return e.error }

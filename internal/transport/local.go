@@ -1,4 +1,4 @@
-package maildir
+package transport
 
 import (
 	"bytes"
@@ -7,11 +7,15 @@ import (
 	"fmt"
 	"syscall"
 
+	"certrelay/internal/maildir"
 	"certrelay/internal/queue"
 )
 
-// Deliverer delivers the queue's Local recipients into Maildir mailboxes
-// under Root. Register it with q.Handle(queue.Local, d).
+// LocalDeliverer delivers the queue's Local recipients into Maildir
+// mailboxes under Root (the final delivery agent, RFC 5321 4.4): it adds
+// Return-Path, maps Maildir's errors to SMTP's (5.1.1 unknown mailbox,
+// 4.2.2 full), and lets maildir make the delivery exactly-once. Register it
+// with q.Handle(queue.Local, d).
 //
 // The body is written as the queue holds it (the SMTP layer has added
 // Received), after the Return-Path line final delivery adds (RFC 5321
@@ -19,7 +23,7 @@ import (
 // "Delivered-To: <address>" line (RFC 9228) is written first, with the
 // body's own line ending; it is off by default so a mailbox holds exactly
 // the accepted bytes.
-type Deliverer struct {
+type LocalDeliverer struct {
 	// Root is the directory holding the mailboxes (the data directory's
 	// mail/).
 	Root string
@@ -31,12 +35,12 @@ type Deliverer struct {
 	DeliveredTo bool
 }
 
-var _ queue.Deliverer = (*Deliverer)(nil)
+var _ queue.Deliverer = (*LocalDeliverer)(nil)
 
 // Deliver delivers d to each recipient's mailbox, one file per recipient.
 // Unknown recipients fail permanently; file system errors are temporary
 // (the queue retries them), including a full disk or quota.
-func (dv *Deliverer) Deliver(ctx context.Context, d queue.Delivery) []queue.Outcome {
+func (dv *LocalDeliverer) Deliver(ctx context.Context, d queue.Delivery) []queue.Outcome {
 	out := make([]queue.Outcome, 0, len(d.Recipients))
 	for _, r := range d.Recipients {
 		if err := ctx.Err(); err != nil {
@@ -48,12 +52,12 @@ func (dv *Deliverer) Deliver(ctx context.Context, d queue.Delivery) []queue.Outc
 	return out
 }
 
-func (dv *Deliverer) deliverOne(d queue.Delivery, r queue.Recipient) error {
+func (dv *LocalDeliverer) deliverOne(d queue.Delivery, r queue.Recipient) error {
 	mailbox, ok := dv.Lookup(r.Address)
 	if !ok {
 		return queue.Permanent(fmt.Errorf("5.1.1 mailbox unavailable: no mailbox for <%s>", r.Address))
 	}
-	k := Key{MsgID: d.MsgID, Idx: r.Idx, Received: d.ReceivedAt, Fresh: !d.MaybeDelivered}
+	k := maildir.Key{MsgID: d.MsgID, Idx: r.Idx, Received: d.ReceivedAt, Fresh: !d.MaybeDelivered}
 	eol := "\n"
 	if i := bytes.IndexByte(d.Body, '\n'); i > 0 && d.Body[i-1] == '\r' {
 		eol = "\r\n"
@@ -63,7 +67,7 @@ func (dv *Deliverer) deliverOne(d queue.Delivery, r queue.Recipient) error {
 	if dv.DeliveredTo {
 		prefix = append(prefix, "Delivered-To: "+r.Address+eol...)
 	}
-	_, err := deliver(dv.Root, mailbox, k, prefix, d.Body)
+	_, err := maildir.DeliverWithPrefix(dv.Root, mailbox, k, prefix, d.Body)
 	switch {
 	case err == nil:
 		return nil
