@@ -87,8 +87,14 @@ func Open(dataDir string) (*sql.DB, error) {
 	}
 	if readOnly {
 		readOnlyDBs.Store(d, abs)
-	} else if created {
+		return d, nil
+	}
+	if created {
 		_ = os.Chmod(path, 0o600) // private by default; an administrator may open it to a group
+	}
+	if err := Migrate(context.Background(), d, "changes", changeLogSchema); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return d, nil
 }

@@ -1,79 +1,21 @@
 package store
 
-import (
-	"fmt"
-	"strings"
-)
+import "certrelay/internal/certprop"
 
-// Services is the set of services a certificate is enabled for (SPEC C8).
-// The bit values are Exchange's AllowedServices flags.
-type Services uint8
+// Services is the set of services a certificate is enabled for (SPEC C8);
+// it is defined in certprop so that selection can use it without the
+// store.
+type Services = certprop.Services
 
 // The services of SPEC §1.
 const (
-	IMAP Services = 1
-	POP  Services = 2
-	UM   Services = 4
-	IIS  Services = 8
-	SMTP Services = 16
-
-	None Services = 0
-	all           = IMAP | POP | UM | IIS | SMTP
+	IMAP = certprop.IMAP
+	POP  = certprop.POP
+	UM   = certprop.UM
+	IIS  = certprop.IIS
+	SMTP = certprop.SMTP
+	None = certprop.None
 )
 
-var serviceNames = []struct {
-	s    Services
-	name string
-}{{IMAP, "IMAP"}, {POP, "POP"}, {UM, "UM"}, {IIS, "IIS"}, {SMTP, "SMTP"}}
-
-// String lists the services as Exchange prints them: "IMAP, POP, SMTP",
-// or "None".
-func (s Services) String() string {
-	if s&all == 0 {
-		return "None"
-	}
-	return strings.Join(s.Names(), ", ")
-}
-
-// Names returns the names of the services in s.
-func (s Services) Names() []string {
-	var out []string
-	for _, n := range serviceNames {
-		if s&n.s != 0 {
-			out = append(out, n.name)
-		}
-	}
-	if out == nil {
-		out = []string{}
-	}
-	return out
-}
-
-// Has reports whether every service of o is in s.
-func (s Services) Has(o Services) bool { return s&o == o }
-
-// ParseServices reads a list such as "SMTP,POP" or "IMAP, POP, SMTP"
-// (case-insensitive; "None" alone is the empty set; "HTTPS" and "WEB" are
-// accepted for IIS).
-func ParseServices(list string) (Services, error) {
-	var s Services
-	for _, f := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' || r == ';' }) {
-		switch strings.ToUpper(strings.Trim(f, `"'`)) {
-		case "SMTP":
-			s |= SMTP
-		case "POP", "POP3":
-			s |= POP
-		case "IMAP", "IMAP4":
-			s |= IMAP
-		case "UM":
-			s |= UM
-		case "IIS", "HTTPS", "WEB":
-			s |= IIS
-		case "NONE":
-		case "":
-		default:
-			return 0, fmt.Errorf("unknown service %q: use SMTP, POP, IMAP, UM or IIS, separated by commas", f)
-		}
-	}
-	return s, nil
-}
+// ParseServices reads a list such as "SMTP,POP" (see certprop.ParseServices).
+func ParseServices(list string) (Services, error) { return certprop.ParseServices(list) }
