@@ -100,7 +100,7 @@ func Open(ctx context.Context, o Options) (*Admin, error) {
 	if a.Dir, err = directory.OpenEmbedded(ctx, a.db); err != nil {
 		return fail(err)
 	}
-	a.src = &certview.Source{Store: a.Store, Trust: a.Trust, Dir: a.Dir, Settings: a.Settings, Now: a.now}
+	a.src = &certview.Source{DB: a.db, Store: a.Store, Trust: a.Trust, Dir: a.Dir, Settings: a.Settings, Now: a.now}
 	name, _ := a.Settings.Get(ctx, settings.ServerName)
 	if a.Events, err = events.Open(ctx, a.db, a.now, o.Logger, name); err != nil {
 		return fail(err)

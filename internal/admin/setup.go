@@ -340,7 +340,7 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 				return err
 			}
 		}
-		return a.Store.Touch(ctx)
+		return nil
 	})
 	if err != nil {
 		return ServerInfo{}, errorf(op, err)

@@ -64,7 +64,7 @@ func (a *Admin) TrustAdd(ctx context.Context, data []byte, source trust.Source, 
 			}
 			res.Roots = append(res.Roots, trust.Root{Thumbprint: certinfo.Thumbprint(c.Raw), Subject: c.Subject.String(), NotAfter: c.NotAfter, Source: source, Cert: c})
 		}
-		return a.trustChanged(ctx)
+		return nil
 	})
 	if err != nil {
 		return TrustAddResult{}, errorf(op, err)
@@ -104,16 +104,13 @@ func (a *Admin) TrustRemove(ctx context.Context, thumbprint string) error {
 		if err != nil {
 			return err
 		}
-		return a.trustChanged(ctx)
+		return nil
 	})
 	if err != nil {
 		return errorf(op, err)
 	}
 	return nil
 }
-
-// trustChanged tells running servers that statuses may have changed.
-func (a *Admin) trustChanged(ctx context.Context) error { return a.Store.Touch(ctx) }
 
 // DefaultRevocationTimeout bounds each CRL or OCSP fetch.
 const DefaultRevocationTimeout = certview.DefaultRevocationTimeout
@@ -188,9 +185,6 @@ func (a *Admin) VerifyCertificate(ctx context.Context, target string, data []byt
 	r, err := v.Verify(ctx, cert, extra, true)
 	if err != nil {
 		return VerifyResult{}, errorf(op, err)
-	}
-	if inStore {
-		_ = a.trustChanged(ctx) // running servers re-read statuses; nothing to do on a read-only data directory
 	}
 	return VerifyResult{Thumbprint: certinfo.Thumbprint(cert.Raw), Subject: cert.Subject.String(), InStore: inStore, Result: r}, nil
 }

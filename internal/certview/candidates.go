@@ -2,33 +2,60 @@ package certview
 
 import (
 	"context"
-	"crypto"
-	"crypto/tls"
-	"sync"
+	"crypto/x509"
 	"time"
 
 	"certrelay/internal/selection"
 	"certrelay/internal/store"
 )
 
-// CandidateBuilder turns the personal store into selection candidates:
-// each certificate with its Status (from trust and the stored revocation
-// results), its key facts and, when the key loads, a tls.Certificate with
-// its chain ready for handshakes. Parsed keys are kept between builds, so
-// rebuilding after a store change only reads new keys. Safe for
-// concurrent use.
-type CandidateBuilder struct {
-	src  *Source
-	mu   sync.Mutex
-	keys map[string]crypto.Signer // by key ID
+// Candidate describes e as selection sees it, against the viewer's trust
+// state and clock: its fields, Status, services and the facts of its
+// private key — whether the store holds it, whether the service account
+// can read it, what is wrong with it — read from the key file's metadata
+// and the store, never from the key itself. So every account that can
+// read the data directory gets the same candidate, and the same decision,
+// as the server (internal/serving loads the winner's key).
+func (v *Viewer) Candidate(e store.Entry) selection.Candidate {
+	if e.Pending() {
+		return selection.Candidate{Thumbprint: e.Thumbprint, Pending: true, Subject: e.Request.Subject.String(), KeyID: e.KeyID}
+	}
+	in := v.src.describe(e)
+	ki := v.src.Store.KeyInfo(e)
+	r := v.snap.Judge(e.Cert, nil, v.now, v.records)
+	c := selection.Candidate{
+		Thumbprint: e.Thumbprint, Subject: in.Subject, Issuer: in.Issuer, Domains: in.CertificateDomains,
+		NotBefore: e.Cert.NotBefore, NotAfter: e.Cert.NotAfter, IsSelfSigned: in.IsSelfSigned,
+		Services: e.Services, Status: r.Status, Cert: e.Cert,
+		HasKey: ki.Present || ki.Hidden, KeyReadable: ki.ServiceCanRead || ki.Hidden,
+		KeyID: e.KeyID,
+	}
+	// Send the intermediates, not the root (RFC 8446 4.4.2).
+	if len(r.Chain) > 2 {
+		c.Chain = make([]*x509.Certificate, 0, len(r.Chain)-2)
+		for _, el := range r.Chain[1 : len(r.Chain)-1] {
+			c.Chain = append(c.Chain, el.Cert)
+		}
+	}
+	switch kt := v.keyTrouble(e, ki, in.IsSelfSigned); {
+	case kt.Blocks:
+		c.KeyError = kt.Problem + ": " + kt.Fix
+	case kt.Problem != "":
+		c.KeyWarning = kt.Problem + ": " + kt.Fix
+	}
+	return c
 }
+
+// CandidateBuilder turns the personal store into selection candidates,
+// once: for commands (cert explain, cert list --domain, cert enable's
+// warnings). A running server keeps a CandidateSet instead. No private key
+// is read. Safe for concurrent use.
+type CandidateBuilder struct{ src *Source }
 
 // NewCandidateBuilder returns a builder for this data directory.
-func (s *Source) NewCandidateBuilder() *CandidateBuilder {
-	return &CandidateBuilder{src: s, keys: map[string]crypto.Signer{}}
-}
+func (s *Source) NewCandidateBuilder() *CandidateBuilder { return &CandidateBuilder{src: s} }
 
-// Build returns the candidates as of now.
+// Build returns the candidates as of now, ordered by thumbprint.
 func (b *CandidateBuilder) Build(ctx context.Context) ([]selection.Candidate, time.Time, error) {
 	entries, err := b.src.Store.List(ctx)
 	if err != nil {
@@ -38,56 +65,9 @@ func (b *CandidateBuilder) Build(ctx context.Context) ([]selection.Candidate, ti
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	seen := map[string]bool{}
-	out := make([]selection.Candidate, 0, len(entries))
-	for _, e := range entries {
-		if e.Pending() {
-			out = append(out, selection.Candidate{Thumbprint: e.Thumbprint, Pending: true, Subject: e.Request.Subject.String()})
-			continue
-		}
-		c := v.View(e)
-		ki := b.src.Store.KeyInfo(e)
-		cand := selection.Candidate{
-			Thumbprint: e.Thumbprint, Subject: c.Subject, Issuer: c.Issuer, Domains: c.CertificateDomains,
-			NotBefore: e.Cert.NotBefore, NotAfter: e.Cert.NotAfter, IsSelfSigned: c.IsSelfSigned,
-			Services: e.Services, Status: c.Status, Cert: e.Cert,
-			HasKey: ki.Present, KeyReadable: ki.ServiceCanRead,
-		}
-		switch kt := keyTroubleOf(e, ki, c.IsSelfSigned, b.src.Store.Account()); {
-		case kt.Blocks:
-			cand.KeyError = kt.Problem + ": " + kt.Fix
-		case kt.Problem != "":
-			cand.KeyWarning = kt.Problem + ": " + kt.Fix
-		}
-		if ki.Present && e.Services != store.None {
-			seen[e.KeyID] = true
-			key, ok := b.keys[e.KeyID]
-			if !ok {
-				k, err := b.src.Store.PrivateKey(e)
-				if err != nil {
-					cand.KeyError = "its private key cannot be loaded: " + err.Error()
-				} else {
-					key, ok = k, true
-					b.keys[e.KeyID] = k
-				}
-			}
-			if ok {
-				tc := &tls.Certificate{Certificate: [][]byte{e.Cert.Raw}, PrivateKey: key, Leaf: e.Cert}
-				// Send the intermediates, not the root (RFC 8446 4.4.2).
-				for i := 1; i < len(c.Chain)-1; i++ {
-					tc.Certificate = append(tc.Certificate, c.Chain[i].Cert.Raw)
-				}
-				cand.TLS = tc
-			}
-		}
-		out = append(out, cand)
-	}
-	for id := range b.keys {
-		if !seen[id] {
-			delete(b.keys, id)
-		}
+	out := make([]selection.Candidate, len(entries))
+	for i, e := range entries {
+		out[i] = v.Candidate(e)
 	}
 	return out, v.now, nil
 }

@@ -2,29 +2,39 @@
 // certrelay sees it: each certificate with the properties of SPEC §2 —
 // its Status and RootCAType from trust and the stored revocation results,
 // its key facts and whether it is the internal transport certificate —
-// and, for the transport, the selection candidates with their keys loaded.
+// and the selection candidates: facts only, never private keys (the
+// serving layer loads the keys of the certificates it serves), rebuilt
+// one certificate at a time by a server (CandidateSet).
 // It also keeps revocation results fresh. The admin layer and the server
 // both build on it; it never changes the store.
 package certview
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"time"
 
 	"certrelay/internal/directory"
+	"certrelay/internal/memo"
 	"certrelay/internal/settings"
 	"certrelay/internal/store"
 	"certrelay/internal/trust"
 )
 
-// Source is an open data directory's certificate state.
+// Source is an open data directory's certificate state. Use it by
+// pointer: it holds caches.
 type Source struct {
+	DB       *sql.DB // the database the parts below share (its change log)
 	Store    *store.Store
 	Trust    *trust.Store
 	Dir      directory.Directory
 	Settings *settings.Settings
 	Now      func() time.Time
+
+	// infos remembers each certificate's described fields by thumbprint
+	// (describe); bounded, so certificates long removed are forgotten.
+	infos memo.Table[string, *infoMemo]
 }
 
 // ErrNotSetUp is returned when the data directory has no server yet.

@@ -3,6 +3,7 @@ package certview
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"certrelay/internal/store"
 )
@@ -16,16 +17,24 @@ type keyTrouble struct {
 	Blocks  bool   // no service can use the certificate until it is fixed
 }
 
-// keyTroubleOf looks at the facts the store reports about e's key file:
+// keyTrouble looks at the facts the store reports about e's key file:
 // missing (the entry names a key the keys directory no longer holds), no
 // key at all although services are enabled, unreadable by the service
 // account, or open to other accounts (a mode wider than 0600, which still
-// works but lets them copy the key).
-func keyTroubleOf(e store.Entry, ki store.KeyInfo, selfSigned bool, acct store.Account) keyTrouble {
+// works but lets them copy the key) — or hidden from this account, which
+// then cannot check any of it.
+func (v *Viewer) keyTrouble(e store.Entry, ki store.KeyInfo, selfSigned bool) keyTrouble {
 	t := e.Thumbprint
+	acct := v.src.Store.Account()
 	switch {
 	case e.Pending():
 		return keyTrouble{}
+	case ki.Hidden:
+		me := store.CurrentAccount().Name
+		return keyTrouble{
+			Problem: fmt.Sprintf("this account (%s) may not look into the key directory %s, so whether its private key file is there and readable by the service account %s is not checked", me, filepath.Dir(ki.Path), acct.Name),
+			Fix:     fmt.Sprintf("run the command as %s or root to check it, or let other accounts look key files up: chmod 711 %s", acct.Name, filepath.Dir(ki.Path)),
+		}
 	case e.KeyID == "":
 		if e.Services == store.None {
 			return keyTrouble{}

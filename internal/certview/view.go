@@ -3,7 +3,6 @@ package certview
 import (
 	"context"
 	"crypto/x509"
-	"sync"
 	"time"
 
 	"certrelay/internal/certinfo"
@@ -94,7 +93,7 @@ func (v *Viewer) View(e store.Entry) Certificate {
 	c := Certificate{
 		Thumbprint:           e.Thumbprint,
 		Services:             e.Services.Names(),
-		HasPrivateKey:        ki.Present,
+		HasPrivateKey:        ki.Present || ki.Hidden,
 		FriendlyName:         e.FriendlyName,
 		PrivateKeyExportable: e.Exportable,
 		AccessRules:          ki.AccessRules,
@@ -116,7 +115,7 @@ func (v *Viewer) View(e store.Entry) Certificate {
 		c.Fix = "send the request to the CA, then import its answer: certrelay cert import FILE"
 		return c
 	}
-	in := describe(e)
+	in := v.src.describe(e)
 	c.info = in
 	c.Subject, c.Issuer = in.Subject, in.Issuer
 	c.CertificateDomains = in.CertificateDomains
@@ -130,27 +129,25 @@ func (v *Viewer) View(e store.Entry) Certificate {
 	r := v.snap.Judge(e.Cert, nil, v.now, v.records)
 	c.Status, c.RootCAType, c.Chain = r.Status, r.RootCAType, r.Chain
 	c.StatusDetail, c.Fix = r.Problem, r.Fix
-	if kt := keyTroubleOf(e, ki, in.IsSelfSigned, v.src.Store.Account()); kt.Problem != "" {
+	if kt := v.keyTrouble(e, ki, in.IsSelfSigned); kt.Problem != "" {
 		c.StatusDetail, c.Fix = join(c.StatusDetail, kt.Problem), join(c.Fix, kt.Fix)
 	}
 	return c
 }
-
-// infos remembers each certificate's fields by thumbprint: they never
-// change, and describing thousands of certificates on every store change
-// would cost a rebuild its 100 ms.
-var infos sync.Map // thumbprint → *infoMemo
 
 type infoMemo struct {
 	cert *x509.Certificate
 	info certinfo.Info
 }
 
-func describe(e store.Entry) certinfo.Info {
-	if m, ok := infos.Load(e.Thumbprint); ok && m.(*infoMemo).cert == e.Cert {
-		return m.(*infoMemo).info
+// describe returns e's fields, remembered by thumbprint (Source.infos):
+// they never change, and describing thousands of certificates on every
+// store change would cost a rebuild its 100 ms.
+func (s *Source) describe(e store.Entry) certinfo.Info {
+	if m, ok := s.infos.Get(e.Thumbprint); ok && m.cert == e.Cert {
+		return m.info
 	}
 	in := certinfo.Describe(e.Cert)
-	infos.Store(e.Thumbprint, &infoMemo{cert: e.Cert, info: in})
+	s.infos.Put(e.Thumbprint, &infoMemo{cert: e.Cert, info: in})
 	return in
 }

@@ -83,7 +83,7 @@ func (e *Embedded) put(ctx context.Context, kind, k string, v any) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO dir_objects(kind, key, object) VALUES(?, ?, ?) ON CONFLICT(kind, key) DO UPDATE SET object = excluded.object`, kind, k, string(obj)); err != nil {
 			return fmt.Errorf("write %s %q: %w", kind, k, err)
 		}
-		return bump(ctx, tx)
+		return e.bump(ctx, tx, kind, k)
 	})
 }
 
@@ -96,13 +96,17 @@ func (e *Embedded) del(ctx context.Context, kind, k string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
-		return bump(ctx, tx)
+		return e.bump(ctx, tx, kind, k)
 	})
 }
 
-func bump(ctx context.Context, tx *sql.Tx) error {
-	_, err := tx.ExecContext(ctx, `UPDATE dir_meta SET value = value + 1 WHERE key = 'generation'`)
-	return err
+// bump counts a change of the object kind/k and logs it (db.LogChange),
+// so running servers re-read that kind of object.
+func (e *Embedded) bump(ctx context.Context, tx *sql.Tx, kind, k string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE dir_meta SET value = value + 1 WHERE key = 'generation'`); err != nil {
+		return err
+	}
+	return db.LogChange(ctx, e.db, db.ScopeDirectory, kind+"/"+k)
 }
 
 // Generation implements Directory.

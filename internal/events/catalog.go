@@ -154,6 +154,11 @@ var catalog = []Definition{
 		Params: []string{"fqdn", "thumbprint", "status", "connector"},
 		Text:   "TLS for %1 on connector %4 uses certificate %2 although its revocation could not be established (%3): no certificate from a trusted CA that holds %1 passes every check, so selection fell back to it as a last resort. See what the CRL and OCSP checks answered with certrelay cert verify %2; then repair the network path or the proxy (certrelay server set --proxy URL), or replace the certificate."},
 
+	// certrelay's serving layer (IDs 16040–16049).
+	{ID: 16040, Name: "CertificatePrivateKeyUnusable", Source: SourceCertrelay, Category: TransportService, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"thumbprint", "keyFile", "error"},
+		Text:   "The private key of certificate %1 cannot be loaded from %2 (%3), so no session uses the certificate: selection passes it over, and the next certificate that holds the name serves instead. Restore the key file from a backup, or replace the certificate: certrelay cert new --from %1 for a self-signed one, otherwise import it again with its key. certrelay cert explain shows what sessions get now."},
+
 	// certrelay's own management events.
 	{ID: 16001, Name: "SetupCompleted", Source: SourceCertrelay, Category: Setup, Severity: Information, Level: Lowest,
 		Params: []string{"server", "role", "fqdn", "dataDir"},

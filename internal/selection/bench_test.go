@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"certrelay/internal/store"
+	"certrelay/internal/certprop"
 )
 
 // BenchmarkSelect measures a handshake's selection cost with 10, 1,000
@@ -22,7 +22,7 @@ func BenchmarkSelect(b *testing.B) {
 			c.Thumbprint = fmt.Sprintf("%040X", i)
 			cs[i] = c
 		}
-		req := Request{FQDN: "mail.contoso.com", Service: store.SMTP}
+		req := Request{FQDN: "mail.contoso.com", Service: certprop.SMTP}
 		b.Run(fmt.Sprintf("memoized/%d", n), func(b *testing.B) {
 			ix := NewIndex(cs, now)
 			ix.Select(req)

@@ -4,7 +4,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"sort"
@@ -12,12 +11,14 @@ import (
 	"time"
 
 	"certrelay/internal/certinfo"
-	"certrelay/internal/store"
-	"certrelay/internal/trust"
+	"certrelay/internal/certprop"
 )
 
 // Candidate is one certificate of the personal store as selection sees
-// it. The caller fills it from the store and trust.
+// it: facts, never a private key. The caller fills it from the store and
+// trust; whoever serves the winner loads its key (internal/serving), so
+// that everyone who asks — a server, or `cert explain` run by any account
+// that can read the data directory — gets the same decision.
 type Candidate struct {
 	Thumbprint   string
 	Subject      string
@@ -26,8 +27,8 @@ type Candidate struct {
 	NotBefore    time.Time
 	NotAfter     time.Time
 	IsSelfSigned bool
-	Services     store.Services
-	Status       trust.Status
+	Services     certprop.Services
+	Status       certprop.Status
 	Pending      bool // a pending request (never used)
 	Cert         *x509.Certificate
 	// HasKey: the store holds the private key; KeyReadable: the service
@@ -35,23 +36,28 @@ type Candidate struct {
 	// on a removable device: certrelay's keys never are.
 	HasKey      bool
 	KeyReadable bool
-	// TLS is the certificate ready for a handshake (key and chain loaded),
-	// or nil when it could not be loaded.
-	TLS *tls.Certificate
 	// KeyError says, as a clause starting "its …" with the fix, why the
 	// private key cannot be used (file missing, unreadable, damaged);
-	// selection gives it as the reason when HasKey, KeyReadable or TLS
-	// rule the candidate out. KeyWarning names a key problem that does
-	// not stop its use (a key file other accounts can read), with the
-	// fix; the explanation repeats it for every candidate not rejected.
+	// selection gives it as the reason and rejects the candidate. When it
+	// is "" but HasKey or KeyReadable is false, a generic reason is given.
+	// KeyWarning names a key problem that does not stop its use (a key
+	// file other accounts can read), with the fix; the explanation
+	// repeats it for every candidate not rejected.
 	KeyError   string
 	KeyWarning string
+
+	// Selection does not read these: they travel with the winner to the
+	// code that serves it. KeyID names the private key in the store;
+	// Chain holds the intermediates to send after the certificate (not
+	// the root, RFC 8446 4.4.2).
+	KeyID string
+	Chain []*x509.Certificate
 }
 
 // Request says what a session needs.
 type Request struct {
-	FQDN    string         // S1: the name to match
-	Service store.Services // SMTP, POP, IMAP, IIS or UM
+	FQDN    string            // S1: the name to match
+	Service certprop.Services // SMTP, POP, IMAP, IIS or UM
 	// OneLabel restricts wildcards to one label (S3's per-connector switch).
 	OneLabel bool
 	// Explicit names the certificate as "<I>issuer<S>subject" (S4a); the
@@ -133,14 +139,14 @@ func (d *Decision) LastResort(now time.Time) string {
 func Usability(c *Candidate, now time.Time) string {
 	switch {
 	case now.After(c.NotAfter):
-		if c.Status == trust.DateInvalid {
+		if c.Status == certprop.DateInvalid {
 			return WonExpired
 		}
-	case c.Status == trust.Valid && !c.IsSelfSigned:
+	case c.Status == certprop.Valid && !c.IsSelfSigned:
 		return WonTrusted
-	case c.Status == trust.Valid:
+	case c.Status == certprop.Valid:
 		return WonSelfSigned
-	case !c.IsSelfSigned && (c.Status == trust.RevocationCheckFailure || c.Status == trust.Unknown):
+	case !c.IsSelfSigned && (c.Status == certprop.RevocationCheckFailure || c.Status == certprop.Unknown):
 		return WonRevocationUnknown
 	}
 	return ""
@@ -273,7 +279,7 @@ func rejectS2(c *Candidate, req Request, issuerWant, subjectWant string) (string
 			return why, unusableCert
 		}
 	}
-	if (!c.HasKey || !c.KeyReadable || c.TLS == nil) && c.KeyError != "" {
+	if c.KeyError != "" {
 		return c.KeyError, unusableKey
 	}
 	switch {
@@ -281,8 +287,6 @@ func rejectS2(c *Candidate, req Request, issuerWant, subjectWant string) (string
 		return "the store holds no private key for it", unusableKey
 	case !c.KeyReadable:
 		return "the service account cannot read its private key (certrelay cert enable " + c.Thumbprint + " --services " + req.Service.String() + " grants it)", unusableKey
-	case c.TLS == nil:
-		return "its private key cannot be loaded", unusableKey
 	}
 	return "", 0
 }
@@ -426,13 +430,13 @@ func walkNewest(cands []Candidate, walk []int, req Request, now time.Time, verdi
 	for _, i := range walk {
 		c := cands[i]
 		switch {
-		case win < 0 && (c.Status == trust.Valid || c.Status == trust.RevocationCheckFailure || c.Status == trust.Unknown):
+		case win < 0 && (c.Status == certprop.Valid || c.Status == certprop.RevocationCheckFailure || c.Status == certprop.Unknown):
 			win = i
-		case c.Status == trust.DateInvalid && now.After(c.NotAfter) && expired < 0:
+		case c.Status == certprop.DateInvalid && now.After(c.NotAfter) && expired < 0:
 			expired = i
 			verdict[i] = consider(c, PassedOver, "expired: kept as the last resort")
 		case verdict[i].Verdict == "":
-			if c.Status != trust.Valid && c.Status != trust.RevocationCheckFailure && c.Status != trust.Unknown {
+			if c.Status != certprop.Valid && c.Status != certprop.RevocationCheckFailure && c.Status != certprop.Unknown {
 				verdict[i] = consider(c, Rejected, fmt.Sprintf("its Status is %s", c.Status))
 			}
 		}
@@ -532,7 +536,7 @@ func canonicalName(n string) string {
 // ForConnector builds the request of a connector's session (S1): the
 // connector's FQDN, or the server's physical FQDN when it has none; its
 // explicit certificate name (S4a) and wildcard switch (S3).
-func ForConnector(connectorFqdn, serverFqdn, tlsCertificateName string, oneLabel bool, svc store.Services) Request {
+func ForConnector(connectorFqdn, serverFqdn, tlsCertificateName string, oneLabel bool, svc certprop.Services) Request {
 	fqdn := strings.ToLower(strings.TrimSuffix(connectorFqdn, "."))
 	if fqdn == "" {
 		fqdn = strings.ToLower(strings.TrimSuffix(serverFqdn, "."))

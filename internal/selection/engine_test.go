@@ -1,16 +1,14 @@
 package selection
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"certrelay/internal/store"
+	"certrelay/internal/certprop"
 	"certrelay/internal/testpki"
-	"certrelay/internal/trust"
 )
 
 var now = time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
@@ -24,9 +22,9 @@ func cand(name string, ageDays int, opts ...func(*Candidate)) Candidate {
 		Domains:    []string{"mail.contoso.com"},
 		NotBefore:  now.Add(-time.Duration(ageDays) * 24 * time.Hour),
 		NotAfter:   now.Add(time.Duration(365-ageDays) * 24 * time.Hour),
-		Services:   store.SMTP,
-		Status:     trust.Valid,
-		HasKey:     true, KeyReadable: true, TLS: &tls.Certificate{},
+		Services:   certprop.SMTP,
+		Status:     certprop.Valid,
+		HasKey:     true, KeyReadable: true,
 	}
 	c.Thumbprint = fmt.Sprintf("%-40s", strings.ToUpper(name))[:40]
 	for _, o := range opts {
@@ -35,15 +33,15 @@ func cand(name string, ageDays int, opts ...func(*Candidate)) Candidate {
 	return c
 }
 
-func selfSigned(c *Candidate)                { c.IsSelfSigned, c.Issuer = true, c.Subject }
-func status(s trust.Status) func(*Candidate) { return func(c *Candidate) { c.Status = s } }
+func selfSigned(c *Candidate)                   { c.IsSelfSigned, c.Issuer = true, c.Subject }
+func status(s certprop.Status) func(*Candidate) { return func(c *Candidate) { c.Status = s } }
 func expired(c *Candidate) {
 	c.NotAfter = now.Add(-24 * time.Hour)
-	c.Status = trust.DateInvalid
+	c.Status = certprop.DateInvalid
 }
 func domains(d ...string) func(*Candidate) { return func(c *Candidate) { c.Domains = d } }
 
-var smtpFor = Request{FQDN: "mail.contoso.com", Service: store.SMTP}
+var smtpFor = Request{FQDN: "mail.contoso.com", Service: certprop.SMTP}
 
 // TestWalk covers each branch of SPEC S4's walk.
 func TestWalk(t *testing.T) {
@@ -58,26 +56,26 @@ func TestWalk(t *testing.T) {
 		{"ok/newest-ca-issued-wins", []Candidate{cand("OLDCA", 100), cand("NEWCA", 10)}, smtpFor, "NEWCA", WonTrusted},
 		{"ok/tie-broken-by-thumbprint", []Candidate{cand("BBB", 5), cand("AAA", 5)}, smtpFor, "AAA", WonTrusted},
 		{"ok/newest-self-signed-when-no-ca", []Candidate{cand("SELFOLD", 50, selfSigned), cand("SELFNEW", 5, selfSigned)}, smtpFor, "SELFNEW", WonSelfSigned},
-		{"ok/revocation-fallback-beats-self-signed-at-end", []Candidate{cand("SELF", 1, selfSigned), cand("REVUNK", 10, status(trust.RevocationCheckFailure))}, smtpFor, "REVUNK", WonRevocationUnknown},
-		{"ok/valid-ca-after-revocation-unknown-wins", []Candidate{cand("REVUNK", 1, status(trust.RevocationCheckFailure)), cand("GOOD", 10)}, smtpFor, "GOOD", WonTrusted},
-		{"ok/expired-ends-walk-revocation-fallback-wins", []Candidate{cand("REVUNK", 1, status(trust.Unknown)), cand("EXP", 20, expired), cand("GOODOLD", 300)}, smtpFor, "REVUNK", WonRevocationUnknown},
+		{"ok/revocation-fallback-beats-self-signed-at-end", []Candidate{cand("SELF", 1, selfSigned), cand("REVUNK", 10, status(certprop.RevocationCheckFailure))}, smtpFor, "REVUNK", WonRevocationUnknown},
+		{"ok/valid-ca-after-revocation-unknown-wins", []Candidate{cand("REVUNK", 1, status(certprop.RevocationCheckFailure)), cand("GOOD", 10)}, smtpFor, "GOOD", WonTrusted},
+		{"ok/expired-ends-walk-revocation-fallback-wins", []Candidate{cand("REVUNK", 1, status(certprop.Unknown)), cand("EXP", 20, expired), cand("GOODOLD", 300)}, smtpFor, "REVUNK", WonRevocationUnknown},
 		{"ok/expired-ends-walk-expired-ca-wins", []Candidate{cand("SELF", 1, selfSigned), cand("EXP", 20, expired), cand("GOODOLD", 300)}, smtpFor, "EXP", WonExpired},
 		{"ok/expired-self-signed-ends-walk-self-signed-seen-wins", []Candidate{cand("SELF", 1, selfSigned), cand("EXPSELF", 20, selfSigned, expired), cand("GOODOLD", 300)}, smtpFor, "SELF", WonSelfSigned},
 		{"ok/expired-self-signed-last-resort", []Candidate{cand("EXPSELF", 20, selfSigned, expired)}, smtpFor, "EXPSELF", WonExpired},
 		{"none/no-candidate", []Candidate{cand("OTHER", 1, domains("other.contoso.com"))}, smtpFor, "", ""},
-		{"none/only-revoked-and-untrusted", []Candidate{cand("REV", 1, status(trust.Revoked)), cand("UNT", 2, status(trust.Untrusted))}, smtpFor, "", ""},
-		{"reject/not-enabled-for-smtp", []Candidate{cand("POPONLY", 1, func(c *Candidate) { c.Services = store.POP }), cand("SELF", 5, selfSigned)}, smtpFor, "SELF", WonSelfSigned},
+		{"none/only-revoked-and-untrusted", []Candidate{cand("REV", 1, status(certprop.Revoked)), cand("UNT", 2, status(certprop.Untrusted))}, smtpFor, "", ""},
+		{"reject/not-enabled-for-smtp", []Candidate{cand("POPONLY", 1, func(c *Candidate) { c.Services = certprop.POP }), cand("SELF", 5, selfSigned)}, smtpFor, "SELF", WonSelfSigned},
 		{"reject/no-private-key", []Candidate{cand("NOKEY", 1, func(c *Candidate) { c.HasKey = false })}, smtpFor, "", ""},
 		{"reject/key-unreadable", []Candidate{cand("NOREAD", 1, func(c *Candidate) { c.KeyReadable = false })}, smtpFor, "", ""},
 		{"reject/pending-request", []Candidate{cand("PEND", 1, func(c *Candidate) { c.Pending = true })}, smtpFor, "", ""},
-		{"ok/wildcard-several-levels", []Candidate{cand("WILD", 1, domains("*.contoso.com"))}, Request{FQDN: "a.mail.contoso.com", Service: store.SMTP}, "WILD", WonTrusted},
-		{"none/wildcard-one-label-switch", []Candidate{cand("WILD", 1, domains("*.contoso.com"))}, Request{FQDN: "a.mail.contoso.com", Service: store.SMTP, OneLabel: true}, "", ""},
-		{"none/search-name-is-wildcard", []Candidate{cand("WILD", 1, domains("*.contoso.com"))}, Request{FQDN: "*.contoso.com", Service: store.SMTP}, "", ""},
+		{"ok/wildcard-several-levels", []Candidate{cand("WILD", 1, domains("*.contoso.com"))}, Request{FQDN: "a.mail.contoso.com", Service: certprop.SMTP}, "WILD", WonTrusted},
+		{"none/wildcard-one-label-switch", []Candidate{cand("WILD", 1, domains("*.contoso.com"))}, Request{FQDN: "a.mail.contoso.com", Service: certprop.SMTP, OneLabel: true}, "", ""},
+		{"none/search-name-is-wildcard", []Candidate{cand("WILD", 1, domains("*.contoso.com"))}, Request{FQDN: "*.contoso.com", Service: certprop.SMTP}, "", ""},
 		{"ok/explicit-binding", []Candidate{cand("NEWER", 1), cand("NAMED", 30, func(c *Candidate) { c.Issuer, c.Subject = "CN=Fabrikam CA,O=Fabrikam", "CN=named.contoso.com" })},
-			Request{Service: store.SMTP, Explicit: "<I>o=fabrikam, cn=fabrikam ca<S>CN=named.contoso.com"}, "NAMED", WonExplicit},
-		{"none/explicit-binding-missing", []Candidate{cand("NEWER", 1)}, Request{Service: store.SMTP, Explicit: "<I>CN=Gone CA<S>CN=gone.contoso.com"}, "", ""},
-		{"ok/compat-2007-newest-wins-whatever-issuer", []Candidate{cand("CA", 30), cand("SELF", 1, selfSigned)}, Request{FQDN: "mail.contoso.com", Service: store.SMTP, Compat2007: true}, "SELF", WonNewest},
-		{"none/compat-2007-no-wildcards", []Candidate{cand("WILD", 1, domains("*.contoso.com"))}, Request{FQDN: "mail.contoso.com", Service: store.SMTP, Compat2007: true}, "", ""},
+			Request{Service: certprop.SMTP, Explicit: "<I>o=fabrikam, cn=fabrikam ca<S>CN=named.contoso.com"}, "NAMED", WonExplicit},
+		{"none/explicit-binding-missing", []Candidate{cand("NEWER", 1)}, Request{Service: certprop.SMTP, Explicit: "<I>CN=Gone CA<S>CN=gone.contoso.com"}, "", ""},
+		{"ok/compat-2007-newest-wins-whatever-issuer", []Candidate{cand("CA", 30), cand("SELF", 1, selfSigned)}, Request{FQDN: "mail.contoso.com", Service: certprop.SMTP, Compat2007: true}, "SELF", WonNewest},
+		{"none/compat-2007-no-wildcards", []Candidate{cand("WILD", 1, domains("*.contoso.com"))}, Request{FQDN: "mail.contoso.com", Service: certprop.SMTP, Compat2007: true}, "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -181,7 +179,7 @@ func TestIndexMemoizes(t *testing.T) {
 	if d1 != d2 || d1.Winner == nil {
 		t.Fatal("not memoized")
 	}
-	if upper := ix.Select(Request{FQDN: "MAIL.CONTOSO.COM", Service: store.SMTP}); upper != d1 {
+	if upper := ix.Select(Request{FQDN: "MAIL.CONTOSO.COM", Service: certprop.SMTP}); upper != d1 {
 		t.Error("case changed the decision")
 	}
 	if allocs := testing.AllocsPerRun(100, func() { ix.Select(smtpFor) }); allocs != 0 {

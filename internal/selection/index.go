@@ -8,8 +8,9 @@ import (
 )
 
 // Index answers selection requests for one state of the store, memoizing
-// each decision: the first request for a name walks the candidates, every
-// later one is a map lookup without locks or allocations. Build a new
+// each decision (up to MaxMemo of them): the first request for a name
+// walks the candidates, every later one is a map lookup without locks or
+// allocations. Build a new
 // Index on every store or trust change (S7) and when ValidUntil passes.
 // Safe for concurrent use.
 type Index struct {
@@ -20,7 +21,12 @@ type Index struct {
 	mu         sync.Mutex // serialises writers of memo
 }
 
-// NewIndex builds an index over cands as of now.
+// MaxMemo bounds the decisions an Index remembers; beyond it, a request
+// not yet answered is decided anew each time.
+const MaxMemo = 4096
+
+// NewIndex builds an index over cands as of now. The index keeps cands:
+// the caller must not change the slice afterwards.
 func NewIndex(cands []Candidate, now time.Time) *Index {
 	ix := &Index{cands: cands, now: now}
 	m := map[Request]*Decision{}
@@ -46,6 +52,20 @@ func (ix *Index) Built() time.Time { return ix.now }
 // rebuild the index then.
 func (ix *Index) ValidUntil() time.Time { return ix.validUntil }
 
+// Requests returns up to max of the requests answered so far, so that
+// the index built after a change can answer them before it is used.
+func (ix *Index) Requests(max int) []Request {
+	m := *ix.memo.Load()
+	out := make([]Request, 0, min(len(m), max))
+	for r := range m {
+		if len(out) == max {
+			break
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
 // Select returns the decision for req. req.FQDN should be lower-case
 // (callers normalise connector FQDNs once); it is lower-cased here when it
 // is not, at the cost of an allocation.
@@ -65,6 +85,9 @@ func (ix *Index) Select(req Request) *Decision {
 	old := *ix.memo.Load()
 	if prev, ok := old[req]; ok {
 		return prev
+	}
+	if len(old) >= MaxMemo {
+		return &d // names chosen by clients (SNI) must not grow the memo without end
 	}
 	next := make(map[Request]*Decision, len(old)+1)
 	for k, v := range old {

@@ -7,8 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"certrelay/internal/store"
-	"certrelay/internal/trust"
+	"certrelay/internal/certprop"
 )
 
 func thumbs(rs []Ranked) string {
@@ -33,16 +32,16 @@ func TestRank(t *testing.T) {
 		want  string
 	}{
 		{"ok/ca-issued-then-self-signed", []Candidate{cand("SELF", 1, selfSigned), cand("CA", 100)}, smtpFor, "CA SELF"},
-		{"ok/revocation-fallback-before-self-signed", []Candidate{cand("SELF", 1, selfSigned), cand("REVUNK", 10, status(trust.RevocationCheckFailure))}, smtpFor, "REVUNK SELF"},
+		{"ok/revocation-fallback-before-self-signed", []Candidate{cand("SELF", 1, selfSigned), cand("REVUNK", 10, status(certprop.RevocationCheckFailure))}, smtpFor, "REVUNK SELF"},
 		{"ok/newest-first-among-equals", []Candidate{cand("OLD", 100), cand("NEW", 10), cand("MID", 50)}, smtpFor, "NEW MID OLD"},
 		// The expired CA-issued certificate ends the walk before the older
 		// valid one: it is what sessions get once NEW is gone.
 		{"ok/expired-ends-the-walk-before-older-valid", []Candidate{cand("NEW", 1), cand("EXP", 20, expired), cand("OLD", 300)}, smtpFor, "NEW EXP OLD"},
 		{"ok/expired-self-signed-wins-before-older-self-signed", []Candidate{cand("EXPSELF", 20, selfSigned, expired), cand("SELFOLD", 200, selfSigned)}, smtpFor, "EXPSELF SELFOLD"},
-		{"never/revoked-and-not-enabled", []Candidate{cand("REV", 1, status(trust.Revoked)), cand("POP", 2, func(c *Candidate) { c.Services = store.POP }), cand("GOOD", 30)}, smtpFor, "GOOD (REV) (POP)"},
-		{"never/behind-an-expired-revoked-one", []Candidate{cand("EXPREV", 5, func(c *Candidate) { c.NotAfter = now.Add(-time.Hour); c.Status = trust.Revoked }), cand("GOOD", 30)}, smtpFor, "(EXPREV) (GOOD)"},
-		{"never/search-name-is-wildcard", []Candidate{cand("A", 1, domains("*.contoso.com"))}, Request{FQDN: "*.contoso.com", Service: store.SMTP}, "(A)"},
-		{"ok/explicit-binding-newest-first", []Candidate{cand("N1", 1, named), cand("N2", 5, named), cand("OTHER", 0)}, Request{Service: store.SMTP, Explicit: "<I>CN=Fabrikam CA<S>CN=named.contoso.com"}, "N1 N2 (OTHER)"},
+		{"never/revoked-and-not-enabled", []Candidate{cand("REV", 1, status(certprop.Revoked)), cand("POP", 2, func(c *Candidate) { c.Services = certprop.POP }), cand("GOOD", 30)}, smtpFor, "GOOD (REV) (POP)"},
+		{"never/behind-an-expired-revoked-one", []Candidate{cand("EXPREV", 5, func(c *Candidate) { c.NotAfter = now.Add(-time.Hour); c.Status = certprop.Revoked }), cand("GOOD", 30)}, smtpFor, "(EXPREV) (GOOD)"},
+		{"never/search-name-is-wildcard", []Candidate{cand("A", 1, domains("*.contoso.com"))}, Request{FQDN: "*.contoso.com", Service: certprop.SMTP}, "(A)"},
+		{"ok/explicit-binding-newest-first", []Candidate{cand("N1", 1, named), cand("N2", 5, named), cand("OTHER", 0)}, Request{Service: certprop.SMTP, Explicit: "<I>CN=Fabrikam CA<S>CN=named.contoso.com"}, "N1 N2 (OTHER)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -73,7 +72,7 @@ func named(c *Candidate) { c.Issuer, c.Subject = "CN=Fabrikam CA", "CN=named.con
 // would win.
 func TestRankAgreesWithSelect(t *testing.T) {
 	r := rand.New(rand.NewSource(9))
-	statuses := []trust.Status{trust.Valid, trust.Valid, trust.Valid, trust.RevocationCheckFailure, trust.Unknown, trust.Revoked, trust.Untrusted, trust.DateInvalid}
+	statuses := []certprop.Status{certprop.Valid, certprop.Valid, certprop.Valid, certprop.RevocationCheckFailure, certprop.Unknown, certprop.Revoked, certprop.Untrusted, certprop.DateInvalid}
 	for round := 0; round < 300; round++ {
 		n := 1 + r.Intn(8)
 		var cs []Candidate
@@ -83,11 +82,11 @@ func TestRankAgreesWithSelect(t *testing.T) {
 			if r.Intn(3) == 0 {
 				selfSigned(&c)
 			}
-			if c.Status == trust.DateInvalid && r.Intn(2) == 0 {
+			if c.Status == certprop.DateInvalid && r.Intn(2) == 0 {
 				c.NotAfter = now.Add(-time.Hour)
 			}
 			if r.Intn(6) == 0 {
-				c.Services = store.POP
+				c.Services = certprop.POP
 			}
 			cs = append(cs, c)
 		}
@@ -127,10 +126,10 @@ func TestLastResort(t *testing.T) {
 	}{
 		{"none/trusted", []Candidate{cand("CA", 1)}, smtpFor, ""},
 		{"none/self-signed", []Candidate{cand("SELF", 1, selfSigned)}, smtpFor, ""},
-		{"last-resort/revocation-unknown", []Candidate{cand("SELF", 1, selfSigned), cand("REVUNK", 10, status(trust.Unknown))}, smtpFor, WonRevocationUnknown},
+		{"last-resort/revocation-unknown", []Candidate{cand("SELF", 1, selfSigned), cand("REVUNK", 10, status(certprop.Unknown))}, smtpFor, WonRevocationUnknown},
 		{"last-resort/expired", []Candidate{cand("EXP", 10, expired)}, smtpFor, WonExpired},
-		{"last-resort/explicit-binding-revocation-unknown", []Candidate{cand("N", 1, named, status(trust.RevocationCheckFailure))}, Request{Service: store.SMTP, Explicit: "<I>CN=Fabrikam CA<S>CN=named.contoso.com"}, WonRevocationUnknown},
-		{"none/no-winner", []Candidate{cand("REV", 1, status(trust.Revoked))}, smtpFor, ""},
+		{"last-resort/explicit-binding-revocation-unknown", []Candidate{cand("N", 1, named, status(certprop.RevocationCheckFailure))}, Request{Service: certprop.SMTP, Explicit: "<I>CN=Fabrikam CA<S>CN=named.contoso.com"}, WonRevocationUnknown},
+		{"none/no-winner", []Candidate{cand("REV", 1, status(certprop.Revoked))}, smtpFor, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -151,7 +150,7 @@ func TestLastResort(t *testing.T) {
 // accounts can read is a warning on the winner.
 func TestKeyTroubleExplained(t *testing.T) {
 	missing := func(c *Candidate) {
-		c.HasKey, c.TLS = false, nil
+		c.HasKey = false
 		c.KeyError = "its private key file /data/keys/ab.key is missing (restore it)"
 	}
 	d := Select([]Candidate{cand("GONE", 1, missing), cand("GONETOO", 2, selfSigned, missing), cand("OTHER", 3, domains("other.contoso.com"))}, smtpFor, now)
@@ -170,7 +169,7 @@ func TestKeyTroubleExplained(t *testing.T) {
 		t.Errorf("reason %+v", con)
 	}
 
-	d = Select([]Candidate{cand("NOTSMTP", 1, func(c *Candidate) { c.Services = store.POP })}, smtpFor, now)
+	d = Select([]Candidate{cand("NOTSMTP", 1, func(c *Candidate) { c.Services = certprop.POP })}, smtpFor, now)
 	if !strings.Contains(d.Why, "no usable certificate enabled for SMTP holds mail.contoso.com") || !strings.Contains(d.Why, "certrelay cert enable") {
 		t.Errorf("not enabled: %s", d.Why)
 	}

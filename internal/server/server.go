@@ -1,10 +1,12 @@
 // Package server runs certrelay: `certrelay serve`. On a data directory
 // that setup has prepared (the command runs setup first, SPEC M9), it
-// opens the queue and the receive connectors, and watches the store and the directory so that
-// a change made by the CLI in another process — a certificate enabled,
-// imported or removed, a connector added or changed — takes effect within
-// 100 ms without a restart (S7). It checks certificate expiry at start and
-// daily (E5) and refreshes revocation data in the background (T4).
+// opens the queue, the TLS serving layer and the receive connectors, and
+// watches the data directory so that a change made by the CLI in another
+// process — a certificate enabled, imported or removed, a connector added
+// or changed — takes effect at once, without a restart (S7), rebuilding
+// only what changed (see changes.go). It checks certificate expiry at
+// start and daily (E5) and refreshes revocation data in the background
+// (T4).
 package server
 
 import (
@@ -20,9 +22,11 @@ import (
 
 	"certrelay/internal/certinfo"
 	"certrelay/internal/certview"
+	"certrelay/internal/db"
 	"certrelay/internal/events"
 	"certrelay/internal/queue"
 	"certrelay/internal/selection"
+	"certrelay/internal/serving"
 	"certrelay/internal/settings"
 	"certrelay/internal/store"
 	"certrelay/internal/tracking"
@@ -45,10 +49,6 @@ type Options struct {
 // DefaultExpiryWindow is E5's default warning window.
 const DefaultExpiryWindow = 30 * 24 * time.Hour
 
-// WatchInterval is how often the server looks for changes made by other
-// processes (S7 allows 100 ms from commit to the next handshake).
-const WatchInterval = 50 * time.Millisecond
-
 // Run runs the server until ctx ends.
 func Run(ctx context.Context, o Options) error {
 	if o.ExpiryWindow == 0 {
@@ -69,14 +69,18 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer q.Close()
 
-	s := &srv{src: src, events: o.Events, log: logger, window: o.ExpiryWindow, q: q, builder: &stateBuilder{src: src, cands: src.NewCandidateBuilder()}}
+	if src.DB == nil {
+		return errors.New("internal: the source has no database")
+	}
+	s := &srv{src: src, events: o.Events, log: logger, window: o.ExpiryWindow, q: q, dir: &dirState{src: src}, cands: src.NewCandidateSet()}
+	s.layer = serving.New(serving.Options{LoadKey: src.Store.PrivateKeyByID, KeyFault: s.keyFault, Events: o.Events, Log: logger, Now: src.Now})
 	if s.fileLimit, err = raiseOpenFileLimit(); err != nil {
 		logger.Warn("cannot read the open-file limit; SMTP sessions are capped by the connectors only", "err", err)
 	} else {
 		logger.Info("open files", "limit", s.fileLimit, "smtp_sessions", sessionsFor(s.fileLimit))
 	}
 	s.rcv = &transport.Receiver{Spool: transport.QueueSpool{Q: q}, Log: logger, Now: src.Now, Events: o.Events, NewID: q.NewID,
-		FileLimit: s.fileLimit}
+		FileLimit: s.fileLimit, Serving: s.layer}
 	if s.fileLimit > 0 {
 		s.rcv.MaxConnections = sessionsFor(s.fileLimit)
 	}
@@ -90,14 +94,24 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	q.Handle(queue.AnyRemote, &transport.Sender{State: s.rcv.State, Resolver: resolver, Log: logger, Track: func(r tracking.Record) {
+	q.Handle(queue.AnyRemote, &transport.Sender{State: s.rcv.State, Serving: s.layer, Resolver: resolver, Log: logger, Track: func(r tracking.Record) {
 		if err := trace.Append(r); err != nil {
 			logger.Warn("cannot write the message trace", "err", err)
 		}
 	}})
 	q.SetBouncer(&transport.Bouncer{Queue: q, State: s.rcv.State, Now: src.Now})
 
-	st, err := s.builder.build(ctx)
+	// Everything the change log holds after seq is applied by the loop,
+	// so a change committed while this start reads the store is not lost.
+	if s.seq, err = db.LastChange(ctx, src.DB); err != nil {
+		return err
+	}
+	if err := s.cands.Load(ctx); err != nil {
+		return fmt.Errorf("read the certificate store: %w", err)
+	}
+	cands, _ := s.cands.Candidates()
+	s.layer.Publish(cands, src.Now())
+	st, err := s.dir.build(ctx, nil, src.Now())
 	if err != nil {
 		return err
 	}
@@ -109,7 +123,11 @@ func Run(ctx context.Context, o Options) error {
 		return noListenerError(errs)
 	}
 	s.checkOpenFiles(ctx, st)
+	s.checkSendCertificates(ctx, st)
+	s.traceDecisions(st)
 	s.checkExpiry(ctx)
+	w := s.startWatch(o.DataDir)
+	defer w.close()
 	qdone := make(chan error, 1)
 	qctx, stopQueue := context.WithCancel(context.Background())
 	go func() { qdone <- q.Run(qctx) }()
@@ -118,7 +136,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Ready != nil {
 		o.Ready()
 	}
-	s.loop(ctx, st)
+	s.loop(ctx, w)
 
 	logger.Info("certrelay stopping")
 	shut, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -141,47 +159,69 @@ type srv struct {
 	window    time.Duration
 	q         *queue.Queue
 	rcv       *transport.Receiver
-	builder   *stateBuilder
+	layer     *serving.Layer         // certificates, TLS configurations, listeners
+	cands     *certview.CandidateSet // the store's facts, rebuilt a certificate at a time
+	dir       *dirState              // the directory's snapshot
+	seq       int64                  // the change log read up to here
 }
 
-// loop rebuilds the transport's snapshot whenever the store or the
-// directory changes, and when a certificate's validity changes.
-func (s *srv) loop(ctx context.Context, st *transport.State) {
-	sg, dg := generations(ctx, s.src)
-	watch := time.NewTicker(WatchInterval)
-	defer watch.Stop()
+// loop applies the changes the watch reports (see changes.go), judges
+// every certificate again when one's validity begins or ends, and checks
+// expiry daily.
+func (s *srv) loop(ctx context.Context, w *watcher) {
+	check := time.NewTicker(w.interval)
+	defer check.Stop()
 	daily := time.NewTicker(24 * time.Hour)
 	defer daily.Stop()
-	rebuild := time.NewTimer(nextRebuild(st))
+	rebuild := time.NewTimer(nextRebuild(s.layer.Index()))
 	defer rebuild.Stop()
+	recheck := time.NewTimer(time.Hour)
+	recheck.Stop()
+	defer recheck.Stop()
+	var pause time.Duration // of the rechecks after a write; 0: none due
 	for {
-		changed := false
+		var p pending
 		select {
 		case <-ctx.Done():
 			return
-		case <-watch.C:
-			s2, d2 := generations(ctx, s.src)
-			changed = s2 != sg || d2 != dg
-			sg, dg = s2, d2
+		case ev, ok := <-w.events:
+			if !ok { // the watch failed: read the change log often
+				w.events = nil
+				check.Reset(WatchInterval)
+				continue
+			}
+			wrote := w.note(&p, ev)
+		drain:
+			for { // take what else is there now: one rebuild for a burst
+				select {
+				case ev, ok := <-w.events:
+					if !ok {
+						break drain
+					}
+					wrote = w.note(&p, ev) || wrote
+				default:
+					break drain
+				}
+			}
+			if wrote {
+				pause = time.Millisecond
+				recheck.Reset(pause)
+			}
+		case <-recheck.C:
+			p.check = true
+			if pause *= 2; pause <= RecheckUntil {
+				recheck.Reset(pause)
+			}
+		case <-check.C:
+			p.check = true
 		case <-rebuild.C:
-			changed = true
+			p.rejudge = true
 		case <-daily.C:
 			s.checkExpiry(ctx)
-		}
-		if !changed {
 			continue
 		}
-		next, err := s.builder.build(ctx)
-		if err != nil {
-			s.log.Error("cannot rebuild the configuration; keeping the previous one", "err", err)
-			continue
-		}
-		s.rcv.Update(ctx, next) // failed bindings: logged, 16027, retried by the transport
-		s.checkOpenFiles(ctx, next)
-		s.checkSendCertificates(ctx, next)
-		s.traceDecisions(next)
-		st = next
-		rebuild.Reset(nextRebuild(st))
+		s.apply(ctx, p)
+		rebuild.Reset(nextRebuild(s.layer.Index()))
 	}
 }
 
@@ -192,7 +232,7 @@ func (s *srv) traceDecisions(st *transport.State) {
 		return
 	}
 	for _, c := range st.Connectors {
-		d := st.Index.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, c.TlsWildcardOneLabel, store.SMTP))
+		d := s.layer.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, c.TlsWildcardOneLabel, store.SMTP))
 		winner := "none"
 		if d.Winner != nil {
 			winner = d.Winner.Thumbprint
@@ -229,7 +269,7 @@ func (s *srv) checkExpiry(ctx context.Context) {
 	if st == nil {
 		return
 	}
-	for _, d := range connectorDecisions(st) {
+	for _, d := range s.connectorDecisions(st) {
 		if w := d.Winner; w != nil {
 			if left := w.NotAfter.Sub(now); left > 0 && left <= s.window {
 				_, _ = s.events.Raise(ctx, 12018, d.Request.FQDN, w.Subject, w.Thumbprint, fmt.Sprint(int(left.Hours())))
@@ -241,16 +281,16 @@ func (s *srv) checkExpiry(ctx context.Context) {
 
 // connectorDecisions returns the selection of every receive and send
 // connector (TLS-enabled receive connectors only).
-func connectorDecisions(st *transport.State) []*selection.Decision {
+func (s *srv) connectorDecisions(st *transport.State) []*selection.Decision {
 	var out []*selection.Decision
 	for _, c := range st.Connectors {
 		if c.Enabled && hasTLS(c.AuthMechanism) {
-			out = append(out, st.Index.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, c.TlsWildcardOneLabel, store.SMTP)))
+			out = append(out, s.layer.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, c.TlsWildcardOneLabel, store.SMTP)))
 		}
 	}
 	for _, c := range st.Send {
 		if c.Enabled {
-			out = append(out, st.Index.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, false, store.SMTP)))
+			out = append(out, s.layer.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, false, store.SMTP)))
 		}
 	}
 	return out
@@ -276,7 +316,7 @@ func (s *srv) checkSendCertificates(ctx context.Context, st *transport.State) {
 		if !c.Enabled {
 			continue
 		}
-		d := st.Index.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, false, store.SMTP))
+		d := s.layer.Select(selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, false, store.SMTP))
 		w, fqdn := d.Winner, d.Request.FQDN
 		switch d.LastResort(now) {
 		case selection.WonExpired:

@@ -52,8 +52,10 @@ func (s *Settings) Get(ctx context.Context, key string) (string, error) {
 // in one of its own.
 func (s *Settings) Set(ctx context.Context, key, value string) error {
 	err := db.Tx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
-		return err
+		if _, err := tx.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
+			return err
+		}
+		return db.LogChange(ctx, s.db, db.ScopeSettings, key)
 	})
 	if err != nil {
 		return fmt.Errorf("write setting %s: %w", key, err)

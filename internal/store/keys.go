@@ -87,7 +87,8 @@ func (s *Store) grantRead(ctx context.Context, keyID string) error {
 // transaction ctx carries: if it rolls back, the files get their owners
 // back and the store its previous account.
 func (s *Store) UseAccount(ctx context.Context, acct Account) error {
-	return s.change(ctx, func(ctx context.Context, _ *sql.Tx) error {
+	return s.change(ctx, func(ctx context.Context, _ *sql.Tx, touch func(string)) error {
+		touch("") // every certificate's key facts are judged for the new account
 		prev := s.account.Swap(&acct)
 		db.OnRollback(ctx, s.db, func() { s.account.Store(prev) })
 		list, err := s.List(ctx)
@@ -104,6 +105,11 @@ func (s *Store) UseAccount(ctx context.Context, acct Account) error {
 		return nil
 	})
 }
+
+// SetAccount makes acct the service account whose access KeyInfo
+// reports, without changing any file: for a process that learns that
+// another one changed the service account (UseAccount there).
+func (s *Store) SetAccount(acct Account) { s.account.Store(&acct) }
 
 // isTempName reports a temporary file of safeio.WriteFile.
 func isTempName(name string) bool {

@@ -8,8 +8,9 @@
 // keys/, named by the SHA-256 of their public key, so a request, the
 // certificate that answers it and any renewal with the same key share one
 // file. Every change is atomic: it either completes or leaves the table and
-// the key files as they were. Every committed change bumps a generation
-// counter that Watch reports to servers in other processes.
+// the key files as they were. Every committed change logs the thumbprints
+// it touched in the database's change log (db.LogChange), from which a
+// running server in another process rebuilds just those certificates.
 //
 // Store knows nothing about SMTP or trust: Status and RootCAType are
 // computed by the trust package.
@@ -24,12 +25,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"certrelay/internal/certinfo"
 	"certrelay/internal/db"
+	"certrelay/internal/memo"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -65,6 +67,14 @@ type KeyInfo struct {
 	Mode           os.FileMode  // its permission bits, when Present
 	AccessRules    []AccessRule // C11
 	ServiceCanRead bool         // the service account can read it (S2, Q2)
+	// Hidden: this process may not look into the key directory (another
+	// account reading a data directory opened to it), so nothing above
+	// could be checked; the row names a key, and the store writes rows
+	// only with their key files.
+	Hidden bool
+	// Size and ModTime identify the file's current content, when Present.
+	Size    int64
+	ModTime time.Time
 }
 
 // Store is the personal store. Safe for concurrent use, and by several
@@ -74,6 +84,10 @@ type Store struct {
 	keysDir string
 	account atomic.Pointer[Account] // the service account; changed by UseAccount
 	now     func() time.Time
+	// parsed remembers parsed certificates by thumbprint: a certificate's
+	// DER never changes, and parsing is a large part of listing a big
+	// store. Bounded; entries of removed certificates are dropped.
+	parsed memo.Table[string, *x509.Certificate]
 }
 
 const schema = `CREATE TABLE IF NOT EXISTS certificates (
@@ -103,7 +117,10 @@ func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now f
 		return nil, err
 	}
 	keys := filepath.Join(dataDir, "keys")
-	if err := os.MkdirAll(keys, 0o700); err != nil && !db.ReadOnly(d) {
+	// 0711: other accounts may look up a key file they know the name of
+	// (its owner and mode: what cert explain needs to answer as the
+	// server does), never list the directory or read a key (files 0600).
+	if err := os.MkdirAll(keys, 0o711); err != nil && !db.ReadOnly(d) {
 		return nil, fmt.Errorf("create key directory: %w", err)
 	}
 	if now == nil {
@@ -129,11 +146,7 @@ const columns = `thumbprint, der, csr, key_id, services, friendly_name, exportab
 
 type scanner interface{ Scan(...any) error }
 
-// parsed remembers parsed certificates by thumbprint: a certificate's DER
-// never changes, and parsing is a large part of listing a big store.
-var parsed sync.Map // thumbprint → *x509.Certificate
-
-func scanEntry(r scanner) (Entry, error) {
+func (s *Store) scanEntry(r scanner) (Entry, error) {
 	var e Entry
 	var der, csr []byte
 	var added string
@@ -146,12 +159,12 @@ func scanEntry(r scanner) (Entry, error) {
 	e.AddedAt, _ = time.Parse(time.RFC3339Nano, added)
 	var err error
 	if der != nil {
-		if c, ok := parsed.Load(e.Thumbprint); ok && string(c.(*x509.Certificate).Raw) == string(der) {
-			e.Cert = c.(*x509.Certificate)
+		if c, ok := s.parsed.Get(e.Thumbprint); ok && string(c.Raw) == string(der) {
+			e.Cert = c
 		} else if e.Cert, err = x509.ParseCertificate(der); err != nil {
 			return Entry{}, fmt.Errorf("certificate %s in the store is damaged: %w", e.Thumbprint, err)
 		} else {
-			parsed.Store(e.Thumbprint, e.Cert)
+			s.parsed.Put(e.Thumbprint, e.Cert)
 		}
 		if selfSigned.Valid {
 			certinfo.RememberSelfSigned(e.Cert, selfSigned.Bool)
@@ -172,7 +185,7 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 	defer rows.Close()
 	var out []Entry
 	for rows.Next() {
-		e, err := scanEntry(rows)
+		e, err := s.scanEntry(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -185,7 +198,7 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 // an error wrapping ErrNotFound.
 func (s *Store) Get(ctx context.Context, t string) (Entry, error) {
 	t, _ = certinfo.NormalizeThumbprint(t)
-	e, err := scanEntry(db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT `+columns+` FROM certificates WHERE thumbprint = ?`, t))
+	e, err := s.scanEntry(db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT `+columns+` FROM certificates WHERE thumbprint = ?`, t))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Entry{}, fmt.Errorf("%w: %s (list them with: certrelay cert list)", ErrNotFound, t)
 	}
@@ -194,7 +207,7 @@ func (s *Store) Get(ctx context.Context, t string) (Entry, error) {
 
 // PendingByKeyID returns the pending request made with the key keyID.
 func (s *Store) PendingByKeyID(ctx context.Context, keyID string) (Entry, bool, error) {
-	e, err := scanEntry(db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT `+columns+` FROM certificates WHERE key_id = ? AND der IS NULL`, keyID))
+	e, err := s.scanEntry(db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT `+columns+` FROM certificates WHERE key_id = ? AND der IS NULL`, keyID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Entry{}, false, nil
 	}
@@ -220,11 +233,16 @@ func (s *Store) KeyInfo(e Entry) KeyInfo {
 	}
 	ki := KeyInfo{Path: s.keyPath(e.KeyID)}
 	fi, err := os.Stat(ki.Path)
+	if errors.Is(err, syscall.EACCES) {
+		ki.Hidden = true
+		return ki
+	}
 	if err != nil || !fi.Mode().IsRegular() {
 		return ki
 	}
 	ki.Present = true
 	ki.Mode = fi.Mode().Perm()
+	ki.Size, ki.ModTime = fi.Size(), fi.ModTime()
 	ki.AccessRules = accessRules(fi)
 	ki.ServiceCanRead = canRead(fi, s.Account())
 	return ki
@@ -245,6 +263,25 @@ func (s *Store) PrivateKey(e Entry) (crypto.Signer, error) {
 	k, err := certinfo.ParsePrivateKeyPEM(data)
 	if err != nil {
 		return nil, fmt.Errorf("private key of %s: %w", e.Thumbprint, err)
+	}
+	return k, nil
+}
+
+// PrivateKeyByID reads the private key keyID (an Entry's KeyID). It wraps
+// ErrNoKey when the key file is missing. Only the code that serves a
+// certificate, and export, read private keys.
+func (s *Store) PrivateKeyByID(keyID string) (crypto.Signer, error) {
+	path := s.keyPath(keyID)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w (the key file %s is missing)", ErrNoKey, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the private key file %s: %w", path, err)
+	}
+	k, err := certinfo.ParsePrivateKeyPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("the private key file %s: %w", path, err)
 	}
 	return k, nil
 }
@@ -279,8 +316,10 @@ func (s *Store) AddCertificate(ctx context.Context, n NewCertificate) (Entry, er
 		keyID = certinfo.KeyID(cert.RawSubjectPublicKeyInfo)
 	}
 	var e Entry
-	err = s.change(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.change(ctx, func(ctx context.Context, tx *sql.Tx, touch func(string)) error {
+		touch(t)
 		if n.Answers != "" {
+			touch(n.Answers)
 			var reqKey string
 			if err := tx.QueryRowContext(ctx, `SELECT key_id FROM certificates WHERE thumbprint = ? AND der IS NULL`, n.Answers).Scan(&reqKey); err != nil {
 				return fmt.Errorf("the pending request %s is gone: %w", n.Answers, err)
@@ -328,7 +367,8 @@ func (s *Store) AddRequest(ctx context.Context, csrDER []byte, key crypto.Signer
 	keyID := certinfo.KeyID(req.RawSubjectPublicKeyInfo)
 	t := certinfo.Thumbprint(csrDER)
 	var e Entry
-	err = s.change(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.change(ctx, func(ctx context.Context, tx *sql.Tx, touch func(string)) error {
+		touch(t)
 		if err := s.putKey(ctx, keyID, key); err != nil {
 			return err
 		}
@@ -354,11 +394,12 @@ func (s *Store) AddRequest(ctx context.Context, csrDER []byte, key crypto.Signer
 // rolls back.
 func (s *Store) EnableServices(ctx context.Context, t string, add Services) (Entry, error) {
 	var e Entry
-	err := s.change(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.change(ctx, func(ctx context.Context, tx *sql.Tx, touch func(string)) error {
 		var err error
 		if e, err = s.Get(ctx, t); err != nil {
 			return err
 		}
+		touch(e.Thumbprint)
 		if e.Pending() {
 			return fmt.Errorf("it is a pending request, not a certificate: import the CA's answer first (certrelay cert import FILE)")
 		}
@@ -389,16 +430,17 @@ func (s *Store) EnableServices(ctx context.Context, t string, add Services) (Ent
 // an orphan that the next Open removes.
 func (s *Store) Remove(ctx context.Context, t string) error {
 	var e Entry
-	err := s.change(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.change(ctx, func(ctx context.Context, tx *sql.Tx, touch func(string)) error {
 		var err error
 		if e, err = s.Get(ctx, t); err != nil {
 			return err
 		}
+		touch(e.Thumbprint)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM certificates WHERE thumbprint = ?`, e.Thumbprint); err != nil {
 			return err
 		}
 		db.OnCommit(ctx, s.db, func() {
-			parsed.Delete(e.Thumbprint)
+			s.parsed.Delete(e.Thumbprint)
 			if e.KeyID != "" {
 				_ = s.sweep(context.WithoutCancel(ctx), e.KeyID)
 			}
@@ -415,60 +457,29 @@ func (s *Store) Remove(ctx context.Context, t string) error {
 }
 
 // change runs fn in a write transaction (joining the one ctx carries) and
-// bumps the generation counter with it.
-func (s *Store) change(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+// logs, in the same transaction, the thumbprints fn says it touched
+// (touch("") for "possibly every certificate"), so that running servers
+// rebuild what changed and nothing else (db.LogChange).
+func (s *Store) change(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx, touch func(thumbprint string)) error) error {
 	return db.Tx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
-		if err := fn(ctx, tx); err != nil {
+		var touched []string
+		seen := map[string]bool{}
+		touch := func(t string) {
+			if !seen[t] {
+				seen[t] = true
+				touched = append(touched, t)
+			}
+		}
+		if err := fn(ctx, tx, touch); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE store_meta SET value = value + 1 WHERE key = 'generation'`)
-		return err
-	})
-}
-
-// Generation returns a counter that grows with every committed change of
-// the store, by any process.
-func (s *Store) Generation(ctx context.Context) (int64, error) {
-	var g int64
-	err := db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = 'generation'`).Scan(&g)
-	return g, err
-}
-
-// Touch bumps the generation without changing an entry, so watchers
-// re-evaluate (used when something the store's consumers depend on, such
-// as trust, changed).
-func (s *Store) Touch(ctx context.Context) error {
-	return s.change(ctx, func(context.Context, *sql.Tx) error { return nil })
-}
-
-// Watch sends on the returned channel after every committed change of the
-// store, by this process or another, within interval of the commit. Several
-// changes may be reported by one send. The channel closes when ctx ends.
-func (s *Store) Watch(ctx context.Context, interval time.Duration) <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	go func() {
-		defer close(ch)
-		last, _ := s.Generation(ctx)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			g, err := s.Generation(ctx)
-			if err != nil || g == last {
-				continue
-			}
-			last = g
-			select {
-			case ch <- struct{}{}:
-			default:
+		for _, t := range touched {
+			if err := db.LogChange(ctx, s.db, db.ScopeCert, t); err != nil {
+				return err
 			}
 		}
-	}()
-	return ch
+		return nil
+	})
 }
 
 func boolInt(b bool) int {

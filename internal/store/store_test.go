@@ -5,8 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"os"
+	"strings"
 	"testing"
-	"time"
 
 	"certrelay/internal/certinfo"
 	"certrelay/internal/db"
@@ -161,30 +161,47 @@ func TestRequestAnswered(t *testing.T) {
 	}
 }
 
-// TestWatchAcrossProcesses opens the store twice, as a server and the CLI
-// do, and checks a change through one is seen through the other.
-func TestWatchAcrossProcesses(t *testing.T) {
+// TestChangesAcrossProcesses opens the store twice, as a server and the
+// CLI do: each change through one is logged with the thumbprints it
+// touched, which the other reads from the change log, and a rolled-back
+// change logs nothing.
+func TestChangesAcrossProcesses(t *testing.T) {
 	dir := t.TempDir()
 	server := openStore(t, dir)
 	cli := openStore(t, dir)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch := server.Watch(ctx, 10*time.Millisecond)
-	g0, _ := server.Generation(ctx)
+	ctx := context.Background()
+	seq, err := db.LastChange(ctx, server.db)
+	if err != nil {
+		t.Fatal(err)
+	}
 	l := testpki.SelfSigned(t, testpki.Options{CommonName: "w.example"})
+	tp := certinfo.Thumbprint(l.Cert.Raw)
 	if _, err := cli.AddCertificate(ctx, NewCertificate{DER: l.Cert.Raw, Key: l.Key}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-ch:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no change signal")
+	if _, err := cli.AddCertificate(ctx, NewCertificate{DER: l.Cert.Raw, Key: l.Key}); !errors.Is(err, ErrExists) {
+		t.Fatalf("second add: %v", err)
 	}
-	if g1, _ := server.Generation(ctx); g1 <= g0 {
-		t.Errorf("generation %d -> %d", g0, g1)
+	if _, err := cli.EnableServices(ctx, tp, SMTP); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := server.Get(ctx, certinfo.Thumbprint(l.Cert.Raw)); err != nil {
-		t.Errorf("server does not see the CLI's certificate: %v", err)
+	if err := cli.Remove(ctx, tp); err != nil {
+		t.Fatal(err)
+	}
+	changes, _, complete, err := db.ChangesSince(ctx, server.db, seq)
+	if err != nil || !complete {
+		t.Fatalf("ChangesSince: %v, complete %v", err, complete)
+	}
+	var got []string
+	for _, c := range changes {
+		got = append(got, c.Scope+" "+c.Key)
+	}
+	want := []string{"cert " + tp, "cert " + tp, "cert " + tp}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the change log holds %q, want add, enable and remove of %s (the failed add logs nothing)", got, tp)
+	}
+	if _, err := server.Get(ctx, tp); !errors.Is(err, ErrNotFound) {
+		t.Errorf("server sees the removed certificate: %v", err)
 	}
 }
 

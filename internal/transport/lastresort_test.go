@@ -2,15 +2,22 @@ package transport
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"certrelay/internal/certinfo"
 	"certrelay/internal/directory"
 	"certrelay/internal/selection"
+	"certrelay/internal/serving"
 	"certrelay/internal/smtp"
 	"certrelay/internal/store"
 	"certrelay/internal/trust"
@@ -49,22 +56,48 @@ func (s *recordingSink) of(id int) []raised {
 
 var tnow = time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
 
+// testKey is the private key of every candidate's certificate.
+var testKey = func() crypto.Signer {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+var testCert = func() *x509.Certificate {
+	der, err := certinfo.NewSelfSigned(certinfo.SelfSignedOptions{Domains: []string{"mail.contoso.com"}, Key: testKey, Now: tnow}, rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}()
+
+// candidate describes a certificate for mail.contoso.com as the store's
+// facts would; its key is testKey.
 func candidate(name string, ageDays int, st trust.Status) selection.Candidate {
 	return selection.Candidate{
 		Thumbprint: strings.Repeat(name, 40/len(name)+1)[:40], Subject: "CN=mail.contoso.com", Issuer: "CN=Contoso CA",
 		Domains:   []string{"mail.contoso.com"},
 		NotBefore: tnow.Add(-time.Duration(ageDays) * 24 * time.Hour), NotAfter: tnow.Add(300 * 24 * time.Hour),
-		Services: store.SMTP, Status: st, HasKey: true, KeyReadable: true, TLS: &tls.Certificate{},
+		Services: store.SMTP, Status: st, HasKey: true, KeyReadable: true, Cert: testCert, KeyID: "test-key",
 	}
 }
 
 // receiverWith returns a receiver whose one TLS connector, "Internet" on
 // 127.0.0.1:25 with FQDN mail.contoso.com, selects among cands.
 func receiverWith(clock *time.Time, sink *recordingSink, cands ...selection.Candidate) (*Receiver, *State) {
-	r := &Receiver{Events: sink, Now: func() time.Time { return *clock }}
+	now := func() time.Time { return *clock }
+	layer := serving.New(serving.Options{Now: now, LoadKey: func(string) (crypto.Signer, error) { return testKey, nil }})
+	layer.Publish(cands, *clock)
+	r := &Receiver{Events: sink, Now: now, Serving: layer}
 	r.Start()
 	conns := []directory.ReceiveConnector{{Name: "Internet", Bindings: []string{"127.0.0.1:25"}, Enabled: true, Fqdn: "mail.contoso.com", AuthMechanism: []string{"Tls"}}}
-	st := NewState(directory.Server{Name: "hub1", Fqdn: "hub1.contoso.com"}, conns, nil, nil, nil, selection.NewIndex(cands, *clock), *clock)
+	st := NewState(directory.Server{Name: "hub1", Fqdn: "hub1.contoso.com"}, conns, nil, nil, nil, *clock)
 	r.state.Store(st)
 	return r, st
 }
@@ -137,10 +170,10 @@ func TestNoUsableKey12014(t *testing.T) {
 	clock := tnow
 	sink := &recordingSink{}
 	gone := candidate("G", 3, trust.Valid)
-	gone.HasKey, gone.TLS = false, nil
+	gone.HasKey = false
 	gone.KeyError = "its private key file /data/keys/g.key is missing, so no service can use it: restore it"
-	r, st := receiverWith(&clock, sink, gone)
-	r.checkCertificates(context.Background(), st)
+	r, _ := receiverWith(&clock, sink, gone)
+	r.CheckCertificates(context.Background())
 	got := sink.of(12014)
 	if len(got) != 1 || len(got[0].params) != 4 {
 		t.Fatalf("12014: %+v", got)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"certrelay/internal/directory"
+	"certrelay/internal/serving"
 	"certrelay/internal/smtp"
 )
 
@@ -84,7 +85,7 @@ func (r *Receiver) limitReached(ev smtp.LimitEvent) {
 		}
 		cause := ""
 		if ev.Err != nil {
-			cause = bindError(ev.Err)
+			cause = serving.BindError(ev.Err)
 		}
 		q.raise(16026, b, b, cause)
 	}
@@ -100,6 +101,13 @@ const eventSpacing = time.Minute
 // client address met): beyond, events with new keys are dropped until old
 // ones expire.
 const maxEventKeys = 4096
+
+// pendingEvent is an event waiting in the queue.
+type pendingEvent struct {
+	id     int
+	key    string
+	params []string
+}
 
 // eventQueue raises events off the caller's goroutine: raise never
 // blocks; events wait in a bounded channel (dropped when it is full) for

@@ -59,7 +59,7 @@ func TestConnectorLimitsReachTheEngine(t *testing.T) {
 		ConnectionTimeout: directory.Duration(4 * time.Minute), ConnectionInactivityTimeout: directory.Duration(time.Minute),
 		MessageTimeout: directory.Duration(3 * time.Minute)}
 	r := &Receiver{}
-	r.state.Store(NewState(directory.Server{Name: "hub1"}, []directory.ReceiveConnector{c}, nil, nil, nil, nil, time.Now()))
+	r.state.Store(NewState(directory.Server{Name: "hub1"}, []directory.ReceiveConnector{c}, nil, nil, nil, time.Now()))
 	got := r.limits(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2525})
 	want := smtp.Limits{Group: "Internet", MaxConnections: 300, MaxConnectionsPerClient: 7, InactivityTimeout: time.Minute,
 		SessionTimeout: 4 * time.Minute, MessageTimeout: 3 * time.Minute, MaxRecipients: 150}
@@ -77,7 +77,7 @@ func TestConnectorLimitsReachTheEngine(t *testing.T) {
 func TestLocalRecipientsDeduplicated(t *testing.T) {
 	conns := []directory.ReceiveConnector{{Name: "Default", Bindings: []string{"127.0.0.1:2525"}, Enabled: true, PermissionGroups: []string{"AnonymousUsers"}}}
 	boxes := []directory.Mailbox{{Address: "alice@contoso.test"}, {Address: "postmaster@contoso.test"}}
-	st := NewState(directory.Server{Name: "hub1"}, conns, nil, []directory.AcceptedDomain{{DomainName: "contoso.test"}}, boxes, nil, time.Now())
+	st := NewState(directory.Server{Name: "hub1"}, conns, nil, []directory.AcceptedDomain{{DomainName: "contoso.test"}}, boxes, time.Now())
 	r := &Receiver{}
 	r.state.Store(st)
 	s := &session{r: r, st: st, c: &st.Connectors[0]}
@@ -119,7 +119,7 @@ func TestBusyBindingRetried(t *testing.T) {
 	r.Start()
 	defer r.Shutdown(context.Background())
 	conns := []directory.ReceiveConnector{{Name: "Busy", Bindings: []string{addr}, Enabled: true}}
-	errs := r.Update(context.Background(), NewState(directory.Server{Name: "hub1"}, conns, nil, nil, nil, nil, time.Now()))
+	errs := r.Update(context.Background(), NewState(directory.Server{Name: "hub1"}, conns, nil, nil, nil, time.Now()))
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `receive connector "Busy" cannot listen on `+addr) {
 		t.Fatalf("Update errors %v", errs)
 	}

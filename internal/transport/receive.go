@@ -18,6 +18,7 @@ import (
 
 	"certrelay/internal/directory"
 	"certrelay/internal/selection"
+	"certrelay/internal/serving"
 	"certrelay/internal/smtp"
 	"certrelay/internal/store"
 )
@@ -65,14 +66,20 @@ type SpaceChecker interface {
 // I/O): the client gets 452 4.3.1 instead of 451.
 type StorageError interface{ StorageFull() bool }
 
-// Receiver runs the receive connectors of one server. Safe for concurrent
-// use.
+// Receiver runs the receive connectors of one server on the serving
+// layer: it gives the layer its bindings (one listener each, served by
+// the SMTP engine) and asks it for the STARTTLS certificate at each
+// handshake. Safe for concurrent use.
 type Receiver struct {
 	Spool  Spool
 	Log    *slog.Logger
 	Now    func() time.Time
 	NewID  func() string // message IDs for Received headers and the queue
 	Events EventSink
+	// Serving is the TLS serving layer the connectors' certificates and
+	// listeners come from; nil: Start makes one of its own, which serves
+	// no certificate (tests).
+	Serving *serving.Layer
 
 	// MaxConnections bounds the SMTP sessions of the process over all
 	// connectors (the open-file limit allows no more); 0: the engine's
@@ -80,20 +87,18 @@ type Receiver struct {
 	MaxConnections int
 	FileLimit      uint64
 	// BindRetry and BindRetryMax space the retries of a binding that
-	// cannot be opened; defaults DefaultBindRetry, DefaultBindRetryMax.
+	// cannot be opened; defaults serving.DefaultBindRetry and
+	// serving.DefaultBindRetryMax.
 	BindRetry, BindRetryMax time.Duration
 
 	state atomic.Pointer[State]
 	srv   *smtp.Server
-	tls   tlsConfigs
+	ls    *serving.Listeners
 	evq   eventQueue
 
-	mu        sync.Mutex
-	listeners map[string]net.Listener // by binding
-	failed    map[string]*bindFailure // bindings waiting for a retry
-	wake      chan struct{}           // failed changed
-	done      chan struct{}           // closed by Shutdown
-	closed    bool
+	mu     sync.Mutex
+	done   chan struct{} // closed by Shutdown
+	closed bool
 }
 
 // EventSink receives the events the transport raises; key throttles.
@@ -109,73 +114,70 @@ func (r *Receiver) Start() {
 	if r.Log == nil {
 		r.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r.listeners = map[string]net.Listener{}
-	r.failed = map[string]*bindFailure{}
-	r.wake = make(chan struct{}, 1)
+	var sink serving.EventSink
+	if r.Events != nil {
+		sink = r.Events
+	}
+	if r.Serving == nil {
+		r.Serving = serving.New(serving.Options{Log: r.Log, Now: r.Now, Events: sink})
+	}
 	r.done = make(chan struct{})
 	r.srv = &smtp.Server{Handler: r, Logger: r.Log, MaxConnections: r.MaxConnections,
 		Limits: r.limits, LimitReached: r.limitReached}
 	r.evq.start(r.Events, r.Log, r.Now, r.done)
-	go r.retryLoop()
+	r.ls = r.Serving.Listeners(serving.ListenOptions{Kind: "receive connector", LogKey: "connector",
+		FailedEvent: 16027, RestoredEvent: 16028, Retry: r.BindRetry, RetryMax: r.BindRetryMax, Events: sink})
 }
 
 // State returns the current snapshot.
 func (r *Receiver) State() *State { return r.state.Load() }
 
-// Update installs a new snapshot: new sessions and handshakes use it at
-// once; listeners are opened and closed to match the enabled connectors'
-// bindings. It returns the bindings that could not be opened: each gets
-// event 16027 and is retried with a back-off (16028 when it opens).
+// Update installs a new snapshot of the directory: new sessions use it
+// at once; listeners are opened and closed to match the enabled
+// connectors' bindings. It returns the bindings that could not be
+// opened: each gets event 16027 and is retried with a back-off (16028
+// when it opens). Then it checks the connectors' certificates
+// (CheckCertificates).
 func (r *Receiver) Update(ctx context.Context, st *State) []error {
 	r.state.Store(st)
-	r.tls.forget(func(c *tls.Certificate) bool {
-		if st.Index == nil {
-			return false
-		}
-		for _, cand := range st.Index.Candidates() {
-			if cand.TLS == c {
-				return true
-			}
-		}
-		return false
-	})
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
 		return nil
 	}
-	want := map[string]string{}
+	owner := map[string]string{} // binding → connector; the last connector naming a binding has it
 	for _, c := range st.Connectors {
 		if !c.Enabled {
 			continue
 		}
 		for _, b := range c.Bindings {
-			want[b] = c.Name
+			owner[b] = c.Name
 		}
 	}
-	for b, l := range r.listeners {
-		if _, ok := want[b]; !ok {
-			l.Close()
-			delete(r.listeners, b)
-			r.Log.Info("stopped listening", "binding", b)
-		}
+	want := make([]serving.Binding, 0, len(owner))
+	for b, name := range owner {
+		want = append(want, serving.Binding{Addr: b, Owner: name, Serve: r.serve})
 	}
-	errs, evs := r.syncListeners(want)
-	r.raiseAll(ctx, evs)
-	r.checkCertificates(ctx, st)
+	errs := r.ls.Set(ctx, want)
+	r.CheckCertificates(ctx)
 	return errs
+}
+
+// serve runs the SMTP engine on one listener.
+func (r *Receiver) serve(ln net.Listener) error {
+	if err := r.srv.Serve(ln); !errors.Is(err, smtp.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // Addr returns the address a binding actually listens on (useful with
 // port 0 in tests), or "".
-func (r *Receiver) Addr(binding string) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if l, ok := r.listeners[binding]; ok {
-		return l.Addr().String()
-	}
-	return ""
-}
+func (r *Receiver) Addr(binding string) string { return r.ls.Addr(binding) }
+
+// Listening returns the bindings that have a listener, sorted.
+func (r *Receiver) Listening() []string { return r.ls.Listening() }
 
 // Shutdown stops listening and waits for sessions to end until ctx ends.
 func (r *Receiver) Shutdown(ctx context.Context) error {
@@ -185,14 +187,18 @@ func (r *Receiver) Shutdown(ctx context.Context) error {
 		close(r.done)
 	}
 	r.mu.Unlock()
+	r.ls.Close()
 	return r.srv.Shutdown(ctx)
 }
 
-// checkCertificates raises the STARTTLS events of each TLS connector:
-// 12014 when no certificate serves it (STARTTLS is not advertised), 12016
-// when the one that does has expired (still used).
-func (r *Receiver) checkCertificates(ctx context.Context, st *State) {
-	if r.Events == nil || st.Index == nil {
+// CheckCertificates raises the STARTTLS events of each TLS connector of
+// the current snapshot, against the serving layer's published
+// certificates: 12014 when no certificate serves it (STARTTLS is not
+// advertised), 12016 when the one that does has expired (still used).
+// Update calls it; call it after publishing new certificates.
+func (r *Receiver) CheckCertificates(ctx context.Context) {
+	st := r.state.Load()
+	if r.Events == nil || st == nil {
 		return
 	}
 	now := r.Now()
@@ -201,7 +207,7 @@ func (r *Receiver) checkCertificates(ctx context.Context, st *State) {
 		if !c.Enabled || !has(c.AuthMechanism, "Tls") {
 			continue
 		}
-		d := st.Index.Select(r.request(st, c))
+		d := r.Serving.Select(r.request(st, c))
 		fqdn := st.fqdn(c)
 		switch {
 		case d.Winner == nil:
@@ -247,7 +253,7 @@ func (s *session) Capabilities(st smtp.State) smtp.Capabilities {
 		// The current snapshot, not the connection's: a certificate made
 		// since the connection opened is offered at once (S7).
 		cur := s.r.state.Load()
-		caps.StartTLS = cur.Index != nil && cur.Index.Select(s.r.request(cur, s.c)).Winner != nil
+		caps.StartTLS = s.r.Serving.Select(s.r.request(cur, s.c)).Winner != nil
 	}
 	if has(s.c.AuthMechanism, "BasicAuth") || has(s.c.AuthMechanism, "BasicAuthRequireTLS") {
 		caps.AuthMechanisms = []string{"PLAIN", "LOGIN"}
@@ -263,16 +269,12 @@ func (s *session) TLSConfig(st smtp.State, anonymous bool) (*tls.Config, error) 
 	if anonymous {
 		return nil, nil
 	}
-	cur := s.r.state.Load()
-	if cur.Index == nil {
-		return nil, nil
-	}
-	d := cur.Index.Select(s.r.request(cur, s.c))
-	if d.Winner == nil || d.Winner.TLS == nil {
+	cfg, d := s.r.Serving.Config(s.r.request(s.r.state.Load(), s.c))
+	if cfg == nil {
 		return nil, nil
 	}
 	s.r.raiseLastResort(d, s.fqdn, s.c.Name)
-	return s.r.tls.get(d.Winner.TLS), nil
+	return cfg, nil
 }
 
 func (s *session) Auth(st smtp.State, mech, identity, username, password string) error {

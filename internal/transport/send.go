@@ -17,6 +17,7 @@ import (
 	"certrelay/internal/directory"
 	"certrelay/internal/queue"
 	"certrelay/internal/selection"
+	"certrelay/internal/serving"
 	"certrelay/internal/smtp"
 	"certrelay/internal/store"
 )
@@ -29,7 +30,8 @@ import (
 // Safe for concurrent use.
 type Sender struct {
 	State    func() *State
-	Resolver *net.Resolver // MX and address lookups; nil: the system's
+	Serving  *serving.Layer // the client certificates
+	Resolver *net.Resolver  // MX and address lookups; nil: the system's
 	Log      *slog.Logger
 	Track    func(tracking.Record) // optional: the message trace
 	// DialTimeout bounds each connection attempt; default 30 s.
@@ -67,7 +69,7 @@ func (s *Sender) Deliver(ctx context.Context, d queue.Delivery) []queue.Outcome 
 		return all(permf("5.3.4", "the message (%d bytes) is larger than send connector %q allows (%d bytes)", len(d.Body), conn.Name, conn.MaxMessageSize))
 	}
 	req := selection.ForConnector(conn.Fqdn, st.Server.Fqdn, conn.TlsCertificateName, false, store.SMTP)
-	dec := st.Index.Select(req)
+	dec := s.Serving.Select(req)
 	if conn.TlsCertificateName != "" && dec.Winner == nil {
 		return all(tempf("454 4.7.5", "the certificate send connector %q names (%s) is not in the personal store or cannot be used: %s", conn.Name, conn.TlsCertificateName, dec.Why))
 	}
@@ -160,12 +162,11 @@ func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnec
 			ServerName:         serverName(host),
 			InsecureSkipVerify: true, // opportunistic TLS accepts any server certificate (DS2)
 			MinVersion:         tls.VersionTLS12,
-			CipherSuites:       aeadSuites,
+			CipherSuites:       serving.CipherSuites,
 		}
-		if dec.Winner != nil && dec.Winner.TLS != nil {
-			cert := *dec.Winner.TLS
-			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
-			rec.ClientCert = dec.Winner.Thumbprint
+		if cert, d := s.Serving.ClientCertificate(dec.Request); cert != nil {
+			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+			rec.ClientCert = d.Winner.Thumbprint
 		}
 		if err := client.StartTLS(ctx, cfg); err != nil {
 			if c.RequireTLS {

@@ -6,26 +6,24 @@ import (
 
 	"certrelay/internal/certinfo"
 	"certrelay/internal/directory"
-	"certrelay/internal/selection"
 )
 
-// State is one immutable snapshot of what the transport needs: this
-// server, its receive connectors, the accepted domains and mailboxes, and
-// the selection index over the personal store.
+// State is one immutable snapshot of what the transport needs from the
+// directory: this server, its connectors, the accepted domains and
+// mailboxes. Certificates come from the serving layer.
 type State struct {
 	Server     directory.Server
 	Connectors []directory.ReceiveConnector
 	Send       []directory.SendConnector
 	Domains    map[string]bool              // accepted domains, lower-case
 	Mailboxes  map[string]directory.Mailbox // by address, lower-case
-	Index      *selection.Index
 	Built      time.Time
 }
 
 // NewState builds a snapshot; it normalises names so lookups need no
 // allocation.
-func NewState(srv directory.Server, conns []directory.ReceiveConnector, send []directory.SendConnector, domains []directory.AcceptedDomain, boxes []directory.Mailbox, ix *selection.Index, now time.Time) *State {
-	st := &State{Server: srv, Connectors: conns, Send: send, Domains: map[string]bool{}, Mailboxes: map[string]directory.Mailbox{}, Index: ix, Built: now}
+func NewState(srv directory.Server, conns []directory.ReceiveConnector, send []directory.SendConnector, domains []directory.AcceptedDomain, boxes []directory.Mailbox, now time.Time) *State {
+	st := &State{Server: srv, Connectors: conns, Send: send, Domains: map[string]bool{}, Mailboxes: map[string]directory.Mailbox{}, Built: now}
 	for _, d := range domains {
 		st.Domains[strings.ToLower(d.DomainName)] = true
 	}

@@ -15,7 +15,7 @@ func TestStateLookups(t *testing.T) {
 	}
 	boxes := []directory.Mailbox{{Address: "postmaster@b.example"}, {Address: "postmaster@a.example"}, {Address: "alice@a.example"}}
 	domains := []directory.AcceptedDomain{{DomainName: "a.example"}, {DomainName: "b.example"}, {DomainName: "c.example"}}
-	st := NewState(directory.Server{Name: "hub1", Fqdn: "hub1.contoso.com"}, conns, nil, domains, boxes, nil, time.Now())
+	st := NewState(directory.Server{Name: "hub1", Fqdn: "hub1.contoso.com"}, conns, nil, domains, boxes, time.Now())
 	cases := []struct{ local, want string }{
 		{"127.0.0.1:2525", "Loopback"},
 		{"192.0.2.7:25", "Any"},

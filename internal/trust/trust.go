@@ -20,35 +20,37 @@ import (
 	"time"
 
 	"certrelay/internal/certinfo"
+	"certrelay/internal/certprop"
 	"certrelay/internal/db"
 )
 
-// Status is a certificate's state as SPEC C9 names it.
-type Status string
+// Status is a certificate's state as SPEC C9 names it (defined in
+// certprop, so that selection can use it without trust).
+type Status = certprop.Status
 
 // The statuses of C9.
 const (
-	Valid                  Status = "Valid"
-	Unknown                Status = "Unknown"
-	RevocationCheckFailure Status = "RevocationCheckFailure"
-	Revoked                Status = "Revoked"
-	DateInvalid            Status = "DateInvalid"
-	Untrusted              Status = "Untrusted"
-	Invalid                Status = "Invalid"
-	PendingRequest         Status = "PendingRequest"
+	Valid                  = certprop.Valid
+	Unknown                = certprop.Unknown
+	RevocationCheckFailure = certprop.RevocationCheckFailure
+	Revoked                = certprop.Revoked
+	DateInvalid            = certprop.DateInvalid
+	Untrusted              = certprop.Untrusted
+	Invalid                = certprop.Invalid
+	PendingRequest         = certprop.PendingRequest
 )
 
 // RootCAType says where the root of a certificate's chain comes from (C7).
-type RootCAType string
+type RootCAType = certprop.RootCAType
 
 // The values of C7.
 const (
-	RootNone        RootCAType = "None"
-	RootThirdParty  RootCAType = "ThirdParty"
-	RootRegistry    RootCAType = "Registry"
-	RootGroupPolicy RootCAType = "GroupPolicy"
-	RootEnterprise  RootCAType = "Enterprise"
-	RootUnknown     RootCAType = "Unknown"
+	RootNone        = certprop.RootNone
+	RootThirdParty  = certprop.RootThirdParty
+	RootRegistry    = certprop.RootRegistry
+	RootGroupPolicy = certprop.RootGroupPolicy
+	RootEnterprise  = certprop.RootEnterprise
+	RootUnknown     = certprop.RootUnknown
 )
 
 // Source is where a trusted root came from (T2). Its values are the
@@ -277,13 +279,20 @@ func (s *Store) Intermediates(ctx context.Context) ([]*x509.Certificate, error) 
 }
 
 // exec runs one statement in a write transaction (joining the one ctx
-// carries).
+// carries), and logs a trust change with it: any Status may change with a
+// root, an intermediate or a revocation result, so running servers judge
+// every certificate again (db.LogChange).
 func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	var res sql.Result
 	err := db.Tx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		res, err = tx.ExecContext(ctx, q, args...)
-		return err
+		if res, err = tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			return nil // nothing changed
+		}
+		return db.LogChange(ctx, s.db, db.ScopeTrust, "")
 	})
 	return res, err
 }

@@ -1,0 +1,238 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"certrelay/internal/db"
+	"certrelay/internal/fswatch"
+	"certrelay/internal/settings"
+	"certrelay/internal/store"
+)
+
+// How a running server learns of changes (SPEC S7, issue 10).
+//
+// Every process that commits to the data directory's database writes its
+// write-ahead log, certrelay.db-wal, and the kernel closes that file when
+// the process ends — also when it is killed right after its commit. The
+// server watches the data directory with inotify (internal/fswatch):
+//
+//   - the log closed by a process that wrote it (a CLI command ending):
+//     its commit is visible, the server reads the change log at once;
+//   - the log written by a process that stays (another long-running
+//     writer): the server reads the change log at once and again 1, 2, 4,
+//     … ms after the last write, up to RecheckUntil, because a commit
+//     becomes visible to readers only once its log is synced, after the
+//     write the server saw;
+//   - and in any case every CheckInterval, in case a change came in a way
+//     the watch cannot see.
+//
+// What it reads is the change log (db.ChangesSince): which certificates
+// changed, whether trust did, which kinds of directory objects, which
+// settings — logged by each writer in the transaction of its change — and
+// it rebuilds only that: one certificate's facts, not the whole store. The
+// key directory is watched too: a key file written, removed, or given
+// another owner or mode has the certificates that use it judged again.
+// Without inotify the change log is read every WatchInterval.
+
+// Intervals of the watch.
+const (
+	// WatchInterval is how often the change log is read when inotify
+	// cannot be used (S7 allows 100 ms from commit to the next handshake).
+	WatchInterval = 50 * time.Millisecond
+	// CheckInterval is how often it is read even when the watch is quiet.
+	CheckInterval = time.Second
+	// RecheckUntil is how long after a process's last write to the log
+	// the server keeps re-reading the change log (with doubling pauses
+	// from 1 ms) for a commit that was not visible yet.
+	RecheckUntil = time.Second
+)
+
+// pending is what the server learned since it last applied changes.
+type pending struct {
+	check   bool            // read the change log
+	rejudge bool            // judge every certificate again (time passed)
+	keys    map[string]bool // key IDs whose files changed
+	allKeys bool            // anything may have changed (the watch overflowed)
+}
+
+// watcher is the server's view of the data directory: inotify events, or
+// nothing (then the loop polls).
+type watcher struct {
+	w        *fswatch.Watcher
+	events   <-chan fswatch.Event
+	dataDir  string
+	keysDir  string
+	interval time.Duration // how often to read the change log anyway
+}
+
+func (s *srv) startWatch(dataDir string) *watcher {
+	abs, _ := filepath.Abs(dataDir)
+	w := &watcher{dataDir: abs, keysDir: s.src.Store.KeysDir(), interval: CheckInterval}
+	fw, err := fswatch.New(w.dataDir, w.keysDir)
+	if err != nil {
+		s.log.Warn("cannot watch the data directory; reading its change log every "+WatchInterval.String(), "err", err)
+		w.interval = WatchInterval
+		return w
+	}
+	w.w, w.events = fw, fw.Events
+	return w
+}
+
+func (w *watcher) close() {
+	if w.w != nil {
+		w.w.Close()
+	}
+}
+
+// note records what ev says changed; it reports whether ev was a write
+// to the database's log by a process still running.
+func (w *watcher) note(p *pending, ev fswatch.Event) (wrote bool) {
+	switch {
+	case ev.Op&fswatch.Overflow != 0:
+		p.check, p.allKeys = true, true
+	case ev.Dir == w.keysDir:
+		if id, ok := strings.CutSuffix(ev.Name, ".key"); ok && !strings.HasPrefix(id, ".") {
+			if p.keys == nil {
+				p.keys = map[string]bool{}
+			}
+			p.keys[id] = true
+		}
+	case ev.Dir == w.dataDir && (ev.Name == db.FileName+"-wal" || ev.Name == db.FileName):
+		p.check = true
+		return ev.Op&fswatch.Closed == 0
+	}
+	return false
+}
+
+// apply reads what changed and rebuilds it: the certificates' facts and
+// the published snapshot, the directory's snapshot and the listeners.
+func (s *srv) apply(ctx context.Context, p pending) {
+	certs, full := false, false
+	var dirKinds map[string]bool
+	if p.check {
+		changes, next, complete, err := db.ChangesSince(ctx, s.src.DB, s.seq)
+		if err != nil {
+			s.log.Error("cannot read the change log; keeping the current configuration", "err", err)
+			return
+		}
+		if !complete {
+			full = true
+		} else if len(changes) > 0 {
+			var thumbs, dirKeys []string
+			trust := false
+			for _, c := range changes {
+				switch c.Scope {
+				case db.ScopeCert:
+					thumbs = append(thumbs, c.Key)
+				case db.ScopeTrust:
+					trust = true
+				case db.ScopeDirectory:
+					dirKeys = append(dirKeys, c.Key)
+				case db.ScopeSettings:
+					if c.Key == settings.ServiceAccount {
+						if err := s.reloadAccount(ctx); err != nil {
+							s.log.Error("cannot read the service account", "err", err)
+						}
+						thumbs = append(thumbs, "") // every key's facts, for the new account
+					}
+				}
+			}
+			if len(thumbs) > 0 {
+				if err := s.cands.Update(ctx, thumbs); err != nil {
+					s.log.Error("cannot read the changed certificates; keeping the current ones", "err", err)
+					return
+				}
+				certs = true
+			}
+			if trust {
+				p.rejudge = true
+			}
+			if len(dirKeys) > 0 {
+				dirKinds = kindsOf(dirKeys)
+			}
+		}
+		if full {
+			if err := s.cands.Load(ctx); err != nil {
+				s.log.Error("cannot read the certificate store; keeping the current certificates", "err", err)
+				return
+			}
+			certs, dirKinds = true, kindsOf([]string{"?"})
+		}
+		s.seq = next
+	}
+	if p.rejudge {
+		if err := s.cands.Rejudge(ctx); err != nil {
+			s.log.Error("cannot judge the certificates again", "err", err)
+		} else {
+			certs = true
+		}
+	}
+	if len(p.keys) > 0 || p.allKeys {
+		ids := make([]string, 0, len(p.keys))
+		for id := range p.keys {
+			ids = append(ids, id)
+		}
+		if p.allKeys {
+			if err := s.cands.Load(ctx); err == nil {
+				certs = true
+			}
+		} else if s.cands.KeysChanged(ids) > 0 {
+			certs = true
+		}
+		s.layer.ForgetKeys(ids)
+	}
+	if certs {
+		cands, _ := s.cands.Candidates()
+		s.layer.Publish(cands, s.src.Now())
+	}
+	if dirKinds != nil {
+		st, err := s.dir.build(ctx, dirKinds, s.src.Now())
+		if err != nil {
+			s.log.Error("cannot read the directory; keeping the previous configuration", "err", err)
+		} else {
+			s.rcv.Update(ctx, st) // failed bindings: logged, 16027, retried; checks the certificates too
+			s.checkOpenFiles(ctx, st)
+		}
+	} else if certs {
+		s.rcv.CheckCertificates(ctx)
+	}
+	if certs || dirKinds != nil {
+		st := s.rcv.State()
+		s.checkSendCertificates(ctx, st)
+		s.traceDecisions(st)
+	}
+}
+
+// reloadAccount makes the service account configured now the one whose
+// access to key files the store reports (another process changed it).
+func (s *srv) reloadAccount(ctx context.Context) error {
+	name, err := s.src.Settings.Get(ctx, settings.ServiceAccount)
+	if err != nil {
+		return err
+	}
+	acct := store.CurrentAccount()
+	if name != "" {
+		if acct, err = store.LookupAccount(name); err != nil {
+			return err
+		}
+	}
+	s.src.Store.SetAccount(acct)
+	return nil
+}
+
+// keyFault is told by the serving layer that a selected certificate's
+// key cannot be loaded: it raises 16040, off the handshake that found it.
+func (s *srv) keyFault(thumbprint, keyID string, err error) {
+	path := filepath.Join(s.src.Store.KeysDir(), keyID+".key")
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, rerr := s.events.Raise(ctx, 16040, thumbprint, thumbprint, path, fmt.Sprint(err)); rerr != nil {
+			s.log.Warn("cannot log event", "event", 16040, "err", rerr)
+		}
+	}()
+}
