@@ -43,10 +43,17 @@ clean:
 # ROUNDS alternating rounds), the Go benchmarks, hot swap under load; prints
 # the results and writes them into docs/PERFORMANCE.md. Never run by `make
 # test`. PLAIN_N, TLS_N, SWAPS and CLIENTS adjust the loads (test/bench).
-.PHONY: bench crashtest
+.PHONY: bench bench-swap crashtest
 ROUNDS ?= 5
 bench: deps
 	ROUNDS=$(ROUNDS) $(GO) test -tags bench -run '^TestBench$$' -count=1 -v -timeout 180m ./test/bench/
+
+# Hot swap (small store and 10,000 certificates), server start with
+# 10,000 certificates, selection and serving-layer benchmarks: the numbers
+# of issue 10, in the "swap" section of docs/PERFORMANCE.md (~5 min).
+SWAPS ?= 20
+bench-swap: deps
+	SWAPS=$(SWAPS) $(GO) test -tags bench -run '^TestHotSwap$$' -count=1 -v -timeout 60m ./test/bench/
 
 # SIGKILL certrelay serve under load TRIALS times, restart, and compare the
 # messages acknowledged with 250 with those delivered; fails if one is lost.

@@ -26,11 +26,11 @@ const storeBenchSize = 10000
 //
 //   - ListCertificates: every certificate judged (chain, status) and
 //     described — `cert list` before it prints;
-//   - CandidatesColdKeys: the selection candidates built by a new
-//     CandidateBuilder, which reads each private key file once — server
-//     start;
-//   - CandidatesWarmKeys: the same with the keys already parsed — what a
-//     running server pays on every store change (S7);
+//   - Candidates: the selection candidates, facts only (no key is
+//     read), built at once — cert explain, and a server's start;
+//   - OneChange: what a running server pays when one certificate changed
+//     (S7): its candidate read again (certview.CandidateSet.Update), and
+//     a new index's first selection for the connector's FQDN;
 //   - IndexFirstSelect: a new index and its first, walking selection for
 //     a connector's FQDN (later ones are memoized: see
 //     internal/selection BenchmarkSelect).
@@ -81,7 +81,7 @@ func BenchmarkStore10k(b *testing.B) {
 			}
 		}
 	})
-	b.Run("CandidatesColdKeys", func(b *testing.B) {
+	b.Run("Candidates", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			if _, _, err := a.NewCandidateBuilder().Build(bctx); err != nil {
@@ -89,20 +89,28 @@ func BenchmarkStore10k(b *testing.B) {
 			}
 		}
 	})
-	warm := a.NewCandidateBuilder()
-	cands, now, err := warm.Build(bctx)
+	cands, now, err := a.NewCandidateBuilder().Build(bctx)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Run("CandidatesWarmKeys", func(b *testing.B) {
+	req := selection.ForConnector("mail.bench.test", "hub.bench.test", "", false, store.SMTP)
+	set := a.Source().NewCandidateSet()
+	if err := set.Load(bctx); err != nil {
+		b.Fatal(err)
+	}
+	changed := []string{entries[len(entries)/2].Thumbprint}
+	b.Run("OneChange", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, _, err := warm.Build(bctx); err != nil {
+			if err := set.Update(bctx, changed); err != nil {
 				b.Fatal(err)
+			}
+			cs, at := set.Candidates()
+			if d := selection.NewIndex(cs, at).Select(req); d.Winner == nil {
+				b.Fatalf("no winner for mail.bench.test: %s", d.Why)
 			}
 		}
 	})
-	req := selection.ForConnector("mail.bench.test", "hub.bench.test", "", false, store.SMTP)
 	b.Run("IndexFirstSelect", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {

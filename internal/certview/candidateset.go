@@ -49,10 +49,12 @@ func (cs *CandidateSet) Load(ctx context.Context) error {
 	cs.entries = make(map[string]store.Entry, len(entries))
 	cs.pos = make(map[string]int, len(entries))
 	cs.byKey = map[string]map[string]struct{}{}
-	cs.cands = make([]selection.Candidate, 0, len(entries))
+	cs.cands = v.candidates(entries)
 	cs.shared = false
-	for _, e := range entries {
-		cs.set(e)
+	for i, e := range entries {
+		cs.entries[e.Thumbprint] = e
+		cs.pos[e.Thumbprint] = i
+		cs.key(e)
 	}
 	return nil
 }
@@ -134,10 +136,12 @@ func (cs *CandidateSet) Rejudge(ctx context.Context) error {
 		return errors.New("internal: CandidateSet.Rejudge before Load")
 	}
 	cs.v = v
-	cs.writable()
-	for t, e := range cs.entries {
-		cs.cands[cs.pos[t]] = v.Candidate(e)
+	entries := make([]store.Entry, len(cs.cands))
+	for t, i := range cs.pos {
+		entries[i] = cs.entries[t]
 	}
+	cs.cands = v.candidates(entries) // a new slice: the old one may be shared
+	cs.shared = false
 	return nil
 }
 
@@ -176,14 +180,7 @@ func (cs *CandidateSet) set(e store.Entry) {
 		cs.unkey(old)
 	}
 	cs.entries[e.Thumbprint] = e
-	if e.KeyID != "" {
-		users := cs.byKey[e.KeyID]
-		if users == nil {
-			users = map[string]struct{}{}
-			cs.byKey[e.KeyID] = users
-		}
-		users[e.Thumbprint] = struct{}{}
-	}
+	cs.key(e)
 	c := cs.v.Candidate(e)
 	if i, ok := cs.pos[e.Thumbprint]; ok {
 		cs.cands[i] = c
@@ -210,6 +207,19 @@ func (cs *CandidateSet) remove(t string) {
 	cs.cands = cs.cands[:last]
 	delete(cs.pos, t)
 	delete(cs.entries, t)
+}
+
+// key notes that e uses its key. The caller holds cs.mu.
+func (cs *CandidateSet) key(e store.Entry) {
+	if e.KeyID == "" {
+		return
+	}
+	users := cs.byKey[e.KeyID]
+	if users == nil {
+		users = map[string]struct{}{}
+		cs.byKey[e.KeyID] = users
+	}
+	users[e.Thumbprint] = struct{}{}
 }
 
 func (cs *CandidateSet) unkey(e store.Entry) {

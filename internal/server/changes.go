@@ -27,8 +27,8 @@ import (
 //     … ms after the last write, up to RecheckUntil, because a commit
 //     becomes visible to readers only once its log is synced, after the
 //     write the server saw;
-//   - and in any case every CheckInterval, in case a change came in a way
-//     the watch cannot see.
+//   - and in any case every DefaultCheckInterval, in case a change came
+//     in a way the watch cannot see.
 //
 // What it reads is the change log (db.ChangesSince): which certificates
 // changed, whether trust did, which kinds of directory objects, which
@@ -43,8 +43,9 @@ const (
 	// WatchInterval is how often the change log is read when inotify
 	// cannot be used (S7 allows 100 ms from commit to the next handshake).
 	WatchInterval = 50 * time.Millisecond
-	// CheckInterval is how often it is read even when the watch is quiet.
-	CheckInterval = time.Second
+	// DefaultCheckInterval is how often it is read even when the watch is
+	// quiet (Options.CheckInterval).
+	DefaultCheckInterval = time.Second
 	// RecheckUntil is how long after a process's last write to the log
 	// the server keeps re-reading the change log (with doubling pauses
 	// from 1 ms) for a commit that was not visible yet.
@@ -69,9 +70,12 @@ type watcher struct {
 	interval time.Duration // how often to read the change log anyway
 }
 
-func (s *srv) startWatch(dataDir string) *watcher {
+func (s *srv) startWatch(dataDir string, interval time.Duration) *watcher {
+	if interval <= 0 {
+		interval = DefaultCheckInterval
+	}
 	abs, _ := filepath.Abs(dataDir)
-	w := &watcher{dataDir: abs, keysDir: s.src.Store.KeysDir(), interval: CheckInterval}
+	w := &watcher{dataDir: abs, keysDir: s.src.Store.KeysDir(), interval: interval}
 	fw, err := fswatch.New(w.dataDir, w.keysDir)
 	if err != nil {
 		s.log.Warn("cannot watch the data directory; reading its change log every "+WatchInterval.String(), "err", err)

@@ -44,6 +44,9 @@ type Options struct {
 	ExpiryWindow time.Duration
 	// Ready, when set, is called once the server is up.
 	Ready func()
+	// CheckInterval is how often the change log is read even when the
+	// watch reports nothing; default DefaultCheckInterval.
+	CheckInterval time.Duration
 }
 
 // DefaultExpiryWindow is E5's default warning window.
@@ -126,7 +129,7 @@ func Run(ctx context.Context, o Options) error {
 	s.checkSendCertificates(ctx, st)
 	s.traceDecisions(st)
 	s.checkExpiry(ctx)
-	w := s.startWatch(o.DataDir)
+	w := s.startWatch(o.DataDir, o.CheckInterval)
 	defer w.close()
 	qdone := make(chan error, 1)
 	qctx, stopQueue := context.WithCancel(context.Background())

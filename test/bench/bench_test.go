@@ -125,7 +125,7 @@ func TestBench(t *testing.T) {
 	})
 	var gobench []benchLine
 	var store storeTimes
-	t.Run("gobench", func(t *testing.T) { gobench, store = goBenchmarks(t) })
+	t.Run("gobench", func(t *testing.T) { gobench, store = goBenchmarks(t, swaps) })
 
 	doc := report(t, started, rounds, loads, results, swap, gobench, store)
 	fmt.Println(doc)
@@ -161,7 +161,26 @@ func hotSwap(t *testing.T, o relayOptions, swaps, clients int) swapResult {
 	bg := load{Name: "swap-background", Clients: clients, Size: 4096, TLS: true, Duration: time.Duration(swaps)*1500*time.Millisecond + 30*time.Second}
 	stopBG, waitBG := startLoad(t, r.addr, bg)
 	time.Sleep(time.Second)
+	res := swapRounds(t, r, swaps)
+	res.Clients = clients
+	stopBG()
+	res.Background = waitBG()
+	res.Sessions += res.Background.OK + res.Background.Failed
+	res.Failed += res.Background.Failed
+	if res.Failed > 0 {
+		t.Errorf("%d failed sessions during the swaps: %s %v", res.Failed, res.Note, res.Background.FirstErrors)
+	}
+	fmt.Printf("hot swap: %d swaps, served after p50 %.1f ms p99 %.1f ms max %.1f ms; %d sessions, %d failed\n",
+		swaps, median(res.Latencies), nearestRank(res.Latencies, 99), nearestRank(res.Latencies, 100), res.Sessions, res.Failed)
+	return res
+}
 
+// swapRounds makes swaps new certificates for the connector's FQDN on a
+// running relay, 1.2 s apart, while two probe clients run STARTTLS
+// sessions back to back, and measures from each `cert new` returning to
+// the STARTTLS of the first probe served the new certificate. Failed
+// probes are counted in Failed and Sessions.
+func swapRounds(t *testing.T, r *relay, swaps int) swapResult {
 	var mu sync.Mutex
 	var probes []probe
 	stop := make(chan struct{})
@@ -193,7 +212,7 @@ func hotSwap(t *testing.T, o relayOptions, swaps, clients int) swapResult {
 		}
 		return time.Time{}, false
 	}
-	res := swapResult{Swaps: swaps, Clients: clients}
+	res := swapResult{Swaps: swaps}
 	for i := 0; i < swaps; i++ {
 		time.Sleep(1200 * time.Millisecond) // a later NotBefore second: the new certificate wins (S4)
 		thumb := r.newCert("ecdsa")
@@ -213,8 +232,6 @@ func hotSwap(t *testing.T, o relayOptions, swaps, clients int) swapResult {
 	}
 	close(stop)
 	wg.Wait()
-	stopBG()
-	res.Background = waitBG()
 	for _, p := range probes {
 		if p.err != nil {
 			res.Failed++
@@ -223,13 +240,7 @@ func hotSwap(t *testing.T, o relayOptions, swaps, clients int) swapResult {
 			}
 		}
 	}
-	res.Sessions = len(probes) + res.Background.OK + res.Background.Failed
-	res.Failed += res.Background.Failed
-	if res.Failed > 0 {
-		t.Errorf("%d failed sessions during the swaps: %s %v", res.Failed, res.Note, res.Background.FirstErrors)
-	}
-	fmt.Printf("hot swap: %d swaps, served after p50 %.1f ms p99 %.1f ms max %.1f ms; %d sessions, %d failed\n",
-		swaps, median(res.Latencies), nearestRank(res.Latencies, 99), nearestRank(res.Latencies, 100), res.Sessions, res.Failed)
+	res.Sessions = len(probes)
 	return res
 }
 
@@ -256,25 +267,25 @@ var benchRE = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+(.*)$`)
 // storeTimes are the CLI timings on a data directory with 10,000
 // certificates.
 type storeTimes struct {
-	CertList, ServeStart, SwapAfter time.Duration
-	Swaps                           []float64
-	Certificates                    int
+	CertList     time.Duration
+	ServeStarts  []float64 // ms, from exec to accepting connections
+	Swaps        []float64 // ms, from cert new returning to the first session served the new certificate
+	Certificates int
 }
 
-// goBenchmarks runs the Go benchmarks of make bench and, on the data
-// directory BenchmarkStore10k leaves, times `cert list` and a server
-// start and a hot swap with 10,000 certificates.
-func goBenchmarks(t *testing.T) ([]benchLine, storeTimes) {
-	storeDir := t.TempDir()
-	runs := []struct {
-		pkg, pattern, benchtime string
-		env                     []string
-	}{
-		{"./internal/selection/", "BenchmarkSelect", "1s", nil},
-		{"./test/bench/", "BenchmarkTLSHandshake", "3s", nil},
-		{"./internal/admin/", "BenchmarkStore10k", "3x", []string{"CERTRELAY_BENCH_STORE_DIR=" + storeDir}},
-		{"./internal/queue/", "BenchmarkEnqueue4K$|BenchmarkEnqueueWhileDelivering4K", "3s", nil},
-	}
+// ServeStart is the median of the server starts.
+func (st storeTimes) ServeStart() time.Duration {
+	return time.Duration(median(st.ServeStarts) * float64(time.Millisecond))
+}
+
+// goRun is one package's Go benchmarks.
+type goRun struct {
+	pkg, pattern, benchtime string
+	env                     []string
+}
+
+// runGoBenchmarks runs the Go benchmarks and parses their lines.
+func runGoBenchmarks(t *testing.T, runs []goRun) []benchLine {
 	var lines []benchLine
 	for _, r := range runs {
 		cmd := exec.Command("go", "test", "-run", "^$", "-bench", r.pattern, "-benchmem", "-benchtime", r.benchtime, "-count", "1", r.pkg)
@@ -299,35 +310,50 @@ func goBenchmarks(t *testing.T) ([]benchLine, storeTimes) {
 			lines = append(lines, bl)
 		}
 	}
+	return lines
+}
 
-	// The real commands on the store the benchmark filled.
+// goBenchmarks runs the Go benchmarks of make bench and, on the data
+// directory BenchmarkStore10k leaves, times `cert list` and a server
+// start and hot swaps with 10,000 certificates.
+func goBenchmarks(t *testing.T, swaps int) ([]benchLine, storeTimes) {
+	storeDir := t.TempDir()
+	lines := runGoBenchmarks(t, []goRun{
+		{"./internal/selection/", "BenchmarkSelect", "1s", nil},
+		{"./internal/serving/", "BenchmarkConfig", "1s", nil},
+		{"./test/bench/", "BenchmarkTLSHandshake", "3s", nil},
+		{"./internal/admin/", "BenchmarkStore10k", "3x", []string{"CERTRELAY_BENCH_STORE_DIR=" + storeDir}},
+		{"./internal/queue/", "BenchmarkEnqueue4K$|BenchmarkEnqueueWhileDelivering4K", "3s", nil},
+	})
+	return lines, bigStore(t, storeDir, swaps)
+}
+
+// bigStore times, on the data directory BenchmarkStore10k filled, `cert
+// list`, three server starts, and swaps hot swaps under a light STARTTLS
+// load (4 clients, sessions without messages) with two probes, as
+// hotSwap does.
+func bigStore(t *testing.T, data string, swaps int) storeTimes {
 	var st storeTimes
-	data := storeDir
 	r := newRelay(t, relayOptions{Data: data, HoldDelivery: true})
 	began := time.Now()
 	list := r.cli("cert", "list", "--json")
 	st.CertList = time.Since(began)
 	st.Certificates = strings.Count(list, `"Thumbprint"`)
-	st.ServeStart = r.start()
-	// A few hot swaps on the big store, under a light STARTTLS load.
-	stopBG, waitBG := startLoad(t, r.addr, load{Name: "store-swap", Clients: 4, TLS: true, SessionOnly: true, Duration: 2 * time.Minute})
 	for i := 0; i < 3; i++ {
-		time.Sleep(1200 * time.Millisecond)
-		thumb := r.newCert("ecdsa")
-		returned := time.Now()
-		for time.Since(returned) < time.Minute {
-			if p := starttlsProbe(r.addr); p.err == nil && p.thumb == thumb {
-				st.Swaps = append(st.Swaps, float64(p.at.Sub(returned).Microseconds())/1000)
-				break
-			}
+		if i > 0 {
+			r.stop()
 		}
+		st.ServeStarts = append(st.ServeStarts, float64(r.start().Microseconds())/1000)
 	}
+	stopBG, waitBG := startLoad(t, r.addr, load{Name: "store-swap", Clients: 4, TLS: true, SessionOnly: true, Duration: time.Duration(swaps)*1500*time.Millisecond + time.Minute})
+	res := swapRounds(t, r, swaps)
+	st.Swaps = res.Latencies
 	stopBG()
-	if rep := waitBG(); rep.Failed > 0 {
-		t.Errorf("%d failed sessions during the swaps on the big store: %v", rep.Failed, rep.FirstErrors)
+	if rep := waitBG(); rep.Failed+res.Failed > 0 {
+		t.Errorf("%d failed sessions during the swaps on the big store: %v %s", rep.Failed+res.Failed, rep.FirstErrors, res.Note)
 	}
 	r.stop()
-	fmt.Printf("store with %d certificates: cert list --json %v, serve start %v, hot swap served after %v ms\n",
-		st.Certificates, st.CertList.Round(time.Millisecond), st.ServeStart.Round(time.Millisecond), st.Swaps)
-	return lines, st
+	fmt.Printf("store with %d certificates: cert list --json %v, serve start %v ms, hot swap served after p50 %.1f p99 %.1f max %.1f ms\n",
+		st.Certificates, st.CertList.Round(time.Millisecond), st.ServeStarts, median(st.Swaps), nearestRank(st.Swaps, 99), nearestRank(st.Swaps, 100))
+	return st
 }

@@ -197,8 +197,8 @@ func report(t *testing.T, started time.Time, rounds int, loads []benchLoad, resu
 	w("Time is from the command's return (its commit is just before) to the STARTTLS command of the first session served the new certificate.\n\n")
 	w("| swaps | p50 ms | p99 ms | max ms | sessions during the test | failed |\n|---:|---:|---:|---:|---:|---:|\n")
 	w("| %d | %.1f | %.1f | %.1f | %d | %d |\n\n", len(swap.Latencies), median(swap.Latencies), nearestRank(swap.Latencies, 99), nearestRank(swap.Latencies, 100), swap.Sessions, swap.Failed)
-	w("With %d certificates in the store (from `BenchmarkStore10k`): `certrelay cert list --json` took %v, `certrelay serve` from exec to accepting connections %v, and three hot swaps were served after %s ms.\n\n",
-		store.Certificates, store.CertList.Round(time.Millisecond), store.ServeStart.Round(time.Millisecond), floats(store.Swaps))
+	w("With %d certificates in the store (from `BenchmarkStore10k`): `certrelay cert list --json` took %v; `certrelay serve` from exec to accepting connections %s ms (three starts); %d hot swaps under a light STARTTLS load were served after p50 %.1f, p99 %.1f, max %.1f ms.\n\n",
+		store.Certificates, store.CertList.Round(time.Millisecond), floats(store.ServeStarts), len(store.Swaps), median(store.Swaps), nearestRank(store.Swaps, 99), nearestRank(store.Swaps, 100))
 
 	w("### Go benchmarks\n\n```\n")
 	pkg := ""
@@ -234,9 +234,12 @@ func report(t *testing.T, started time.Time, rounds int, loads []benchLoad, resu
 	w("| selection ≤ 200 ns, 0 allocs, 10,000 certificates | %.1f ns, %.0f allocs | %s |\n", sel, selAllocs, verdict(sel > 0 && sel <= 200 && selAllocs == 0, "memoized lookup"))
 	p99 := nearestRank(swap.Latencies, 99)
 	w("| hot swap ≤ 100 ms, 0 failed sessions | p99 %.1f ms, %d failed | %s |\n", p99, swap.Failed, verdict(len(swap.Latencies) == swap.Swaps && p99 <= 100 && swap.Failed == 0, "small store"))
+	w("| hot swap p99 ≤ 20 ms, small store | p99 %.1f ms | %s |\n", p99, verdict(len(swap.Latencies) == swap.Swaps && p99 <= 20, fmt.Sprintf("%.0f%% of the limit", 100*p99/20)))
 	if len(store.Swaps) > 0 {
-		mx := nearestRank(store.Swaps, 100)
-		w("| hot swap ≤ 100 ms with 10,000 certificates | max %.0f ms | %s |\n", mx, verdict(mx <= 100, fmt.Sprintf("%.1f× the goal", mx/100)))
+		p99 := nearestRank(store.Swaps, 99)
+		w("| hot swap p99 ≤ 100 ms with 10,000 certificates | p99 %.1f ms (%d swaps) | %s |\n", p99, len(store.Swaps), verdict(p99 <= 100, fmt.Sprintf("%.0f%% of the limit", p99)))
+		start := float64(store.ServeStart().Milliseconds())
+		w("| `serve` start ≤ 1 s with 10,000 certificates | %.0f ms (median of 3) | %s |\n", start, verdict(start <= 1000, fmt.Sprintf("%.0f%% of the limit", start/10)))
 	}
 	w("| 0 lost in the crash test | see the crash test section | |\n")
 	return b.String()
