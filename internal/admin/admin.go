@@ -117,15 +117,15 @@ func (a *Admin) DataDir() string { return a.dataDir }
 // Now is the admin layer's clock.
 func (a *Admin) Now() time.Time { return a.now() }
 
-// serviceAccount returns the configured service account, or the account
-// running this process.
+// serviceAccount returns the configured service account, or the data
+// directory's owner (the same for every account that runs a command).
 func (a *Admin) serviceAccount(ctx context.Context) (store.Account, error) {
 	name, err := a.Settings.Get(ctx, settings.ServiceAccount)
 	if err != nil {
 		return store.Account{}, err
 	}
 	if name == "" {
-		return store.CurrentAccount(), nil
+		return store.DirOwner(a.dataDir), nil
 	}
 	return store.LookupAccount(name)
 }

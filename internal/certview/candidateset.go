@@ -85,12 +85,16 @@ func (cs *CandidateSet) Update(ctx context.Context, thumbprints []string) error 
 			read = append(read, got{t: t, e: e})
 		}
 	}
+	faults, err := cs.src.Store.KeyFaults(ctx)
+	if err != nil {
+		return err
+	}
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if cs.v == nil {
 		return errors.New("internal: CandidateSet.Update before Load")
 	}
-	cs.v.now = cs.src.Now()
+	cs.v.now, cs.v.faults = cs.src.Now(), faults
 	for _, g := range read {
 		if g.gone {
 			cs.remove(g.t)

@@ -29,6 +29,19 @@ func (v *Viewer) keyTrouble(e store.Entry, ki store.KeyInfo, selfSigned bool) ke
 	switch {
 	case e.Pending():
 		return keyTrouble{}
+	case ki.Present && v.faults[e.KeyID].Matches(ki):
+		f := v.faults[e.KeyID]
+		fix := fmt.Sprintf("restore %s from a backup, or replace the certificate: ", ki.Path)
+		if selfSigned {
+			fix += fmt.Sprintf("certrelay cert new --from %s makes a new one with the same names and services", t)
+		} else {
+			fix += fmt.Sprintf("certrelay cert remove %s, then import it again with its key (certrelay cert import FILE.pfx --password-file PWFILE)", t)
+		}
+		return keyTrouble{
+			Problem: fmt.Sprintf("its private key file %s cannot be loaded (%s), so no service can use it", ki.Path, f.Error),
+			Fix:     fix,
+			Blocks:  true,
+		}
 	case ki.Hidden:
 		me := store.CurrentAccount().Name
 		return keyTrouble{

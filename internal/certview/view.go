@@ -62,6 +62,7 @@ type Viewer struct {
 	src      *Source
 	snap     *trust.Snapshot
 	records  map[string]trust.Record
+	faults   map[string]store.KeyFault // keys a server could not load
 	now      time.Time
 	internal string
 }
@@ -76,7 +77,11 @@ func (s *Source) Viewer(ctx context.Context) (*Viewer, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &Viewer{src: s, snap: snap, records: records, now: s.Now()}
+	faults, err := s.Store.KeyFaults(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := &Viewer{src: s, snap: snap, records: records, faults: faults, now: s.Now()}
 	if srv, err := s.LocalServer(ctx); err == nil {
 		v.internal = srv.InternalTransportCertificateThumbprint
 	}

@@ -218,7 +218,7 @@ func (s *srv) reloadAccount(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	acct := store.CurrentAccount()
+	acct := store.DirOwner(filepath.Dir(s.src.Store.KeysDir()))
 	if name != "" {
 		if acct, err = store.LookupAccount(name); err != nil {
 			return err
@@ -229,7 +229,10 @@ func (s *srv) reloadAccount(ctx context.Context) error {
 }
 
 // keyFault is told by the serving layer that a selected certificate's
-// key cannot be loaded: it raises 16040, off the handshake that found it.
+// key cannot be loaded. Off the handshake that found it, it raises 16040
+// and records the fact in the store (store.RecordKeyFault), so that cert
+// explain and cert show judge the key as the server does; the change that
+// records it reaches this server's own watch like any other.
 func (s *srv) keyFault(thumbprint, keyID string, err error) {
 	path := filepath.Join(s.src.Store.KeysDir(), keyID+".key")
 	go func() {
@@ -237,6 +240,9 @@ func (s *srv) keyFault(thumbprint, keyID string, err error) {
 		defer cancel()
 		if _, rerr := s.events.Raise(ctx, 16040, thumbprint, thumbprint, path, fmt.Sprint(err)); rerr != nil {
 			s.log.Warn("cannot log event", "event", 16040, "err", rerr)
+		}
+		if rerr := s.src.Store.RecordKeyFault(ctx, keyID, err); rerr != nil {
+			s.log.Warn("cannot record that a key cannot be loaded", "key", path, "err", rerr)
 		}
 	}()
 }

@@ -52,6 +52,30 @@ func CurrentAccount() Account {
 	return a
 }
 
+// DirOwner is the account that owns dir: the service account when none
+// is configured (settings.ServiceAccount). Every process — the server,
+// and a command run by any account that may read the data directory —
+// so judges key access for the same account. When dir cannot be read it
+// is the account running this process.
+func DirOwner(dir string) Account {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return CurrentAccount()
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return CurrentAccount()
+	}
+	a := Account{UID: int(st.Uid), GID: int(st.Gid), Name: userName(st.Uid)}
+	if u, err := user.LookupId(strconv.Itoa(a.UID)); err == nil {
+		a.Name = u.Username
+		if gid, err := strconv.Atoi(u.Gid); err == nil {
+			a.GID = gid // the account's own group, as LookupAccount gives
+		}
+	}
+	return a
+}
+
 func rights(bits os.FileMode) string {
 	switch {
 	case bits&4 != 0 && bits&2 != 0:

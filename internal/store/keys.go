@@ -45,6 +45,9 @@ func (s *Store) putKey(ctx context.Context, keyID string, key crypto.Signer) err
 	if err := safeio.WriteFile(path, pemKey, 0o600); err != nil {
 		return fmt.Errorf("store private key: %w", err)
 	}
+	if err := s.forgetKeyFault(ctx, keyID); err != nil {
+		return err
+	}
 	db.OnRollback(ctx, s.db, func() {
 		_ = os.Remove(path)
 		_ = safeio.SyncDir(s.keysDir)
@@ -195,6 +198,11 @@ func (s *Store) sweep(ctx context.Context, keyID string) error {
 		for _, n := range found {
 			if err := os.Remove(filepath.Join(s.keysDir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("remove the leftover %s: %w", n, err)
+			}
+			if id, ok := strings.CutSuffix(n, ".key"); ok {
+				if err := s.forgetKeyFault(ctx, id); err != nil {
+					return err
+				}
 			}
 		}
 		return safeio.SyncDir(s.keysDir)

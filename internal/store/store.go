@@ -116,6 +116,11 @@ func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now f
 		`INSERT OR IGNORE INTO store_meta(key, value) VALUES('generation', 0)`); err != nil {
 		return nil, err
 	}
+	if !db.ReadOnly(d) {
+		if err := db.Migrate(ctx, d, "store.keyfaults", keyFaultSchema); err != nil {
+			return nil, err
+		}
+	}
 	keys := filepath.Join(dataDir, "keys")
 	// 0711: other accounts may look up a key file they know the name of
 	// (its owner and mode: what cert explain needs to answer as the

@@ -220,3 +220,33 @@ func TestParseServices(t *testing.T) {
 		t.Errorf("String = %q", got)
 	}
 }
+
+// TestKeyFaults: a fault recorded for a key file matches that file as it
+// is, logs the certificates that use it, and stops matching once the file
+// changes.
+func TestKeyFaults(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	l := testpki.SelfSigned(t, testpki.Options{CommonName: "f.example"})
+	e, err := s.AddCertificate(ctx, NewCertificate{DER: l.Cert.Raw, Key: l.Key, Services: SMTP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, _ := db.LastChange(ctx, s.db)
+	if err := s.RecordKeyFault(ctx, e.KeyID, errors.New("not a PEM private key")); err != nil {
+		t.Fatal(err)
+	}
+	faults, err := s.KeyFaults(ctx)
+	if err != nil || len(faults) != 1 || !faults[e.KeyID].Matches(s.KeyInfo(e)) || faults[e.KeyID].Error != "not a PEM private key" {
+		t.Fatalf("faults %+v, %v", faults, err)
+	}
+	if changes, _, _, _ := db.ChangesSince(ctx, s.db, seq); len(changes) != 1 || changes[0].Key != e.Thumbprint {
+		t.Errorf("the fault logged %+v, want the certificate %s", changes, e.Thumbprint)
+	}
+	if err := os.WriteFile(s.KeyInfo(e).Path, []byte("something else entirely\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if faults, _ := s.KeyFaults(ctx); faults[e.KeyID].Matches(s.KeyInfo(e)) {
+		t.Error("the fault still matches a file that changed")
+	}
+}
