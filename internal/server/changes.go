@@ -50,6 +50,11 @@ const (
 	// the server keeps re-reading the change log (with doubling pauses
 	// from 1 ms) for a commit that was not visible yet.
 	RecheckUntil = time.Second
+	// RejudgeSpacing is the least time between two judgements of every
+	// certificate: a trust change is judged at once, but a stream of them
+	// (a revocation refresh stores one result per certificate) is judged
+	// once per spacing, not once per result.
+	RejudgeSpacing = time.Second
 )
 
 // pending is what the server learned since it last applied changes.
@@ -168,11 +173,13 @@ func (s *srv) apply(ctx context.Context, p pending) {
 		}
 		s.seq = next
 	}
-	if p.rejudge {
-		if err := s.cands.Rejudge(ctx); err != nil {
+	if p.rejudge || s.rejudgeDue {
+		if wait := RejudgeSpacing - time.Since(s.lastRejudge); wait > 0 {
+			s.rejudgeDue = true // the loop comes back for it
+		} else if err := s.cands.Rejudge(ctx); err != nil {
 			s.log.Error("cannot judge the certificates again", "err", err)
 		} else {
-			certs = true
+			certs, s.rejudgeDue, s.lastRejudge = true, false, time.Now()
 		}
 	}
 	if len(p.keys) > 0 || p.allKeys {

@@ -166,6 +166,9 @@ type srv struct {
 	cands     *certview.CandidateSet // the store's facts, rebuilt a certificate at a time
 	dir       *dirState              // the directory's snapshot
 	seq       int64                  // the change log read up to here
+
+	lastRejudge time.Time // when every certificate was last judged (RejudgeSpacing)
+	rejudgeDue  bool      // a judgement waits for RejudgeSpacing to pass
 }
 
 // loop applies the changes the watch reports (see changes.go), judges
@@ -181,6 +184,9 @@ func (s *srv) loop(ctx context.Context, w *watcher) {
 	recheck := time.NewTimer(time.Hour)
 	recheck.Stop()
 	defer recheck.Stop()
+	later := time.NewTimer(time.Hour) // a judgement of every certificate put off (RejudgeSpacing)
+	later.Stop()
+	defer later.Stop()
 	var pause time.Duration // of the rechecks after a write; 0: none due
 	for {
 		var p pending
@@ -219,12 +225,16 @@ func (s *srv) loop(ctx context.Context, w *watcher) {
 			p.check = true
 		case <-rebuild.C:
 			p.rejudge = true
+		case <-later.C:
 		case <-daily.C:
 			s.checkExpiry(ctx)
 			continue
 		}
 		s.apply(ctx, p)
 		rebuild.Reset(nextRebuild(s.layer.Index()))
+		if s.rejudgeDue {
+			later.Reset(max(RejudgeSpacing-time.Since(s.lastRejudge), time.Millisecond))
+		}
 	}
 }
 

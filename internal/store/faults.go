@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"certrelay/internal/db"
@@ -69,14 +68,10 @@ func (s *Store) RecordKeyFault(ctx context.Context, keyID string, cause error) e
 	})
 }
 
-// KeyFaults returns the recorded key faults by key ID (none on a data
-// directory no certrelay that records them has written).
+// KeyFaults returns the recorded key faults by key ID.
 func (s *Store) KeyFaults(ctx context.Context) (map[string]KeyFault, error) {
 	rows, err := db.Q(ctx, s.db).QueryContext(ctx, `SELECT key_id, size, mtime_ns, error FROM key_faults`)
 	if err != nil {
-		if strings.Contains(err.Error(), "no such table") {
-			return map[string]KeyFault{}, nil
-		}
 		return nil, fmt.Errorf("read key faults: %w", err)
 	}
 	defer rows.Close()
@@ -97,8 +92,5 @@ func (s *Store) KeyFaults(ctx context.Context) (map[string]KeyFault, error) {
 // removed, in the transaction ctx carries.
 func (s *Store) forgetKeyFault(ctx context.Context, keyID string) error {
 	_, err := db.Q(ctx, s.db).ExecContext(ctx, `DELETE FROM key_faults WHERE key_id = ?`, keyID)
-	if err != nil && strings.Contains(err.Error(), "no such table") {
-		return nil
-	}
 	return err
 }

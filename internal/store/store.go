@@ -113,13 +113,9 @@ func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now f
 		// C6, checked once when the certificate is added: verifying the
 		// signature of 10,000 certificates is most of a cold cert list.
 		`ALTER TABLE certificates ADD COLUMN self_signed INTEGER`,
-		`INSERT OR IGNORE INTO store_meta(key, value) VALUES('generation', 0)`); err != nil {
+		`INSERT OR IGNORE INTO store_meta(key, value) VALUES('generation', 0)`,
+		keyFaultSchema); err != nil {
 		return nil, err
-	}
-	if !db.ReadOnly(d) {
-		if err := db.Migrate(ctx, d, "store.keyfaults", keyFaultSchema); err != nil {
-			return nil, err
-		}
 	}
 	keys := filepath.Join(dataDir, "keys")
 	// 0711: other accounts may look up a key file they know the name of
