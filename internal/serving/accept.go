@@ -11,37 +11,25 @@ import (
 	"certrelay/internal/selection"
 )
 
-// AcceptOptions say how Accept treats each connection.
-type AcceptOptions struct {
-	// TLS, when set, makes every connection TLS from its first byte
-	// (implicit TLS, RFC 8314: HTTPS, IMAPS, POP3S, SMTPS): at each
-	// handshake the certificate is the one the published snapshot selects
-	// for the request TLS returns, which may use the client's server name
-	// (SNI, hello.ServerName). A connection no certificate can serve
-	// fails its handshake.
-	TLS func(hello *tls.ClientHelloInfo) selection.Request
-}
-
-// Accept returns a Binding.Serve function that accepts connections until
-// the listener closes and runs handle for each in its own goroutine;
-// handle owns the connection and closes it. A failing accept (out of
-// file descriptors) is retried after a pause that doubles up to a second.
-// Protocols with their own accept loop (SMTP's engine admits connections
-// there) give that instead.
-func (l *Layer) Accept(handle func(net.Conn), o AcceptOptions) func(net.Listener) error {
-	var outer *tls.Config
-	if o.TLS != nil {
-		outer = &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			CipherSuites: CipherSuites,
-			GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-				cfg, d := l.Config(o.TLS(hello))
-				if cfg == nil {
-					return nil, fmt.Errorf("no certificate for %s: %s", d.Request.FQDN, d.Why)
-				}
-				return cfg, nil
-			},
-		}
+// acceptLoop serves a Handle binding: it accepts connections until the
+// listener closes and hands each to the binding's current Handle, in TLS
+// first when the binding has TLS. A failing accept (out of file
+// descriptors) is retried after a pause that doubles up to a second.
+func (l *Layer) acceptLoop(li *listener) func(net.Listener) error {
+	implicit := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: CipherSuites,
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			b := li.cur.Load()
+			if b.TLS == nil {
+				return nil, errors.New("the binding no longer serves TLS")
+			}
+			cfg, d := l.Config(b.TLS(hello))
+			if cfg == nil {
+				return nil, fmt.Errorf("no certificate for %s: %s", d.Request.FQDN, d.Why)
+			}
+			return cfg, nil
+		},
 	}
 	return func(ln net.Listener) error {
 		var pause time.Duration
@@ -57,10 +45,11 @@ func (l *Layer) Accept(handle func(net.Conn), o AcceptOptions) func(net.Listener
 				continue
 			}
 			pause = 0
-			if outer != nil {
-				c = tls.Server(c, outer)
+			b := li.cur.Load()
+			if b.TLS != nil {
+				c = tls.Server(c, implicit)
 			}
-			go handle(c)
+			go b.Handle(c)
 		}
 	}
 }

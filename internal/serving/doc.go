@@ -22,10 +22,10 @@
 //   - listeners for any protocol (Listeners): opened, kept and closed to
 //     match the configuration, a busy address retried with back-off, with
 //     the protocol's events; a protocol either runs its own accept loop on
-//     the listener (SMTP's engine admits connections there) or gives a
-//     handler per connection (Accept), with TLS from the first byte
-//     (implicit TLS, RFC 8314) or upgraded later (StartTLS: RFC 3207's
-//     STARTTLS, RFC 2595's STLS).
+//     the listener (Binding.Serve: SMTP's engine admits connections there)
+//     or gives a handler per connection (Binding.Handle), with TLS from
+//     the first byte (Binding.TLS: implicit TLS, RFC 8314) or upgraded
+//     later (Layer.StartTLS: RFC 3207's STARTTLS, RFC 2595's STLS).
 //
 // Arrows point down: serving knows selection and certinfo, and no
 // protocol; transport (and later access) use it.

@@ -2,13 +2,17 @@ package serving
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"certrelay/internal/selection"
 )
 
 // Retrying a binding that cannot be opened (SPEC P1, issue 9 item 17): the
@@ -36,16 +40,31 @@ type ListenOptions struct {
 	Events EventSink
 }
 
-// Binding is one address a protocol listens on.
+// Binding is one address a protocol listens on, and how it serves the
+// connections: either Serve (the protocol's own accept loop) or Handle
+// (one call per connection, the set accepting).
 type Binding struct {
 	Addr  string // "ip:port"
 	Owner string // what the binding belongs to (a connector's name), for logs and events
-	// Serve runs the protocol on the listener until it is closed: a
-	// protocol engine's own accept loop (smtp.Server.Serve), or one made
-	// by Layer.Accept from a handler per connection. It returns nil (or
-	// net.ErrClosed) when the listener or the protocol was shut down; any
-	// other error is logged.
+	// Serve runs the protocol on the listener until it is closed — a
+	// protocol engine's own accept loop, such as smtp.Server.Serve, which
+	// admits connections there. It returns nil (or net.ErrClosed) when the
+	// listener or the protocol was shut down; any other error is logged.
+	// It is kept for the listener's life: a later Set with the same
+	// address changes only Owner.
 	Serve func(net.Listener) error
+	// Handle, when Serve is nil, is called in its own goroutine for each
+	// connection the set accepts, and owns it. With TLS set, the
+	// connection is TLS from its first byte (implicit TLS, RFC 8314:
+	// HTTPS, IMAPS, POP3S, SMTPS), with the certificate the published
+	// snapshot selects for the request TLS returns — it may use the
+	// client's server name (SNI) — at each handshake; a connection no
+	// certificate serves fails its handshake. Handle and TLS are read
+	// from the binding current at each connection, so a later Set with
+	// the same address changes them without a new socket. A plain
+	// protocol upgrades later with Layer.StartTLS.
+	Handle func(net.Conn)
+	TLS    func(hello *tls.ClientHelloInfo) selection.Request
 }
 
 // Listeners keeps one protocol's listeners matching its configuration:
@@ -58,11 +77,17 @@ type Listeners struct {
 	o ListenOptions
 
 	mu        sync.Mutex
-	listeners map[string]net.Listener // by address
+	listeners map[string]*listener    // by address
 	failed    map[string]*bindFailure // addresses waiting for a retry
 	wake      chan struct{}           // failed changed
 	done      chan struct{}           // closed by Close
 	closed    bool
+}
+
+// listener is an open binding.
+type listener struct {
+	ln  net.Listener
+	cur atomic.Pointer[Binding] // the binding as last Set
 }
 
 // bindFailure is a binding that could not be opened, waiting for a retry.
@@ -88,7 +113,7 @@ func (l *Layer) Listeners(o ListenOptions) *Listeners {
 	if o.Kind == "" {
 		o.Kind = "listener"
 	}
-	s := &Listeners{l: l, o: o, listeners: map[string]net.Listener{}, failed: map[string]*bindFailure{},
+	s := &Listeners{l: l, o: o, listeners: map[string]*listener{}, failed: map[string]*bindFailure{},
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go s.retryLoop()
 	return s
@@ -99,7 +124,12 @@ func (l *Layer) Listeners(o ListenOptions) *Listeners {
 // not be opened; each raises FailedEvent and is retried.
 func (s *Listeners) Set(ctx context.Context, want []Binding) []error {
 	byAddr := map[string]Binding{}
+	var errs []error
 	for _, b := range want {
+		if b.Serve == nil && b.Handle == nil {
+			errs = append(errs, fmt.Errorf("%s %q on %s: neither Serve nor Handle", s.o.Kind, b.Owner, b.Addr))
+			continue
+		}
 		if _, dup := byAddr[b.Addr]; !dup {
 			byAddr[b.Addr] = b
 		}
@@ -109,11 +139,13 @@ func (s *Listeners) Set(ctx context.Context, want []Binding) []error {
 		s.mu.Unlock()
 		return nil
 	}
-	for a, ln := range s.listeners {
-		if _, ok := byAddr[a]; !ok {
-			ln.Close()
+	for a, l := range s.listeners {
+		if b, ok := byAddr[a]; !ok {
+			l.ln.Close()
 			delete(s.listeners, a)
 			s.l.o.Log.Info("stopped listening", "binding", a)
+		} else {
+			l.cur.Store(&b)
 		}
 	}
 	for a, f := range s.failed {
@@ -123,7 +155,6 @@ func (s *Listeners) Set(ctx context.Context, want []Binding) []error {
 			f.b = b
 		}
 	}
-	var errs []error
 	var evs []pendingEvent
 	for _, a := range sortedKeys(byAddr) {
 		if _, ok := s.listeners[a]; ok {
@@ -167,10 +198,16 @@ func (s *Listeners) listen(b Binding) (error, []pendingEvent) {
 		}
 		return fmt.Errorf("%s %q cannot listen on %s: %w", s.o.Kind, b.Owner, b.Addr, err), evs
 	}
-	s.listeners[b.Addr] = ln
+	l := &listener{ln: ln}
+	l.cur.Store(&b)
+	s.listeners[b.Addr] = l
 	log.Info("listening", s.o.LogKey, b.Owner, "binding", b.Addr)
+	serve := b.Serve
+	if serve == nil {
+		serve = s.l.acceptLoop(l)
+	}
 	go func() {
-		if err := b.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+		if err := serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 			log.Error("listener stopped", "binding", b.Addr, "err", err)
 		}
 	}()
@@ -281,8 +318,8 @@ func (s *Listeners) raise(ctx context.Context, evs []pendingEvent) {
 func (s *Listeners) Addr(binding string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ln, ok := s.listeners[binding]; ok {
-		return ln.Addr().String()
+	if l, ok := s.listeners[binding]; ok {
+		return l.ln.Addr().String()
 	}
 	return ""
 }
@@ -304,8 +341,8 @@ func (s *Listeners) Close() {
 	}
 	s.closed = true
 	close(s.done)
-	for a, ln := range s.listeners {
-		ln.Close()
+	for a, l := range s.listeners {
+		l.ln.Close()
 		delete(s.listeners, a)
 	}
 }

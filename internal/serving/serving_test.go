@@ -232,14 +232,16 @@ func TestSessionTicketsShared(t *testing.T) {
 }
 
 // TestAnyProtocol: a protocol that is not SMTP plugs into the layer in a
-// few lines — one listener with TLS from the first byte, one that
-// upgrades after a STARTTLS-style exchange — and both serve the selected
-// certificate; Set closes what leaves the configuration.
+// few lines — one binding with TLS from the first byte, one that upgrades
+// after a STARTTLS-style exchange — and both serve the selected
+// certificate; a later Set changes what a binding serves without a new
+// socket, and closes what leaves the configuration.
 func TestAnyProtocol(t *testing.T) {
 	kr := &keyring{}
 	l := New(Options{LoadKey: kr.load})
 	c := kr.candidateFor(t, "mail.contoso.test", 1)
-	l.Publish([]selection.Candidate{c}, time.Now())
+	other := kr.candidateFor(t, "pop.contoso.test", 1)
+	l.Publish([]selection.Candidate{c, other}, time.Now())
 	echo := func(conn net.Conn) {
 		defer conn.Close()
 		line, _ := bufio.NewReader(conn).ReadString('\n')
@@ -259,27 +261,28 @@ func TestAnyProtocol(t *testing.T) {
 		}
 		echo(tc)
 	}
+	sni := func(h *tls.ClientHelloInfo) selection.Request {
+		return selection.Request{FQDN: h.ServerName, Service: certprop.SMTP}
+	}
 	ls := l.Listeners(ListenOptions{Kind: "test listener"})
 	defer ls.Close()
 	implicit, upgrade := testpki.FreePort(t), testpki.FreePort(t)
 	errs := ls.Set(context.Background(), []Binding{
-		{Addr: implicit, Owner: "implicit", Serve: l.Accept(echo, AcceptOptions{TLS: func(h *tls.ClientHelloInfo) selection.Request {
-			return selection.Request{FQDN: h.ServerName, Service: certprop.SMTP}
-		}})},
-		{Addr: upgrade, Owner: "upgrade", Serve: l.Accept(starttls, AcceptOptions{})},
+		{Addr: implicit, Owner: "implicit", Handle: echo, TLS: sni},
+		{Addr: upgrade, Owner: "upgrade", Handle: starttls},
 	})
 	if len(errs) != 0 {
 		t.Fatal(errs)
 	}
-	check := func(conn *tls.Conn) {
+	check := func(conn *tls.Conn, want string) {
 		t.Helper()
 		fmt.Fprintf(conn, "hello\n")
 		reply, err := bufio.NewReader(conn).ReadString('\n')
 		if err != nil || reply != "echo hello\n" {
 			t.Errorf("reply %q, %v", reply, err)
 		}
-		if got := certinfo.Thumbprint(conn.ConnectionState().PeerCertificates[0].Raw); got != c.Thumbprint {
-			t.Errorf("served %s, want %s", got, c.Thumbprint)
+		if got := certinfo.Thumbprint(conn.ConnectionState().PeerCertificates[0].Raw); got != want {
+			t.Errorf("served %s, want %s", got, want)
 		}
 	}
 	client := &tls.Config{InsecureSkipVerify: true, ServerName: "mail.contoso.test"}
@@ -287,7 +290,7 @@ func TestAnyProtocol(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(conn)
+	check(conn, c.Thumbprint)
 	conn.Close()
 
 	plain, err := net.Dial("tcp", upgrade)
@@ -300,7 +303,7 @@ func TestAnyProtocol(t *testing.T) {
 		t.Fatalf("STLS answered %q", line)
 	}
 	tc := tls.Client(plain, client)
-	check(tc)
+	check(tc, c.Thumbprint)
 	tc.Close()
 
 	// A name no certificate holds fails the handshake of implicit TLS.
@@ -309,13 +312,30 @@ func TestAnyProtocol(t *testing.T) {
 		t.Error("a handshake for a name no certificate holds succeeded")
 	}
 
-	ls.Set(context.Background(), []Binding{{Addr: upgrade, Owner: "upgrade", Serve: l.Accept(starttls, AcceptOptions{})}})
-	if got := ls.Listening(); len(got) != 1 || got[0] != upgrade {
-		t.Errorf("listening on %v, want only %s", got, upgrade)
+	// The implicit binding now selects for a fixed name, whatever the
+	// client asks: the same socket serves the other certificate.
+	before := ls.listeners[implicit].ln
+	pop := func(*tls.ClientHelloInfo) selection.Request {
+		return selection.Request{FQDN: "pop.contoso.test", Service: certprop.SMTP}
 	}
-	if conn, err := net.DialTimeout("tcp", implicit, time.Second); err == nil {
+	ls.Set(context.Background(), []Binding{{Addr: implicit, Owner: "implicit", Handle: echo, TLS: pop}})
+	if ls.listeners[implicit].ln != before {
+		t.Error("a change of what the binding serves opened a new socket")
+	}
+	if conn, err = tls.Dial("tcp", implicit, client); err != nil {
+		t.Fatal(err)
+	}
+	check(conn, other.Thumbprint)
+	conn.Close()
+	if got := ls.Listening(); len(got) != 1 || got[0] != implicit {
+		t.Errorf("listening on %v, want only %s", got, implicit)
+	}
+	if conn, err := net.DialTimeout("tcp", upgrade, time.Second); err == nil {
 		conn.Close()
-		t.Errorf("%s still accepts after it left the configuration", implicit)
+		t.Errorf("%s still accepts after it left the configuration", upgrade)
+	}
+	if errs := ls.Set(context.Background(), []Binding{{Addr: upgrade, Owner: "nothing"}}); len(errs) != 1 {
+		t.Errorf("a binding with neither Serve nor Handle: %v", errs)
 	}
 }
 
@@ -351,7 +371,7 @@ func TestBusyBindingRetried(t *testing.T) {
 	l := New(Options{Events: ev})
 	ls := l.Listeners(ListenOptions{Kind: "POP3 listener", FailedEvent: 16041, RestoredEvent: 16042, Retry: 20 * time.Millisecond, RetryMax: 80 * time.Millisecond})
 	defer ls.Close()
-	errs := ls.Set(context.Background(), []Binding{{Addr: addr, Owner: "POP3", Serve: l.Accept(func(c net.Conn) { c.Close() }, AcceptOptions{})}})
+	errs := ls.Set(context.Background(), []Binding{{Addr: addr, Owner: "POP3", Handle: func(c net.Conn) { c.Close() }}})
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `POP3 listener "POP3" cannot listen on `+addr) {
 		t.Fatalf("Set errors %v", errs)
 	}
