@@ -64,11 +64,7 @@ func (a *Admin) ListCertificates(ctx context.Context, o ListOptions) ([]Certific
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Certificate, 0, len(entries))
-	for _, e := range entries {
-		out = append(out, v.View(e))
-	}
-	return out, nil
+	return v.ViewAll(entries), nil
 }
 
 // RankCertificates returns the certificates and pending requests that

@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -72,7 +71,6 @@ func Describe(c *x509.Certificate) Info {
 	in := Info{
 		Thumbprint:         Thumbprint(c.Raw),
 		Subject:            NameString(c.RawSubject),
-		Issuer:             NameString(c.RawIssuer),
 		CertificateDomains: CertificateDomains(c),
 		NotBefore:          c.NotBefore.UTC(),
 		NotAfter:           c.NotAfter.UTC(),
@@ -87,6 +85,10 @@ func Describe(c *x509.Certificate) Info {
 		IsCA:               c.BasicConstraintsValid && c.IsCA,
 		KeyID:              KeyID(c.RawSubjectPublicKeyInfo),
 	}
+	in.Issuer = in.Subject
+	if string(c.RawIssuer) != string(c.RawSubject) {
+		in.Issuer = NameString(c.RawIssuer)
+	}
 	if len(in.SerialNumber)%2 == 1 {
 		in.SerialNumber = "0" + in.SerialNumber
 	}
@@ -98,8 +100,8 @@ func Describe(c *x509.Certificate) Info {
 // the certificate's order (RFC 4514 writes the last RDN first) —
 // unlike pkix.Name, which keeps one CommonName and regroups the rest.
 func NameString(raw []byte) string {
-	var rdns pkix.RDNSequence
-	if rest, err := asn1.Unmarshal(raw, &rdns); err != nil || len(rest) > 0 {
+	rdns, err := parseRDNs(raw)
+	if err != nil {
 		return fmt.Sprintf("(a name that does not decode: %x)", raw)
 	}
 	return rdns.String()
@@ -108,10 +110,14 @@ func NameString(raw []byte) string {
 // CommonNames returns the values of every CN attribute of a DER-encoded
 // name, in the order RFC 4514 prints them (the most specific first).
 func CommonNames(raw []byte) []string {
-	var rdns pkix.RDNSequence
-	if _, err := asn1.Unmarshal(raw, &rdns); err != nil {
+	rdns, err := parseRDNs(raw)
+	if err != nil {
 		return nil
 	}
+	return commonNames(rdns)
+}
+
+func commonNames(rdns pkix.RDNSequence) []string {
 	var out []string
 	for i := len(rdns) - 1; i >= 0; i-- {
 		for _, atv := range rdns[i] {

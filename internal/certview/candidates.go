@@ -1,10 +1,9 @@
 package certview
 
 import (
+	"certrelay/internal/parallel"
 	"context"
 	"crypto/x509"
-	"runtime"
-	"sync"
 	"time"
 
 	"certrelay/internal/selection"
@@ -75,17 +74,6 @@ func (b *CandidateBuilder) Build(ctx context.Context) ([]selection.Candidate, ti
 // is most of a server's start.
 func (v *Viewer) candidates(entries []store.Entry) []selection.Candidate {
 	out := make([]selection.Candidate, len(entries))
-	workers := min(runtime.GOMAXPROCS(0), len(entries)/64+1)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < len(entries); i += workers {
-				out[i] = v.Candidate(entries[i])
-			}
-		}(w)
-	}
-	wg.Wait()
+	parallel.Each(len(entries), func(i int) { out[i] = v.Candidate(entries[i]) })
 	return out
 }

@@ -17,6 +17,7 @@
 package store
 
 import (
+	"certrelay/internal/parallel"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -148,29 +149,49 @@ const columns = `thumbprint, der, csr, key_id, services, friendly_name, exportab
 type scanner interface{ Scan(...any) error }
 
 func (s *Store) scanEntry(r scanner) (Entry, error) {
-	var e Entry
-	var der, csr []byte
-	var added string
-	var exportable int
-	var selfSigned sql.NullBool
-	if err := r.Scan(&e.Thumbprint, &der, &csr, &e.KeyID, &e.Services, &e.FriendlyName, &exportable, &added, &selfSigned); err != nil {
+	raw, err := scanRow(r)
+	if err != nil {
 		return Entry{}, err
 	}
-	e.Exportable = exportable != 0
-	e.AddedAt, _ = time.Parse(time.RFC3339Nano, added)
+	return s.decode(raw)
+}
+
+// row is one row of certificates as read, before its DER is parsed.
+type row struct {
+	e          Entry
+	der, csr   []byte
+	selfSigned sql.NullBool
+}
+
+func scanRow(r scanner) (row, error) {
+	var w row
+	var added string
+	var exportable int
+	if err := r.Scan(&w.e.Thumbprint, &w.der, &w.csr, &w.e.KeyID, &w.e.Services, &w.e.FriendlyName, &exportable, &added, &w.selfSigned); err != nil {
+		return row{}, err
+	}
+	w.e.Exportable = exportable != 0
+	w.e.AddedAt, _ = time.Parse(time.RFC3339Nano, added)
+	return w, nil
+}
+
+// decode parses a row's certificate or request (remembered by
+// thumbprint: the DER never changes).
+func (s *Store) decode(w row) (Entry, error) {
+	e := w.e
 	var err error
-	if der != nil {
-		if c, ok := s.parsed.Get(e.Thumbprint); ok && string(c.Raw) == string(der) {
+	if w.der != nil {
+		if c, ok := s.parsed.Get(e.Thumbprint); ok && string(c.Raw) == string(w.der) {
 			e.Cert = c
-		} else if e.Cert, err = x509.ParseCertificate(der); err != nil {
+		} else if e.Cert, err = x509.ParseCertificate(w.der); err != nil {
 			return Entry{}, fmt.Errorf("certificate %s in the store is damaged: %w", e.Thumbprint, err)
 		} else {
 			s.parsed.Put(e.Thumbprint, e.Cert)
 		}
-		if selfSigned.Valid {
-			certinfo.RememberSelfSigned(e.Cert, selfSigned.Bool)
+		if w.selfSigned.Valid {
+			certinfo.RememberSelfSigned(e.Cert, w.selfSigned.Bool)
 		}
-	} else if e.Request, err = x509.ParseCertificateRequest(csr); err != nil {
+	} else if e.Request, err = x509.ParseCertificateRequest(w.csr); err != nil {
 		return Entry{}, fmt.Errorf("request %s in the store is damaged: %w", e.Thumbprint, err)
 	}
 	return e, nil
@@ -184,15 +205,28 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 		return nil, fmt.Errorf("list certificates: %w", err)
 	}
 	defer rows.Close()
-	var out []Entry
+	var raw []row
 	for rows.Next() {
-		e, err := s.scanEntry(rows)
+		w, err := scanRow(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, e)
+		raw = append(raw, w)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Parsing is most of the cost of a large store: on every core.
+	out := make([]Entry, len(raw))
+	errs := make([]error, len(raw))
+	parallel.Each(len(raw), func(i int) { out[i], errs[i] = s.decode(raw[i]) })
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
 }
 
 // Get returns the entry with thumbprint t (any case, colons allowed), or
