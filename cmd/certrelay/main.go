@@ -2,9 +2,11 @@
 // `certrelay serve` runs a server from a data directory; every other
 // command manages that data directory, with or without a running server.
 //
-// The commands are thin: they parse flags, call internal/admin, and print
-// tables for people or JSON (--json) for scripts. Errors go to stderr with
-// a non-zero exit status: 1 for a failed operation, 2 for a usage error.
+// The commands are thin: each is an operation of internal/admin's
+// registry (face.go builds them), whose flags and help come from the
+// operation's parameters; they call admin.Call and print tables for
+// people or JSON (--json) for scripts. Errors go to stderr with a non-zero
+// exit status: 1 for a failed operation, 2 for a usage error.
 package main
 
 import (
@@ -19,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"certrelay/internal/admin"
+	"certrelay/internal/db"
 )
 
 // usageError marks errors in how a command was called (exit status 2).
@@ -41,7 +44,11 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) int {
-	a := &app{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}
+	return (&app{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}).run(ctx, args)
+}
+
+// run runs the command args and returns the exit status.
+func (a *app) run(ctx context.Context, args []string) int {
 	root := a.rootCommand()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -52,12 +59,23 @@ func run(ctx context.Context, args []string) int {
 		return 1 // the report said why
 	}
 	var ue usageError
+	var ae *admin.Error
 	switch {
 	case errors.As(err, &ue):
 		fmt.Fprintf(a.stderr, "certrelay: %v\n", err)
 		return 2
 	case errors.Is(err, admin.ErrCancelled):
 		fmt.Fprintln(a.stderr, "certrelay: cancelled; nothing was changed")
+		return 1
+	case errors.As(err, &ae) && ae == err:
+		msg := ae.Render(cliSyntax{})
+		if errors.Is(err, db.ErrReadOnly) {
+			msg += " (--data DIR)"
+		}
+		fmt.Fprintf(a.stderr, "certrelay: %s\n", msg)
+		if ae.Usage {
+			return 2
+		}
 		return 1
 	default:
 		fmt.Fprintf(a.stderr, "certrelay: %v\n", err)
@@ -78,7 +96,8 @@ func (a *app) rootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&a.dataDir, "data", def, "data directory (env CERTRELAY_DATA)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.serveCommand(), a.setupCommand(), a.serverCommand(), a.certCommand(), a.trustCommand(), a.connectorCommand(), a.domainCommand(), a.mailboxCommand(), a.queueCommand(), a.trackCommand(), a.eventsCommand(), a.loglevelCommand())
+	root.AddCommand(a.serveCommand())
+	a.operationCommands(root)
 	refuseUnknownCommands(root)
 	return root
 }

@@ -10,32 +10,21 @@ import (
 	"strings"
 
 	"golang.org/x/term"
-
-	"certrelay/internal/admin"
 )
 
-// terminalConfirmer asks on the terminal; without one it fails, naming
-// --force, so a script never hangs on a question.
-type terminalConfirmer struct{ a *app }
-
-func (c terminalConfirmer) Confirm(q string) (bool, error) {
-	if !term.IsTerminal(int(c.a.stdin.Fd())) {
+// askTerminal asks a yes/no question on the terminal; without one it
+// fails, naming --force, so a script never hangs on a question.
+func (a *app) askTerminal(q string) (bool, error) {
+	if !term.IsTerminal(int(a.stdin.Fd())) {
 		return false, errors.New("this needs an answer and there is no terminal to ask: add --force to answer yes")
 	}
-	fmt.Fprintf(c.a.stderr, "%s\n[y/N] ", q)
-	line, err := bufio.NewReader(c.a.stdin).ReadString('\n')
+	fmt.Fprintf(a.stderr, "%s\n[y/N] ", q)
+	line, err := bufio.NewReader(a.stdin).ReadString('\n')
 	if err != nil && err != io.EOF {
 		return false, err
 	}
 	ans := strings.ToLower(strings.TrimSpace(line))
 	return ans == "y" || ans == "yes", nil
-}
-
-func (a *app) confirmer(force bool) admin.Confirmer {
-	if force {
-		return admin.Yes{}
-	}
-	return terminalConfirmer{a}
 }
 
 // readSecret reads a password from a file, or from standard input when the

@@ -1,12 +1,19 @@
 // Package admin is every management operation of certrelay — the cmdlets
-// of the seeds — as one Go API. The CLI, the cmdlet shell and the HTTPS
-// API are thin faces over it: they parse input, call admin, and print.
+// of the seeds — declared once in an operation registry (registry.go,
+// ops_*.go) and run through one call shape, Admin.Call: operation, caller
+// and parameters in; result data, or a typed error, out. The CLI, the
+// cmdlet shell and the HTTPS API are thin faces over it: they read
+// input, call, and print.
 //
-// Operations are atomic: a bad input gets an error that names the problem
-// and the fix, and leaves the store, the trust store and the directory as
-// they were. Questions to the administrator (replace the internal
-// transport certificate? remove this certificate?) go through a Confirmer
-// so each face can ask in its own way.
+// Operations are atomic: a bad input gets an *Error that says what is
+// wrong, which parameter, and the fix, and leaves the store, the trust
+// store and the directory as they were. Texts name operations and
+// parameters with marks each face renders in its own syntax (text.go).
+// Questions to the administrator (replace the internal transport
+// certificate? remove this certificate?) are a typed answer,
+// *ConfirmationRequired, so each face can ask in its own way; the typed
+// methods (NewCertificate, …) remain as the Go API for tests and the
+// server, and take a Confirmer instead.
 package admin
 
 import (
@@ -14,7 +21,6 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -52,19 +58,20 @@ type Admin struct {
 	hostname func() (string, error)
 	validity time.Duration
 
-	db       *sql.DB
-	src      *certview.Source
-	Store    *store.Store
-	Trust    *trust.Store
-	Dir      directory.Directory
-	Events   *events.Log
-	Settings *settings.Settings
+	db        *sql.DB
+	src       *certview.Source
+	questions questions // asked by Call, waiting for their answer
+	Store     *store.Store
+	Trust     *trust.Store
+	Dir       directory.Directory
+	Events    *events.Log
+	Settings  *settings.Settings
 }
 
 // Open opens (creating if needed) the data directory's database.
 func Open(ctx context.Context, o Options) (*Admin, error) {
 	if o.DataDir == "" {
-		return nil, errors.New("no data directory: give --data DIR or set CERTRELAY_DATA")
+		return nil, errors.New("no data directory given")
 	}
 	abs, err := filepath.Abs(o.DataDir)
 	if err != nil {
@@ -136,26 +143,12 @@ func (a *Admin) raise(ctx context.Context, id int, key string, params ...string)
 	_, _ = a.Events.Raise(ctx, id, key, params...)
 }
 
-// Confirmer asks the administrator a yes/no question. Implementations
-// return an error when nobody can answer (no terminal).
-type Confirmer interface {
-	Confirm(question string) (bool, error)
-}
-
-// Yes is the Confirmer of --force: it answers yes to everything.
-type Yes struct{}
-
-// Confirm implements Confirmer.
-func (Yes) Confirm(string) (bool, error) { return true, nil }
-
 // ErrNotSetUp is returned by operations that need setup first.
 var ErrNotSetUp = certview.ErrNotSetUp
 
 // Source returns the certificate view of this data directory, for the
 // server.
 func (a *Admin) Source() *certview.Source { return a.src }
-
-func errorf(op string, err error) error { return fmt.Errorf("%s: %w", op, err) }
 
 // atomically runs fn as one transaction over everything this data
 // directory's database holds — store, trust, settings, embedded directory

@@ -4,7 +4,6 @@ import (
 	"certrelay/internal/dnsname"
 	"certrelay/internal/settings"
 	"context"
-	"fmt"
 
 	"certrelay/internal/certview"
 	"certrelay/internal/directory"
@@ -81,18 +80,18 @@ func (a *Admin) Explain(ctx context.Context, o ExplainOptions) (Explanation, err
 			return ex, errorf(op, err)
 		}
 		if name == "" {
-			return ex, errorf(op, fmt.Errorf("no certificate name is set for %s (X509CertificateName): enable a certificate for %s (certrelay cert enable THUMBPRINT --services %s), or give --fqdn NAME", o.Service, o.Service, o.Service))
+			return ex, errorf(op, failed(NotFound, "no certificate name is set for %s (X509CertificateName)", o.Service).fix("enable a certificate for %s (%s), or give {-Fqdn}", o.Service, cmd("Enable-ExchangeCertificate", "THUMBPRINT", "-Services", o.Service.String())))
 		}
 		req = selection.ForConnector(name, "", "", false, o.Service)
 		ex.Setting = key
 	case o.Fqdn != "":
 		n, err := dnsname.ParseHost(o.Fqdn)
 		if err != nil {
-			return ex, errorf(op, fmt.Errorf("--fqdn: %w", err))
+			return ex, errorf(op, invalidValue("Fqdn", o.Fqdn, err))
 		}
 		req = selection.ForConnector(string(n), "", "", false, o.Service)
 	default:
-		return ex, errorf(op, errorString("give --connector NAME or --fqdn NAME (with --service POP or IMAP, the name their X509CertificateName setting holds is the default)"))
+		return ex, errorf(op, usage("Fqdn", "give {-Connector} or {-Fqdn} (with {-Service} POP or IMAP, the name their X509CertificateName setting holds is the default)"))
 	}
 	cands, now, err := a.NewCandidateBuilder().Build(ctx)
 	if err != nil {
@@ -128,7 +127,3 @@ func receiveTLSBehaviour(c directory.ReceiveConnector) string {
 	}
 	return "offered"
 }
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }

@@ -44,21 +44,23 @@ func (a *Admin) ImportCertificate(ctx context.Context, o ImportOptions) (ImportR
 	}
 	b, err := certinfo.ParseBundle(o.Data, o.Password)
 	if err != nil {
-		return ImportResult{}, errorf(op, err)
+		return ImportResult{}, errorf(op, bundleError(err))
 	}
 	if len(b.Certificates) == 0 {
-		return ImportResult{}, errorf(op, errors.New("the file is a certificate request, not a certificate: send it to the CA and import the certificate it returns"))
+		return ImportResult{}, errorf(op, invalid("FileData", "", "the file is a certificate request, not a certificate").fix("send it to the CA and import the certificate it returns"))
 	}
 	leaf, pending, err := a.findLeaf(ctx, b)
 	if err != nil {
 		return ImportResult{}, errorf(op, err)
 	}
 	if err := certinfo.CheckPublicKey(leaf.PublicKey); err != nil {
-		return ImportResult{}, errorf(op, err)
+		e := asError(err).field("FileData", "")
+		e.Kind = Invalid
+		return ImportResult{}, errorf(op, e)
 	}
 	t := certinfo.Thumbprint(leaf.Raw)
 	if _, err := a.Store.Get(ctx, t); err == nil {
-		return ImportResult{}, errorf(op, fmt.Errorf("%w: %s was imported before (see certrelay cert show %s)", store.ErrExists, t, t))
+		return ImportResult{}, errorf(op, importedBefore(t, ""))
 	}
 	var inters []*x509.Certificate
 	res := ImportResult{Format: b.Format}
@@ -73,12 +75,12 @@ func (a *Admin) ImportCertificate(ctx context.Context, o ImportOptions) (ImportR
 		default:
 			// A second end-entity certificate is no part of the first's
 			// chain: importing one would silently drop the other.
-			return ImportResult{}, errorf(op, fmt.Errorf("the file holds more than one end-entity certificate: %s (%s) and %s (%s); a file imports one certificate with its chain: put each in a file of its own and import them one by one",
-				t, certinfo.NameString(leaf.RawSubject), certinfo.Thumbprint(c.Raw), certinfo.NameString(c.RawSubject)))
+			return ImportResult{}, errorf(op, invalid("FileData", "", "the file holds more than one end-entity certificate: %s (%s) and %s (%s); a file imports one certificate with its chain",
+				t, certinfo.NameString(leaf.RawSubject), certinfo.Thumbprint(c.Raw), certinfo.NameString(c.RawSubject)).fix("put each in a file of its own and import them one by one"))
 		}
 	}
 	if leaf.BasicConstraintsValid && leaf.IsCA {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("%s is a CA certificate (CA:TRUE): it goes into the personal store with its key, but it is meant to issue certificates, not to serve TLS; to trust this CA instead, use certrelay trust add", certinfo.NameString(leaf.RawSubject)))
+		res.Warnings = append(res.Warnings, msgf("%s is a CA certificate (CA:TRUE): it goes into the personal store with its key, but it is meant to issue certificates, not to serve TLS; to trust this CA instead, use {Add-CertrelayTrustedCertificate}", certinfo.NameString(leaf.RawSubject)))
 	}
 	res.Warnings = append(res.Warnings, weakKeyWarnings(leaf.PublicKey)...)
 	nc := store.NewCertificate{DER: leaf.Raw, Key: b.Key, FriendlyName: o.FriendlyName, Exportable: o.Exportable}
@@ -144,7 +146,7 @@ func (a *Admin) findLeaf(ctx context.Context, b *certinfo.Bundle) (*x509.Certifi
 				return c, nil, nil
 			}
 		}
-		return nil, nil, fmt.Errorf("the private key in the file belongs to none of its %d certificate(s): export key and certificate together again", len(b.Certificates))
+		return nil, nil, invalid("FileData", "", "the private key in the file belongs to none of its %d certificate(s)", len(b.Certificates)).fix("export key and certificate together again")
 	}
 	var ends []*x509.Certificate
 	for _, c := range b.Certificates {
@@ -162,7 +164,7 @@ func (a *Admin) findLeaf(ctx context.Context, b *certinfo.Bundle) (*x509.Certifi
 	for _, c := range b.Certificates {
 		t := certinfo.Thumbprint(c.Raw)
 		if _, err := a.Store.Get(ctx, t); err == nil {
-			return nil, nil, fmt.Errorf("%w: %s (%s) was imported before (see certrelay cert show %s)", store.ErrExists, t, certinfo.NameString(c.RawSubject), t)
+			return nil, nil, importedBefore(t, certinfo.NameString(c.RawSubject))
 		}
 	}
 	if len(ends) == 0 {
@@ -170,10 +172,34 @@ func (a *Admin) findLeaf(ctx context.Context, b *certinfo.Bundle) (*x509.Certifi
 		for _, c := range b.Certificates {
 			names = append(names, certinfo.NameString(c.RawSubject))
 		}
-		return nil, nil, fmt.Errorf("the file holds only CA certificates (%s): to trust a CA use certrelay trust add FILE", strings.Join(names, "; "))
+		return nil, nil, invalid("FileData", "", "the file holds only CA certificates (%s)", strings.Join(names, "; ")).fix("to trust a CA use %s", cmd("Add-CertrelayTrustedCertificate", "FILE"))
 	}
-	return nil, nil, fmt.Errorf("certificate %s (%s) does not answer a request made on this server, and the file has no private key: import it on the server that made the request, or import a PKCS#12 (.pfx) file that holds its key, with --password-file",
-		certinfo.Thumbprint(ends[0].Raw), ends[0].Subject)
+	return nil, nil, failed(NotFound, "certificate %s (%s) does not answer a request made on this server, and the file has no private key",
+		certinfo.Thumbprint(ends[0].Raw), ends[0].Subject).field("FileData", "").
+		fix("import it on the server that made the request, or import a PKCS#12 (.pfx) file that holds its key, with {-Password}")
+}
+
+// importedBefore is the refusal of a certificate the store holds already.
+func importedBefore(t, subject string) *Error {
+	what := t
+	if subject != "" {
+		what = t + " (" + subject + ")"
+	}
+	return (&Error{Kind: Conflict, Err: fmt.Errorf("%w: %s was imported before", store.ErrExists, what)}).
+		field("FileData", "").fix("see %s", cmd("Get-ExchangeCertificate/Thumbprint", t))
+}
+
+// bundleError says which parameter a file that cannot be read is at
+// fault for: a password missing or wrong, or the file itself.
+func bundleError(err error) *Error {
+	e := asError(err)
+	switch {
+	case errors.Is(err, certinfo.ErrNeedPassword):
+		return e.field("Password", "").fix("give it with {-Password}")
+	case errors.Is(err, certinfo.ErrWrongPassword):
+		return e.field("Password", "").fix("check the password ({-Password})")
+	}
+	return e.field("FileData", "")
 }
 
 // weakKeyWarnings warns of an RSA key under 2048 bits: still accepted
@@ -181,7 +207,7 @@ func (a *Admin) findLeaf(ctx context.Context, b *certinfo.Bundle) (*x509.Certifi
 // clients.
 func weakKeyWarnings(pub any) []string {
 	if k, ok := pub.(*rsa.PublicKey); ok && k.N.BitLen() < 2048 {
-		return []string{fmt.Sprintf("its RSA key has only %d bits: many mail servers and clients refuse keys under 2048 bits, and such keys can be broken; use 2048 or more", k.N.BitLen())}
+		return []string{msgf("its RSA key has only %d bits: many mail servers and clients refuse keys under 2048 bits, and such keys can be broken; use 2048 or more", k.N.BitLen())}
 	}
 	return nil
 }

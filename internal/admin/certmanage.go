@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -19,7 +18,7 @@ type EnableResult struct {
 	BecameInternal bool
 	Previous       string
 	Declined       bool
-	Notes          []string // side effects, one sentence each
+	Notes          []string // side effects, one sentence each (marks allowed)
 	Warnings       []string
 }
 
@@ -30,13 +29,17 @@ type EnableResult struct {
 // for M1); POP and IMAP set the POP3/IMAP4 X509CertificateName to the
 // certificate's first domain (S8); IIS binds the HTTPS console to it.
 func (a *Admin) EnableCertificate(ctx context.Context, thumbprint string, services store.Services, confirm Confirmer) (EnableResult, error) {
+	return a.enableCertificate(ctx, thumbprint, services, confirmerAsker{confirm})
+}
+
+func (a *Admin) enableCertificate(ctx context.Context, thumbprint string, services store.Services, ask asker) (EnableResult, error) {
 	const op = "enable certificate"
 	srv, err := a.requireSetup(ctx)
 	if err != nil {
 		return EnableResult{}, errorf(op, err)
 	}
 	if services == store.None {
-		return EnableResult{}, errorf(op, errors.New("no service given: add --services SMTP,POP,IMAP,UM or IIS"))
+		return EnableResult{}, errorf(op, invalid("Services", "", "no service given").fix("add {-Services} SMTP,POP,IMAP,UM or IIS"))
 	}
 	t, ok := certinfo.NormalizeThumbprint(thumbprint)
 	if !ok {
@@ -47,13 +50,15 @@ func (a *Admin) EnableCertificate(ctx context.Context, thumbprint string, servic
 		return EnableResult{}, errorf(op, err)
 	}
 	if e.Pending() {
-		return EnableResult{}, errorf(op, fmt.Errorf("%s is a pending request: import the CA's certificate first (certrelay cert import FILE), then enable that", t))
+		return EnableResult{}, errorf(op, failed(Conflict, "%s is a pending request", t).field("Thumbprint", t).
+			fix("import the CA's certificate first (%s), then enable that", cmd("Import-ExchangeCertificate", "FILE")))
 	}
 	if !a.Store.KeyInfo(e).Present {
-		return EnableResult{}, errorf(op, fmt.Errorf("%w: %s; no service can use a certificate without its key: import it from a PKCS#12 (.pfx) file that holds the key", store.ErrNoKey, t))
+		return EnableResult{}, errorf(op, (&Error{Kind: Conflict, Err: fmt.Errorf("%w: %s; no service can use a certificate without its key", store.ErrNoKey, t)}).field("Thumbprint", t).
+			fix("import it from a PKCS#12 (.pfx) file that holds the key"))
 	}
 	res := EnableResult{Added: services &^ e.Services}
-	out, err := a.withInternalQuestion(ctx, e.Cert, e.Services|services, confirm, func(ctx context.Context) (store.Entry, error) {
+	out, err := a.withInternalQuestion(ctx, e.Cert, e.Services|services, ask, nil, func(ctx context.Context) (store.Entry, error) {
 		var err error
 		if e, err = a.Store.EnableServices(ctx, t, services); err != nil {
 			return e, err
@@ -92,7 +97,7 @@ func (a *Admin) EnableCertificate(ctx context.Context, thumbprint string, servic
 func (a *Admin) enableSideEffects(ctx context.Context, e store.Entry, services store.Services) ([]string, error) {
 	var notes []string
 	if services&(store.SMTP|store.POP|store.IMAP) != 0 {
-		notes = append(notes, fmt.Sprintf("The service account %s can read the private key.", a.Store.Account().Name))
+		notes = append(notes, msgf("The service account %s can read the private key.", a.Store.Account().Name))
 	}
 	domains := certinfo.CertificateDomains(e.Cert)
 	for _, s := range []struct {
@@ -104,14 +109,15 @@ func (a *Admin) enableSideEffects(ctx context.Context, e store.Entry, services s
 			if err := a.Settings.Set(ctx, s.key, domains[0]); err != nil {
 				return nil, err
 			}
-			notes = append(notes, fmt.Sprintf("Set the %s setting X509CertificateName to %s: %s selects its certificate for that name (certrelay cert explain --service %s shows the choice).", s.name, domains[0], s.name, s.svc))
+			notes = append(notes, msgf("Set the %s setting X509CertificateName to %s: %s selects its certificate for that name (%s shows the choice).", s.name, domains[0], s.name,
+				cmd("Get-CertrelayCertificateSelection", "-Service", s.svc.String())))
 		}
 	}
 	if services&store.IIS != 0 {
 		if err := a.Settings.Set(ctx, settings.HTTPSCertificate, e.Thumbprint); err != nil {
 			return nil, err
 		}
-		notes = append(notes, fmt.Sprintf("Set the HTTPS certificate binding (%s) to %s.", settings.HTTPSCertificate, e.Thumbprint))
+		notes = append(notes, msgf("Set the HTTPS certificate binding (%s) to %s.", settings.HTTPSCertificate, e.Thumbprint))
 	}
 	return notes, nil
 }
@@ -138,7 +144,7 @@ func (a *Admin) ExportCertificate(ctx context.Context, thumbprint string, o Expo
 	}
 	if e.Pending() {
 		if o.Password != nil {
-			return nil, "", errorf(op, fmt.Errorf("%s is a pending request: there is no certificate to export with its key yet", t))
+			return nil, "", errorf(op, failed(Conflict, "%s is a pending request: there is no certificate to export with its key yet", t).field("Thumbprint", t))
 		}
 		if o.DER {
 			return e.Request.Raw, "PKCS#10 DER", nil
@@ -152,10 +158,11 @@ func (a *Admin) ExportCertificate(ctx context.Context, thumbprint string, o Expo
 		return certinfo.CertificatePEM(e.Cert.Raw), "PEM", nil
 	}
 	if !e.Exportable {
-		return nil, "", errorf(op, fmt.Errorf("the private key of %s is not exportable (it was made or imported without --exportable): export the certificate alone by leaving out --password-file", t))
+		return nil, "", errorf(op, failed(Conflict, "the private key of %s is not exportable (it was made or imported without {New-ExchangeCertificate#PrivateKeyExportable})", t).field("Thumbprint", t).
+			fix("export the certificate alone by leaving out {-Password}"))
 	}
 	if *o.Password == "" {
-		return nil, "", errorf(op, errors.New("the password file is empty: a PKCS#12 export needs a password"))
+		return nil, "", errorf(op, invalid("Password", "", "the password is empty: a PKCS#12 export needs a password"))
 	}
 	key, err := a.Store.PrivateKey(e)
 	if err != nil {
@@ -187,6 +194,10 @@ type RemoveResult struct {
 // RemoveCertificate removes a certificate or pending request (M8) after
 // confirmation. It refuses to remove the internal transport certificate.
 func (a *Admin) RemoveCertificate(ctx context.Context, thumbprint string, confirm Confirmer) (RemoveResult, error) {
+	return a.removeCertificate(ctx, thumbprint, confirmerAsker{confirm})
+}
+
+func (a *Admin) removeCertificate(ctx context.Context, thumbprint string, ask asker) (RemoveResult, error) {
 	const op = "remove certificate"
 	t, ok := certinfo.NormalizeThumbprint(thumbprint)
 	if !ok {
@@ -203,19 +214,21 @@ func (a *Admin) RemoveCertificate(ctx context.Context, thumbprint string, confir
 	if len(c.Services) > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("It is enabled for %s: those services stop using it and fall back to another certificate, or to none.", strings.Join(c.Services, ", ")))
 	}
-	if confirm == nil {
-		return RemoveResult{}, errorf(op, errors.New("removing a certificate needs confirmation: add --force to answer yes"))
-	}
 	q := fmt.Sprintf("Remove certificate %s (%s, services: %s)?", t, c.Subject, c.ServiceSet())
 	if len(res.Warnings) > 0 {
 		q += "\n" + strings.Join(res.Warnings, "\n")
 	}
-	yes, err := confirm.Confirm(q)
+	yes, err := ask.ask(Question{
+		Text:    q,
+		Details: []Detail{{"Thumbprint", t}, {"Subject", c.Subject}, {"Services", c.ServiceSet().String()}},
+		IfNo:    "nothing is changed",
+		about:   "remove " + t,
+	})
 	if err != nil {
 		return RemoveResult{}, errorf(op, err)
 	}
 	if !yes {
-		return RemoveResult{}, ErrCancelled
+		return RemoveResult{}, cancelled()
 	}
 	// What made it removable is decided again inside the transaction: it
 	// may have become the internal transport certificate meanwhile.
@@ -243,14 +256,16 @@ func (a *Admin) RemoveCertificate(ctx context.Context, thumbprint string, confir
 // and a certificate that connectors name (S4a).
 func (a *Admin) removable(ctx context.Context, c Certificate) error {
 	if c.IsInternalTransportCertificate {
-		return fmt.Errorf("%s is this server's internal transport certificate and cannot be removed: make a new one first with certrelay cert new (it becomes the internal transport certificate), then remove this one", c.Thumbprint)
+		return failed(Conflict, "%s is this server's internal transport certificate and cannot be removed", c.Thumbprint).field("Thumbprint", c.Thumbprint).
+			fix("make a new one first with {New-ExchangeCertificate} (it becomes the internal transport certificate), then remove this one")
 	}
 	names, err := a.connectorsNaming(ctx, c)
 	if err != nil {
 		return err
 	}
 	if len(names) > 0 {
-		return fmt.Errorf("%s is the certificate that connectors %s name (TlsCertificateName) and no other certificate has its issuer and subject: change their --tls-certificate-name first", c.Thumbprint, strings.Join(names, ", "))
+		return failed(Conflict, "%s is the certificate that connectors %s name (TlsCertificateName) and no other certificate has its issuer and subject", c.Thumbprint, strings.Join(names, ", ")).
+			field("Thumbprint", c.Thumbprint).fix("change their {Set-ReceiveConnector#TlsCertificateName} first")
 	}
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -45,10 +44,6 @@ type NewResult struct {
 	Warnings []string // what deserves a word although it was made
 }
 
-// ErrCancelled is returned when the administrator answers no to a question
-// that guards the whole operation.
-var ErrCancelled = errors.New("cancelled: nothing was changed")
-
 // NewCertificate makes a self-signed certificate (M1), or clones one (M2)
 // with From. With no domain and no subject it makes a new internal
 // transport certificate for this server (host name and FQDN). When the new
@@ -58,6 +53,10 @@ var ErrCancelled = errors.New("cancelled: nothing was changed")
 // An error from confirm (nobody to answer) fails the operation and
 // nothing is made.
 func (a *Admin) NewCertificate(ctx context.Context, o NewOptions, confirm Confirmer) (NewResult, error) {
+	return a.newCertificate(ctx, o, confirmerAsker{confirm})
+}
+
+func (a *Admin) newCertificate(ctx context.Context, o NewOptions, ask asker) (NewResult, error) {
 	const op = "new certificate"
 	srv, err := a.requireSetup(ctx)
 	if err != nil {
@@ -69,7 +68,7 @@ func (a *Admin) NewCertificate(ctx context.Context, o NewOptions, confirm Confir
 	}
 	if o.Subject != "" {
 		if spec.subject, err = certinfo.ParseSubject(o.Subject); err != nil {
-			return NewResult{}, errorf(op, err)
+			return NewResult{}, errorf(op, asError(err).field("SubjectName", o.Subject))
 		}
 	}
 	if o.From != "" {
@@ -79,14 +78,20 @@ func (a *Admin) NewCertificate(ctx context.Context, o NewOptions, confirm Confir
 	} else if len(spec.domains) == 0 && o.Subject == "" {
 		spec.domains = []string{srv.Name, srv.Fqdn}
 	}
-	made, err := a.prepareSelfSigned(spec)
-	if err != nil {
-		return NewResult{}, errorf(op, err)
+	// A call that answers the question of M1 stores the certificate the
+	// question showed, not a new one.
+	made, resumed := ask.resumed().(*preparedCert)
+	if !resumed {
+		p, err := a.prepareSelfSigned(spec)
+		if err != nil {
+			return NewResult{}, errorf(op, err)
+		}
+		made = &p
 	}
 	var c Certificate
-	out, err := a.withInternalQuestion(ctx, made.cert, spec.services, confirm, func(ctx context.Context) (store.Entry, error) {
+	out, err := a.withInternalQuestion(ctx, made.cert, spec.services, ask, made, func(ctx context.Context) (store.Entry, error) {
 		var err error
-		c, err = a.storeSelfSigned(ctx, made, spec)
+		c, err = a.storeSelfSigned(ctx, *made, spec)
 		return c.Entry(), err
 	})
 	if err != nil {
@@ -101,17 +106,17 @@ func (a *Admin) NewCertificate(ctx context.Context, o NewOptions, confirm Confir
 func (a *Admin) cloneSpec(ctx context.Context, o NewOptions, spec *selfSignedSpec) error {
 	t, ok := certinfo.NormalizeThumbprint(o.From)
 	if !ok {
-		return badThumbprint(o.From)
+		return badThumbprint(o.From).field("Instance", o.From)
 	}
 	e, err := a.Store.Get(ctx, t)
 	if err != nil {
 		return err
 	}
 	if e.Pending() {
-		return fmt.Errorf("%s is a pending request, not a certificate: there is nothing to renew yet", t)
+		return invalid("Instance", o.From, "%s is a pending request, not a certificate: there is nothing to renew yet", t)
 	}
 	if len(o.Domains) > 0 || o.Subject != "" {
-		return errors.New("--from copies the subject and domains of the original: drop --domain and --subject, or make a new certificate without --from")
+		return invalid("Instance", o.From, "{-Instance} copies the subject and domains of the original").fix("drop {-DomainName} and {-SubjectName}, or make a new certificate without {-Instance}")
 	}
 	var rdn = e.Cert.Subject.ToRDNSequence()
 	spec.subject = certinfo.Subject{RDNs: rdn}
@@ -158,10 +163,10 @@ type preparedCert struct {
 // prepareSelfSigned makes key and certificate in memory.
 func (a *Admin) prepareSelfSigned(s selfSignedSpec) (preparedCert, error) {
 	if _, err := s.key.Normalize(); err != nil {
-		return preparedCert{}, err
+		return preparedCert{}, keyError(s.key, err)
 	}
 	if _, err := dnsname.ParseList(s.domains, true); err != nil {
-		return preparedCert{}, err
+		return preparedCert{}, asError(err).field("DomainName", strings.Join(s.domains, ","))
 	}
 	key, err := certinfo.GenerateKey(s.key, a.rand)
 	if err != nil {
@@ -239,7 +244,8 @@ type RequestResult struct {
 func (a *Admin) RequestCertificate(ctx context.Context, o RequestOptions) (RequestResult, error) {
 	const op = "certificate request"
 	if strings.TrimSpace(o.Services) != "" {
-		return RequestResult{}, errorf(op, errors.New("services cannot be given with a request: import the CA's certificate, then enable it with certrelay cert enable THUMBPRINT --services …"))
+		return RequestResult{}, errorf(op, invalid("Services", o.Services, "services cannot be given with a request").
+			fix("import the CA's certificate, then enable it with %s", cmd("Enable-ExchangeCertificate", "THUMBPRINT", "-Services", "…")))
 	}
 	if _, err := a.requireSetup(ctx); err != nil {
 		return RequestResult{}, errorf(op, err)
@@ -248,17 +254,17 @@ func (a *Admin) RequestCertificate(ctx context.Context, o RequestOptions) (Reque
 	var err error
 	if o.Subject != "" {
 		if subject, err = certinfo.ParseSubject(o.Subject); err != nil {
-			return RequestResult{}, errorf(op, err)
+			return RequestResult{}, errorf(op, asError(err).field("SubjectName", o.Subject))
 		}
 	}
 	if len(o.Domains) == 0 {
-		return RequestResult{}, errorf(op, errors.New("give the names the certificate must hold with --domain (repeat it, or separate names with commas)"))
+		return RequestResult{}, errorf(op, invalid("DomainName", "", "no domain name").fix("give the names the certificate must hold with {-DomainName} (repeat it, or separate names with commas)"))
 	}
 	if _, err := dnsname.ParseList(o.Domains, true); err != nil {
-		return RequestResult{}, errorf(op, err)
+		return RequestResult{}, errorf(op, asError(err).field("DomainName", strings.Join(o.Domains, ",")))
 	}
 	if _, err := o.Key.Normalize(); err != nil {
-		return RequestResult{}, errorf(op, err)
+		return RequestResult{}, errorf(op, keyError(o.Key, err))
 	}
 	key, err := certinfo.GenerateKey(o.Key, a.rand)
 	if err != nil {
@@ -283,6 +289,17 @@ func (a *Admin) RequestCertificate(ctx context.Context, o RequestOptions) (Reque
 	return res, nil
 }
 
-func badThumbprint(t string) error {
-	return fmt.Errorf("%q is not a thumbprint: a thumbprint is 40 hexadecimal digits, as certrelay cert list shows them", t)
+func badThumbprint(t string) *Error {
+	return invalid("Thumbprint", t, "%q is not a thumbprint", t).fix("a thumbprint is 40 hexadecimal digits, as {Get-ExchangeCertificate} shows them")
+}
+
+// keyError names the key parameter a refused key specification came
+// from: its size when the type is one certrelay makes.
+func keyError(k certinfo.KeySpec, err error) *Error {
+	e := asError(err)
+	e.Kind = Invalid
+	if t := strings.ToLower(strings.TrimSpace(k.Type)); t == "" || t == "rsa" || t == "ecdsa" || t == "ec" {
+		return e.field("KeySize", fmt.Sprint(k.Size))
+	}
+	return e.field("KeyType", k.Type)
 }

@@ -59,10 +59,10 @@ func (a *Admin) AddReceiveConnector(ctx context.Context, name string, o ReceiveC
 			return err
 		}
 		if _, err := a.Dir.ReceiveConnector(ctx, srv.Name, name); err == nil {
-			return fmt.Errorf("a receive connector named %q exists already on %s: change it with certrelay connector receive set", name, srv.Name)
+			return failed(Conflict, "a receive connector named %q exists already on %s", name, srv.Name).field("Name", name).fix("change it with {Set-ReceiveConnector}")
 		}
 		if o.Bindings == nil {
-			return errors.New("give the addresses to listen on with --bindings IP:PORT[,IP:PORT…]")
+			return invalid("Bindings", "", "no binding").fix("give the addresses to listen on with {-Bindings} IP:PORT[,IP:PORT…]")
 		}
 		c = directory.ReceiveConnector{
 			Name: name, Server: srv.Name, Identity: srv.Name + `\` + name,
@@ -113,7 +113,7 @@ func (a *Admin) GetReceiveConnector(ctx context.Context, name string) (directory
 	}
 	c, err := a.Dir.ReceiveConnector(ctx, srv.Name, name)
 	if errors.Is(err, directory.ErrNotFound) {
-		return c, fmt.Errorf("%w (list them with certrelay connector receive list)", err)
+		return c, asError(err).field("Identity", name).fix("list them with {Get-ReceiveConnector}")
 	}
 	return c, err
 }
@@ -134,6 +134,9 @@ func (a *Admin) RemoveReceiveConnector(ctx context.Context, name string) error {
 		return err
 	}
 	if err := a.Dir.DeleteReceiveConnector(ctx, srv.Name, name); err != nil {
+		if errors.Is(err, directory.ErrNotFound) {
+			err = asError(err).field("Identity", name).fix("list them with {Get-ReceiveConnector}")
+		}
 		return errorf("remove receive connector", err)
 	}
 	return nil
@@ -150,21 +153,21 @@ func (a *Admin) applyReceive(ctx context.Context, c *directory.ReceiveConnector,
 		n.Bindings = b
 	}
 	if o.Fqdn != nil {
-		f, err := validFqdn(*o.Fqdn, "--fqdn")
+		f, err := validFqdn(*o.Fqdn, "Fqdn")
 		if err != nil {
 			return err
 		}
 		n.Fqdn = f
 	}
 	if o.PermissionGroups != nil {
-		g, err := canonicalList(*o.PermissionGroups, PermissionGroupNames, "permission group")
+		g, err := canonicalList(*o.PermissionGroups, PermissionGroupNames, "permission group", "PermissionGroups")
 		if err != nil {
 			return err
 		}
 		n.PermissionGroups = g
 	}
 	if o.AuthMechanism != nil {
-		m, err := canonicalList(*o.AuthMechanism, AuthMechanismNames, "auth mechanism")
+		m, err := canonicalList(*o.AuthMechanism, AuthMechanismNames, "auth mechanism", "AuthMechanism")
 		if err != nil {
 			return err
 		}
@@ -176,14 +179,14 @@ func (a *Admin) applyReceive(ctx context.Context, c *directory.ReceiveConnector,
 	if o.MaxMessageSize != nil {
 		sz, err := ParseSize(*o.MaxMessageSize)
 		if err != nil {
-			return err
+			return asError(err).field("MaxMessageSize", *o.MaxMessageSize)
 		}
 		n.MaxMessageSize = sz
 	}
 	if o.TlsCertificateName != nil {
 		if *o.TlsCertificateName != "" {
 			if _, _, err := selection.ParseTLSCertificateName(*o.TlsCertificateName); err != nil {
-				return err
+				return invalidValue("TlsCertificateName", *o.TlsCertificateName, err)
 			}
 		}
 		n.TlsCertificateName = *o.TlsCertificateName
@@ -198,7 +201,7 @@ func (a *Admin) applyReceive(ctx context.Context, c *directory.ReceiveConnector,
 		return err
 	}
 	if n.RequireTLS && !contains(n.AuthMechanism, "Tls") {
-		return errors.New("--require-tls needs the Tls auth mechanism: add Tls to --auth-mechanism")
+		return invalid("RequireTLS", "true", "{-RequireTLS} needs the Tls auth mechanism").fix("add Tls to {-AuthMechanism}")
 	}
 	// Two connectors of one server cannot listen on the same address.
 	others, err := a.Dir.ReceiveConnectors(ctx, n.Server)
@@ -212,7 +215,7 @@ func (a *Admin) applyReceive(ctx context.Context, c *directory.ReceiveConnector,
 		for _, b := range n.Bindings {
 			for _, ob := range other.Bindings {
 				if bindingsOverlap(b, ob) {
-					return fmt.Errorf("binding %s is taken by receive connector %q: choose another address or port", b, other.Name)
+					return failed(Conflict, "binding %s is taken by receive connector %q", b, other.Name).field("Bindings", b).fix("choose another address or port")
 				}
 			}
 		}
@@ -223,30 +226,45 @@ func (a *Admin) applyReceive(ctx context.Context, c *directory.ReceiveConnector,
 
 func validConnectorName(name string) error {
 	if name == "" || len(name) > 64 {
-		return errors.New("a connector name is 1 to 64 characters")
+		return invalid("Name", name, "a connector name is 1 to 64 characters")
 	}
 	if strings.ContainsAny(name, `\/"`) || strings.IndexFunc(name, func(r rune) bool { return r < 0x20 }) >= 0 {
-		return fmt.Errorf("connector name %q: backslash, slash, quotes and control characters are not allowed", name)
+		return invalid("Name", name, "connector name %q: backslash, slash, quotes and control characters are not allowed", name)
 	}
 	return nil
 }
 
-func validFqdn(f, flag string) (string, error) {
+// validFqdn checks the host name of parameter param ("" clears it).
+func validFqdn(f, param string) (string, error) {
 	if strings.TrimSpace(f) == "" {
 		return "", nil
 	}
 	if strings.Contains(f, "*") {
-		return "", fmt.Errorf("%s %q: a connector FQDN is a host name, not a wildcard", flag, f)
+		return "", invalid(param, f, "{-%s} %q: a connector FQDN is a host name, not a wildcard", markup(param), f)
 	}
 	name, err := dnsname.ParseHost(f)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", flag, err)
+		return "", invalidValue(param, f, err)
 	}
 	return string(name), nil
 }
 
+// invalidValue is a value of parameter param that err refuses:
+// "{-Param}: err".
+func invalidValue(param, value string, err error) *Error {
+	return &Error{Kind: Invalid, Field: param, Value: value, Msg: msgf("{-%s}", markup(param)), Err: err}
+}
+
 // parseBindings checks "ip:port" addresses.
 func parseBindings(list []string) ([]string, error) {
+	out, err := parseBindingList(list)
+	if err != nil {
+		return nil, asError(err).field("Bindings", strings.Join(list, ","))
+	}
+	return out, nil
+}
+
+func parseBindingList(list []string) ([]string, error) {
 	var out []string
 	for _, b := range list {
 		b = strings.TrimSpace(b)
@@ -283,8 +301,9 @@ func bindingsOverlap(a, b string) bool {
 	return aa == ab || aa.IsUnspecified() || ab.IsUnspecified()
 }
 
-// canonicalList maps names case-insensitively to their canonical spelling.
-func canonicalList(in []string, known []string, what string) ([]string, error) {
+// canonicalList maps names case-insensitively to their canonical
+// spelling; param is the parameter that gave them.
+func canonicalList(in []string, known []string, what, param string) ([]string, error) {
 	var out []string
 	for _, v := range in {
 		for _, p := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' }) {
@@ -298,7 +317,7 @@ func canonicalList(in []string, known []string, what string) ([]string, error) {
 				continue
 			}
 			if found == "" {
-				return nil, fmt.Errorf("unknown %s %q: use %s", what, p, strings.Join(known, ", "))
+				return nil, invalid(param, p, "unknown %s %q: use %s", what, p, strings.Join(known, ", "))
 			}
 			if !contains(out, found) {
 				out = append(out, found)
@@ -335,7 +354,7 @@ func ParseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(t, 10, 64)
 	if err != nil || n <= 0 || n > (2<<30)/mult {
-		return 0, fmt.Errorf("message size %q: write it as a number of bytes, KB, MB or GB, up to 2 GB (such as 35MB)", s)
+		return 0, invalid("MaxMessageSize", s, "message size %q: write it as a number of bytes, KB, MB or GB, up to 2 GB (such as 35MB)", s)
 	}
 	return n * mult, nil
 }

@@ -38,7 +38,7 @@ const (
 // unchanged on error).
 func applyLimits(c *directory.ReceiveConnector, o ReceiveLimitOptions) error {
 	if o.MaxInboundConnection != nil {
-		n, err := parseCount(*o.MaxInboundConnection, "--max-inbound-connection", 1, maxInboundConnectionCeiling,
+		n, err := parseCount(*o.MaxInboundConnection, "MaxInboundConnection", 1, maxInboundConnectionCeiling,
 			fmt.Sprintf("connections at once (default %d); a connector cannot be unlimited", directory.DefaultMaxInboundConnection))
 		if err != nil {
 			return err
@@ -46,7 +46,7 @@ func applyLimits(c *directory.ReceiveConnector, o ReceiveLimitOptions) error {
 		c.MaxInboundConnection = n
 	}
 	if o.MaxInboundConnectionPerSource != nil {
-		n, err := parseCount(*o.MaxInboundConnectionPerSource, "--max-inbound-connection-per-source", 1, maxInboundConnectionCeiling,
+		n, err := parseCount(*o.MaxInboundConnectionPerSource, "MaxInboundConnectionPerSource", 1, maxInboundConnectionCeiling,
 			fmt.Sprintf("connections at once from one client address (default %d)", directory.DefaultMaxInboundConnectionPerSource))
 		if err != nil {
 			return err
@@ -54,28 +54,28 @@ func applyLimits(c *directory.ReceiveConnector, o ReceiveLimitOptions) error {
 		c.MaxInboundConnectionPerSource = n
 	}
 	for _, d := range []struct {
-		v    *string
-		flag string
-		dst  *directory.Duration
+		v     *string
+		param string
+		dst   *directory.Duration
 	}{
-		{o.ConnectionTimeout, "--connection-timeout", &c.ConnectionTimeout},
-		{o.ConnectionInactivityTimeout, "--connection-inactivity-timeout", &c.ConnectionInactivityTimeout},
-		{o.MessageTimeout, "--message-timeout", &c.MessageTimeout},
+		{o.ConnectionTimeout, "ConnectionTimeout", &c.ConnectionTimeout},
+		{o.ConnectionInactivityTimeout, "ConnectionInactivityTimeout", &c.ConnectionInactivityTimeout},
+		{o.MessageTimeout, "MessageTimeout", &c.MessageTimeout},
 	} {
 		if d.v == nil {
 			continue
 		}
 		v, err := directory.ParseDuration(*d.v)
 		if err != nil {
-			return fmt.Errorf("%s: %w", d.flag, err)
+			return invalidValue(d.param, *d.v, err)
 		}
 		if v < minLimitDuration || v > maxLimitDuration {
-			return fmt.Errorf("%s %s: give 1 second to 24 hours (such as 10m or 00:10:00)", d.flag, strings.TrimSpace(*d.v))
+			return invalid(d.param, *d.v, "{-%s} %s: give 1 second to 24 hours (such as 10m or 00:10:00)", markup(d.param), strings.TrimSpace(*d.v))
 		}
 		*d.dst = directory.Duration(v.Round(time.Second))
 	}
 	if o.MaxRecipientsPerMessage != nil {
-		n, err := parseCount(*o.MaxRecipientsPerMessage, "--max-recipients-per-message", MinRecipientsPerMessage, maxRecipientsPerMessageCeil,
+		n, err := parseCount(*o.MaxRecipientsPerMessage, "MaxRecipientsPerMessage", MinRecipientsPerMessage, maxRecipientsPerMessageCeil,
 			fmt.Sprintf("recipients (default %d); RFC 5321 4.5.3.1.8 requires accepting at least %d", directory.DefaultMaxRecipientsPerMessage, MinRecipientsPerMessage))
 		if err != nil {
 			return err
@@ -85,23 +85,23 @@ func applyLimits(c *directory.ReceiveConnector, o ReceiveLimitOptions) error {
 	// Rules between the limits, checked on the result so that the order
 	// of the flags does not matter.
 	if c.MaxInboundConnectionPerSource > c.MaxInboundConnection {
-		return fmt.Errorf("--max-inbound-connection-per-source %d is more than --max-inbound-connection %d: lower the first or raise the second",
-			c.MaxInboundConnectionPerSource, c.MaxInboundConnection)
+		return invalid("MaxInboundConnectionPerSource", fmt.Sprint(c.MaxInboundConnectionPerSource), "{-MaxInboundConnectionPerSource} %d is more than {-MaxInboundConnection} %d",
+			c.MaxInboundConnectionPerSource, c.MaxInboundConnection).fix("lower the first or raise the second")
 	}
 	if c.ConnectionInactivityTimeout >= c.ConnectionTimeout {
-		return fmt.Errorf("--connection-inactivity-timeout %s must be shorter than --connection-timeout %s (the session's whole budget): lower the first or raise the second",
-			c.ConnectionInactivityTimeout, c.ConnectionTimeout)
+		return invalid("ConnectionInactivityTimeout", c.ConnectionInactivityTimeout.String(), "{-ConnectionInactivityTimeout} %s must be shorter than {-ConnectionTimeout} %s (the session's whole budget)",
+			c.ConnectionInactivityTimeout, c.ConnectionTimeout).fix("lower the first or raise the second")
 	}
 	return nil
 }
 
-// parseCount reads a whole number from lo to hi for flag; what says what
-// it counts, for the error.
-func parseCount(s, flag string, lo, hi int, what string) (int, error) {
+// parseCount reads a whole number from lo to hi for parameter param;
+// what says what it counts, for the error.
+func parseCount(s, param string, lo, hi int, what string) (int, error) {
 	t := strings.TrimSpace(s)
 	n, err := strconv.Atoi(t)
 	if err != nil || n < lo || n > hi {
-		return 0, fmt.Errorf("%s %q: give a whole number from %d to %d, of %s", flag, t, lo, hi, what)
+		return 0, invalid(param, t, "{-%s} %q: give a whole number from %d to %d, of %s", markup(param), t, lo, hi, what)
 	}
 	return n, nil
 }

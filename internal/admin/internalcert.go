@@ -26,8 +26,10 @@ func (a *Admin) couldBeInternal(srv directory.Server, cert *x509.Certificate, se
 
 // askInternal decides whether cert replaces the internal transport
 // certificate srv names: without a current one it simply does; otherwise
-// confirm is asked, showing both thumbprints and expiry dates.
-func (a *Admin) askInternal(ctx context.Context, srv directory.Server, cert *x509.Certificate, services store.Services, confirm Confirmer) (bool, error) {
+// the question of M1 is asked, showing both thumbprints and expiry dates.
+// keep is what the operation prepared, kept with the question for the
+// call that answers it.
+func (a *Admin) askInternal(ctx context.Context, srv directory.Server, cert *x509.Certificate, services store.Services, ask asker, keep any) (bool, error) {
 	if !a.couldBeInternal(srv, cert, services) {
 		return false, nil
 	}
@@ -39,16 +41,24 @@ func (a *Admin) askInternal(ctx context.Context, srv directory.Server, cert *x50
 	if cur == "" {
 		return true, nil
 	}
-	curExpiry := "(not in the personal store)"
+	curExpiry, curNotAfter := "(not in the personal store)", ""
 	if e, err := a.Store.Get(ctx, cur); err == nil && e.Cert != nil {
-		curExpiry = "expires " + e.Cert.NotAfter.UTC().Format(time.RFC3339)
+		curNotAfter = e.Cert.NotAfter.UTC().Format(time.RFC3339)
+		curExpiry = "expires " + curNotAfter
 	}
-	q := fmt.Sprintf("Replace the internal transport certificate of %s?\n  current: %s, %s\n  new:     %s, expires %s\nThe other servers of the organisation will authenticate this server with the new one.",
-		srv.Name, cur, curExpiry, newT, cert.NotAfter.UTC().Format(time.RFC3339))
-	if confirm == nil {
-		return false, errors.New("replacing the internal transport certificate needs confirmation: add --force to answer yes")
-	}
-	return confirm.Confirm(q)
+	newNotAfter := cert.NotAfter.UTC().Format(time.RFC3339)
+	return ask.ask(Question{
+		Text: fmt.Sprintf("Replace the internal transport certificate of %s?\n  current: %s, %s\n  new:     %s, expires %s\nThe other servers of the organisation will authenticate this server with the new one.",
+			srv.Name, cur, curExpiry, newT, newNotAfter),
+		Details: []Detail{
+			{"Server", srv.Name},
+			{"CurrentThumbprint", cur}, {"CurrentNotAfter", curNotAfter},
+			{"NewThumbprint", newT}, {"NewNotAfter", newNotAfter},
+		},
+		IfNo:  "the internal transport certificate stays as it is; the new certificate is made or enabled all the same",
+		about: "internal " + srv.Name + " " + cur + " " + newT,
+		keep:  keep,
+	})
 }
 
 // internalOutcome says what became of the internal transport certificate.
@@ -71,14 +81,14 @@ var errInternalMoved = errors.New("the internal transport certificate changed me
 // so two processes can never both claim to replace the same certificate
 // (issue 9 item 4). If it changed meanwhile, everything rolls back and the
 // question is asked again about the new one. services are the services
-// the certificate will have.
-func (a *Admin) withInternalQuestion(ctx context.Context, cert *x509.Certificate, services store.Services, confirm Confirmer, change func(ctx context.Context) (store.Entry, error)) (internalOutcome, error) {
+// the certificate will have; keep goes with the question (see Question).
+func (a *Admin) withInternalQuestion(ctx context.Context, cert *x509.Certificate, services store.Services, ask asker, keep any, change func(ctx context.Context) (store.Entry, error)) (internalOutcome, error) {
 	for attempt := 0; ; attempt++ {
 		srv, err := a.requireSetup(ctx)
 		if err != nil {
 			return internalOutcome{}, err
 		}
-		becomes, err := a.askInternal(ctx, srv, cert, services, confirm)
+		becomes, err := a.askInternal(ctx, srv, cert, services, ask, keep)
 		if err != nil {
 			return internalOutcome{}, err
 		}

@@ -60,11 +60,12 @@ func CheckOutputName(path, format string) error {
 // file without force.
 var ErrOutputExists = errors.New("the file exists")
 
-// CheckOutputPath decides whether a command may write path: never a file
-// inside the data directory (its database, keys, queue or mail: not even
-// with force), and an existing file only with force. "-" is standard
-// output. The check follows symbolic links, so a link into the data
-// directory is refused too.
+// CheckOutputPath decides whether a face may write the file an operation
+// delivers (Request.Deliver) to path: never a file inside the data
+// directory (its database, keys, queue or mail: not even with force), and
+// an existing file only with force (an error wrapping ErrOutputExists
+// otherwise). "-" is standard output. The check follows symbolic links,
+// so a link into the data directory is refused too.
 func (a *Admin) CheckOutputPath(path string, force bool) error {
 	if path == "-" {
 		return nil
@@ -84,7 +85,7 @@ func (a *Admin) CheckOutputPath(path string, force bool) error {
 		data = r
 	}
 	if real == data || strings.HasPrefix(real, data+string(filepath.Separator)) {
-		return fmt.Errorf("%s is inside the data directory %s, whose files only certrelay writes: write the file somewhere else", path, a.dataDir)
+		return failed(Forbidden, "%s is inside the data directory %s, whose files only certrelay writes", path, a.dataDir).field("Path", path).fix("write the file somewhere else")
 	}
 	fi, err := os.Lstat(abs)
 	switch {
@@ -93,9 +94,10 @@ func (a *Admin) CheckOutputPath(path string, force bool) error {
 	case err != nil:
 		return err
 	case fi.IsDir():
-		return fmt.Errorf("%s is a directory: give a file name", path)
+		return invalid("Path", path, "%s is a directory: give a file name", path)
 	case !force:
-		return fmt.Errorf("%w: %s exists already: remove it, choose another name, or add --force to replace it", ErrOutputExists, path)
+		return (&Error{Kind: Conflict, Field: "Path", Value: path, Err: fmt.Errorf("%w: %s exists already", ErrOutputExists, path)}).
+			fix("remove it, choose another name, or let the command replace it")
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ import (
 	"certrelay/internal/trust"
 )
 
-// precedenceWarnings returns M5's warnings for certificate t, just enabled
+// precedenceWarnings returns M5's warnings (texts with marks, see text.go) for certificate t, just enabled
 // for SMTP: for each name it holds, and each connector FQDN it matches,
 // where selection picks another certificate, which one takes precedence
 // and which connectors use that name.
@@ -76,9 +76,9 @@ func (a *Admin) precedenceWarnings(ctx context.Context, srv directory.Server, t 
 		if !d.Winner.IsSelfSigned {
 			kind = "CA signed certificate"
 		}
-		w := fmt.Sprintf("This certificate will not be used for external TLS connections with an FQDN of '%s' because the %s with thumbprint '%s' takes precedence.", fqdn, kind, d.Winner.Thumbprint)
+		w := msgf("This certificate will not be used for external TLS connections with an FQDN of '%s' because the %s with thumbprint '%s' takes precedence.", fqdn, kind, d.Winner.Thumbprint)
 		if cs := byFqdn[fqdn]; len(cs) > 0 {
-			w += " The following connectors match that FQDN: " + strings.Join(cs, ", ") + "."
+			w += msgf(" The following connectors match that FQDN: %s.", strings.Join(cs, ", "))
 		}
 		out = append(out, w)
 	}
@@ -92,14 +92,14 @@ func lastResortWarning(d *selection.Decision, fqdn string, conns []string, now t
 	var w string
 	switch d.LastResort(now) {
 	case selection.WonRevocationUnknown:
-		w = fmt.Sprintf("This certificate is used for TLS connections with an FQDN of '%s' as a last resort: its revocation could not be established and no certificate from a trusted CA that holds the name passes every check, so each session that uses it logs event 16030.", fqdn)
+		w = msgf("This certificate is used for TLS connections with an FQDN of '%s' as a last resort: its revocation could not be established and no certificate from a trusted CA that holds the name passes every check, so each session that uses it logs event 16030.", fqdn)
 	case selection.WonExpired:
-		w = fmt.Sprintf("This certificate is used for TLS connections with an FQDN of '%s' as a last resort: it has expired and nothing valid comes before it, so event 12016 is logged.", fqdn)
+		w = msgf("This certificate is used for TLS connections with an FQDN of '%s' as a last resort: it has expired and nothing valid comes before it, so event 12016 is logged.", fqdn)
 	default:
 		return ""
 	}
 	if len(conns) > 0 {
-		w += " The following connectors match that FQDN: " + strings.Join(conns, ", ") + "."
+		w += msgf(" The following connectors match that FQDN: %s.", strings.Join(conns, ", "))
 	}
 	return w
 }
@@ -115,16 +115,16 @@ func statusWarning(c Certificate, now time.Time) string {
 	case c.Status == trust.Valid && c.StatusDetail == "", c.Status == trust.PendingRequest, c.NotAfter == nil:
 		return ""
 	case c.Status == trust.Valid:
-		return fmt.Sprintf("Its private key needs attention: %s. %s", c.StatusDetail, c.Fix)
+		return msgf("Its private key needs attention: %s. %s", c.StatusDetail, c.Fix)
 	}
-	head := fmt.Sprintf("Its status is %s (%s).", c.Status, c.StatusDetail)
+	head := msgf("Its status is %s (%s).", c.Status, c.StatusDetail)
 	switch selection.Usability(&selection.Candidate{Status: c.Status, IsSelfSigned: c.IsSelfSigned, NotAfter: *c.NotAfter}, now) {
 	case selection.WonRevocationUnknown:
-		return head + " Services use it only as a last resort: when no certificate from a trusted CA that holds the name passes every check, sessions get it anyway and each logs event 16030. " + c.Fix
+		return head + " Services use it only as a last resort: when no certificate from a trusted CA that holds the name passes every check, sessions get it anyway and each logs event 16030. " + escapeMarks(c.Fix)
 	case selection.WonExpired:
-		return head + " Services use it only as a last resort: when no valid certificate comes before it (SPEC S4), sessions get it anyway and event 12016 is logged. " + c.Fix
+		return head + " Services use it only as a last resort: when no valid certificate comes before it (SPEC S4), sessions get it anyway and event 12016 is logged. " + escapeMarks(c.Fix)
 	}
-	return head + " Services will not use it until that is fixed. " + c.Fix
+	return head + " Services will not use it until that is fixed. " + escapeMarks(c.Fix)
 }
 
 // connectorsNaming returns the connectors whose TlsCertificateName names

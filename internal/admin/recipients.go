@@ -3,8 +3,6 @@ package admin
 import (
 	"certrelay/internal/dnsname"
 	"context"
-	"errors"
-	"fmt"
 	"path/filepath"
 	"strings"
 
@@ -18,7 +16,7 @@ func (a *Admin) AddAcceptedDomain(ctx context.Context, domain string) (directory
 	const op = "add accepted domain"
 	name, err := dnsname.ParseHost(domain)
 	if err != nil {
-		return directory.AcceptedDomain{}, errorf(op, err)
+		return directory.AcceptedDomain{}, errorf(op, asError(err).field("DomainName", domain))
 	}
 	d := string(name)
 	var ad directory.AcceptedDomain
@@ -29,7 +27,7 @@ func (a *Admin) AddAcceptedDomain(ctx context.Context, domain string) (directory
 		}
 		for _, x := range list {
 			if x.DomainName == d {
-				return fmt.Errorf("%s is an accepted domain already", d)
+				return failed(Conflict, "%s is an accepted domain already", d).field("DomainName", domain)
 			}
 		}
 		ad = directory.AcceptedDomain{DomainName: d, DomainType: "Authoritative", Default: len(list) == 0}
@@ -68,7 +66,7 @@ func (a *Admin) RemoveAcceptedDomain(ctx context.Context, domain string) error {
 			}
 		}
 		if len(held) > 0 {
-			return fmt.Errorf("%s still has mailboxes (%s): remove them first with certrelay mailbox remove", d, strings.Join(held, ", "))
+			return failed(Conflict, "%s still has mailboxes (%s)", d, strings.Join(held, ", ")).field("DomainName", domain).fix("remove them first with {Remove-Mailbox}")
 		}
 		return a.Dir.DeleteAcceptedDomain(ctx, d)
 	})
@@ -83,11 +81,11 @@ func SplitAddress(addr string) (local, domain string, err error) {
 	addr = strings.ToLower(strings.TrimSpace(addr))
 	local, domain, ok := strings.Cut(addr, "@")
 	if !ok || local == "" || domain == "" || strings.ContainsAny(local, " \t\"<>()[]\\,;:@/") || strings.HasPrefix(local, ".") || strings.HasSuffix(local, ".") || strings.Contains(local, "..") {
-		return "", "", fmt.Errorf("%q is not a mailbox address: write it as user@domain", addr)
+		return "", "", invalid("Address", addr, "%q is not a mailbox address: write it as user@domain", addr)
 	}
 	name, err := dnsname.ParseHost(domain)
 	if err != nil {
-		return "", "", fmt.Errorf("address %q: %w", addr, err)
+		return "", "", &Error{Kind: Invalid, Field: "Address", Value: addr, Msg: msgf("address %q", addr), Err: err}
 	}
 	return local, string(name), nil
 }
@@ -106,7 +104,7 @@ func (a *Admin) AddMailbox(ctx context.Context, address, password string) (direc
 	}
 	addr := local + "@" + domain
 	if len(password) < 8 {
-		return directory.Mailbox{}, errorf(op, errors.New("the password is shorter than 8 characters"))
+		return directory.Mailbox{}, errorf(op, invalid("Password", "", "the password is shorter than 8 characters"))
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
 	if err != nil {
@@ -115,10 +113,10 @@ func (a *Admin) AddMailbox(ctx context.Context, address, password string) (direc
 	m := directory.Mailbox{Address: addr, PasswordHash: string(hash), Server: srv.Name, Maildir: filepath.Join("mail", domain, local)}
 	err = a.atomically(ctx, func(ctx context.Context) error {
 		if !a.isAccepted(ctx, domain) {
-			return fmt.Errorf("%s is not an accepted domain: add it first with certrelay domain add %s", domain, domain)
+			return failed(NotFound, "%s is not an accepted domain", domain).field("Address", address).fix("add it first with %s", cmd("New-AcceptedDomain", domain))
 		}
 		if _, err := a.Dir.Mailbox(ctx, addr); err == nil {
-			return fmt.Errorf("the mailbox %s exists already", addr)
+			return failed(Conflict, "the mailbox %s exists already", addr).field("Address", address)
 		}
 		return a.Dir.PutMailbox(ctx, m)
 	})

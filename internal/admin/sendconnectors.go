@@ -42,10 +42,10 @@ func (a *Admin) AddSendConnector(ctx context.Context, name string, o SendConnect
 			return err
 		}
 		if _, err := a.Dir.SendConnector(ctx, name); err == nil {
-			return fmt.Errorf("a send connector named %q exists already: change it with certrelay connector send set", name)
+			return failed(Conflict, "a send connector named %q exists already", name).field("Name", name).fix("change it with {Set-SendConnector}")
 		}
 		if o.AddressSpaces == nil {
-			return errors.New("give the domains it routes with --address-space 'smtp:DOMAIN;COST' (repeat; * for every domain)")
+			return invalid("AddressSpaces", "", "no address space").fix("give the domains it routes with {-AddressSpaces} 'smtp:DOMAIN;COST' (repeat; * for every domain)")
 		}
 		c = directory.SendConnector{Name: name, Port: 25, MaxMessageSize: DefaultMaxMessageSize, Enabled: true, SourceTransportServers: []string{srv.Name}}
 		if err := applySend(&c, o); err != nil {
@@ -84,7 +84,7 @@ func (a *Admin) SetSendConnector(ctx context.Context, name string, o SendConnect
 func (a *Admin) GetSendConnector(ctx context.Context, name string) (directory.SendConnector, error) {
 	c, err := a.Dir.SendConnector(ctx, name)
 	if errors.Is(err, directory.ErrNotFound) {
-		return c, fmt.Errorf("%w (list them with certrelay connector send list)", err)
+		return c, asError(err).field("Identity", name).fix("list them with {Get-SendConnector}")
 	}
 	return c, err
 }
@@ -97,6 +97,9 @@ func (a *Admin) ListSendConnectors(ctx context.Context) ([]directory.SendConnect
 // RemoveSendConnector deletes a send connector.
 func (a *Admin) RemoveSendConnector(ctx context.Context, name string) error {
 	if err := a.Dir.DeleteSendConnector(ctx, name); err != nil {
+		if errors.Is(err, directory.ErrNotFound) {
+			err = asError(err).field("Identity", name).fix("list them with {Get-SendConnector}")
+		}
 		return errorf("remove send connector", err)
 	}
 	return nil
@@ -114,13 +117,13 @@ func applySend(c *directory.SendConnector, o SendConnectorOptions) error {
 			spaces = append(spaces, as)
 		}
 		if len(spaces) == 0 {
-			return errors.New("a send connector needs at least one address space")
+			return invalid("AddressSpaces", "", "a send connector needs at least one address space")
 		}
 		n.AddressSpaces = spaces
 	}
 	if o.Port != nil {
 		if *o.Port < 1 || *o.Port > 65535 {
-			return fmt.Errorf("--port %d: the port must be 1 to 65535", *o.Port)
+			return invalid("Port", fmt.Sprint(*o.Port), "{-Port} %d: the port must be 1 to 65535", *o.Port)
 		}
 		n.Port = *o.Port
 	}
@@ -137,12 +140,12 @@ func applySend(c *directory.SendConnector, o SendConnectorOptions) error {
 			}
 			if net.ParseIP(host) == nil {
 				if _, err := dnsname.ParseHost(host); err != nil {
-					return fmt.Errorf("smart host %q: give a host name or an IP address, with an optional :port (%v)", h, err)
+					return invalid("SmartHosts", h, "smart host %q: give a host name or an IP address, with an optional :port (%v)", h, err)
 				}
 			}
 			if port != "" {
 				if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-					return fmt.Errorf("smart host %q: the port must be 1 to 65535", h)
+					return invalid("SmartHosts", h, "smart host %q: the port must be 1 to 65535", h)
 				}
 				hosts = append(hosts, net.JoinHostPort(host, port))
 			} else {
@@ -152,7 +155,7 @@ func applySend(c *directory.SendConnector, o SendConnectorOptions) error {
 		n.SmartHosts = hosts
 	}
 	if o.Fqdn != nil {
-		f, err := validFqdn(*o.Fqdn, "--fqdn")
+		f, err := validFqdn(*o.Fqdn, "Fqdn")
 		if err != nil {
 			return err
 		}
@@ -164,7 +167,7 @@ func applySend(c *directory.SendConnector, o SendConnectorOptions) error {
 	if o.TlsCertificateName != nil {
 		if *o.TlsCertificateName != "" {
 			if _, _, err := selection.ParseTLSCertificateName(*o.TlsCertificateName); err != nil {
-				return err
+				return invalidValue("TlsCertificateName", *o.TlsCertificateName, err)
 			}
 		}
 		n.TlsCertificateName = *o.TlsCertificateName
@@ -197,7 +200,7 @@ func ParseAddressSpace(s string) (directory.AddressSpace, error) {
 	t := strings.TrimSpace(s)
 	if typ, rest, ok := strings.Cut(t, ":"); ok {
 		if !strings.EqualFold(typ, "smtp") {
-			return directory.AddressSpace{}, fmt.Errorf("address space %q: only smtp address spaces exist here", s)
+			return directory.AddressSpace{}, invalid("AddressSpaces", s, "address space %q: only smtp address spaces exist here", s)
 		}
 		t = rest
 	}
@@ -207,14 +210,14 @@ func ParseAddressSpace(s string) (directory.AddressSpace, error) {
 	if hasCost {
 		c, err := strconv.Atoi(strings.TrimSpace(costText))
 		if err != nil || c < 1 || c > 100 {
-			return directory.AddressSpace{}, fmt.Errorf("address space %q: the cost must be 1 to 100", s)
+			return directory.AddressSpace{}, invalid("AddressSpaces", s, "address space %q: the cost must be 1 to 100", s)
 		}
 		cost = c
 	}
 	if domain != "*" {
 		name, err := dnsname.Parse(domain)
 		if err != nil {
-			return directory.AddressSpace{}, fmt.Errorf("address space %q: %v", s, err)
+			return directory.AddressSpace{}, invalid("AddressSpaces", s, "address space %q: %v", s, err)
 		}
 		domain = string(name)
 	}

@@ -59,7 +59,7 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 	short, _, _ := strings.Cut(host, ".")
 	o.Role = strings.ToLower(strings.TrimSpace(o.Role))
 	if o.Role != "" && !directory.ValidRole(o.Role) {
-		return SetupResult{}, errorf("setup", fmt.Errorf("unknown role %q: use hub or edge", o.Role))
+		return SetupResult{}, errorf("setup", invalid("Role", o.Role, "unknown role %q: use hub or edge", o.Role))
 	}
 	if n, err := dnsname.ParseHost(host); err == nil {
 		host = string(n)
@@ -69,7 +69,7 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 	if strings.TrimSpace(o.Fqdn) != "" {
 		n, err := dnsname.ParseHost(o.Fqdn)
 		if err != nil {
-			return SetupResult{}, errorf("setup", fmt.Errorf("--fqdn: %w", err))
+			return SetupResult{}, errorf("setup", invalidValue("Fqdn", o.Fqdn, err))
 		}
 		fqdn = string(n)
 	}
@@ -82,10 +82,12 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 			return SetupResult{}, err
 		}
 		if o.Role != "" && o.Role != srv.Role {
-			return SetupResult{}, errorf("setup", fmt.Errorf("this data directory is already set up as a %s; a server's role does not change: set up another data directory for the %s (certrelay --data DIR setup --role %s)", srv.Role, o.Role, o.Role))
+			return SetupResult{}, errorf("setup", failed(Conflict, "this data directory is already set up as a %s; a server's role does not change", srv.Role).field("Role", o.Role).
+				fix("set up another data directory for the %s (%s there)", o.Role, cmd("Install-CertrelayServer", "-Role", o.Role)))
 		}
 		if o.Fqdn != "" && fqdn != srv.Fqdn {
-			return SetupResult{}, errorf("setup", fmt.Errorf("this data directory is already set up with FQDN %s: change it with certrelay server set --fqdn %s", srv.Fqdn, fqdn))
+			return SetupResult{}, errorf("setup", failed(Conflict, "this data directory is already set up with FQDN %s", srv.Fqdn).field("Fqdn", o.Fqdn).
+				fix("change it with %s", cmd("Set-ExchangeServer", "-Fqdn", fqdn)))
 		}
 		res := SetupResult{Server: srv, AlreadyDone: true}
 		if c, err := a.GetCertificate(ctx, srv.InternalTransportCertificateThumbprint); err == nil {
@@ -271,7 +273,7 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 	if o.Fqdn != nil {
 		f, err := dnsname.ParseHost(*o.Fqdn)
 		if err != nil {
-			return ServerInfo{}, errorf(op, fmt.Errorf("--fqdn: %w", err))
+			return ServerInfo{}, errorf(op, invalidValue("Fqdn", *o.Fqdn, err))
 		}
 		srv.Fqdn = string(f)
 	}
@@ -285,7 +287,7 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 		}
 		parsed, err := dnsname.ParseList(names, false)
 		if err != nil {
-			return ServerInfo{}, errorf(op, fmt.Errorf("--nlb-name: %w", err))
+			return ServerInfo{}, errorf(op, invalidValue("NLBNames", strings.Join(names, ","), err))
 		}
 		srv.NLBNames = dnsname.Strings(parsed)
 		if len(srv.NLBNames) == 0 {
@@ -295,18 +297,18 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 	if o.Proxy != nil && *o.Proxy != "" {
 		u, err := url.Parse(*o.Proxy)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return ServerInfo{}, errorf(op, fmt.Errorf("--proxy %q is not a proxy URL: write it as http://proxy.example.com:3128", *o.Proxy))
+			return ServerInfo{}, errorf(op, invalid("Proxy", *o.Proxy, "{-Proxy} %q is not a proxy URL: write it as http://proxy.example.com:3128", *o.Proxy))
 		}
 	}
 	if o.Resolver != nil && *o.Resolver != "" {
 		if _, _, err := net.SplitHostPort(*o.Resolver); err != nil {
-			return ServerInfo{}, errorf(op, fmt.Errorf("--dns-resolver %q: write it as IP:PORT, such as 127.0.0.1:53", *o.Resolver))
+			return ServerInfo{}, errorf(op, invalid("DnsResolver", *o.Resolver, "{-DnsResolver} %q: write it as IP:PORT, such as 127.0.0.1:53", *o.Resolver))
 		}
 	}
 	var acct store.Account
 	if o.ServiceAccount != nil {
 		if acct, err = store.LookupAccount(strings.TrimSpace(*o.ServiceAccount)); err != nil {
-			return ServerInfo{}, errorf(op, fmt.Errorf("--service-account: %w: give an existing user name or uid", err))
+			return ServerInfo{}, errorf(op, invalidValue("ServiceAccount", *o.ServiceAccount, err).fix("give an existing user name or uid"))
 		}
 	}
 	err = a.atomically(ctx, func(ctx context.Context) error {

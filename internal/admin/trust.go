@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"fmt"
 
 	"certrelay/internal/certinfo"
 	"certrelay/internal/certview"
@@ -27,20 +26,21 @@ func (a *Admin) TrustAdd(ctx context.Context, data []byte, source trust.Source, 
 	const op = "trust add"
 	b, err := certinfo.ParseBundle(data, nil)
 	if err != nil {
-		return TrustAddResult{}, errorf(op, err)
+		return TrustAddResult{}, errorf(op, asError(err).field("FileData", ""))
 	}
 	if len(b.Certificates) == 0 {
-		return TrustAddResult{}, errorf(op, errors.New("the file holds no certificate"))
+		return TrustAddResult{}, errorf(op, invalid("FileData", "", "the file holds no certificate"))
 	}
 	for _, c := range b.Certificates {
 		isCA := c.BasicConstraintsValid && c.IsCA
 		switch {
 		case intermediate && !isCA:
-			return TrustAddResult{}, errorf(op, fmt.Errorf("%s is not a CA certificate: only CA certificates go to the intermediate store", c.Subject))
+			return TrustAddResult{}, errorf(op, invalid("FileData", "", "%s is not a CA certificate: only CA certificates go to the intermediate store", c.Subject))
 		case !intermediate && !certinfo.IsSelfSigned(c):
-			return TrustAddResult{}, errorf(op, fmt.Errorf("%s is not self-signed, so it is not a root: add it with --intermediate (a cross-certificate is an intermediate too), and trust the root that issued it", c.Subject))
+			return TrustAddResult{}, errorf(op, invalid("FileData", "", "%s is not self-signed, so it is not a root", c.Subject).
+				fix("add it with {-Intermediate} (a cross-certificate is an intermediate too), and trust the root that issued it"))
 		case !intermediate && !isCA:
-			return TrustAddResult{}, errorf(op, fmt.Errorf("%s is a self-signed end-entity certificate, not a CA: servers that present it are trusted by the directory (direct trust), not by a root", c.Subject))
+			return TrustAddResult{}, errorf(op, invalid("FileData", "", "%s is a self-signed end-entity certificate, not a CA: servers that present it are trusted by the directory (direct trust), not by a root", c.Subject))
 		}
 	}
 	res := TrustAddResult{}
@@ -98,7 +98,8 @@ func (a *Admin) TrustRemove(ctx context.Context, thumbprint string) error {
 		if errors.Is(err, trust.ErrNotFound) {
 			err = a.Trust.RemoveIntermediate(ctx, t)
 			if errors.Is(err, trust.ErrNotFound) {
-				err = fmt.Errorf("%s is neither a trusted root added here nor an intermediate (list them with certrelay trust list)", t)
+				err = failed(NotFound, "%s is neither a trusted root added here nor an intermediate", t).field("Thumbprint", t).
+					fix("list them with {Get-CertrelayTrustedCertificate}")
 			}
 		}
 		if err != nil {
@@ -147,10 +148,10 @@ func (a *Admin) VerifyCertificate(ctx context.Context, target string, data []byt
 	if data != nil {
 		b, err := certinfo.ParseBundle(data, nil)
 		if err != nil {
-			return VerifyResult{}, errorf(op, err)
+			return VerifyResult{}, errorf(op, asError(err).field("FileData", ""))
 		}
 		if len(b.Certificates) == 0 {
-			return VerifyResult{}, errorf(op, errors.New("the file holds no certificate"))
+			return VerifyResult{}, errorf(op, invalid("FileData", "", "the file holds no certificate"))
 		}
 		cert = b.Certificates[0]
 		for _, c := range b.Certificates {
@@ -174,13 +175,13 @@ func (a *Admin) VerifyCertificate(ctx context.Context, target string, data []byt
 			return VerifyResult{}, errorf(op, err)
 		}
 		if e.Pending() {
-			return VerifyResult{}, errorf(op, fmt.Errorf("%s is a pending request: there is no certificate to verify until the CA's answer is imported", t))
+			return VerifyResult{}, errorf(op, failed(Conflict, "%s is a pending request: there is no certificate to verify until the CA's answer is imported", t).field("Thumbprint", t))
 		}
 		cert, inStore = e.Cert, true
 	}
 	v, err := a.Verifier(ctx)
 	if err != nil {
-		return VerifyResult{}, errorf(op, err)
+		return VerifyResult{}, errorf(op, asError(err).fix("correct it with %s", cmd("Set-ExchangeServer", "-Proxy", "URL")))
 	}
 	r, err := v.Verify(ctx, cert, extra, true)
 	if err != nil {

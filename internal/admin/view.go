@@ -3,7 +3,6 @@ package admin
 import (
 	"certrelay/internal/dnsname"
 	"context"
-	"fmt"
 	"sort"
 	"strings"
 
@@ -75,7 +74,7 @@ func (a *Admin) ListCertificates(ctx context.Context, o ListOptions) ([]Certific
 func (a *Admin) RankCertificates(ctx context.Context, o ListOptions) ([]RankedCertificate, error) {
 	n, err := dnsname.Parse(o.Domain)
 	if err != nil {
-		return nil, fmt.Errorf("--domain: %w", err)
+		return nil, invalidValue("DomainName", o.Domain, err)
 	}
 	o.Domain = string(n)
 	if o.Service == store.None {
@@ -140,7 +139,7 @@ func (a *Admin) GetCertificate(ctx context.Context, thumbprint string) (Certific
 	}
 	e, err := a.Store.Get(ctx, t)
 	if err != nil {
-		return Certificate{}, err
+		return Certificate{}, asError(err)
 	}
 	v, err := a.src.Viewer(ctx)
 	if err != nil {

@@ -161,7 +161,7 @@ func subjectAndDomains(subject Subject, domains []string) (Subject, []string, er
 	}
 	if len(subject.RDNs) == 0 {
 		if len(names) == 0 {
-			return Subject{}, nil, errors.New("no domain name and no subject: give at least one --domain")
+			return Subject{}, nil, errors.New("no domain name and no subject: give at least one domain name")
 		}
 		return CommonNameSubject(string(names[0])), dnsname.Strings(names), nil
 	}

@@ -29,8 +29,8 @@ type Bundle struct {
 // these or ErrNotCertificate.
 var (
 	ErrNotCertificate = errors.New("not a certificate file")
-	ErrNeedPassword   = errors.New("the file is PKCS#12 (.pfx) and needs its password: give it with --password-file FILE (or - for standard input)")
-	ErrWrongPassword  = errors.New("the PKCS#12 password is wrong: check the password file (a trailing newline is ignored)")
+	ErrNeedPassword   = errors.New("the file is PKCS#12 (.pfx) and needs its password")
+	ErrWrongPassword  = errors.New("the PKCS#12 password is wrong")
 )
 
 // ParseBundle reads a certificate file in any encoding SPEC M4 names: DER
@@ -103,7 +103,7 @@ func parsePEM(data []byte) (*Bundle, error) {
 			}
 			b.Key = k
 		case "ENCRYPTED PRIVATE KEY":
-			return nil, fmt.Errorf("%w: encrypted PEM keys are not read: bundle key and certificate as PKCS#12 (openssl pkcs12 -export -inkey KEY -in CERT -out FILE.pfx) and import that with --password-file", ErrNotCertificate)
+			return nil, fmt.Errorf("%w: encrypted PEM keys are not read: bundle key and certificate as PKCS#12 (openssl pkcs12 -export -inkey KEY -in CERT -out FILE.pfx) and import that with its password", ErrNotCertificate)
 		case "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST":
 			r, err := x509.ParseCertificateRequest(block.Bytes)
 			if err != nil {

@@ -38,7 +38,7 @@ type Source struct {
 }
 
 // ErrNotSetUp is returned when the data directory has no server yet.
-var ErrNotSetUp = errors.New("this data directory is not set up: run certrelay setup (or certrelay serve, which runs it)")
+var ErrNotSetUp = errors.New("this data directory is not set up")
 
 // LocalServer returns this data directory's server object, or an error
 // wrapping ErrNotSetUp.

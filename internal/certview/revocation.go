@@ -25,7 +25,7 @@ func (s *Source) Verifier(ctx context.Context) (*trust.Verifier, error) {
 	if p != "" {
 		u, err := url.Parse(p)
 		if err != nil {
-			return nil, fmt.Errorf("the proxy setting %q is not a URL: %w (fix it with certrelay server set --proxy URL)", p, err)
+			return nil, fmt.Errorf("the proxy setting %q is not a URL: %w", p, err)
 		}
 		c.Proxy = u
 	}

@@ -40,7 +40,7 @@ func Open(dataDir string) (*sql.DB, error) {
 	path := filepath.Join(abs, FileName)
 	if _, err := os.Stat(abs); errors.Is(err, os.ErrNotExist) {
 		if err := os.MkdirAll(abs, 0o700); err != nil {
-			return nil, fmt.Errorf("create the data directory %s: %w (give another with --data DIR, or create it as the account that runs certrelay)", abs, err)
+			return nil, fmt.Errorf("create the data directory %s: %w (use another data directory, or create it as the account that runs certrelay)", abs, err)
 		}
 	} else if err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", abs, err)
@@ -122,7 +122,7 @@ func Close(d *sql.DB) error {
 type readOnlyError struct{ dir, account, owner string }
 
 func (e *readOnlyError) Error() string {
-	return fmt.Sprintf("this account (%s) cannot write the data directory %s: run the command as %s (for example: sudo -u %s certrelay …), or give a writable directory with --data DIR", e.account, e.dir, e.owner, e.owner)
+	return fmt.Sprintf("this account (%s) cannot write the data directory %s: run the command as %s (for example with sudo -u %s), or use a data directory this account can write", e.account, e.dir, e.owner, e.owner)
 }
 
 func (e *readOnlyError) Is(target error) bool { return target == ErrReadOnly }

@@ -235,7 +235,7 @@ func (s *Store) Get(ctx context.Context, t string) (Entry, error) {
 	t, _ = certinfo.NormalizeThumbprint(t)
 	e, err := s.scanEntry(db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT `+columns+` FROM certificates WHERE thumbprint = ?`, t))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Entry{}, fmt.Errorf("%w: %s (list them with: certrelay cert list)", ErrNotFound, t)
+		return Entry{}, fmt.Errorf("%w: %s", ErrNotFound, t)
 	}
 	return e, err
 }
@@ -436,7 +436,7 @@ func (s *Store) EnableServices(ctx context.Context, t string, add Services) (Ent
 		}
 		touch(e.Thumbprint)
 		if e.Pending() {
-			return fmt.Errorf("it is a pending request, not a certificate: import the CA's answer first (certrelay cert import FILE)")
+			return errors.New("it is a pending request, not a certificate: import the CA's answer first")
 		}
 		if add&(SMTP|POP|IMAP) != 0 && e.KeyID != "" {
 			if err := s.grantRead(ctx, e.KeyID); err != nil {

@@ -57,7 +57,7 @@ const (
 // RootCAType a chain ending at that root gets.
 type Source = RootCAType
 
-// ParseSource reads the --source of `trust add`.
+// ParseSource reads the source a root is added with.
 func ParseSource(s string) (Source, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "registry", "":
@@ -67,7 +67,7 @@ func ParseSource(s string) (Source, error) {
 	case "enterprise":
 		return RootEnterprise, nil
 	case "thirdparty":
-		return "", errors.New("ThirdParty roots come from the system bundle (/etc/ssl/certs); add this root with --source registry, grouppolicy or enterprise")
+		return "", errors.New("ThirdParty roots come from the system bundle (/etc/ssl/certs); add this root as registry, grouppolicy or enterprise")
 	}
 	return "", fmt.Errorf("unknown root source %q: use registry (this server only), grouppolicy or enterprise", s)
 }
@@ -218,7 +218,7 @@ func (s *Store) RemoveRoot(ctx context.Context, t string) error {
 		if sys, _ := s.SystemRoots(); containsThumbprint(sys, t) {
 			return fmt.Errorf("%s is a root of the system bundle; remove it from the system's trust (update-ca-certificates) instead", t)
 		}
-		return fmt.Errorf("%w: root %s (list them with: certrelay trust list)", ErrNotFound, t)
+		return fmt.Errorf("%w: root %s", ErrNotFound, t)
 	}
 	return nil
 }

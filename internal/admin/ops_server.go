@@ -1,0 +1,158 @@
+package admin
+
+import (
+	"time"
+
+	"certrelay/internal/certinfo"
+	"certrelay/internal/trust"
+)
+
+func serverOperations() []*Operation {
+	return []*Operation{
+		{
+			Name: "Install-CertrelayServer", Cmdlet: "Install-CertrelayServer", CLI: "setup",
+			Summary: "Set up the data directory: server object and internal transport certificate (M9)",
+			Role:    ServerAdmin, Returns: SetupResult{},
+			Params: []Param{
+				{Name: "Role", CLI: "role", Type: TypeString, Help: "hub (the default) or edge"},
+				{Name: "Fqdn", CLI: "fqdn", Type: TypeString, Help: "this server's fully qualified domain name (default: the host name)"},
+			},
+			Run: func(in *In) (*Result, error) {
+				res, err := in.a.Setup(in.ctx, SetupOptions{Role: in.String("Role"), Fqdn: in.String("Fqdn")})
+				if err != nil {
+					return nil, err
+				}
+				return &Result{Data: res}, nil
+			},
+		},
+		{
+			Name: "Get-ExchangeServer", Cmdlet: "Get-ExchangeServer", CLI: "server show",
+			Summary: "Show the server's names, role and internal transport certificate",
+			Role:    ViewOnly, Returns: ServerInfo{},
+			Run: func(in *In) (*Result, error) {
+				info, err := in.a.ServerShow(in.ctx)
+				if err != nil {
+					return nil, err
+				}
+				return &Result{Data: info}, nil
+			},
+		},
+		{
+			Name: "Set-ExchangeServer", Cmdlet: "Set-ExchangeServer", CLI: "server set",
+			Summary: "Change the server's FQDN, load-balancer names or HTTP proxy",
+			Description: `Change this server's settings. {-Proxy} sets the HTTP proxy CRL and OCSP
+fetches go through (as WinHTTP's proxy is for Exchange); {-Proxy} "" removes it.
+{-NLBNames} (repeatable) records names a load balancer adds.
+{-ServiceAccount} names the account certrelay serve runs as: the keys of
+certificates enabled for SMTP, POP or IMAP are given to it (mode 0600), as
+{Enable-ExchangeCertificate} does (M5); that needs root when they belong to another account.`,
+			Role: ServerAdmin, Returns: ServerInfo{},
+			Params: []Param{
+				{Name: "Fqdn", CLI: "fqdn", Type: TypeString, Help: "this server's FQDN"},
+				{Name: "Proxy", CLI: "proxy", Type: TypeString, Help: `HTTP proxy URL for CRL and OCSP fetches ("" for none)`},
+				{Name: "DnsResolver", CLI: "dns-resolver", Type: TypeString, Help: `DNS server (IP:PORT) for MX lookups of send connectors without smart hosts ("" for the system's)`},
+				{Name: "NLBNames", CLI: "nlb-name", Type: TypeList, Help: `a load-balancer name of this server (repeat; "" clears)`},
+				{Name: "ServiceAccount", CLI: "service-account", Type: TypeString, Help: "the account certrelay serve runs as, which must read the keys it uses"},
+			},
+			Run: func(in *In) (*Result, error) {
+				o := ServerSetOptions{Fqdn: in.StringPtr("Fqdn"), NLBNames: in.StringsPtr("NLBNames"), Proxy: in.StringPtr("Proxy"),
+					Resolver: in.StringPtr("DnsResolver"), ServiceAccount: in.StringPtr("ServiceAccount")}
+				if o == (ServerSetOptions{}) {
+					return nil, usage("", "nothing to set: give {-Fqdn}, {-NLBNames}, {-Proxy}, {-DnsResolver} or {-ServiceAccount}")
+				}
+				info, err := in.a.ServerSet(in.ctx, o)
+				if err != nil {
+					return nil, err
+				}
+				return &Result{Data: info}, nil
+			},
+		},
+	}
+}
+
+// TrustedCertificate is a trusted root or an intermediate, as
+// Get-CertrelayTrustedCertificate lists them.
+type TrustedCertificate struct {
+	Thumbprint string
+	Subject    string
+	NotAfter   time.Time
+	Kind       string // "Root" or "Intermediate"
+	Source     string // the root's source (RootCAType); "" for intermediates
+	System     bool   `json:",omitempty"`
+}
+
+func trustOperations() []*Operation {
+	return []*Operation{
+		{
+			Name: "Add-CertrelayTrustedCertificate", Cmdlet: "Add-CertrelayTrustedCertificate", CLI: "trust add",
+			Summary: "Trust the root CA certificates of FILE, or keep its CA certificates as intermediates",
+			Description: `Trust the root CA certificates of FILE with a source that becomes the
+RootCAType of the certificates chaining to them: registry (this server
+only, the default), grouppolicy or enterprise (organisation-wide, which
+needs the org-admin role). With {-Intermediate}, the file's CA certificates
+(intermediates, cross-certificates) are kept for building chains instead.`,
+			Role: ServerAdmin, Returns: TrustAddResult{},
+			Params: []Param{
+				{Name: "FileData", CLI: "FILE", Type: TypeData, Position: 1, Required: true, Help: "a certificate file"},
+				{Name: "Source", CLI: "source", Type: TypeRootSource, Default: "registry", Help: "registry, grouppolicy or enterprise"},
+				{Name: "Intermediate", CLI: "intermediate", Type: TypeBool, Help: "add CA certificates to the intermediate store instead"},
+			},
+			Run: func(in *In) (*Result, error) {
+				src, _ := in.Value("Source").(trust.Source)
+				if src != trust.RootRegistry && !in.Bool("Intermediate") {
+					if err := in.need(OrgAdmin); err != nil {
+						return nil, err
+					}
+				}
+				res, err := in.a.TrustAdd(in.ctx, in.Data("FileData"), src, in.Bool("Intermediate"))
+				if err != nil {
+					return nil, err
+				}
+				r := &Result{Data: res}
+				for _, s := range res.Skipped {
+					r.note("%s", s)
+				}
+				return r, nil
+			},
+		},
+		{
+			Name: "Get-CertrelayTrustedCertificate", Cmdlet: "Get-CertrelayTrustedCertificate", CLI: "trust list",
+			Summary: "List trusted roots (with their source) and intermediates",
+			Role:    ViewOnly, Returns: []TrustedCertificate{},
+			Params: []Param{
+				{Name: "System", CLI: "system", Type: TypeBool, Help: "include the system bundle's roots (ThirdParty)"},
+			},
+			Run: func(in *In) (*Result, error) {
+				roots, inters, err := in.a.TrustList(in.ctx)
+				if err != nil {
+					return nil, err
+				}
+				rows, hidden := []TrustedCertificate{}, 0
+				for _, r := range roots {
+					if r.System && !in.Bool("System") {
+						hidden++
+						continue
+					}
+					rows = append(rows, TrustedCertificate{r.Thumbprint, r.Subject, r.NotAfter.UTC(), "Root", string(r.Source), r.System})
+				}
+				for _, c := range inters {
+					rows = append(rows, TrustedCertificate{certinfo.Thumbprint(c.Raw), c.Subject.String(), c.NotAfter.UTC(), "Intermediate", "", false})
+				}
+				res := &Result{Data: rows}
+				if !in.Bool("System") {
+					res.Messages = append(res.Messages, Message{Hint, msgf("(%d ThirdParty roots of the system bundle not shown; add {-System} to see them)", hidden)})
+				}
+				return res, nil
+			},
+		},
+		{
+			Name: "Remove-CertrelayTrustedCertificate", Cmdlet: "Remove-CertrelayTrustedCertificate", CLI: "trust remove",
+			Summary: "Stop trusting a root added here, or forget an intermediate",
+			Role:    ServerAdmin,
+			Params:  []Param{thumbprintParam("the thumbprint of the root or intermediate")},
+			Run: func(in *In) (*Result, error) {
+				return nil, in.a.TrustRemove(in.ctx, in.String("Thumbprint"))
+			},
+		},
+	}
+}
