@@ -395,7 +395,7 @@ func (c *call) print(f face, res *admin.Result) error {
 	case f.human != nil:
 		return f.human(c, res)
 	case res.Data != nil:
-		printList(c.a.stdout, res.Data, nil)
+		printLists(c.a.stdout, res.Data)
 	}
 	return nil
 }

@@ -58,6 +58,17 @@ func TestCLIExposesExactlyTheRegistry(t *testing.T) {
 	if len(missing) > 0 || len(extra) > 0 {
 		t.Fatalf("operations without a command: %q; commands outside the registry: %q", missing, extra)
 	}
+	// The commands the CLI had before the registry (README, SPEC I2) are
+	// all still there.
+	for _, path := range strings.Split(`setup,server show,server set,cert new,cert request,cert import,cert enable,cert list,cert show,`+
+		`cert export,cert remove,cert verify,cert explain,trust add,trust list,trust remove,connector receive add,connector receive set,`+
+		`connector receive list,connector receive show,connector receive remove,connector send add,connector send set,connector send list,`+
+		`connector send show,connector send remove,domain add,domain list,domain remove,mailbox add,mailbox list,mailbox remove,`+
+		`queue list,queue retry,queue remove,track,events,loglevel get,loglevel set`, ",") {
+		if cmds[path] == nil {
+			t.Errorf("certrelay %s is gone", path)
+		}
+	}
 	for path, cmd := range cmds {
 		op := byPath[path]
 		t.Run(op.Name, func(t *testing.T) {
@@ -172,6 +183,34 @@ func TestCLIExitStatus(t *testing.T) {
 			if strings.Contains(stderr, bad) {
 				t.Errorf("%v: %q has the cmdlet syntax or a mark: %q", c.args, stderr, bad)
 			}
+		}
+	}
+}
+
+// TestCLIPrintsEveryResult: every operation's result prints, for people
+// and as JSON, whatever its type — empty lists and zero values included.
+func TestCLIPrintsEveryResult(t *testing.T) {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	for _, op := range admin.Operations() {
+		if op.Returns == nil {
+			continue
+		}
+		for _, asJSON := range []bool{false, true} {
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Errorf("%s (json %v): %v", op.Name, asJSON, r)
+					}
+				}()
+				c := &call{a: &app{stdout: null, stderr: null, stdin: null}, op: op, args: []string{"x"}, json: asJSON, out: "x.pem"}
+				if err := c.print(faces[op.Name], &admin.Result{Data: op.Returns}); err != nil && err != errNotValid {
+					t.Errorf("%s (json %v): %v", op.Name, asJSON, err)
+				}
+			}()
 		}
 	}
 }

@@ -27,6 +27,22 @@ func (a *app) emit(v any, asJSON bool) error {
 	return nil
 }
 
+// printLists writes v with printList, or each element of a slice v, a
+// blank line between them (PowerShell's Format-List of several objects).
+func printLists(w io.Writer, v any) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice {
+		printList(w, v, nil)
+		return
+	}
+	for i := 0; i < rv.Len(); i++ {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		printList(w, rv.Index(i).Interface(), nil)
+	}
+}
+
 // printList writes the exported fields of a struct as "Name : value"
 // lines, as PowerShell's Format-List does. only, when not empty, keeps
 // those fields (case-insensitive), in the struct's order.

@@ -149,7 +149,7 @@ type Confirmer interface {
 	Confirm(question string) (bool, error)
 }
 
-// Yes is the Confirmer that answers yes to everything (--force).
+// Yes is the Confirmer that answers yes to everything (as Force does).
 type Yes struct{}
 
 // Confirm implements Confirmer.

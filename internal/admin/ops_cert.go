@@ -38,7 +38,7 @@ it may replace the internal transport certificate: you are asked first
 				{Name: "Services", CLI: "services", Type: TypeServices, Default: "IMAP,POP,SMTP", Help: "services to enable: SMTP, POP, IMAP, UM, IIS"},
 				keyType, keySize, friendly,
 				{Name: "PrivateKeyExportable", CLI: "exportable", Type: TypeBool, Help: "allow the private key to be exported ({Export-ExchangeCertificate -Password})"},
-				{Name: "Instance", CLI: "from", Type: TypeString, Help: "renew: copy subject, domains and services of this certificate"},
+				{Name: "Instance", CLI: "from", Type: TypeString, Pipe: "Thumbprint", Help: "renew: copy subject, domains and services of this certificate"},
 				forceParam,
 			},
 			Run: func(in *In) (*Result, error) {

@@ -80,6 +80,12 @@ type Param struct {
 	// operation needs it and it was not given ("" when a face must not
 	// ask).
 	Prompt string
+	// Pipe names the property of an object piped into the operation that
+	// gives this parameter, as PowerShell's ValueFromPipelineByPropertyName
+	// (Get-ExchangeCertificate T | New-ExchangeCertificate: Instance from
+	// Thumbprint); "" when a piped object's property of the parameter's own
+	// name, if any, gives it.
+	Pipe string
 
 	def any // Default, parsed
 }
@@ -195,6 +201,29 @@ func Lookup(name string) *Operation {
 		}
 	}
 	return nil
+}
+
+// LookupCmdlet returns the operation a cmdlet shell line names: the
+// operation of cmdlet (case-insensitive) whose parameter set is among the
+// parameters given, else the cmdlet's default operation; nil when there
+// is no such cmdlet.
+func LookupCmdlet(cmdlet string, given []string) *Operation {
+	var def *Operation
+	for _, op := range registry {
+		if !strings.EqualFold(op.Cmdlet, cmdlet) {
+			continue
+		}
+		if op.Set == "" {
+			def = op
+			continue
+		}
+		for _, g := range given {
+			if strings.EqualFold(strings.TrimPrefix(g, "-"), op.Set) {
+				return op
+			}
+		}
+	}
+	return def
 }
 
 // Operations returns every operation, ordered by name.

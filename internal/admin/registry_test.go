@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -213,5 +214,64 @@ func TestTextMarks(t *testing.T) {
 				t.Errorf("test syntax: %q, want %q", got, c.test)
 			}
 		})
+	}
+}
+
+// TestLookupCmdlet: the cmdlet shell finds an operation by its cmdlet and
+// the parameters given, as PowerShell picks a parameter set.
+func TestLookupCmdlet(t *testing.T) {
+	for _, c := range []struct {
+		cmdlet string
+		given  []string
+		want   string
+	}{
+		{"Get-ExchangeCertificate", nil, "Get-ExchangeCertificate"},
+		{"get-exchangecertificate", []string{"-Thumbprint"}, "Get-ExchangeCertificate/Thumbprint"},
+		{"New-ExchangeCertificate", []string{"DomainName", "GenerateRequest"}, "New-ExchangeCertificate/GenerateRequest"},
+		{"New-ExchangeCertificate", []string{"DomainName"}, "New-ExchangeCertificate"},
+		{"Get-ReceiveConnector", []string{"Identity"}, "Get-ReceiveConnector/Identity"},
+	} {
+		if op := LookupCmdlet(c.cmdlet, c.given); op == nil || op.Name != c.want {
+			t.Errorf("%s %v: %v, want %s", c.cmdlet, c.given, op, c.want)
+		}
+	}
+	if op := LookupCmdlet("Format-Disk", nil); op != nil {
+		t.Errorf("found %s", op.Name)
+	}
+}
+
+// TestPipedProperties: a parameter that takes a piped object's property
+// names one that some operation returns.
+func TestPipedProperties(t *testing.T) {
+	returned := map[string]bool{}
+	for _, op := range Operations() {
+		if op.Returns == nil {
+			continue
+		}
+		rt := reflect.TypeOf(op.Returns)
+		if rt.Kind() == reflect.Slice {
+			rt = rt.Elem()
+		}
+		for i := 0; i < rt.NumField(); i++ {
+			returned[rt.Field(i).Name] = true
+		}
+		// Embedded structs (RankedCertificate, VerifyResult) promote theirs.
+		for i := 0; i < rt.NumField(); i++ {
+			if f := rt.Field(i); f.Anonymous && f.Type.Kind() == reflect.Struct {
+				for j := 0; j < f.Type.NumField(); j++ {
+					returned[f.Type.Field(j).Name] = true
+				}
+			}
+		}
+	}
+	for _, op := range Operations() {
+		for _, p := range op.Params {
+			if p.Pipe != "" && !returned[p.Pipe] {
+				t.Errorf("%s -%s is piped from %s, which no operation returns", op.Name, p.Name, p.Pipe)
+			}
+		}
+	}
+	if !returned["Thumbprint"] {
+		t.Error("no operation returns a Thumbprint")
 	}
 }
