@@ -41,6 +41,8 @@ type face struct {
 	outHelp, forceHelp, outWhat string
 	// jsonHelp is the help of --json ("print JSON").
 	jsonHelp string
+	// example shows the command at work, in help.
+	example string
 	// check runs before the data directory is opened: usage errors the
 	// registry cannot know of (a file name that promises another format).
 	check func(c *call) error
@@ -148,10 +150,11 @@ func (a *app) operationCommand(op *admin.Operation, f face) *cobra.Command {
 	}
 	c := &call{a: a, op: op}
 	cmd := &cobra.Command{
-		Use:   use,
-		Short: render(op.Summary, op),
-		Long:  render(op.Description, op),
-		Args:  positionalArgs(op, f),
+		Use:     use,
+		Short:   render(op.Summary, op),
+		Long:    render(op.Description, op),
+		Args:    positionalArgs(op, f),
+		Example: f.example,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			run := *c // each run its own, should a command run twice
 			run.cmd, run.args, run.raw = cmd, args, admin.Params{}

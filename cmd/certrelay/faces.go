@@ -59,7 +59,8 @@ var faces = map[string]face{
 			return printThumbprint(c, res)
 		},
 	},
-	"Import-ExchangeCertificate": {jsonHelp: "print the imported certificate as JSON", human: printThumbprint},
+	"Import-ExchangeCertificate": {jsonHelp: "print the imported certificate as JSON", human: printThumbprint,
+		example: `  certrelay cert enable "$(certrelay cert import cert.pem)" --services POP`},
 	"Enable-ExchangeCertificate": {use: "THUMBPRINT --services LIST", jsonHelp: "print the certificate as JSON", human: func(c *call, res *admin.Result) error {
 		cert := res.Data.(admin.Certificate)
 		fmt.Fprintf(c.a.stdout, "%s enabled for %s\n", cert.Thumbprint, strings.Join(cert.Services, ", "))

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -354,5 +355,37 @@ func TestEventsAndTraceThroughTheRegistry(t *testing.T) {
 	res, err = call(t, a, viewer, "Get-MessageTrackingLog", nil)
 	if err != nil || res.Data == nil || len(res.Data.([]transport.TrackRecord)) != 0 {
 		t.Errorf("empty trace: %+v %v", res, err)
+	}
+}
+
+// TestCallDeliversFiles: an operation that produces a file hands it to
+// the face (Request.Deliver) or returns it; a request whose file cannot
+// be delivered is not kept, and an export is logged once delivered.
+func TestCallDeliversFiles(t *testing.T) {
+	a := newAdmin(t)
+	srv, _ := a.LocalServer(ctx)
+	res, err := call(t, a, viewer, "Export-ExchangeCertificate", Params{"Thumbprint": srv.InternalTransportCertificateThumbprint, "BinaryEncoded": true})
+	if err != nil || res.File == nil || res.File.Format != "DER" || res.File.Secret || len(res.File.Data) == 0 {
+		t.Fatalf("export without Deliver: %+v %v", res, err)
+	}
+	evs, _ := a.ListEvents(ctx, events.Filter{ID: 16007})
+	if len(evs) != 1 || !strings.Contains(evs[0].Message, "returned to vera") {
+		t.Errorf("export events %+v", evs)
+	}
+
+	before := snapshot(t, a)
+	failing := func(context.Context, File) (string, error) { return "", errors.New("disk full") }
+	_, err = a.Call(ctx, Request{Op: "New-ExchangeCertificate/GenerateRequest", Caller: serverAdmin, Params: Params{"DomainName": "pop.contoso.com", "KeyType": "ecdsa"}, Deliver: failing})
+	if err == nil || !strings.Contains(err.Error(), "nothing was kept") {
+		t.Fatalf("request with its file undeliverable: %v", err)
+	}
+	if after := snapshot(t, a); after != before {
+		t.Errorf("an undelivered request was kept:\n%s\n%s", before, after)
+	}
+	var got File
+	res, err = a.Call(ctx, Request{Op: "New-ExchangeCertificate/GenerateRequest", Caller: serverAdmin, Params: Params{"DomainName": "pop.contoso.com", "KeyType": "ecdsa"},
+		Deliver: func(_ context.Context, f File) (string, error) { got = f; return "req.pem", nil }})
+	if err != nil || res.File != nil || got.Format != "PKCS#10 PEM" || !strings.Contains(string(got.Data), "CERTIFICATE REQUEST") || res.Data.(Certificate).Status != "PendingRequest" {
+		t.Fatalf("request delivered: %+v %v %+v", res, err, got)
 	}
 }

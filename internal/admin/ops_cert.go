@@ -114,8 +114,8 @@ PendingRequest until the CA's certificate is imported. Prints its thumbprint.`,
 			Description: `Import a certificate: the CA's answer to a request made on this server (DER,
 PEM, base64 or PKCS#7, chain included), or a certificate with its private key
 (PKCS#12 with {-Password}, or PEM with the key). Intermediates go to the
-intermediate store. Prints the thumbprint, so it can be piped:
-  certrelay cert enable "$(certrelay cert import cert.pem)" --services POP`,
+intermediate store. Prints the thumbprint, so it can go straight to
+{Enable-ExchangeCertificate}.`,
 			Role: ServerAdmin, Returns: Certificate{},
 			Params: []Param{
 				{Name: "FileData", CLI: "FILE", Type: TypeData, Position: 1, Required: true, Help: "the certificate file"},
@@ -238,6 +238,9 @@ needs the server-admin role.`,
 				if err != nil {
 					return nil, err
 				}
+				if where == "" {
+					where = "(returned to " + or(in.Caller.Name, "the caller") + ")"
+				}
 				in.a.LogExport(in.ctx, t, format, where)
 				return &Result{Data: Exported{Thumbprint: t, Format: format}}, nil
 			},
@@ -338,6 +341,14 @@ func (r *Result) add(level MessageLevel, texts []string) {
 	for _, t := range texts {
 		r.Messages = append(r.Messages, Message{level, t})
 	}
+}
+
+// or returns s, or def when s is empty.
+func or(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
 }
 
 // orEmpty makes a nil list an empty one, so JSON shows [] rather than
