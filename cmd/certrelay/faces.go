@@ -10,7 +10,7 @@ import (
 	"certrelay/internal/directory"
 	"certrelay/internal/events"
 	"certrelay/internal/queue"
-	"certrelay/internal/transport"
+	"certrelay/internal/tracking"
 	"certrelay/internal/trust"
 )
 
@@ -227,7 +227,7 @@ var faces = map[string]face{
 		return nil
 	}},
 	"Get-MessageTrackingLog": {human: func(c *call, res *admin.Result) error {
-		for _, r := range res.Data.([]transport.TrackRecord) {
+		for _, r := range res.Data.([]tracking.Record) {
 			tlsInfo := "no TLS"
 			if r.TLS != "" {
 				tlsInfo = r.TLS + ", server certificate " + r.PeerCert + " (" + r.PeerThumb + ")"

@@ -8,7 +8,7 @@ import (
 
 	"certrelay/internal/events"
 	"certrelay/internal/testpki"
-	"certrelay/internal/transport"
+	"certrelay/internal/tracking"
 )
 
 var (
@@ -353,7 +353,7 @@ func TestEventsAndTraceThroughTheRegistry(t *testing.T) {
 		t.Errorf("unknown category: %v", err)
 	}
 	res, err = call(t, a, viewer, "Get-MessageTrackingLog", nil)
-	if err != nil || res.Data == nil || len(res.Data.([]transport.TrackRecord)) != 0 {
+	if err != nil || res.Data == nil || len(res.Data.([]tracking.Record)) != 0 {
 		t.Errorf("empty trace: %+v %v", res, err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 
 	"certrelay/internal/events"
 	"certrelay/internal/tracking"
-	"certrelay/internal/transport"
 )
 
 // ListEvents returns the events of the event log that f selects, oldest
@@ -62,6 +61,6 @@ func (a *Admin) SetEventLevel(ctx context.Context, pattern string, level events.
 
 // MessageTrace returns the message trace of outbound deliveries for
 // message id (every message when id is ""), oldest first.
-func (a *Admin) MessageTrace(_ context.Context, id string) ([]transport.TrackRecord, error) {
+func (a *Admin) MessageTrace(_ context.Context, id string) ([]tracking.Record, error) {
 	return tracking.Read(a.dataDir, id)
 }

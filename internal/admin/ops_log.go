@@ -2,7 +2,7 @@ package admin
 
 import (
 	"certrelay/internal/events"
-	"certrelay/internal/transport"
+	"certrelay/internal/tracking"
 )
 
 func logOperations() []*Operation {
@@ -50,7 +50,7 @@ func logOperations() []*Operation {
 		{
 			Name: "Get-MessageTrackingLog", Cmdlet: "Get-MessageTrackingLog", CLI: "track",
 			Summary: "Show the message trace: each delivery attempt to a remote host, with the TLS negotiated (DS2)",
-			Role:    ViewOnly, Returns: []transport.TrackRecord{},
+			Role:    ViewOnly, Returns: []tracking.Record{},
 			Params: []Param{{Name: "MessageId", CLI: "MESSAGE-ID", Type: TypeString, Position: 1, Help: "a message ID"}},
 			Run: func(in *In) (*Result, error) {
 				list, err := in.a.MessageTrace(in.ctx, in.String("MessageId"))
