@@ -60,12 +60,14 @@ func (a *app) serveCommand() *cobra.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
+			// Setup runs through the admin layer (M9); the server then
+			// opens the data directory itself.
 			ad, err := admin.Open(ctx, admin.Options{DataDir: a.dataDir, Logger: logger})
 			if err != nil {
 				return err
 			}
-			defer ad.Close()
 			res, err := ad.Setup(ctx, setup)
+			ad.Close()
 			if err != nil {
 				return err
 			}
@@ -73,7 +75,7 @@ func (a *app) serveCommand() *cobra.Command {
 				logger.Info("setup complete", "server", res.Server.Name, "role", res.Server.Role, "fqdn", res.Server.Fqdn,
 					"internal_certificate", res.Server.InternalTransportCertificateThumbprint)
 			}
-			return server.Run(ctx, server.Options{DataDir: ad.DataDir(), Source: ad.Source(), Events: ad.Events, Logger: logger})
+			return server.Run(ctx, server.Options{DataDir: a.dataDir, Logger: logger})
 		},
 	}
 	cmd.Flags().StringVar(&setup.Role, "role", "", "role for the first start: hub (the default) or edge")

@@ -87,27 +87,11 @@ func Open(ctx context.Context, o Options) (*Admin, error) {
 	if a.hostname == nil {
 		a.hostname = os.Hostname
 	}
-	if a.db, err = db.Open(abs); err != nil {
+	if a.src, err = certview.Open(ctx, abs, certview.OpenOptions{Now: a.now, SystemRoots: o.SystemRoots}); err != nil {
 		return nil, err
 	}
-	fail := func(err error) (*Admin, error) { a.db.Close(); return nil, err }
-	if a.Settings, err = settings.Open(ctx, a.db); err != nil {
-		return fail(err)
-	}
-	acct, err := a.serviceAccount(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	if a.Store, err = store.Open(ctx, a.db, abs, acct, a.now); err != nil {
-		return fail(err)
-	}
-	if a.Trust, err = trust.Open(ctx, a.db, o.SystemRoots); err != nil {
-		return fail(err)
-	}
-	if a.Dir, err = directory.OpenEmbedded(ctx, a.db); err != nil {
-		return fail(err)
-	}
-	a.src = &certview.Source{DB: a.db, Store: a.Store, Trust: a.Trust, Dir: a.Dir, Settings: a.Settings, Now: a.now}
+	a.db, a.Settings, a.Store, a.Trust, a.Dir = a.src.DB, a.src.Settings, a.src.Store, a.src.Trust, a.src.Dir
+	fail := func(err error) (*Admin, error) { a.src.Close(); return nil, err }
 	name, _ := a.Settings.Get(ctx, settings.ServerName)
 	if a.Events, err = events.Open(ctx, a.db, a.now, o.Logger, name); err != nil {
 		return fail(err)
@@ -123,19 +107,6 @@ func (a *Admin) DataDir() string { return a.dataDir }
 
 // Now is the admin layer's clock.
 func (a *Admin) Now() time.Time { return a.now() }
-
-// serviceAccount returns the configured service account, or the data
-// directory's owner (the same for every account that runs a command).
-func (a *Admin) serviceAccount(ctx context.Context) (store.Account, error) {
-	name, err := a.Settings.Get(ctx, settings.ServiceAccount)
-	if err != nil {
-		return store.Account{}, err
-	}
-	if name == "" {
-		return store.DirOwner(a.dataDir), nil
-	}
-	return store.LookupAccount(name)
-}
 
 // raise logs an event; a failure to log never fails the operation, but
 // is reported to the logger.

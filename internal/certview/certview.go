@@ -31,6 +31,7 @@ type Source struct {
 	Dir      directory.Directory
 	Settings *settings.Settings
 	Now      func() time.Time
+	dataDir  string
 
 	// infos remembers each certificate's described fields by thumbprint
 	// (describe); bounded, so certificates long removed are forgotten.

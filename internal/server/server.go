@@ -35,10 +35,12 @@ import (
 
 // Options configure Run.
 type Options struct {
-	DataDir string
-	Source  *certview.Source // the data directory's store, trust and directory
-	Events  *events.Log
+	DataDir string       // a data directory setup has prepared
 	Logger  *slog.Logger // default: text to os.Stderr
+	Now     func() time.Time
+	// SystemRoots lists the system bundle files for ThirdParty roots; nil
+	// takes trust.DefaultSystemBundles (or CERTRELAY_SYSTEM_ROOTS).
+	SystemRoots []string
 	// ExpiryWindow is how long before NotAfter "expires soon" events start
 	// (E5); default 30 days.
 	ExpiryWindow time.Duration
@@ -61,8 +63,19 @@ func Run(ctx context.Context, o Options) error {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	src := o.Source
+	// The server opens the parts it runs on itself (as the admin layer
+	// does for commands), so it shares no state with the process that
+	// started it but the data directory.
+	src, err := certview.Open(ctx, o.DataDir, certview.OpenOptions{Now: o.Now, SystemRoots: o.SystemRoots})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
 	me, err := src.LocalServer(ctx)
+	if err != nil {
+		return err
+	}
+	evlog, err := events.Open(ctx, src.DB, src.Now, logger, me.Name)
 	if err != nil {
 		return err
 	}
@@ -72,17 +85,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer q.Close()
 
-	if src.DB == nil {
-		return errors.New("internal: the source has no database")
-	}
-	s := &srv{src: src, events: o.Events, log: logger, window: o.ExpiryWindow, q: q, dir: &dirState{src: src}, cands: src.NewCandidateSet()}
-	s.layer = serving.New(serving.Options{LoadKey: src.Store.PrivateKeyByID, KeyFault: s.keyFault, Events: o.Events, Log: logger, Now: src.Now})
+	s := &srv{src: src, events: evlog, log: logger, window: o.ExpiryWindow, q: q, dir: &dirState{src: src}, cands: src.NewCandidateSet()}
+	s.layer = serving.New(serving.Options{LoadKey: src.Store.PrivateKeyByID, KeyFault: s.keyFault, Events: evlog, Log: logger, Now: src.Now})
 	if s.fileLimit, err = raiseOpenFileLimit(); err != nil {
 		logger.Warn("cannot read the open-file limit; SMTP sessions are capped by the connectors only", "err", err)
 	} else {
 		logger.Info("open files", "limit", s.fileLimit, "smtp_sessions", sessionsFor(s.fileLimit))
 	}
-	s.rcv = &transport.Receiver{Spool: transport.QueueSpool{Q: q}, Log: logger, Now: src.Now, Events: o.Events, NewID: q.NewID,
+	s.rcv = &transport.Receiver{Spool: transport.QueueSpool{Q: q}, Log: logger, Now: src.Now, Events: evlog, NewID: q.NewID,
 		FileLimit: s.fileLimit, Serving: s.layer}
 	if s.fileLimit > 0 {
 		s.rcv.MaxConnections = sessionsFor(s.fileLimit)

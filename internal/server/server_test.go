@@ -33,7 +33,7 @@ func runUntilReady(t *testing.T, dir string, now func() time.Time) {
 	var logs testpki.LockedBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Options{DataDir: ad.DataDir(), Source: ad.Source(), Events: ad.Events, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Ready: cancel})
+		done <- Run(ctx, Options{DataDir: ad.DataDir(), Now: ad.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Ready: cancel})
 	}()
 	select {
 	case err := <-done:

@@ -83,7 +83,7 @@ func TestChangesSeenWithoutPolling(t *testing.T) {
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Options{DataDir: ad.DataDir(), Source: ad.Source(), Events: ad.Events, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		done <- Run(ctx, Options{DataDir: ad.DataDir(), Now: ad.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 			Ready: func() { close(ready) }, CheckInterval: time.Hour})
 	}()
 	select {
