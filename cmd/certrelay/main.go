@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -37,10 +39,26 @@ type app struct {
 }
 
 func main() {
+	if !slices.Contains(os.Args[1:], "serve") {
+		batchGC()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
+}
+
+// batchGC tunes the garbage collector for a command that runs for a
+// moment and exits: no collection until the heap nears 256 MiB (a listing
+// of 10,000 certificates spent a fifth of its time collecting garbage it
+// would free at exit anyway). `serve` keeps Go's defaults. GOGC or
+// GOMEMLIMIT in the environment win.
+func batchGC() {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(256 << 20)
+	debug.SetGCPercent(-1)
 }
 
 func run(ctx context.Context, args []string) int {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"certrelay/internal/admin"
 	"certrelay/internal/parallel"
 	"encoding/json"
 	"errors"
@@ -34,7 +35,12 @@ const parallelJSON = 256
 func printJSONSlice(w io.Writer, rv reflect.Value) error {
 	parts := make([][]byte, rv.Len())
 	errs := make([]error, rv.Len())
+	certs, _ := rv.Interface().([]admin.Certificate)
 	parallel.Each(rv.Len(), func(i int) {
+		if certs != nil {
+			parts[i] = appendCertificateJSON(nil, &certs[i], "  ")
+			return
+		}
 		var b bytes.Buffer
 		enc := json.NewEncoder(&b)
 		enc.SetIndent("  ", "  ")

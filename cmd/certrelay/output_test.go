@@ -2,9 +2,14 @@ package main
 
 import (
 	"bytes"
+	"certrelay/internal/admin"
+	"certrelay/internal/store"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestParallelJSONIsByteForByte: a long list printed in parallel is the
@@ -36,5 +41,52 @@ func TestParallelJSONIsByteForByte(t *testing.T) {
 	}
 	if got.String() != want.String() {
 		t.Fatalf("parallel JSON differs from encoding/json's:\n%.300s\nwant:\n%.300s", got.String(), want.String())
+	}
+}
+
+// TestCertificateJSONIsEncodingJSONs: the listing's own encoder of
+// certificates writes exactly what encoding/json writes, for every field
+// and for the strings that need escaping; and it knows every JSON field of
+// the type, so a field added later fails here until it is written.
+func TestCertificateJSONIsEncodingJSONs(t *testing.T) {
+	nb := time.Date(2026, 11, 30, 7, 30, 0, 123456789, time.UTC)
+	na := nb.Add(365 * 24 * time.Hour).In(time.FixedZone("X", 3600))
+	odd := "quote\" back\\ ctl\x01\x1f tab\t nl\n cr\r bs\b ff\f <html>&amp; é 中 \u2028\u2029 bad\xff end"
+	full := admin.Certificate{
+		Thumbprint: strings.Repeat("AB", 20), Subject: "CN=" + odd, Issuer: "CN=x,O=" + odd,
+		CertificateDomains: []string{"a.example", odd}, NotBefore: &nb, NotAfter: &na, IsSelfSigned: true,
+		RootCAType: "None", Services: []string{"SMTP", "POP"}, Status: "Valid", HasPrivateKey: true, PublicKeySize: 2048,
+		SerialNumber: "0A", FriendlyName: odd, PrivateKeyExportable: true,
+		AccessRules:        []store.AccessRule{{Account: "root", Kind: "owner", Rights: "Read, Write"}, {Account: odd, Kind: "other", Rights: "Read"}},
+		CertificateRequest: "-----BEGIN CERTIFICATE REQUEST-----\nMII\n-----END CERTIFICATE REQUEST-----\n", KeyAlgorithm: "RSA",
+		IsInternalTransportCertificate: true, StatusDetail: odd, Fix: "run " + odd,
+	}
+	cases := []admin.Certificate{
+		full,
+		{Thumbprint: "T", Services: []string{}, AccessRules: []store.AccessRule{}}, // a pending request's shape
+		{}, // nil slices and times
+		{CertificateDomains: []string{}, Services: nil, AccessRules: nil, StatusDetail: "only detail"},
+	}
+	for i, c := range cases {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("  ", "  ")
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(c); err != nil {
+			t.Fatal(err)
+		}
+		got := appendCertificateJSON(nil, &c, "  ")
+		if w := strings.TrimSuffix(want.String(), "\n"); string(got) != w {
+			t.Errorf("case %d:\n%s\nencoding/json:\n%s", i, got, w)
+		}
+	}
+	// Every JSON field of the type is set in full, so the comparison above
+	// covers it: a new field fails here until the encoder writes it.
+	rv := reflect.ValueOf(full)
+	for i := 0; i < rv.NumField(); i++ {
+		f := rv.Type().Field(i)
+		if f.IsExported() && f.Tag.Get("json") != "-" && rv.Field(i).IsZero() {
+			t.Errorf("field %s is zero in the full case: set it, and write it in appendCertificateJSON", f.Name)
+		}
 	}
 }

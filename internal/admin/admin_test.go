@@ -2,12 +2,17 @@ package admin
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"certrelay/internal/certinfo"
 	"certrelay/internal/store"
+	"certrelay/internal/testpki"
 )
 
 var ctx = context.Background()
@@ -207,5 +212,67 @@ func TestX509CertificateNameIsUsed(t *testing.T) {
 	}
 	if _, err := a.Explain(ctx, ExplainOptions{Service: store.IMAP}); err == nil {
 		t.Error("IMAP4 has a name although only POP was enabled")
+	}
+}
+
+// TestListingFromFactsEqualsFullView: cert list, which reads self-signed
+// certificates' stored facts instead of parsing them, prints exactly what
+// the full view of each certificate gives — valid, expired, CA-issued,
+// pending, without a key, internal.
+func TestListingFromFactsEqualsFullView(t *testing.T) {
+	clock := time.Now()
+	a, err := Open(ctx, Options{DataDir: t.TempDir(), Now: func() time.Time { return clock }, Hostname: func() (string, error) { return "hub1", nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.Setup(ctx, SetupOptions{Fqdn: "hub1.contoso.com"}); err != nil {
+		t.Fatal(err)
+	}
+	short := time.Hour
+	soon, err := a.NewCertificate(ctx, NewOptions{Domains: []string{"soon.contoso.com"}, Validity: short, Key: certinfo.KeySpec{Type: "ecdsa"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(a.Store.KeyInfo(soon.Certificate.Entry()).Path); err != nil { // and without its key
+		t.Fatal(err)
+	}
+	ca := testpki.NewRoot(t, testpki.Options{CommonName: "Facts CA"})
+	leaf := ca.Issue(t, testpki.Options{CommonName: "ca.contoso.com"})
+	pw := "pw"
+	pfx, err := certinfo.EncodePKCS12(leaf.Key, leaf.Cert, nil, pw, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ImportCertificate(ctx, ImportOptions{Data: pfx, Password: &pw}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.RequestCertificate(ctx, RequestOptions{Domains: []string{"req.contoso.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(2 * time.Hour) // "soon" has expired
+	listed, err := a.ListCertificates(ctx, ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := a.Store.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := a.src.Viewer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := make([]Certificate, len(entries))
+	for i, e := range entries {
+		full[i] = v.View(e)
+	}
+	got, _ := json.MarshalIndent(listed, "", " ")
+	want, _ := json.MarshalIndent(full, "", " ")
+	if string(got) != string(want) {
+		t.Errorf("cert list from facts:\n%s\nfull view:\n%s", got, want)
+	}
+	if len(listed) != 4 {
+		t.Errorf("%d listed, want 4", len(listed))
 	}
 }

@@ -55,7 +55,9 @@ func (a *Admin) ListCertificates(ctx context.Context, o ListOptions) ([]Certific
 		}
 		return out, nil
 	}
-	entries, err := a.Store.List(ctx)
+	// A listing reads the stored facts of self-signed certificates
+	// instead of parsing them (store.ListFacts).
+	list, err := a.Store.ListFacts(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +65,7 @@ func (a *Admin) ListCertificates(ctx context.Context, o ListOptions) ([]Certific
 	if err != nil {
 		return nil, err
 	}
-	return v.ViewAll(entries), nil
+	return v.ViewAllListed(list), nil
 }
 
 // RankCertificates returns the certificates and pending requests that

@@ -4,6 +4,7 @@ import (
 	"certrelay/internal/parallel"
 	"context"
 	"crypto/x509"
+	"sync"
 	"time"
 
 	"certrelay/internal/certinfo"
@@ -52,6 +53,8 @@ type Certificate struct {
 func (c Certificate) ServiceSet() store.Services { return c.entry.Services }
 
 // Entry returns the store entry behind the view.
+// For a self-signed certificate from a listing (ViewListed), Entry.Cert
+// is nil: the listing never parsed it (Store.Parse does).
 func (c Certificate) Entry() store.Entry { return c.entry }
 
 // Info returns the certificate's fields (zero for a pending request).
@@ -66,6 +69,7 @@ type Viewer struct {
 	faults   map[string]store.KeyFault // keys a server could not load
 	now      time.Time
 	internal string
+	keys     sync.Map // key ID → store.KeyInfo: one stat per key file per viewer
 }
 
 // Viewer reads the trust state and returns a viewer as of now.
@@ -102,7 +106,51 @@ func (v *Viewer) ViewAll(entries []store.Entry) []Certificate {
 // View describes a store entry: its fields, properties, Status and
 // RootCAType.
 func (v *Viewer) View(e store.Entry) Certificate {
+	c, ki := v.properties(e)
+	if e.Pending() {
+		return c
+	}
+	in := v.src.describe(e)
+	return v.judged(c, e, ki, in, v.snap.Judge(e.Cert, nil, v.now, v.records))
+}
+
+// ViewListed is View for an entry of store.ListFacts: a self-signed
+// certificate is described and judged from its stored facts, without
+// parsing it; the same Certificate as View gives, but its Chain elements
+// carry no parsed certificate.
+func (v *Viewer) ViewListed(l store.Listed) Certificate {
+	if l.Facts == nil || l.Cert != nil {
+		return v.View(l.Entry)
+	}
+	c, ki := v.properties(l.Entry)
+	in := *l.Facts
+	return v.judged(c, l.Entry, ki, in, v.snap.JudgeSelfSigned(l.Thumbprint, in.Subject, in.NotBefore, in.NotAfter, v.now))
+}
+
+// ViewAllListed is ViewListed of every entry, in order, on every core.
+func (v *Viewer) ViewAllListed(list []store.Listed) []Certificate {
+	out := make([]Certificate, len(list))
+	parallel.Each(len(list), func(i int) { out[i] = v.ViewListed(list[i]) })
+	return out
+}
+
+// keyInfo is Store.KeyInfo, asked once per key file for the viewer's
+// life (certificates that share a key share its file).
+func (v *Viewer) keyInfo(e store.Entry) store.KeyInfo {
+	if e.KeyID == "" {
+		return store.KeyInfo{}
+	}
+	if ki, ok := v.keys.Load(e.KeyID); ok {
+		return ki.(store.KeyInfo)
+	}
 	ki := v.src.Store.KeyInfo(e)
+	v.keys.Store(e.KeyID, ki)
+	return ki
+}
+
+// properties fills what every entry has (and all of a pending request).
+func (v *Viewer) properties(e store.Entry) (Certificate, store.KeyInfo) {
+	ki := v.keyInfo(e)
 	c := Certificate{
 		Thumbprint:           e.Thumbprint,
 		Services:             e.Services.Names(),
@@ -126,9 +174,12 @@ func (v *Viewer) View(e store.Entry) Certificate {
 		c.CertificateRequest = string(certinfo.RequestPEM(r.Raw))
 		c.StatusDetail = "the request awaits the CA's certificate"
 		c.Fix = "send the request to the CA, then import its answer: certrelay cert import FILE"
-		return c
 	}
-	in := v.src.describe(e)
+	return c, ki
+}
+
+// judged completes a certificate's view with its fields and verdict.
+func (v *Viewer) judged(c Certificate, e store.Entry, ki store.KeyInfo, in certinfo.Info, r trust.Result) Certificate {
 	c.info = in
 	c.Subject, c.Issuer = in.Subject, in.Issuer
 	c.CertificateDomains = in.CertificateDomains
@@ -139,7 +190,6 @@ func (v *Viewer) View(e store.Entry) Certificate {
 	c.SerialNumber = in.SerialNumber
 	c.KeyAlgorithm = in.KeyAlgorithm
 	c.IsInternalTransportCertificate = v.internal != "" && v.internal == e.Thumbprint
-	r := v.snap.Judge(e.Cert, nil, v.now, v.records)
 	c.Status, c.RootCAType, c.Chain = r.Status, r.RootCAType, r.Chain
 	c.StatusDetail, c.Fix = r.Problem, r.Fix
 	if kt := v.keyTrouble(e, ki, in.IsSelfSigned); kt.Problem != "" {

@@ -59,7 +59,7 @@ type Entry struct {
 
 // Pending reports whether e is a certificate request awaiting its
 // certificate (SPEC C5).
-func (e Entry) Pending() bool { return e.Cert == nil }
+func (e Entry) Pending() bool { return e.Request != nil }
 
 // KeyInfo describes the private key file of an entry.
 type KeyInfo struct {
@@ -115,7 +115,10 @@ func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now f
 		// signature of 10,000 certificates is most of a cold cert list.
 		`ALTER TABLE certificates ADD COLUMN self_signed INTEGER`,
 		`INSERT OR IGNORE INTO store_meta(key, value) VALUES('generation', 0)`,
-		keyFaultSchema); err != nil {
+		keyFaultSchema,
+		// The certificate's fields (certinfo.MarshalFacts), so a listing
+		// needs no parsing (see ListFacts).
+		`ALTER TABLE certificates ADD COLUMN facts TEXT`); err != nil {
 		return nil, err
 	}
 	keys := filepath.Join(dataDir, "keys")
@@ -130,6 +133,9 @@ func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now f
 	}
 	s := &Store{db: d, keysDir: keys, now: now}
 	s.account.Store(&account)
+	if err := s.backfillFacts(ctx); err != nil {
+		return nil, fmt.Errorf("record the facts of stored certificates: %w", err)
+	}
 	if err := s.sweep(ctx, ""); err != nil {
 		return nil, fmt.Errorf("clean up after an interrupted operation: %w", err)
 	}
@@ -379,8 +385,9 @@ func (s *Store) AddCertificate(ctx context.Context, n NewCertificate) (Entry, er
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates(thumbprint, der, key_id, services, friendly_name, exportable, added_at, self_signed) VALUES(?, ?, ?, ?, ?, ?, ?, ?)`,
-			t, n.DER, keyID, int(n.Services), n.FriendlyName, boolInt(n.Exportable), s.now().UTC().Format(time.RFC3339Nano), certinfo.IsSelfSigned(cert)); err != nil {
+		info := certinfo.Describe(cert)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates(thumbprint, der, key_id, services, friendly_name, exportable, added_at, self_signed, facts) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			t, n.DER, keyID, int(n.Services), n.FriendlyName, boolInt(n.Exportable), s.now().UTC().Format(time.RFC3339Nano), info.IsSelfSigned, factsOf(info)); err != nil {
 			return err
 		}
 		e, err = s.Get(ctx, t)

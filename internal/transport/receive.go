@@ -284,7 +284,7 @@ func (s *session) Auth(st smtp.State, mech, identity, username, password string)
 	m, ok := s.r.state.Load().Mailboxes[strings.ToLower(username)]
 	if !ok || m.PasswordHash == "" {
 		// Compare anyway, so timing does not tell which users exist.
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return smtp.ErrAuthFailed
 	}
 	if bcrypt.CompareHashAndPassword([]byte(m.PasswordHash), []byte(password)) != nil {
@@ -293,7 +293,13 @@ func (s *session) Auth(st smtp.State, mech, identity, username, password string)
 	return nil
 }
 
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("certrelay timing equaliser"), bcrypt.DefaultCost)
+// dummyHash is made at the first failed login, not when the package is
+// loaded: a bcrypt hash costs 60 ms, which every certrelay command would
+// otherwise pay at start.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("certrelay timing equaliser"), bcrypt.DefaultCost)
+	return h
+})
 
 func (s *session) Mail(st smtp.State, from string, opts smtp.MailOptions) error {
 	if s.c.RequireTLS && st.TLS == nil {

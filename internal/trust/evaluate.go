@@ -87,15 +87,8 @@ func (sn *Snapshot) RootSource(c *x509.Certificate) (Source, bool) {
 // as untrusted, since trusting its CA is the first thing to fix.
 func (sn *Snapshot) Evaluate(c *x509.Certificate, extra []*x509.Certificate, now time.Time) Result {
 	if certinfo.IsSelfSigned(c) {
-		r := Result{Status: Valid, RootCAType: RootNone, Chain: []Element{element(c, Valid, "")}}
-		if src, ok := sn.rootSource[certinfo.Thumbprint(c.Raw)]; ok {
-			r.RootCAType = src
-		}
-		if p := dateProblem(c, now); p != "" {
-			r.Status, r.Problem = DateInvalid, p
-			r.Chain[0].Status, r.Chain[0].Problem = DateInvalid, p
-			r.Fix = "make a new certificate: certrelay cert new --from " + certinfo.Thumbprint(c.Raw)
-		}
+		r := sn.JudgeSelfSigned(certinfo.Thumbprint(c.Raw), certinfo.NameString(c.RawSubject), c.NotBefore, c.NotAfter, now)
+		r.Chain[0].Cert = c
 		return r
 	}
 	inter := sn.inter
@@ -143,6 +136,24 @@ func (sn *Snapshot) Evaluate(c *x509.Certificate, extra []*x509.Certificate, now
 		return Result{Status: Invalid, RootCAType: RootUnknown, Chain: sn.partialChain(c, extra, Invalid, problem), Problem: problem,
 			Fix: "ask the CA for a correctly issued certificate; check the intermediates with certrelay cert verify"}
 	}
+}
+
+// JudgeSelfSigned judges a self-signed certificate from its facts alone
+// (T1: it is its own root; no revocation): Valid, or DateInvalid outside
+// its validity period; RootCAType None unless it is also a trusted root.
+// Evaluate gives the same for the parsed certificate, with Chain[0].Cert
+// set.
+func (sn *Snapshot) JudgeSelfSigned(thumbprint, subject string, notBefore, notAfter, now time.Time) Result {
+	r := Result{Status: Valid, RootCAType: RootNone, Chain: []Element{{Subject: subject, Thumbprint: thumbprint, Status: Valid}}}
+	if src, ok := sn.rootSource[thumbprint]; ok {
+		r.RootCAType = src
+	}
+	if p := datesProblem(notBefore, notAfter, now); p != "" {
+		r.Status, r.Problem = DateInvalid, p
+		r.Chain[0].Status, r.Chain[0].Problem = DateInvalid, p
+		r.Fix = "make a new certificate: certrelay cert new --from " + thumbprint
+	}
+	return r
 }
 
 func (sn *Snapshot) untrusted(c *x509.Certificate, extra []*x509.Certificate, ua x509.UnknownAuthorityError) Result {
@@ -197,15 +208,19 @@ func (sn *Snapshot) partialChain(c *x509.Certificate, extra []*x509.Certificate,
 }
 
 func element(c *x509.Certificate, st Status, problem string) Element {
-	return Element{Subject: c.Subject.String(), Thumbprint: certinfo.Thumbprint(c.Raw), Status: st, Problem: problem, Cert: c}
+	return Element{Subject: certinfo.NameString(c.RawSubject), Thumbprint: certinfo.Thumbprint(c.Raw), Status: st, Problem: problem, Cert: c}
 }
 
 func dateProblem(c *x509.Certificate, now time.Time) string {
+	return datesProblem(c.NotBefore, c.NotAfter, now)
+}
+
+func datesProblem(notBefore, notAfter, now time.Time) string {
 	switch {
-	case now.After(c.NotAfter):
-		return fmt.Sprintf("it expired on %s", c.NotAfter.UTC().Format(time.RFC3339))
-	case now.Before(c.NotBefore):
-		return fmt.Sprintf("it is not valid before %s (check this server's clock)", c.NotBefore.UTC().Format(time.RFC3339))
+	case now.After(notAfter):
+		return fmt.Sprintf("it expired on %s", notAfter.UTC().Format(time.RFC3339))
+	case now.Before(notBefore):
+		return fmt.Sprintf("it is not valid before %s (check this server's clock)", notBefore.UTC().Format(time.RFC3339))
 	}
 	return ""
 }
