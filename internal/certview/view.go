@@ -96,13 +96,6 @@ func (s *Source) Viewer(ctx context.Context) (*Viewer, error) {
 // Now is the time the viewer judges validity at.
 func (v *Viewer) Now() time.Time { return v.now }
 
-// ViewAll describes entries, in order, on every core.
-func (v *Viewer) ViewAll(entries []store.Entry) []Certificate {
-	out := make([]Certificate, len(entries))
-	parallel.Each(len(entries), func(i int) { out[i] = v.View(entries[i]) })
-	return out
-}
-
 // View describes a store entry: its fields, properties, Status and
 // RootCAType.
 func (v *Viewer) View(e store.Entry) Certificate {
