@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"certrelay/internal/certinfo"
 	"certrelay/internal/events"
+	"certrelay/internal/store"
 	"certrelay/internal/testpki"
 	"certrelay/internal/tracking"
 )
@@ -387,5 +389,32 @@ func TestCallDeliversFiles(t *testing.T) {
 		Deliver: func(_ context.Context, f File) (string, error) { got = f; return "req.pem", nil }})
 	if err != nil || res.File != nil || got.Format != "PKCS#10 PEM" || !strings.Contains(string(got.Data), "CERTIFICATE REQUEST") || res.Data.(Certificate).Status != "PendingRequest" {
 		t.Fatalf("request delivered: %+v %v %+v", res, err, got)
+	}
+}
+
+// TestCloneKeepsTheKeyType protects M2 (Get-ExchangeCertificate T |
+// New-ExchangeCertificate): a renewal copies the original's key type and
+// size unless others are given — an ECDSA certificate is not renewed as
+// RSA 2048 because the key-type parameter has a default.
+func TestCloneKeepsTheKeyType(t *testing.T) {
+	a := newAdmin(t)
+	orig, err := a.NewCertificate(ctx, NewOptions{Domains: []string{"ec.contoso.com"}, Services: servicesPtr(store.None), Key: certinfo.KeySpec{Type: "ecdsa", Size: 384}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := call(t, a, serverAdmin, "New-ExchangeCertificate", Params{"Instance": orig.Certificate.Thumbprint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clone := res.Data.(Certificate)
+	if clone.KeyAlgorithm != "ECDSA P-384" || clone.Thumbprint == orig.Certificate.Thumbprint {
+		t.Errorf("the renewal of an ECDSA P-384 certificate has a %s key", clone.KeyAlgorithm)
+	}
+	res, err = call(t, a, serverAdmin, "New-ExchangeCertificate", Params{"Instance": orig.Certificate.Thumbprint, "KeyType": "rsa"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := res.Data.(Certificate).KeyAlgorithm; k != "RSA" {
+		t.Errorf("a renewal asked for RSA has a %s key", k)
 	}
 }

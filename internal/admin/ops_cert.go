@@ -44,7 +44,7 @@ it may replace the internal transport certificate: you are asked first
 			Run: func(in *In) (*Result, error) {
 				o := NewOptions{
 					Domains: in.Strings("DomainName"), Subject: in.String("SubjectName"),
-					Key:          certinfo.KeySpec{Type: in.String("KeyType"), Size: in.Int("KeySize")},
+					Key:          keySpec(in),
 					FriendlyName: in.String("FriendlyName"), Exportable: in.Bool("PrivateKeyExportable"), From: in.String("Instance"),
 				}
 				if in.Has("Services") {
@@ -87,7 +87,7 @@ PendingRequest until the CA's certificate is imported. Prints its thumbprint.`,
 			Run: func(in *In) (*Result, error) {
 				rr, err := in.a.RequestCertificate(in.ctx, RequestOptions{
 					Domains: in.Strings("DomainName"), Subject: in.String("SubjectName"), Services: in.String("Services"),
-					Key:          certinfo.KeySpec{Type: in.String("KeyType"), Size: in.Int("KeySize")},
+					Key:          keySpec(in),
 					FriendlyName: in.String("FriendlyName"), Exportable: in.Bool("PrivateKeyExportable"), DER: in.Bool("BinaryEncoded"),
 				})
 				if err != nil {
@@ -358,4 +358,18 @@ func orEmpty[T any](list []T) []T {
 		return []T{}
 	}
 	return list
+}
+
+// keySpec reads the key parameters as given: a renewal (M2) copies the
+// original's key type and size unless they are given, so KeyType's
+// default must not count as given.
+func keySpec(in *In) certinfo.KeySpec {
+	var k certinfo.KeySpec
+	if in.Has("KeyType") {
+		k.Type = in.String("KeyType")
+	}
+	if in.Has("KeySize") {
+		k.Size = in.Int("KeySize")
+	}
+	return k
 }
