@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"sync"
 	"time"
 
+	"certrelay/internal/db"
 	"certrelay/internal/store"
 )
 
@@ -37,6 +40,13 @@ type Request struct {
 	// its own (a request whose file cannot be written is not kept). nil:
 	// the file is returned in Result.File.
 	Deliver func(ctx context.Context, f File) (where string, err error)
+	// WhatIf runs the operation to the end and rolls everything back: the
+	// Result says what the call would do (its Data as it would be, its
+	// Messages, Result.WhatIf set), and nothing changes — no row, no key
+	// file, no event, no file delivered (Deliver is not called). Questions
+	// are not asked: each is answered yes and reported as a Note. Refused
+	// for operations declared NoWhatIf.
+	WhatIf bool
 }
 
 // Answer answers a ConfirmationRequired.
@@ -54,8 +64,11 @@ type Result struct {
 	// Messages are what people should read beside the data, in order.
 	Messages []Message
 	// File is the file the operation produced when the request had no
-	// Deliver.
+	// Deliver (or was a WhatIf).
 	File *File
+	// WhatIf: the call was a Request.WhatIf, and nothing of this result
+	// happened.
+	WhatIf bool
 }
 
 // MessageLevel says how a message matters.
@@ -197,6 +210,9 @@ func (a *Admin) Call(ctx context.Context, r Request) (*Result, error) {
 	}
 	in.params = params
 	in.force = in.Bool("Force") && op.Confirm != ConfirmNever
+	if r.WhatIf {
+		return a.whatIf(in, r, fail)
+	}
 	if r.Answer != nil {
 		in.fingerprint = fingerprint(params)
 		if p := a.questions.take(r.Answer.Token, a.now()); p != nil && p.op == op.Name && p.caller == r.Caller.Name && p.fingerprint == in.fingerprint {
@@ -216,6 +232,39 @@ func (a *Admin) Call(ctx context.Context, r Request) (*Result, error) {
 	return res, nil
 }
 
+// errWhatIf rolls a WhatIf call's transaction back.
+var errWhatIf = errors.New("what if: roll back")
+
+// whatIf runs in's operation in one transaction that it rolls back (see
+// Request.WhatIf). Everything an operation changes joins the transaction
+// its context carries (db.Tx, db.OnRollback for what is outside the
+// database), which is what makes this safe; an operation whose changes
+// do not (the queue's own database) is declared NoWhatIf and refused.
+func (a *Admin) whatIf(in *In, r Request, fail func(error) (*Result, error)) (*Result, error) {
+	if in.op.NoWhatIf {
+		return fail(usage("", "%s cannot show what it would do without doing it: it has no -WhatIf", markup("{"+in.op.Name+"}")))
+	}
+	in.whatIf, in.deliverFn, in.force = true, nil, true
+	var res *Result
+	err := db.Tx(in.ctx, a.db, func(ctx context.Context, _ *sql.Tx) error {
+		in.ctx = ctx
+		var err error
+		if res, err = in.op.Run(in); err != nil {
+			return err
+		}
+		return errWhatIf
+	})
+	if err != nil && !errors.Is(err, errWhatIf) {
+		return fail(err)
+	}
+	if res == nil {
+		res = &Result{}
+	}
+	res.Messages = append(in.asked, res.Messages...)
+	res.File, res.WhatIf = in.file, true
+	return res, nil
+}
+
 // In is one call of an operation, as its Run function sees it.
 type In struct {
 	ctx    context.Context
@@ -230,6 +279,8 @@ type In struct {
 	yes         bool             // the answer to it
 	deliverFn   func(context.Context, File) (string, error)
 	file        *File
+	whatIf      bool      // a Request.WhatIf: questions are answered yes and noted
+	asked       []Message // the questions a WhatIf call answered
 }
 
 // need refuses a caller whose role is below r.
@@ -335,6 +386,10 @@ func (in *In) deliver(f File) (string, error) {
 // question gets its answer; otherwise the question is kept, with what
 // the operation prepared, for the call that answers it.
 func (in *In) ask(q Question) (bool, error) {
+	if in.whatIf {
+		in.asked = append(in.asked, Message{Note, msgf("It would ask: %s (taken as yes here)", q.Text)})
+		return true, nil
+	}
 	if in.force {
 		return true, nil
 	}

@@ -81,7 +81,7 @@ func sendOptions(in *In) SendConnectorOptions {
 }
 
 func identityParam(help string) Param {
-	return Param{Name: "Identity", CLI: "NAME", Type: TypeString, Position: 1, Required: true, Help: help}
+	return Param{Name: "Identity", CLI: "NAME", Type: TypeString, Position: 1, Required: true, Help: help, Pipe: "Name"}
 }
 
 func connectorOperations() []*Operation {

@@ -84,7 +84,7 @@ func organisationOperations() []*Operation {
 		{
 			Name: "Retry-Queue", Cmdlet: "Retry-Queue", CLI: "queue retry",
 			Summary: "Try pending recipients now (all messages without ID)",
-			Role:    ServerAdmin, Returns: Retried{},
+			Role:    ServerAdmin, Returns: Retried{}, NoWhatIf: true,
 			Params: []Param{{Name: "Identity", CLI: "ID", Type: TypeString, Position: 1, Help: "a message ID"}},
 			Run: func(in *In) (*Result, error) {
 				n, err := in.a.QueueRetry(in.ctx, in.String("Identity"))
@@ -94,8 +94,8 @@ func organisationOperations() []*Operation {
 		{
 			Name: "Remove-Message", Cmdlet: "Remove-Message", CLI: "queue remove",
 			Summary: "Delete a message from the queue, without a bounce",
-			Role:    ServerAdmin,
-			Params:  []Param{{Name: "Identity", CLI: "ID", Type: TypeString, Position: 1, Required: true, Help: "a message ID"}},
+			Role:    ServerAdmin, NoWhatIf: true,
+			Params: []Param{{Name: "Identity", CLI: "ID", Type: TypeString, Position: 1, Required: true, Help: "a message ID"}},
 			Run: func(in *In) (*Result, error) {
 				return nil, in.a.QueueRemove(in.ctx, in.String("Identity"))
 			},

@@ -45,6 +45,10 @@ type Operation struct {
 	Returns any
 	// File: the operation hands a file to the caller (Request.Deliver).
 	File bool
+	// NoWhatIf: the operation's changes do not all join the data
+	// directory's transaction (the queue has its own database), so
+	// Request.WhatIf cannot preview them and is refused.
+	NoWhatIf bool
 	// Run does the operation. It reads its parameters from in, already
 	// checked against Params; questions go through in (see Question).
 	Run func(in *In) (*Result, error)
@@ -84,7 +88,10 @@ type Param struct {
 	// gives this parameter, as PowerShell's ValueFromPipelineByPropertyName
 	// (Get-ExchangeCertificate T | New-ExchangeCertificate: Instance from
 	// Thumbprint); "" when a piped object's property of the parameter's own
-	// name, if any, gives it.
+	// name, if any, gives it — the cmdlet shell takes that only for a
+	// positional parameter (the one that names the object: Thumbprint,
+	// Identity), so a piped object's other properties are not copied into
+	// settings the line does not name.
 	Pipe string
 
 	def any // Default, parsed
