@@ -40,6 +40,10 @@ func TestCLIExposesExactlyTheRegistry(t *testing.T) {
 		t.Error("no serve command")
 	}
 	delete(cmds, "serve") // hand-written: it runs the server, not an operation
+	if _, ok := cmds["shell"]; !ok {
+		t.Error("no shell command")
+	}
+	delete(cmds, "shell") // the cmdlet shell: another face of the registry
 	var missing, extra []string
 	byPath := map[string]*admin.Operation{}
 	for _, op := range admin.Operations() {

@@ -76,6 +76,10 @@ func (a *app) run(ctx context.Context, args []string) int {
 	if errors.Is(err, errNotValid) {
 		return 1 // the report said why
 	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code // the shell reported its errors
+	}
 	var ue usageError
 	var ae *admin.Error
 	switch {
@@ -115,6 +119,7 @@ func (a *app) rootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.dataDir, "data", def, "data directory (env CERTRELAY_DATA)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.serveCommand())
+	root.AddCommand(a.shellCommand())
 	a.operationCommands(root)
 	refuseUnknownCommands(root)
 	return root

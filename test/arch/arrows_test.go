@@ -21,6 +21,7 @@ var layers = [][]string{
 	{"internal/certview", "internal/serving"},
 	{"internal/transport"},
 	{"internal/server", "internal/admin"},
+	{"internal/shell"},
 	{"cmd/certrelay", "cmd/smtpload"},
 }
 
