@@ -112,7 +112,9 @@ func isDash(r rune) bool { return r == '-' || r == '–' || r == '—' || r == '
 
 // Quotes: PowerShell reads the typographic single and double quotes as
 // ' and ".
-func isSingleQuote(r rune) bool { return r == '\'' || r == '‘' || r == '’' || r == '‚' || r == '‛' }
+func isSingleQuote(r rune) bool {
+	return r == '\'' || r == '‘' || r == '’' || r == '‚' || r == '‛'
+}
 func isDoubleQuote(r rune) bool { return r == '"' || r == '“' || r == '”' || r == '„' }
 
 // Parse parses a script text.

@@ -3,9 +3,9 @@ package shell
 import (
 	"fmt"
 	"math"
+	"path"
 	"reflect"
 	"regexp"
-	"path"
 	"strconv"
 	"strings"
 	"time"
