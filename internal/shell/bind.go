@@ -32,8 +32,6 @@ type bound struct {
 	// (-Path, -FileName, -RequestFile); force replaces it.
 	out   string
 	force bool
-	// literalSecret: a password was written on the line.
-	literalSecret bool
 }
 
 // changes reports whether op changes something (it takes -WhatIf and
@@ -141,9 +139,6 @@ func (s *Shell) runOnce(ctx context.Context, c *Command, ops []*admin.Operation,
 	}
 	op := b.op
 	fail := func(err error) error { return s.opError(c, op, err) }
-	if b.literalSecret {
-		return nil, &cmdError{cmd: op.Cmdlet, usage: true, pos: &c.Pos, msg: "Cannot bind parameter 'Password': a password written on the command line would stay in the history and the process list (SPEC I5). " + secretHelp}
-	}
 	if b.confirm && !b.whatIf && !*all {
 		yes, err := s.confirm(op.Cmdlet, fmt.Sprintf("Performing the operation %q on target %q.", op.Cmdlet, target(op, b.params)), all)
 		if err != nil {
@@ -174,7 +169,11 @@ func (s *Shell) runOnce(ctx context.Context, c *Command, ops []*admin.Operation,
 			return path, safeio.WriteNew(path, f.Data, mode)
 		}
 	}
-	res, err := s.callAsking(ctx, c, op, req, all)
+	res, no, err := s.callAsking(ctx, c, op, req, all)
+	if err != nil && no && admin.KindOf(err) == admin.Cancelled {
+		fmt.Fprintf(s.Err, "%s: not done (answered no); nothing was changed.\n", op.Cmdlet)
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -219,9 +218,9 @@ func target(op *admin.Operation, p admin.Params) string {
 
 // callAsking calls the operation; a question is asked as PowerShell
 // asks for confirmation, a missing password as Get-Credential would.
-func (s *Shell) callAsking(ctx context.Context, c *Command, op *admin.Operation, req admin.Request, all *bool) (*admin.Result, error) {
+func (s *Shell) callAsking(ctx context.Context, c *Command, op *admin.Operation, req admin.Request, all *bool) (res *admin.Result, answeredNo bool, err error) {
 	for {
-		res, err := s.Admin.Call(ctx, req)
+		res, err = s.Admin.Call(ctx, req)
 		var cr *admin.ConfirmationRequired
 		if errors.As(err, &cr) {
 			q := admin.Render(cr.Question, op, admin.CmdletSyntax{})
@@ -234,9 +233,10 @@ func (s *Shell) callAsking(ctx context.Context, c *Command, op *admin.Operation,
 			yes := *all
 			if !yes {
 				if yes, err = s.confirm(op.Cmdlet, q, all); err != nil {
-					return nil, &cmdError{cmd: op.Cmdlet, msg: err.Error(), pos: &c.Pos, kind: admin.Cancelled}
+					return nil, false, &cmdError{cmd: op.Cmdlet, msg: err.Error(), pos: &c.Pos, kind: admin.Cancelled}
 				}
 			}
+			answeredNo = answeredNo || !yes
 			req.Answer = &admin.Answer{Token: cr.Token, Yes: yes}
 			continue
 		}
@@ -250,7 +250,7 @@ func (s *Shell) callAsking(ctx context.Context, c *Command, op *admin.Operation,
 				}
 			}
 		}
-		return res, err
+		return res, answeredNo, err
 	}
 }
 

@@ -200,6 +200,12 @@ func (s *Shell) bind(ctx context.Context, c *Command, ops []*admin.Operation, ob
 		}
 	}
 	for n, g := range got {
+		if p := op.Param(n); p.Type.Kind == admin.KindSecret && g.lit {
+			pos := g.pos
+			return nil, &cmdError{cmd: cmdlet, usage: true, pos: &pos, msg: "Cannot bind parameter '" + p.Name + "': a password written on the command line would stay in the history and the process list (SPEC I5). " + secretHelp}
+		}
+	}
+	for n, g := range got {
 		p := op.Param(n)
 		v, err := s.convert(cmdlet, p, g)
 		if err != nil {
@@ -207,9 +213,6 @@ func (s *Shell) bind(ctx context.Context, c *Command, ops []*admin.Operation, ob
 		}
 		if v == nil {
 			continue
-		}
-		if p.Type.Kind == admin.KindSecret && g.lit {
-			b.literalSecret = true
 		}
 		b.params[p.Name] = v
 	}

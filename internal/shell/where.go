@@ -23,7 +23,8 @@ import (
 type Expr struct {
 	op   string // "or", "and", "not", "cmp", "val"
 	l, r *Expr
-	cmp  string // the comparison (eq, match, …) with "c" first when case-sensitive
+	cmp  string // the comparison (eq, match, …)
+	cs   bool   // case-sensitive (-ceq, -cmatch, …)
 	val  operand
 }
 
@@ -233,7 +234,7 @@ func (ep *exprParser) unary() (*Expr, error) {
 		}
 		r.val.re = re
 	}
-	return &Expr{op: "cmp", cmp: cs + name, l: l, r: r}, nil
+	return &Expr{op: "cmp", cmp: name, cs: cs == "c", l: l, r: r}, nil
 }
 
 func (ep *exprParser) primary() (*Expr, error) {
@@ -278,8 +279,7 @@ func (e *Expr) eval(obj *Object) any {
 		return e.val.lit
 	}
 	l, r := e.l.eval(obj), e.r.eval(obj)
-	cs := strings.HasPrefix(e.cmp, "c")
-	op := strings.TrimPrefix(e.cmp, "c")
+	cs, op := e.cs, e.cmp
 	if op == "contains" || op == "notcontains" {
 		found := false
 		for _, item := range items(l) {
