@@ -223,9 +223,14 @@ func (l *Log) SetCategoryLevel(ctx context.Context, pattern string, level Level)
 	return changed, nil
 }
 
-// MatchCategory reports whether category c matches pattern ("Source\\*" or an exact name).
+// MatchCategory reports whether category c matches pattern ("Source\\*",
+// a source alone — every category of it, as seed 004's
+// Get-EventLogLevel -Identity msexchangetransport — or an exact name).
 func MatchCategory(pattern, c string) bool {
 	p, c := strings.ToLower(pattern), strings.ToLower(c)
+	if p != "" && p != "*" && !strings.Contains(p, `\`) {
+		return strings.HasPrefix(c, p+`\`)
+	}
 	if strings.HasSuffix(p, `\*`) {
 		return strings.HasPrefix(c, strings.TrimSuffix(p, "*"))
 	}
