@@ -17,30 +17,30 @@ import (
 // ExchangeCertificate" (003), the three commands run together on one line
 // (002), <thumprint> (003). The placeholders are replaced when run.
 const (
-	seedFlStar       = `Get-ExchangeCertificate | fl *`                                                         // 000, 001
+	seedFlStar       = `Get-ExchangeCertificate | fl *`                                                        // 000, 001
 	seedEnableSMTP   = `Enable-ExchangeCertificate -Thumbprint <insert_certificate_thumbprint> -Services:SMTP` // 000, 001
 	seed002          = `Get-ExchangeCertificate | FL * Get-ReceiveConnector | FL name, fqdn, objectClass Get-SendConnector | FL name, fqdn, objectClass`
 	seedNewSMTP      = `New-ExchangeCertificate -DomainName "server1.fourthcoffee.com", "server1" -Services "SMTP"` // 003
-	seedClone        = `Get-ExchangeCertificate <thumbprint> | New-ExchangeCertificate`                              // 003
-	seedCloneSvcs    = `Get-ExchangeCertificate <thumbprint> | New-ExchangeCertificate -Services SMTP,POP,IMAP`      // 003
-	seedEnableBare   = `Enable-ExchangeCertificate <thumbprint>`                                                     // 003
+	seedClone        = `Get-ExchangeCertificate <thumbprint> | New-ExchangeCertificate`                             // 003
+	seedCloneSvcs    = `Get-ExchangeCertificate <thumbprint> | New-ExchangeCertificate -Services SMTP,POP,IMAP`     // 003
+	seedEnableBare   = `Enable-ExchangeCertificate <thumbprint>`                                                    // 003
 	seedRequest      = `New-ExchangeCertificate -DomainName popserver.fourthcoffee.com -SubjectName "c=us,o=contoso corp, cn=popserver.fourthcoffee.com" -PrivateKeyExportable:$True -GenerateRequest:$True -Path "C:\CertRequest.req"`
-	seedImport       = `Import-ExchangeCertificate -Path "C:\CertificateFile.cer"`                                          // 003
-	seedEnablePOP    = `Enable-ExchangeCertificate <thumprint> -Services:"POP"`                                             // 003
+	seedImport       = `Import-ExchangeCertificate -Path "C:\CertificateFile.cer"`                                              // 003
+	seedEnablePOP    = `Enable-ExchangeCertificate <thumprint> -Services:"POP"`                                                 // 003
 	seedImportEnable = `Import-ExchangeCertificate -Path "C:\CertificateFile.cer" | Enable-ExchangeCertificate -Services:"POP"` // 003
-	seedVerify       = `Get- ExchangeCertificate <thumbprint> | fl *`                                                       // 003
-	seedPOPSettings  = `Get-POPSettings | fl *`                                                                             // 003
-	seedLevel        = `Get-EventLogLevel -Identity msexchangetransport`                                                    // 004
-	seedLevelExpert  = `Get-EventLogLevel -Identity msexchangetransport\* | Set-EventLogLevel -Level Expert`                // 004
-	seedFl           = `Get-ExchangeCertificate |fl`                                                                        // 004
-	seedEnableCert   = `Enable-ExchangeCertificate -Thumbprint <thumbprint_of_certificate> -Services SMTP`                  // 004
-	seedRestart      = `restart-service msexchangetransport`                                                                // 004
-	seedNew          = `New-ExchangeCertificate`                                                                            // 004
-	seedEnableNew    = `Enable-ExchangeCertificate -Thumbprint <thumbprint_of_new_certificate> -Services SMTP`              // 004 (twice)
-	seedRemove       = `Remove-ExchangeCertificate -Thumbprint <thumbprint_of_expiring_certificate>`                        // 004
-	seedEvent1       = `Enable-ExchangeCertificate %1 -services SMTP`                                                       // 004, event 12024's text
-	seedEvent2       = `New-ExchangeCertificate -DomainName serverfqdn -Services SMTP`                                      // 004, event 12024's text
-	seedEdge         = `New-EdgeSubscription –FileName “C:\EdgeSubscription-1.xml”`                                         // 004
+	seedVerify       = `Get- ExchangeCertificate <thumbprint> | fl *`                                                           // 003
+	seedPOPSettings  = `Get-POPSettings | fl *`                                                                                 // 003
+	seedLevel        = `Get-EventLogLevel -Identity msexchangetransport`                                                        // 004
+	seedLevelExpert  = `Get-EventLogLevel -Identity msexchangetransport\* | Set-EventLogLevel -Level Expert`                    // 004
+	seedFl           = `Get-ExchangeCertificate |fl`                                                                            // 004
+	seedEnableCert   = `Enable-ExchangeCertificate -Thumbprint <thumbprint_of_certificate> -Services SMTP`                      // 004
+	seedRestart      = `restart-service msexchangetransport`                                                                    // 004
+	seedNew          = `New-ExchangeCertificate`                                                                                // 004
+	seedEnableNew    = `Enable-ExchangeCertificate -Thumbprint <thumbprint_of_new_certificate> -Services SMTP`                  // 004 (twice)
+	seedRemove       = `Remove-ExchangeCertificate -Thumbprint <thumbprint_of_expiring_certificate>`                            // 004
+	seedEvent1       = `Enable-ExchangeCertificate %1 -services SMTP`                                                           // 004, event 12024's text
+	seedEvent2       = `New-ExchangeCertificate -DomainName serverfqdn -Services SMTP`                                          // 004, event 12024's text
+	seedEdge         = `New-EdgeSubscription –FileName “C:\EdgeSubscription-1.xml”`                                             // 004
 )
 
 // sh runs one seed line in certrelay shell -c, with placeholders
