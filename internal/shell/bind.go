@@ -225,10 +225,12 @@ func (s *Shell) callAsking(ctx context.Context, c *Command, op *admin.Operation,
 		if errors.As(err, &cr) {
 			q := admin.Render(cr.Question, op, admin.CmdletSyntax{})
 			for _, d := range cr.Details {
-				q += fmt.Sprintf("\n  %s: %s", d.Name, d.Value)
+				if !strings.Contains(q, d.Value) {
+					q += fmt.Sprintf("\n  %s: %s", d.Name, d.Value)
+				}
 			}
 			if cr.IfNo != "" {
-				q += "\n" + admin.Render(cr.IfNo, op, admin.CmdletSyntax{})
+				q += "\nIf you answer no: " + admin.Render(cr.IfNo, op, admin.CmdletSyntax{})
 			}
 			yes := *all
 			if !yes {
