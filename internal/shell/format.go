@@ -114,12 +114,29 @@ func (s *Shell) printList(o *Object, names []string) {
 	}
 	for _, n := range names {
 		v, _ := o.Get(n)
-		val := text(v)
+		val := cell(n, v)
 		if strings.Contains(val, "\n") { // a PEM request: keep it readable
 			val = strings.ReplaceAll(strings.TrimRight(val, "\n"), "\n", "\n"+strings.Repeat(" ", width+3))
 		}
 		fmt.Fprintf(s.Out, "%-*s : %s\n", width, n, val)
 	}
+}
+
+// cell is a property's value as shown. Services is a set of flags in
+// Exchange, shown as "IMAP, POP, SMTP" (seed 003's "Services : POP"),
+// not as a list in braces.
+func cell(name string, v any) string {
+	if list, ok := asList(v); ok && name == "Services" {
+		parts := make([]string, len(list))
+		for i, it := range list {
+			parts[i] = text(it)
+		}
+		if len(parts) == 0 {
+			return "None"
+		}
+		return strings.Join(parts, ", ")
+	}
+	return text(v)
 }
 
 // printTable writes a table with a header and dashes under it, as
@@ -142,9 +159,9 @@ func (s *Shell) printTable(objs []*Object, cols []string, noHeader bool) {
 			} else {
 				v, _ = o.Get(c)
 			}
-			cell := strings.ReplaceAll(text(v), "\n", " ")
-			rows[r][i] = cell
-			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+			c := strings.ReplaceAll(cell(c, v), "\n", " ")
+			rows[r][i] = c
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
 		}
 	}
 	line := func(cells []string) {

@@ -139,6 +139,12 @@ func (s *Shell) pipeline(ctx context.Context, pl *Pipeline) (stream, error) {
 // command runs one command on its input.
 func (s *Shell) command(ctx context.Context, c *Command, in stream, first, last bool) (stream, error) {
 	name := canonical(c.Name)
+	for _, el := range c.Elems {
+		if el.Param == "?" { // Cmdlet -? is Get-Help Cmdlet
+			help := &Command{Name: "Get-Help", Pos: c.Pos, Elems: []*Elem{{Value: &Value{Kind: Word, Text: name, Pos: c.Pos}, Pos: c.Pos}}}
+			return builtins["get-help"].run(s, ctx, &call{cmd: help, name: "Get-Help", first: true, last: true})
+		}
+	}
 	if b, ok := builtins[strings.ToLower(name)]; ok {
 		return b.run(s, ctx, &call{cmd: c, name: b.name, in: in, first: first, last: last})
 	}

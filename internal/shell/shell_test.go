@@ -427,6 +427,12 @@ func TestHelpAndCommands(t *testing.T) {
 	if out := ts.ok(`help Enable-ExchangeCertificate -Parameter Services`); !strings.Contains(out, "-Services <services>") || !strings.Contains(out, "Required") {
 		t.Errorf("help -Parameter:\n%s", out)
 	}
+	if out := ts.ok(`Remove-ExchangeCertificate -?`); !strings.Contains(out, "Remove-ExchangeCertificate [-Thumbprint] <string>") {
+		t.Errorf("-?:\n%s", out)
+	}
+	if out := ts.ok(`Get-ExchangeCertificate | ft Services`); !strings.Contains(out, "\nSMTP\n") {
+		t.Errorf("Services as Exchange shows them:\n%s", out)
+	}
 	if out := ts.ok(`restart-service msexchangetransport`); !strings.Contains(out, "No restart needed") {
 		t.Errorf("restart-service: %s", out)
 	}
