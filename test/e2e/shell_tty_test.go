@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/rand"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,6 +130,36 @@ func TestShellInteractive(t *testing.T) {
 	}
 	tt.keys("Get-ExchangeCertificate | Measure-Nothing", "Enter")
 	tt.wait("The term 'Measure-Nothing' is not recognized")
+
+	// Ctrl-C while a command runs stops that command: certutil waits on a
+	// CRL server that never answers (the fetch's own limit is 5 s).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	hangCA := testpki.NewRoot(t, testpki.Options{CommonName: "Hanging CA"})
+	hang := hangCA.Issue(t, testpki.Options{CommonName: "hang.contoso.test", CRL: []string{"http://" + ln.Addr().String() + "/ca.crl"}})
+	e.write("hang.pem", testpki.PEM(hang.Cert, hangCA.Cert))
+	tt.keys(`certutil -verify -urlfetch C:\hang.pem`, "Enter")
+	time.Sleep(700 * time.Millisecond)
+	start := time.Now()
+	tt.keys("C-c")
+	tt.wait("^C (stopping the command)")
+	tt.keys("Get-ExchangeServer | fl Name", "Enter")
+	tt.wait("Name : " + e.server().Name)
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("the command went on for %v after Ctrl-C", d)
+	}
 
 	// A password written on the line is refused and not kept; one asked
 	// for is not shown.
