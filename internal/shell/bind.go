@@ -115,7 +115,7 @@ func (s *Shell) runCmdlet(ctx context.Context, c *Command, ops []*admin.Operatio
 		inputs = in.objs
 	}
 	var out stream
-	all := new(bool) // "Yes to All" / "No to All" for the rest of the pipeline
+	all := new(toAll) // "Yes to All" / "No to All" for the rest of the pipeline
 	for _, obj := range inputs {
 		res, err := s.runOnce(ctx, c, ops, obj, all)
 		if err != nil {
@@ -132,14 +132,17 @@ func (s *Shell) runCmdlet(ctx context.Context, c *Command, ops []*admin.Operatio
 }
 
 // runOnce binds the line (and a piped object) and calls the operation.
-func (s *Shell) runOnce(ctx context.Context, c *Command, ops []*admin.Operation, obj *Object, all *bool) (*admin.Result, error) {
+func (s *Shell) runOnce(ctx context.Context, c *Command, ops []*admin.Operation, obj *Object, all *toAll) (*admin.Result, error) {
 	b, err := s.bind(ctx, c, ops, obj)
 	if err != nil {
 		return nil, err
 	}
 	op := b.op
 	fail := func(err error) error { return s.opError(c, op, err) }
-	if b.confirm && !b.whatIf && !*all {
+	if *all == noToAll {
+		return nil, nil
+	}
+	if b.confirm && !b.whatIf && *all != yesToAll {
 		yes, err := s.confirm(op.Cmdlet, fmt.Sprintf("Performing the operation %q on target %q.", op.Cmdlet, target(op, b.params)), all)
 		if err != nil {
 			return nil, &cmdError{cmd: op.Cmdlet, msg: err.Error(), pos: &c.Pos}
@@ -218,7 +221,7 @@ func target(op *admin.Operation, p admin.Params) string {
 
 // callAsking calls the operation; a question is asked as PowerShell
 // asks for confirmation, a missing password as Get-Credential would.
-func (s *Shell) callAsking(ctx context.Context, c *Command, op *admin.Operation, req admin.Request, all *bool) (res *admin.Result, answeredNo bool, err error) {
+func (s *Shell) callAsking(ctx context.Context, c *Command, op *admin.Operation, req admin.Request, all *toAll) (res *admin.Result, answeredNo bool, err error) {
 	for {
 		res, err = s.Admin.Call(ctx, req)
 		var cr *admin.ConfirmationRequired
@@ -232,8 +235,8 @@ func (s *Shell) callAsking(ctx context.Context, c *Command, op *admin.Operation,
 			if cr.IfNo != "" {
 				q += "\nIf you answer no: " + admin.Render(cr.IfNo, op, admin.CmdletSyntax{})
 			}
-			yes := *all
-			if !yes {
+			yes := *all == yesToAll
+			if *all == ask {
 				if yes, err = s.confirm(op.Cmdlet, q, all); err != nil {
 					return nil, false, &cmdError{cmd: op.Cmdlet, msg: err.Error(), pos: &c.Pos, kind: admin.Cancelled}
 				}
@@ -256,9 +259,18 @@ func (s *Shell) callAsking(ctx context.Context, c *Command, op *admin.Operation,
 	}
 }
 
+// toAll is an answer for the rest of a pipeline.
+type toAll int
+
+const (
+	ask toAll = iota
+	yesToAll
+	noToAll
+)
+
 // confirm asks PowerShell's confirmation question; "A" and "L" answer
 // the rest of the pipeline too.
-func (s *Shell) confirm(cmdlet, question string, all *bool) (bool, error) {
+func (s *Shell) confirm(cmdlet, question string, all *toAll) (bool, error) {
 	if s.Ask == nil {
 		return false, fmt.Errorf("this needs a confirmation and there is no terminal to ask: add -Confirm:$false (or -Force) to answer yes. The question was: %s", strings.ReplaceAll(question, "\n", " "))
 	}
@@ -272,9 +284,12 @@ func (s *Shell) confirm(cmdlet, question string, all *bool) (bool, error) {
 		case "", "y", "yes":
 			return true, nil
 		case "a":
-			*all = true
+			*all = yesToAll
 			return true, nil
-		case "n", "no", "l":
+		case "l":
+			*all = noToAll
+			return false, nil
+		case "n", "no":
 			return false, nil
 		case "?":
 			prompt = "Y - Continue with only the next step of the operation.\nA - Continue with all the steps of the operation.\nN - Skip this operation and proceed with the next operation.\nL - Skip this operation and all subsequent operations.\n[Y] Yes  [A] Yes to All  [N] No  [L] No to All  [?] Help (default is \"Y\"): "

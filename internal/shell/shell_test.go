@@ -284,6 +284,28 @@ func TestWhatIfAndConfirm(t *testing.T) {
 	if len(ans.prompts) != 1 || !strings.Contains(ans.prompts[0], "Set-EventLogLevel") {
 		t.Errorf("-Confirm: %q", ans.prompts)
 	}
+	// Over a pipeline, "No to All" and "Yes to All" answer the rest.
+	ts.ok(`New-ExchangeCertificate -DomainName d1.contoso.com -Services POP; New-ExchangeCertificate -DomainName d2.contoso.com -Services POP; New-ExchangeCertificate -DomainName d3.contoso.com -Services POP`)
+	count := func() int {
+		n := 0
+		for _, c := range ts.certs() {
+			if strings.HasPrefix(c.Subject, "CN=d") {
+				n++
+			}
+		}
+		return n
+	}
+	removeAll := `Get-ExchangeCertificate | ? { $_.Subject -like 'CN=d?.contoso.com' } | Remove-ExchangeCertificate`
+	ans.lines, ans.prompts = []string{"L"}, nil
+	ts.ok(removeAll)
+	if count() != 3 || len(ans.prompts) != 1 {
+		t.Errorf("No to All: %d left, %d questions", count(), len(ans.prompts))
+	}
+	ans.lines, ans.prompts = []string{"n", "A"}, nil
+	ts.ok(removeAll)
+	if count() != 1 || len(ans.prompts) != 2 {
+		t.Errorf("No, then Yes to All: %d left, %d questions", count(), len(ans.prompts))
+	}
 	// A mandatory parameter left out is asked for.
 	ans.lines, ans.prompts = []string{"SMTP"}, nil
 	ts.ok(`Enable-ExchangeCertificate ` + ts.internal())
