@@ -68,15 +68,21 @@ are read from files: -Password (Get-Content FILE | ConvertTo-SecureString -AsPla
 				case cmd.Flags().Changed("command") || file != "":
 					err = sh.Run(cmd.Context(), script)
 				case tty:
-					return sh.Interactive(cmd.Context(), shell.Session{
+					err = sh.Interactive(cmd.Context(), shell.Session{
 						History: filepath.Join(a.dataDir, "shell_history"),
 						Prompt:  "[PS] " + serverName(cmd, ad) + "> ",
 						Stdin:   a.stdin,
 					})
+					if err != nil {
+						return err
+					}
 				default:
 					r := bufio.NewReader(a.stdin)
 					sh.Ask = &shell.ReaderAsker{R: r, W: a.stderr}
 					err = sh.RunReader(cmd.Context(), r)
+				}
+				if err == nil && sh.Exited() && sh.ExitCode != 0 {
+					return exitError{sh.ExitCode}
 				}
 				var f *shell.Failure
 				if errors.As(err, &f) {

@@ -191,6 +191,8 @@ func TestShellExitStatus(t *testing.T) {
 		{[]string{"shell", "-c", "Get-POPSettings"}, 1, "not available yet"},
 		{[]string{"shell", "-f", script}, 2, "(stopped: 1 more command(s)"},
 		{[]string{"shell", "-c", "x", "-f", script}, 2, "not both"},
+		{[]string{"shell", "-c", "Get-ExchangeServer; exit 3; Get-Bogus"}, 3, ""},
+		{[]string{"shell", "-c", "exit 300"}, 2, "from 0 to 255"},
 	} {
 		code, _, stderr := runIn(t, data, "", c.args...)
 		if code != c.code || !strings.Contains(stderr, c.want) {

@@ -55,7 +55,18 @@ func init() {
 			fmt.Fprint(s.Out, "\x1b[H\x1b[2J")
 			return stream{}, nil
 		}},
-		{name: "exit", summary: "Leave the shell", syntax: "exit", run: func(s *Shell, _ context.Context, _ *call) (stream, error) {
+		{name: "exit", summary: "Leave the shell (with an exit status: exit 3)", syntax: "exit [STATUS]", run: func(s *Shell, ctx context.Context, c *call) (stream, error) {
+			a, err := s.args(ctx, c, nil, nil)
+			if err != nil {
+				return stream{}, err
+			}
+			if len(a.pos) > 0 {
+				n, err := strconv.Atoi(text(a.pos[0]))
+				if err != nil || n < 0 || n > 255 {
+					return stream{}, &cmdError{cmd: "exit", usage: true, pos: &c.cmd.Pos, msg: fmt.Sprintf("the exit status %q is not a number from 0 to 255", text(a.pos[0]))}
+				}
+				s.ExitCode = n
+			}
 			s.exited = true
 			return stream{}, nil
 		}},

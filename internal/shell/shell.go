@@ -48,6 +48,9 @@ type Shell struct {
 	// process's).
 	Dir string
 
+	// ExitCode is the status exit gave (exit 3).
+	ExitCode int
+
 	said map[string]bool // notes said once
 	// exited is set by exit.
 	exited bool
