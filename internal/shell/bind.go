@@ -216,7 +216,7 @@ func target(op *admin.Operation, p admin.Params) string {
 			return text(v)
 		}
 	}
-	return op.Cmdlet
+	return "this server"
 }
 
 // callAsking calls the operation; a question is asked as PowerShell
