@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -47,6 +48,13 @@ func (s *Store) RecordKeyFault(ctx context.Context, keyID string, cause error) e
 	if err != nil {
 		return nil
 	}
+	size, mtime := fi.Size(), fi.ModTime()
+	var kf *KeyFileError
+	if errors.As(cause, &kf) {
+		// The content that failed, as read: if the file was replaced
+		// since, the fault does not match it.
+		size, mtime = kf.Size, kf.ModTime
+	}
 	return s.change(ctx, func(ctx context.Context, tx *sql.Tx, touch func(string)) error {
 		rows, err := tx.QueryContext(ctx, `SELECT thumbprint FROM certificates WHERE key_id = ?`, keyID)
 		if err != nil {
@@ -63,7 +71,7 @@ func (s *Store) RecordKeyFault(ctx context.Context, keyID string, cause error) e
 		rows.Close()
 		_, err = tx.ExecContext(ctx, `INSERT INTO key_faults(key_id, size, mtime_ns, error) VALUES(?, ?, ?, ?)
 			ON CONFLICT(key_id) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, error = excluded.error`,
-			keyID, fi.Size(), fi.ModTime().UnixNano(), fmt.Sprint(cause))
+			keyID, size, mtime.UnixNano(), fmt.Sprint(cause))
 		return err
 	})
 }

@@ -24,6 +24,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -313,19 +314,44 @@ func (s *Store) PrivateKey(e Entry) (crypto.Signer, error) {
 // certificate, and export, read private keys.
 func (s *Store) PrivateKeyByID(keyID string) (crypto.Signer, error) {
 	path := s.keyPath(keyID)
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w (the key file %s is missing)", ErrNoKey, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read the private key file %s: %w", path, err)
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read the private key file %s: %w", path, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read the private key file %s: %w", path, err)
+	}
 	k, err := certinfo.ParsePrivateKeyPEM(data)
 	if err != nil {
-		return nil, fmt.Errorf("the private key file %s: %w", path, err)
+		// The file as it was read, so a fault recorded later is about
+		// this content even if the file has been replaced since.
+		return nil, &KeyFileError{Path: path, Size: fi.Size(), ModTime: fi.ModTime(), Err: err}
 	}
 	return k, nil
 }
+
+// KeyFileError is a key file whose content could not be loaded: the file
+// as it was read (size and modification time) and why.
+type KeyFileError struct {
+	Path    string
+	Size    int64
+	ModTime time.Time
+	Err     error
+}
+
+func (e *KeyFileError) Error() string {
+	return fmt.Sprintf("the private key file %s: %v", e.Path, e.Err)
+}
+func (e *KeyFileError) Unwrap() error { return e.Err }
 
 // NewCertificate is what AddCertificate stores.
 type NewCertificate struct {

@@ -250,3 +250,38 @@ func TestKeyFaults(t *testing.T) {
 		t.Error("the fault still matches a file that changed")
 	}
 }
+
+// TestKeyFaultIsAboutTheFileThatFailed: a fault recorded after the file
+// was already restored (the server records off the handshake that found
+// it) blames the content that failed to load, not the restored file — or
+// the certificate stays passed over until the file changes again.
+func TestKeyFaultIsAboutTheFileThatFailed(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	l := testpki.SelfSigned(t, testpki.Options{CommonName: "late.example", Key: testpki.ECKey(t)})
+	e, err := s.AddCertificate(ctx, NewCertificate{DER: l.Cert.Raw, Key: l.Key, Services: SMTP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := s.KeyInfo(e).Path
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("-----BEGIN PRIVATE KEY-----\nZGFtYWdlZA==\n-----END PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, loadErr := s.PrivateKeyByID(e.KeyID)
+	if loadErr == nil {
+		t.Fatal("a damaged key loaded")
+	}
+	if err := os.WriteFile(path, good, 0o600); err != nil { // restored before the fault is recorded
+		t.Fatal(err)
+	}
+	if err := s.RecordKeyFault(ctx, e.KeyID, loadErr); err != nil {
+		t.Fatal(err)
+	}
+	if faults, _ := s.KeyFaults(ctx); faults[e.KeyID].Matches(s.KeyInfo(e)) {
+		t.Error("the restored key file is recorded as the one that could not be loaded")
+	}
+}
