@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"certrelay/internal/accounts"
 	"certrelay/internal/certview"
 	"certrelay/internal/db"
 	"certrelay/internal/directory"
@@ -66,6 +67,7 @@ type Admin struct {
 	Dir       directory.Directory
 	Events    *events.Log
 	Settings  *settings.Settings
+	Accounts  *accounts.Store // the HTTPS console's accounts (SPEC I3)
 }
 
 // Open opens (creating if needed) the data directory's database.
@@ -94,6 +96,9 @@ func Open(ctx context.Context, o Options) (*Admin, error) {
 	fail := func(err error) (*Admin, error) { a.src.Close(); return nil, err }
 	name, _ := a.Settings.Get(ctx, settings.ServerName)
 	if a.Events, err = events.Open(ctx, a.db, a.now, o.Logger, name); err != nil {
+		return fail(err)
+	}
+	if a.Accounts, err = accounts.Open(ctx, a.db, a.now); err != nil {
 		return fail(err)
 	}
 	return a, nil

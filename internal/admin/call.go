@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -229,6 +231,9 @@ func (a *Admin) Call(ctx context.Context, r Request) (*Result, error) {
 	if in.file != nil {
 		res.File = in.file
 	}
+	if op.Role > ViewOnly {
+		a.audit(ctx, r.Caller, op, params)
+	}
 	return res, nil
 }
 
@@ -263,6 +268,51 @@ func (a *Admin) whatIf(in *In, r Request, fail func(error) (*Result, error)) (*R
 	res.Messages = append(in.asked, res.Messages...)
 	res.File, res.WhatIf = in.file, true
 	return res, nil
+}
+
+// audit raises 16080 for a change an operation made: who (the caller's
+// name and role), from where (the face: "cli", a client's address), what
+// (the operation and its parameters, secrets and file contents left out).
+// It follows the operation's commit: the operations that wait on the
+// network outside their transaction (an import checks revocation) keep
+// the write lock free meanwhile.
+func (a *Admin) audit(ctx context.Context, c Caller, op *Operation, params Params) {
+	var args []string
+	for i := range op.Params {
+		p := &op.Params[i]
+		v, ok := params[p.Name]
+		if !ok {
+			continue
+		}
+		var text string
+		switch p.Type.Kind {
+		case KindSecret:
+			text = "(secret)"
+		case KindData:
+			b, _ := v.([]byte)
+			text = fmt.Sprintf("(%d bytes)", len(b))
+		case KindBool:
+			if b, _ := v.(bool); b {
+				args = append(args, "-"+p.Name)
+				continue
+			}
+			text = "$false"
+			args = append(args, "-"+p.Name+":"+text)
+			continue
+		case KindList:
+			l, _ := v.([]string)
+			parts := make([]string, len(l))
+			for i, x := range l {
+				parts[i] = quotePS(x)
+			}
+			text = strings.Join(parts, ",")
+		default:
+			text = quotePS(fmt.Sprint(v))
+		}
+		args = append(args, "-"+p.Name, text)
+	}
+	who, from := or(c.Name, "(unnamed)"), or(c.From, "(unknown)")
+	a.raise(context.WithoutCancel(ctx), 16080, "", who, c.Role.String(), from, op.Cmdlet, strings.Join(args, " "))
 }
 
 // In is one call of an operation, as its Run function sees it.

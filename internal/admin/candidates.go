@@ -105,16 +105,7 @@ func (a *Admin) Explain(ctx context.Context, o ExplainOptions) (Explanation, err
 	if d.Winner != nil {
 		ex.Winner = d.Winner.Thumbprint
 	}
-	if ex.STARTTLS == "offered" {
-		switch {
-		case d.Winner == nil:
-			ex.STARTTLS = "not advertised: no certificate (event 12014)"
-		case d.LastResort(now) == selection.WonExpired:
-			ex.STARTTLS = "offered with an expired certificate (event 12016)"
-		case d.LastResort(now) == selection.WonRevocationUnknown:
-			ex.STARTTLS = "offered with a certificate whose revocation could not be established, as a last resort (event 16030 when a session uses it)"
-		}
-	}
+	ex.STARTTLS = startTLSBehaviour(ex.STARTTLS, &d, now)
 	if o.Direction == "out" && d.Winner == nil && req.Explicit != "" {
 		ex.STARTTLS = "sessions fail with 454 4.7.5: the named certificate is missing"
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 
+	"certrelay/internal/accounts"
 	"certrelay/internal/certinfo"
 	"certrelay/internal/certview"
 	"certrelay/internal/db"
@@ -163,8 +164,14 @@ func asError(err error) *Error {
 	case errors.Is(err, certview.ErrNotSetUp):
 		out.Kind = Unavailable
 		out.Fix = msgf("run {Install-CertrelayServer} (starting the server runs it too)")
-	case errors.Is(err, store.ErrExists):
+	case errors.Is(err, store.ErrExists), errors.Is(err, accounts.ErrExists):
 		out.Kind = Conflict
+	case errors.Is(err, accounts.ErrNotFound):
+		out.Kind, out.Field = NotFound, "Identity"
+	case errors.Is(err, accounts.ErrInvalidName):
+		out.Kind, out.Field = Invalid, "Name"
+	case errors.Is(err, accounts.ErrWeakPassword):
+		out.Kind, out.Field = Invalid, "Password"
 	case errors.Is(err, store.ErrNoKey):
 		out.Kind = Conflict
 	case errors.Is(err, directory.ErrNotFound), errors.Is(err, trust.ErrNotFound), errors.Is(err, queue.ErrNotFound):

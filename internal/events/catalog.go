@@ -72,6 +72,7 @@ const (
 	TransportService = "TransportService"
 	Certificates     = "Certificates"
 	Setup            = "Setup"
+	Console          = "Console" // the HTTPS console and API, its accounts and the audit of changes
 )
 
 // Definition describes one event.
@@ -184,6 +185,33 @@ var catalog = []Definition{
 	{ID: 16008, Name: "InternalTransportCertificateChanged", Source: SourceCertrelay, Category: Certificates, Severity: Information, Level: Lowest,
 		Params: []string{"server", "old", "new"},
 		Text:   "The internal transport certificate of %1 is now %3 (it was %2); the directory publishes the new one to the other servers."},
+
+	// The HTTPS console and API, accounts and the audit of changes (IDs
+	// 16080–16089, issue 16).
+	{ID: 16080, Name: "AdministrativeChange", Source: SourceCertrelay, Category: Console, Severity: Information, Level: Lowest,
+		Params: []string{"account", "role", "from", "operation", "parameters"},
+		Text:   "%1 (%2) from %3 ran %4 %5."},
+	{ID: 16081, Name: "ConsoleLogin", Source: SourceCertrelay, Category: Console, Severity: Information, Level: Lowest,
+		Params: []string{"account", "role", "from"},
+		Text:   "%1 (%2) logged in to the console from %3."},
+	{ID: 16082, Name: "ConsoleLoginFailed", Source: SourceCertrelay, Category: Console, Severity: Warning, Level: Lowest, Throttle: limitThrottle,
+		Params: []string{"account", "from", "failures"},
+		Text:   "A login to the console as %1 from %2 failed (%3 failures from that address in the last 15 minutes). If it is not one of your administrators mistyping, block the address; certrelay account list shows the accounts, certrelay account set NAME --password-file F changes a password."},
+	{ID: 16083, Name: "ConsoleLoginRateLimited", Source: SourceCertrelay, Category: Console, Severity: Warning, Level: Lowest, Throttle: hour,
+		Params: []string{"from", "retryAfter"},
+		Text:   "Logins from %1 are refused for %2 after too many failures (an attack on the console's passwords, or a script with a wrong password). Nothing needs doing if it stops; otherwise block the address, or give scripts an API token (certrelay account token NAME)."},
+	{ID: 16084, Name: "ConsoleCertificateMissing", Source: SourceCertrelay, Category: Console, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"hostName", "reason"},
+		Text:   "The HTTPS console cannot serve %1: no certificate enabled for IIS can be used for that name — %2. Browsers get a failed handshake. Enable one that holds the name: certrelay cert enable THUMBPRINT --services IIS, or make one: certrelay cert new --domain %1 --services IIS; certrelay cert explain --fqdn %1 --service IIS shows every certificate considered."},
+	{ID: 16085, Name: "ConsoleBindingFailed", Source: SourceCertrelay, Category: Console, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"listener", "binding", "error", "retry"},
+		Text:   "The %1 cannot listen on %2: %3. certrelay tries again in %4, then less and less often. Stop the program that holds the address (ss -ltnp shows which), or move it: certrelay console set --bindings IP:PORT (--metrics-bindings for metrics)."},
+	{ID: 16086, Name: "ConsoleBindingRestored", Source: SourceCertrelay, Category: Console, Severity: Information, Level: Lowest,
+		Params: []string{"listener", "binding", "attempts"},
+		Text:   "The %1 listens on %2 now, after %3 failed attempts; certrelay events --id 16085 shows why they failed."},
+	{ID: 16087, Name: "ConsoleCertificateLastResort", Source: SourceCertrelay, Category: Console, Severity: Warning, Level: Lowest, Throttle: day,
+		Params: []string{"hostName", "thumbprint", "how"},
+		Text:   "The HTTPS console serves %1 with certificate %2 as a last resort (%3): browsers will warn. Renew or replace it: certrelay cert new --from %2 --services IIS for a self-signed one, or import a new one from the CA and certrelay cert enable THUMBPRINT --services IIS."},
 
 	// Limits of the receive connectors (SPEC P1) and their listeners.
 	// Throttled per connector, or per connector and client address.

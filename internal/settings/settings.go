@@ -69,3 +69,12 @@ const (
 	ImapCertificateName = "imap4.X509CertificateName" // FQDN IMAP4 selects its certificate for
 	HTTPSCertificate    = "https.certificate"         // thumbprint the HTTPS console is bound to
 )
+
+// Keys of the HTTPS console and the metrics endpoint (SPEC I3; issue 16),
+// written by Set-CertrelayConsole. Bindings are IP:PORT lists separated
+// by commas; "" (the default) means off.
+const (
+	ConsoleBindings = "console.bindings" // where the HTTPS console and API listen
+	ConsoleHostName = "console.hostname" // the name the console selects its certificate for (S8); "": the server's FQDN
+	MetricsBindings = "metrics.bindings" // where /metrics listens, plain HTTP
+)
