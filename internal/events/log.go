@@ -236,3 +236,23 @@ func MatchCategory(pattern, c string) bool {
 	}
 	return p == "*" || p == c
 }
+
+// CountByID returns how many events of each ID the log holds (for the
+// metrics endpoint: the log is shared by every process, so this counts
+// what the CLI raised too).
+func (l *Log) CountByID(ctx context.Context) (map[int]int, error) {
+	rows, err := db.Q(ctx, l.db).QueryContext(ctx, `SELECT id, count(*) FROM events GROUP BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("count events: %w", err)
+	}
+	defer rows.Close()
+	out := map[int]int{}
+	for rows.Next() {
+		var id, n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, err
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
+}

@@ -97,17 +97,24 @@ type Counts struct {
 	Messages int // messages in the queue
 	Pending  int // recipients pending
 	Deferred int // pending recipients already tried (Attempts > 0)
+	// Oldest is when the oldest message in the queue was received (zero
+	// when the queue is empty).
+	Oldest time.Time
 }
 
 // Count returns how much the queue holds without reading any message:
 // cheap enough to poll while a server drains the queue.
 func (q *Queue) Count(ctx context.Context) (Counts, error) {
 	var c Counts
-	err := q.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM messages),
+	var oldest sql.NullInt64
+	err := q.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM messages), (SELECT min(received_at) FROM messages),
 		count(*), coalesce(sum(attempts > 0), 0) FROM recipients WHERE status = 'pending'`).
-		Scan(&c.Messages, &c.Pending, &c.Deferred)
+		Scan(&c.Messages, &oldest, &c.Pending, &c.Deferred)
 	if err != nil {
 		return Counts{}, fmt.Errorf("count queue: %w", err)
+	}
+	if oldest.Valid {
+		c.Oldest = fromMs(oldest.Int64)
 	}
 	return c, nil
 }

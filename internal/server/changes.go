@@ -120,7 +120,8 @@ func (w *watcher) note(p *pending, ev fswatch.Event) (wrote bool) {
 // apply reads what changed and rebuilds it: the certificates' facts and
 // the published snapshot, the directory's snapshot and the listeners.
 func (s *srv) apply(ctx context.Context, p pending) {
-	certs, full := false, false
+	start := time.Now()
+	certs, full, web := false, false, false
 	var dirKinds map[string]bool
 	if p.check {
 		changes, next, complete, err := db.ChangesSince(ctx, s.src.DB, s.seq)
@@ -142,6 +143,10 @@ func (s *srv) apply(ctx context.Context, p pending) {
 				case db.ScopeDirectory:
 					dirKeys = append(dirKeys, c.Key)
 				case db.ScopeSettings:
+					switch c.Key {
+					case settings.ConsoleBindings, settings.ConsoleHostName, settings.MetricsBindings:
+						web = true
+					}
 					if c.Key == settings.ServiceAccount {
 						if err := s.reloadAccount(ctx); err != nil {
 							s.log.Error("cannot read the service account", "err", err)
@@ -169,7 +174,7 @@ func (s *srv) apply(ctx context.Context, p pending) {
 				s.log.Error("cannot read the certificate store; keeping the current certificates", "err", err)
 				return
 			}
-			certs, dirKinds = true, kindsOf([]string{"?"})
+			certs, dirKinds, web = true, kindsOf([]string{"?"}), true
 		}
 		s.seq = next
 	}
@@ -199,6 +204,7 @@ func (s *srv) apply(ctx context.Context, p pending) {
 	if certs {
 		cands, _ := s.cands.Candidates()
 		s.layer.Publish(cands, s.src.Now())
+		s.met.Rebuilt(time.Since(start))
 	}
 	if dirKinds != nil {
 		st, err := s.dir.build(ctx, dirKinds, s.src.Now())
@@ -215,6 +221,11 @@ func (s *srv) apply(ctx context.Context, p pending) {
 		st := s.rcv.State()
 		s.checkSendCertificates(ctx, st)
 		s.traceDecisions(st)
+	}
+	if web || dirKinds[kindServer] {
+		s.applyHTTP(ctx) // the console's host name defaults to the server's FQDN
+	} else if certs {
+		s.checkConsole(ctx)
 	}
 }
 

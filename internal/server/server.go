@@ -15,15 +15,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"certrelay/internal/certinfo"
 	"certrelay/internal/certview"
 	"certrelay/internal/db"
 	"certrelay/internal/events"
+	"certrelay/internal/metrics"
 	"certrelay/internal/queue"
 	"certrelay/internal/selection"
 	"certrelay/internal/serving"
@@ -49,6 +52,11 @@ type Options struct {
 	// CheckInterval is how often the change log is read even when the
 	// watch reports nothing; default DefaultCheckInterval.
 	CheckInterval time.Duration
+	// Console, when set, is the HTTPS console and API (internal/web,
+	// which the serve command builds over the admin layer): the server
+	// serves it on the console's bindings with the certificate selected
+	// for its host name and IIS (see https.go). nil: no console.
+	Console http.Handler
 }
 
 // DefaultExpiryWindow is E5's default warning window.
@@ -87,13 +95,14 @@ func Run(ctx context.Context, o Options) error {
 
 	s := &srv{src: src, events: evlog, log: logger, window: o.ExpiryWindow, q: q, dir: &dirState{src: src}, cands: src.NewCandidateSet()}
 	s.layer = serving.New(serving.Options{LoadKey: src.Store.PrivateKeyByID, KeyFault: s.keyFault, Events: evlog, Log: logger, Now: src.Now})
+	s.met = metrics.New(metricsSource{s}, src.Now)
 	if s.fileLimit, err = raiseOpenFileLimit(); err != nil {
 		logger.Warn("cannot read the open-file limit; SMTP sessions are capped by the connectors only", "err", err)
 	} else {
 		logger.Info("open files", "limit", s.fileLimit, "smtp_sessions", sessionsFor(s.fileLimit))
 	}
 	s.rcv = &transport.Receiver{Spool: transport.QueueSpool{Q: q}, Log: logger, Now: src.Now, Events: evlog, NewID: q.NewID,
-		FileLimit: s.fileLimit, Serving: s.layer}
+		FileLimit: s.fileLimit, Serving: s.layer, Handshake: func(conn string, err error) { s.met.Handshake("smtp", conn, err) }}
 	if s.fileLimit > 0 {
 		s.rcv.MaxConnections = sessionsFor(s.fileLimit)
 	}
@@ -139,6 +148,11 @@ func Run(ctx context.Context, o Options) error {
 	s.checkSendCertificates(ctx, st)
 	s.traceDecisions(st)
 	s.checkExpiry(ctx)
+	if o.Console != nil {
+		s.console = s.newHTTPFace("HTTPS console", o.Console, true)
+	}
+	s.metricsFace = s.newHTTPFace("metrics endpoint", s.met.Handler(), false)
+	s.applyHTTP(ctx)
 	w := s.startWatch(o.DataDir, o.CheckInterval)
 	defer w.close()
 	qdone := make(chan error, 1)
@@ -154,6 +168,7 @@ func Run(ctx context.Context, o Options) error {
 	logger.Info("certrelay stopping")
 	shut, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	s.closeHTTP(shut)
 	if err := s.rcv.Shutdown(shut); err != nil {
 		logger.Warn("sessions did not end in time", "err", err)
 	}
@@ -179,6 +194,13 @@ type srv struct {
 
 	lastRejudge time.Time // when every certificate was last judged (RejudgeSpacing)
 	rejudgeDue  bool      // a judgement waits for RejudgeSpacing to pass
+
+	met         *metrics.Metrics
+	console     *httpFace // nil without Options.Console
+	metricsFace *httpFace
+	httpMu      sync.Mutex
+	consoleHost string // the name the console selects its certificate for
+	consoleOn   bool   // the console has bindings
 }
 
 // loop applies the changes the watch reports (see changes.go), judges

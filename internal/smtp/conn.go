@@ -454,6 +454,9 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 	hctx, cancel := context.WithDeadline(ctx, hd)
 	err := tc.HandshakeContext(hctx)
 	cancel()
+	if o, ok := c.sess.(TLSObserver); ok {
+		o.TLSDone(c.st, anonymous, err)
+	}
 	if err != nil {
 		c.log.Info("smtp TLS handshake failed", "err", err, "anonymous", anonymous)
 		c.closeHard = true

@@ -115,6 +115,14 @@ type Session interface {
 	Close(st State)
 }
 
+// TLSObserver may be implemented by a Session that wants to know how each
+// handshake after STARTTLS or X-ANONYMOUSTLS ended (nil: TLS is up), for
+// metrics. It is called from the connection's goroutine and must not
+// block.
+type TLSObserver interface {
+	TLSDone(st State, anonymous bool, err error)
+}
+
 // State is what the server knows about a session when it calls a Session
 // method.
 type State struct {

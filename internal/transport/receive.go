@@ -90,6 +90,9 @@ type Receiver struct {
 	// cannot be opened; defaults serving.DefaultBindRetry and
 	// serving.DefaultBindRetryMax.
 	BindRetry, BindRetryMax time.Duration
+	// Handshake, when set, is told how each STARTTLS (or X-ANONYMOUSTLS) handshake on a
+	// connector ended (nil: TLS is up), for metrics; it must not block.
+	Handshake func(connector string, err error)
 
 	state atomic.Pointer[State]
 	srv   *smtp.Server
@@ -275,6 +278,14 @@ func (s *session) TLSConfig(st smtp.State, anonymous bool) (*tls.Config, error) 
 	}
 	s.r.raiseLastResort(d, s.fqdn, s.c.Name)
 	return cfg, nil
+}
+
+// TLSDone implements smtp.TLSObserver: the handshake's outcome, for
+// metrics.
+func (s *session) TLSDone(st smtp.State, anonymous bool, err error) {
+	if s.r.Handshake != nil {
+		s.r.Handshake(s.c.Name, err)
+	}
 }
 
 func (s *session) Auth(st smtp.State, mech, identity, username, password string) error {
