@@ -11,6 +11,7 @@ import (
 
 	"certrelay/internal/admin"
 	"certrelay/internal/server"
+	"certrelay/internal/web"
 )
 
 // printSetup says what setup did.
@@ -61,13 +62,15 @@ func (a *app) serveCommand() *cobra.Command {
 				defer pprof.StopCPUProfile()
 			}
 			// Setup runs through the admin layer (M9); the server then
-			// opens the data directory itself.
+			// opens the data directory itself. The admin layer stays open
+			// for the HTTPS console and API (internal/web), the face the
+			// server runs on its console bindings.
 			ad, err := admin.Open(ctx, admin.Options{DataDir: a.dataDir, Logger: logger})
 			if err != nil {
 				return err
 			}
+			defer ad.Close()
 			res, err := ad.Setup(ctx, setup)
-			ad.Close()
 			if err != nil {
 				return err
 			}
@@ -75,7 +78,11 @@ func (a *app) serveCommand() *cobra.Command {
 				logger.Info("setup complete", "server", res.Server.Name, "role", res.Server.Role, "fqdn", res.Server.Fqdn,
 					"internal_certificate", res.Server.InternalTransportCertificateThumbprint)
 			}
-			return server.Run(ctx, server.Options{DataDir: a.dataDir, Logger: logger})
+			console, err := web.New(web.Options{Admin: ad, Logger: logger})
+			if err != nil {
+				return err
+			}
+			return server.Run(ctx, server.Options{DataDir: a.dataDir, Logger: logger, Console: console})
 		},
 	}
 	cmd.Flags().StringVar(&setup.Role, "role", "", "role for the first start: hub (the default) or edge")
