@@ -7,7 +7,7 @@ set -eu
 
 need=""
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
-for c in openssl swaks postfix slapd ldapadd testssl python3 tmux; do
+for c in openssl swaks postfix slapd ldapadd testssl python3 tmux chromium curl; do
 	have "$c" || need="$need $c"
 done
 # swaks needs these Perl modules for STARTTLS and AUTH.
@@ -29,7 +29,9 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 echo "postfix postfix/mailname string localhost" | $SUDO debconf-set-selections
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	openssl postfix swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl \
-	testssl.sh slapd ldap-utils python3 tmux >/dev/null
+	testssl.sh slapd ldap-utils python3 tmux chromium curl >/dev/null
+# chromium is the console's browser (test/e2e drives it with chromedp over
+# the DevTools protocol: no chromium-driver needed); curl reads /metrics.
 # Postinst starts neither postfix nor slapd on these machines, and the tests
 # run their own on other ports; nothing here stops a process it did not
 # start (a system's own slapd or Postfix may be serving someone).

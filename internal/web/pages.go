@@ -218,7 +218,15 @@ func (h *Handler) formPage(w http.ResponseWriter, r *http.Request, c *client) {
 		h.notFound(w, r)
 		return
 	}
-	h.pages.render(w, "form-"+form, h.data(r, c, title, "certificates", nil))
+	op := map[string]string{"import": "Import-ExchangeCertificate", "request": "New-ExchangeCertificate/GenerateRequest", "selfsigned": "New-ExchangeCertificate"}[form]
+	d := h.data(r, c, title, "certificates", nil)
+	if o := admin.Lookup(op); !c.may(o.Role) {
+		// A page, not a refusal: there is nothing to refuse yet.
+		d.Error = "Your account (" + c.role.String() + ") may look but not change: " + o.Cmdlet + " needs the " + o.Role.String() + " role."
+		h.pages.render(w, "error", d)
+		return
+	}
+	h.pages.render(w, "form-"+form, d)
 }
 
 type timelinePage struct {

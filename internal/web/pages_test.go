@@ -79,11 +79,15 @@ func TestPagesForEveryRole(t *testing.T) {
 	detail := "/certificates/" + certs[0].Thumbprint
 	for _, who := range []string{"vera", "sam", "olga"} {
 		b := s.login(who)
-		for _, p := range []string{"/certificates", detail, "/timeline", "/selection", "/events", "/queue", "/servers", "/settings", "/diagnose", "/new/import"} {
+		for _, p := range []string{"/certificates", detail, "/timeline", "/selection", "/events", "/queue", "/servers", "/settings", "/diagnose"} {
 			page := s.get(b.c, p, http.StatusOK)
 			if !strings.Contains(page, `id="who">`+who) {
 				t.Errorf("%s as %s: the page does not say who is logged in", p, who)
 			}
+		}
+		form := s.get(b.c, "/new/import", http.StatusOK)
+		if offers := strings.Contains(form, `id="import-form"`); offers != (who != "vera") || (who == "vera") != strings.Contains(form, "may look but not change") {
+			t.Errorf("%s: import form offered = %v", who, offers)
 		}
 		page := s.get(b.c, detail, http.StatusOK)
 		if offers := strings.Contains(page, `id="enable-form"`); offers != (who != "vera") {

@@ -232,15 +232,18 @@ func contains(l []string, s string) bool {
 	return false
 }
 
-// statusClass is a CSS class for a Status (or a selection verdict).
+// statusClass is a CSS class for a Status, a selection verdict, what a
+// listener does with its certificate, or how soon a certificate expires.
 func statusClass(s string) string {
-	switch s {
-	case "Valid", "chosen", "served", "offered", "ok":
-		return "good"
-	case "PendingRequest", "Unknown", "RevocationCheckFailure", "passed over", "not reached", "soon":
-		return "warn"
-	case "":
+	switch {
+	case s == "":
 		return ""
+	case s == "Valid" || s == "chosen" || s == "served" || s == "offered" || s == "ok" || s == "X-AnonymousTLS" || s == "client certificate offered":
+		return "good"
+	case s == "PendingRequest" || s == "Unknown" || s == "RevocationCheckFailure" || s == "passed over" || s == "not reached" || s == "soon",
+		strings.Contains(s, "expired certificate"), strings.Contains(s, "last resort"), strings.HasPrefix(s, "connector disabled"),
+		strings.HasPrefix(s, "console off"), strings.HasPrefix(s, "no client certificate"):
+		return "warn"
 	}
 	return "bad"
 }
