@@ -81,6 +81,13 @@ func (a *Admin) enableCertificate(ctx context.Context, thumbprint string, servic
 		}
 		res.Warnings = append(res.Warnings, w...)
 	}
+	if services&store.IIS != 0 {
+		w, err := a.consoleWarning(ctx, e.Thumbprint)
+		if err != nil {
+			return EnableResult{}, errorf(op, err)
+		}
+		res.Warnings = append(res.Warnings, w...)
+	}
 	v, err := a.src.Viewer(ctx)
 	if err != nil {
 		return EnableResult{}, err

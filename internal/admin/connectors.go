@@ -259,7 +259,7 @@ func invalidValue(param, value string, err error) *Error {
 func parseBindings(list []string) ([]string, error) {
 	out, err := parseBindingList(list)
 	if err != nil {
-		return nil, asError(err).field("Bindings", strings.Join(list, ","))
+		return nil, invalidValue("Bindings", strings.Join(list, ","), err)
 	}
 	return out, nil
 }

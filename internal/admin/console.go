@@ -210,6 +210,34 @@ func (a *Admin) ConsoleSet(ctx context.Context, o ConsoleSetOptions) (ConsoleInf
 	return info, warnings, nil
 }
 
+// consoleWarning says, when a certificate just enabled for IIS (M5) is
+// not the one the HTTPS console selects for its host name (S8), why not.
+func (a *Admin) consoleWarning(ctx context.Context, t string) ([]string, error) {
+	host, err := a.ConsoleHostName(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cands, now, err := a.NewCandidateBuilder().Build(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d := selection.Select(cands, ConsoleRequest(host), now)
+	if d.Winner != nil && d.Winner.Thumbprint == t {
+		return nil, nil
+	}
+	why := d.Why
+	for _, c := range d.Considered {
+		if c.Thumbprint == t {
+			why = c.Reason
+		}
+	}
+	if d.Winner != nil && why == d.Why {
+		why = d.Winner.Thumbprint + " takes precedence: " + d.Why
+	}
+	return []string{msgf("The HTTPS console will not use this certificate for its host name %s: %s. Change the name it serves with %s if browsers use another.",
+		host, why, cmd("Set-CertrelayConsole", "-HostName", "NAME"))}, nil
+}
+
 // optionalBindings reads a bindings parameter where nothing (or "")
 // means off.
 func optionalBindings(list []string, field string) ([]string, error) {
@@ -222,7 +250,7 @@ func optionalBindings(list []string, field string) ([]string, error) {
 	}
 	out, err := parseBindingList(list)
 	if err != nil {
-		return nil, asError(err).field(field, strings.Join(list, ","))
+		return nil, invalidValue(field, strings.Join(list, ","), err)
 	}
 	return out, nil
 }
