@@ -45,6 +45,9 @@ type resultPage struct {
 }
 
 func (h *Handler) do(w http.ResponseWriter, r *http.Request, c *client) {
+	if r.Header.Get("HX-Request") == "true" {
+		w.Header().Set("HX-Push-Url", "false") // a boosted POST: keep the page's address, not /do/…
+	}
 	name := strings.TrimPrefix(r.URL.Path, "/do/")
 	op := admin.Lookup(name)
 	if op == nil {
