@@ -314,6 +314,14 @@ func (f *Folder) saveLocked() error {
 	return nil
 }
 
+// UIDValidity returns the folder's UIDVALIDITY.
+func (f *Folder) UIDValidity() uint32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_ = f.loadLocked()
+	return f.validity
+}
+
 // SplitName splits a file name of cur/ into its key and its flags.
 func SplitName(name string) (key, flags string) {
 	key, info, ok := strings.Cut(name, ":")
