@@ -28,7 +28,9 @@ func serve(t *testing.T, root string) string {
 		return "", imapserver.ErrAuthFailed
 	}})
 	srv := imapserver.New(&imapserver.Options{
-		NewSession:   func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) { return b.NewSession(c), nil, nil },
+		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return b.NewSession(c), nil, nil
+		},
 		Caps:         caps,
 		InsecureAuth: true,
 		Logger:       testLogger{t},

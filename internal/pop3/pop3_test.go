@@ -18,11 +18,13 @@ type scriptConn struct {
 	out bytes.Buffer
 }
 
-func (c *scriptConn) Read(p []byte) (int, error)       { return c.in.Read(p) }
-func (c *scriptConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
-func (c *scriptConn) Close() error                     { return nil }
-func (c *scriptConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 110} }
-func (c *scriptConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 4000} }
+func (c *scriptConn) Read(p []byte) (int, error)  { return c.in.Read(p) }
+func (c *scriptConn) Write(p []byte) (int, error) { return c.out.Write(p) }
+func (c *scriptConn) Close() error                { return nil }
+func (c *scriptConn) LocalAddr() net.Addr         { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 110} }
+func (c *scriptConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 4000}
+}
 func (c *scriptConn) SetDeadline(time.Time) error      { return nil }
 func (c *scriptConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
@@ -172,7 +174,9 @@ func TestNoCertificateNoSTLS(t *testing.T) {
 
 func TestAuthPlainAndWrongPasswords(t *testing.T) {
 	d := &memDrop{bodies: []string{msg2}}
-	plain := func(a, u, p string) string { return base64.StdEncoding.EncodeToString([]byte(a + "\x00" + u + "\x00" + p)) }
+	plain := func(a, u, p string) string {
+		return base64.StdEncoding.EncodeToString([]byte(a + "\x00" + u + "\x00" + p))
+	}
 	got := run(t, config(d), true,
 		"AUTH PLAIN "+plain("", "alice@example.test", "wrong")+"\r\n",
 		"AUTH PLAIN "+plain("bob@example.test", "alice@example.test", "correct horse")+"\r\n",
