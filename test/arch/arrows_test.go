@@ -15,11 +15,11 @@ import (
 // is), which is the moment to decide where it belongs.
 var layers = [][]string{
 	{"internal/dnsname", "internal/safeio", "internal/testpki", "internal/certprop", "internal/memo", "internal/fswatch", "internal/parallel"},
-	{"internal/certinfo", "internal/db", "internal/smtp", "internal/revocation", "internal/tracking", "internal/maildir"},
-	{"internal/settings", "internal/events", "internal/directory", "internal/store", "internal/trust", "internal/queue"},
+	{"internal/certinfo", "internal/db", "internal/smtp", "internal/revocation", "internal/tracking", "internal/maildir", "internal/pop3", "internal/sip"},
+	{"internal/settings", "internal/events", "internal/directory", "internal/store", "internal/trust", "internal/queue", "internal/imapd"},
 	{"internal/selection"},
 	{"internal/certview", "internal/serving"},
-	{"internal/transport"},
+	{"internal/transport", "internal/access"},
 	{"internal/server", "internal/admin"},
 	{"internal/shell"},
 	{"cmd/certrelay", "cmd/smtpload"},
