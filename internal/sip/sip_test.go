@@ -22,7 +22,7 @@ func exchange(t *testing.T, input string) string {
 	srv, cli := net.Pipe()
 	done := make(chan struct{})
 	go func() { Serve(context.Background(), srv, Config{}); close(done) }()
-	go func() { cli.Write([]byte(input)); }()
+	go func() { cli.Write([]byte(input)) }()
 	var out strings.Builder
 	br := bufio.NewReader(cli)
 	for {
