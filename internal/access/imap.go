@@ -68,7 +68,9 @@ func (s *Service) imapInstance(pr *proto, k imapKind) *imapInstance {
 		return in
 	}
 	o := &imapserver.Options{
-		NewSession:   func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) { return s.newIMAPSession(pr, c) },
+		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return s.newIMAPSession(pr, c)
+		},
 		Caps:         imapCaps,
 		InsecureAuth: k.plainText,
 		Logger:       imapLogger{s},
