@@ -161,6 +161,7 @@ func init() {
 		connectorOperations(),
 		organisationOperations(),
 		logOperations(),
+		accessOperations(),
 	)
 }
 

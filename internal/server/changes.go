@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"certrelay/internal/access"
 	"certrelay/internal/db"
 	"certrelay/internal/fswatch"
 	"certrelay/internal/settings"
@@ -120,7 +121,7 @@ func (w *watcher) note(p *pending, ev fswatch.Event) (wrote bool) {
 // apply reads what changed and rebuilds it: the certificates' facts and
 // the published snapshot, the directory's snapshot and the listeners.
 func (s *srv) apply(ctx context.Context, p pending) {
-	certs, full := false, false
+	certs, full, accessChanged := false, false, false
 	var dirKinds map[string]bool
 	if p.check {
 		changes, next, complete, err := db.ChangesSince(ctx, s.src.DB, s.seq)
@@ -142,6 +143,9 @@ func (s *srv) apply(ctx context.Context, p pending) {
 				case db.ScopeDirectory:
 					dirKeys = append(dirKeys, c.Key)
 				case db.ScopeSettings:
+					for _, prefix := range access.SettingsKeyPrefixes {
+						accessChanged = accessChanged || strings.HasPrefix(c.Key, prefix)
+					}
 					if c.Key == settings.ServiceAccount {
 						if err := s.reloadAccount(ctx); err != nil {
 							s.log.Error("cannot read the service account", "err", err)
@@ -169,7 +173,7 @@ func (s *srv) apply(ctx context.Context, p pending) {
 				s.log.Error("cannot read the certificate store; keeping the current certificates", "err", err)
 				return
 			}
-			certs, dirKinds = true, kindsOf([]string{"?"})
+			certs, dirKinds, accessChanged = true, kindsOf([]string{"?"}), true
 		}
 		s.seq = next
 	}
@@ -215,6 +219,18 @@ func (s *srv) apply(ctx context.Context, p pending) {
 		st := s.rcv.State()
 		s.checkSendCertificates(ctx, st)
 		s.traceDecisions(st)
+	}
+	if dirKinds[kindServer] {
+		me := s.dir.me
+		s.me.Store(&me)
+		accessChanged = true // the server's FQDN names the certificates
+	}
+	if accessChanged {
+		if err := s.acc.Reload(ctx); err != nil {
+			s.log.Error("cannot read the POP3, IMAP4 and UM settings; keeping the current ones", "err", err)
+		}
+	} else if certs {
+		s.acc.CheckCertificates(ctx)
 	}
 }
 
