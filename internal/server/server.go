@@ -182,7 +182,7 @@ type srv struct {
 	dir       *dirState              // the directory's snapshot
 	acc       *access.Service        // POP3, IMAP4 and UM
 	me        atomic.Pointer[directory.Server]
-	seq       int64                  // the change log read up to here
+	seq       int64 // the change log read up to here
 
 	lastRejudge time.Time // when every certificate was last judged (RejudgeSpacing)
 	rejudgeDue  bool      // a judgement waits for RejudgeSpacing to pass
