@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"crypto/sha1"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"certrelay/internal/testpki"
+)
+
+// Issue 14: POP3, IMAP4 and UM on the certificates of the store, driven
+// by clients no one here wrote — Python's imaplib and poplib, openssl
+// s_client, mbsync, fetchmail, testssl, sipsak.
+
+// accessServer is a mail server (mailServer) with POP3 and IMAP4 enabled
+// on free ports and a CA-issued certificate for mail.contoso.test enabled
+// for POP and IMAP (which sets their X509CertificateName, M5).
+type accessServer struct {
+	*mailServer
+	root                   *testpki.CA
+	caFile                 string
+	cert                   string // the CA-issued certificate's thumbprint
+	pop, pops, imap, imaps string // addresses
+}
+
+func newAccessServer(t *testing.T, e *env) *accessServer {
+	t.Helper()
+	m := newMailServer(t, e, "hub.contoso.test")
+	a := &accessServer{mailServer: m, pop: testpki.FreePort(t), pops: testpki.FreePort(t), imap: testpki.FreePort(t), imaps: testpki.FreePort(t)}
+	a.root = testpki.NewRoot(t, testpki.Options{CommonName: "Contoso Access Root"})
+	a.caFile = e.write("access-root.pem", testpki.PEM(a.root.Cert))
+	e.ok("trust", "add", "access-root.pem")
+	leaf := a.root.Issue(t, testpki.Options{CommonName: "mail.contoso.test", DNSNames: []string{"mail.contoso.test"}, NotBefore: time.Now().Add(-48 * time.Hour)})
+	a.cert = e.importLeaf("mail", leaf)
+	e.ok("cert", "enable", a.cert, "--services", "POP,IMAP")
+	e.ok("access", "pop", "set", "--enabled", "--unencrypted-or-tls-bindings", a.pop, "--ssl-bindings", a.pops)
+	e.ok("access", "imap", "set", "--enabled", "--unencrypted-or-tls-bindings", a.imap, "--ssl-bindings", a.imaps)
+	return a
+}
+
+func (a *accessServer) start() *accessServer {
+	a.mailServer.start()
+	for _, addr := range []string{a.pop, a.pops, a.imap, a.imaps} {
+		waitPort(a.e.t, addr)
+	}
+	return a
+}
+
+// deliver sends a message to alice with swaks and waits for it.
+func (a *accessServer) deliver(subject string, n int) {
+	a.e.t.Helper()
+	out, code := swaks(a.e.t, "--server", a.addr, "--from", "bob@example.org", "--to", "alice@contoso.test", "--tls",
+		"--header", "Subject: "+subject, "--body", "body of "+subject)
+	if code != 0 {
+		a.e.t.Fatalf("swaks: exit %d\n%s", code, out)
+	}
+	a.waitDelivered(n)
+}
+
+func hostPort(addr string) (string, string) {
+	h, p, _ := net.SplitHostPort(addr)
+	return h, p
+}
+
+// pyClient runs a Python program with the server's addresses, alice's
+// password and the CA file in its globals.
+func (a *accessServer) py(prog string) string {
+	a.e.t.Helper()
+	head := fmt.Sprintf(`
+import imaplib, poplib, ssl, sys, socket
+HOST, NAME = "127.0.0.1", "mail.contoso.test"
+POP, POPS_PORT, IMAP, IMAPS_PORT = %s, %s, %s, %s
+USER, PASSWORD = "alice@contoso.test", %q
+ctx = ssl.create_default_context(cafile=%q)
+def check(cond, what):
+    if not cond:
+        print("FAILED:", what); sys.exit(1)
+# Connect to loopback, but check the certificate for NAME.
+class IMAPS(imaplib.IMAP4_SSL):
+    def _create_socket(self, timeout):
+        return self.ssl_context.wrap_socket(socket.create_connection((HOST, self.port), timeout), server_hostname=NAME)
+class POPS(poplib.POP3_SSL):
+    def _create_socket(self, timeout):
+        return self.context.wrap_socket(socket.create_connection((HOST, self.port), timeout), server_hostname=NAME)
+`, port(a.pop), port(a.pops), port(a.imap), port(a.imaps), alicePassword, a.caFile)
+	return python(a.e.t, head+prog)
+}
+
+func port(addr string) string { _, p := hostPort(addr); return p }
+
+// TestReadMailWithPythonClients: imaplib and poplib, each with STARTTLS/
+// STLS and with implicit TLS, verify the CA-issued certificate for
+// mail.contoso.test (the name X509CertificateName holds), log in, list,
+// fetch a message swaks delivered, and delete it.
+func TestReadMailWithPythonClients(t *testing.T) {
+	e := newEnv(t)
+	a := newAccessServer(t, e).start()
+	a.deliver("first via swaks", 1)
+	a.deliver("second via swaks", 2)
+	out := a.py(`
+# IMAP4 with STARTTLS
+m = imaplib.IMAP4(HOST, IMAP)
+check(b"LOGINDISABLED" in m.capability()[1][0], "LOGIN offered before TLS")
+m.host = NAME; m.starttls(ssl_context=ctx)
+typ, _ = m.login(USER, PASSWORD); check(typ == "OK", "IMAP login")
+typ, data = m.list(); check(typ == "OK" and any(b"INBOX" in d for d in data), "LIST")
+typ, data = m.select("INBOX"); check(data[0] == b"2", "SELECT: %r" % data)
+typ, data = m.uid("SEARCH", None, "SUBJECT", "first"); uid = data[0].split()[0]
+typ, data = m.uid("FETCH", uid, "(BODY[] BODYSTRUCTURE FLAGS)")
+check(b"Subject: first via swaks" in data[0][1], "FETCH BODY[]: %r" % data)
+m.uid("STORE", uid, "+FLAGS", r"(\Deleted)"); m.expunge()
+typ, data = m.select("INBOX"); check(data[0] == b"1", "after EXPUNGE: %r" % data)
+m.logout()
+# IMAP4 over implicit TLS
+m = IMAPS(HOST, IMAPS_PORT, ssl_context=ctx)
+m.login(USER, PASSWORD)
+typ, data = m.select("INBOX", readonly=True); check(data[0] == b"1", "IMAPS SELECT: %r" % data)
+typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])"); check(b"second via swaks" in data[0][1], "IMAPS FETCH: %r" % data)
+m.logout()
+print("imap ok")
+# POP3 with STLS
+p = poplib.POP3(HOST, POP)
+check("STLS" in p.capa(), "STLS not offered")
+try:
+    p.user(USER); check(False, "USER accepted before TLS")
+except poplib.error_proto as e:
+    check(b"STLS" in e.args[0], "refusal before TLS: %r" % e.args[0])
+p.host = NAME; p.stls(context=ctx)
+p.user(USER); p.pass_(PASSWORD)
+count, size = p.stat(); check(count == 1, "STAT %d" % count)
+resp, lines, octets = p.retr(1); check(b"Subject: second via swaks" in lines, "RETR: %r" % lines[:10])
+check(len(p.uidl()[1]) == 1, "UIDL")
+p.dele(1); p.quit()
+# POP3 over implicit TLS: the deletion was committed at QUIT
+p = POPS(HOST, POPS_PORT, context=ctx)
+p.user(USER); p.pass_(PASSWORD)
+count, size = p.stat(); check(count == 0, "after DELE and QUIT: %d messages" % count)
+p.quit()
+print("pop ok")
+`)
+	if !strings.Contains(out, "imap ok") || !strings.Contains(out, "pop ok") {
+		t.Fatal(out)
+	}
+	if got := a.maildir(); len(got) != 0 {
+		t.Errorf("the mailbox still holds %d messages after both were deleted", len(got))
+	}
+}
+
+// servedOver returns the thumbprint of the certificate openssl s_client
+// gets after STARTTLS in proto (imap, pop3), or over implicit TLS when
+// proto is "".
+func servedOver(t *testing.T, proto, addr string) string {
+	t.Helper()
+	args := []string{"s_client", "-connect", addr, "-servername", "mail.contoso.test", "-showcerts"}
+	if proto != "" {
+		args = append(args, "-starttls", proto)
+	}
+	cmd := exec.Command(testpki.Tool(t, "openssl"), args...)
+	cmd.Stdin = strings.NewReader("")
+	out, _ := cmd.CombinedOutput()
+	block, _ := pem.Decode(out)
+	if block == nil {
+		return ""
+	}
+	if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha1.Sum(block.Bytes)
+	return strings.ToUpper(hex.EncodeToString(sum[:]))
+}
