@@ -175,3 +175,156 @@ func servedOver(t *testing.T, proto, addr string) string {
 	sum := sha1.Sum(block.Bytes)
 	return strings.ToUpper(hex.EncodeToString(sum[:]))
 }
+
+type accessExplain struct {
+	Fqdn, Winner, Why, Setting string
+}
+
+func (e *env) explain(service string) accessExplain {
+	e.t.Helper()
+	var x accessExplain
+	e.jsonOf(&x, "cert", "explain", "--service", service)
+	return x
+}
+
+// waitServed polls until s_client gets want over proto at addr (a
+// change reaches a running server within milliseconds; S7).
+func waitServed(t *testing.T, proto, addr, want string) {
+	t.Helper()
+	got := ""
+	for i := 0; i < 50; i++ {
+		if got = servedOver(t, proto, addr); got == want {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s on %s serves %q, want %q", or(proto, "implicit TLS"), addr, got, want)
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// TestSClientSeesExplainedCertificateAndHotSwap: openssl s_client
+// -starttls imap|pop3 (and on the implicit-TLS ports) gets the
+// certificate cert explain --service IMAP|POP names; enabling a newer
+// CA-issued certificate for IMAP is served from the next handshake,
+// without a restart, and POP3 keeps its own; removing it brings the
+// first back.
+func TestSClientSeesExplainedCertificateAndHotSwap(t *testing.T) {
+	e := newEnv(t)
+	a := newAccessServer(t, e).start()
+	for _, c := range []struct{ service, proto, plain, implicit string }{{"IMAP", "imap", a.imap, a.imaps}, {"POP", "pop3", a.pop, a.pops}} {
+		x := e.explain(c.service)
+		if x.Fqdn != "mail.contoso.test" || x.Winner != a.cert {
+			t.Fatalf("cert explain --service %s: %+v, want %s for mail.contoso.test", c.service, x, a.cert)
+		}
+		if got := servedOver(t, c.proto, c.plain); got != x.Winner {
+			t.Errorf("s_client -starttls %s got %s, explain names %s", c.proto, got, x.Winner)
+		}
+		if got := servedOver(t, "", c.implicit); got != x.Winner {
+			t.Errorf("s_client on the %s TLS port got %s, explain names %s", c.service, got, x.Winner)
+		}
+	}
+	// A newer CA-issued certificate, enabled for IMAP only.
+	leaf := a.root.Issue(t, testpki.Options{CommonName: "mail.contoso.test", DNSNames: []string{"mail.contoso.test"}})
+	newer := e.importLeaf("newer", leaf)
+	e.ok("cert", "enable", newer, "--services", "IMAP")
+	if x := e.explain("IMAP"); x.Winner != newer {
+		t.Fatalf("explain IMAP after enabling a newer certificate: %+v", x)
+	}
+	waitServed(t, "imap", a.imap, newer)
+	waitServed(t, "", a.imaps, newer)
+	if got := servedOver(t, "pop3", a.pop); got != a.cert {
+		t.Errorf("POP3 changed to %s although the new certificate is not enabled for POP", got)
+	}
+	e.ok("cert", "remove", newer, "--force")
+	waitServed(t, "imap", a.imap, a.cert)
+	select {
+	case err := <-a.p.done:
+		t.Fatalf("the server stopped: %v", err)
+	default:
+	}
+}
+
+// TestNoCertificateNoSTLS: with no certificate for POP3's name, STLS and
+// STARTTLS are not offered, the TLS ports refuse handshakes, event 16062
+// names the fix; enabling a certificate brings TLS back without restart.
+func TestNoCertificateNoSTLS(t *testing.T) {
+	e := newEnv(t)
+	m := newMailServer(t, e, "hub.contoso.test")
+	pop, imapAddr, imaps := testpki.FreePort(t), testpki.FreePort(t), testpki.FreePort(t)
+	e.ok("access", "pop", "set", "--enabled", "--unencrypted-or-tls-bindings", pop, "--ssl-bindings", "", "--x509-certificate-name", "pop.contoso.test")
+	e.ok("access", "imap", "set", "--enabled", "--unencrypted-or-tls-bindings", imapAddr, "--ssl-bindings", imaps, "--x509-certificate-name", "pop.contoso.test")
+	m.start()
+	waitPort(t, pop)
+	out := python(t, fmt.Sprintf(`
+import poplib, imaplib
+p = poplib.POP3("127.0.0.1", %s)
+print("POP CAPA", sorted(p.capa().keys()))
+m = imaplib.IMAP4("127.0.0.1", %s)
+print("IMAP CAPA", m.capability()[1][0].decode())
+`, port(pop), port(imapAddr)))
+	if strings.Contains(out, "STLS") || strings.Contains(out, "STARTTLS") || strings.Contains(out, "'USER'") {
+		t.Errorf("TLS or plain-text login offered without a certificate:\n%s", out)
+	}
+	if got := servedOver(t, "", imaps); got != "" {
+		t.Errorf("the IMAP4 TLS port served %s without a certificate for its name", got)
+	}
+	e.wantEvent("16062", "POP3", "pop.contoso.test")
+	e.wantEvent("16062", "IMAP4", "pop.contoso.test")
+	// The fix the event names.
+	th := mustThumbprint(t, e.ok("cert", "new", "--domain", "pop.contoso.test", "--services", "POP,IMAP"))
+	waitServed(t, "pop3", pop, th)
+	waitServed(t, "", imaps, th)
+}
+
+// TestExchange2007Switch (S9): with the switch, the newest certificate
+// wins over an older CA-issued one and a wildcard no longer matches —
+// for POP3 only: IMAP4 and SMTP keep the default rules.
+func TestExchange2007Switch(t *testing.T) {
+	e := newEnv(t)
+	a := newAccessServer(t, e)
+	self := mustThumbprint(t, e.ok("cert", "new", "--domain", "mail.contoso.test", "--services", "POP,IMAP,SMTP"))
+	a.start()
+	if x := e.explain("POP"); x.Winner != a.cert {
+		t.Fatalf("default rules: POP3 chose %s, want the CA-issued %s", x.Winner, a.cert)
+	}
+	e.ok("access", "pop", "set", "--exchange2007-certificate-selection")
+	if x := e.explain("POP"); x.Winner != self {
+		t.Fatalf("S9: POP3 chose %s, want the newest (self-signed) %s", x.Winner, self)
+	}
+	waitServed(t, "pop3", a.pop, self)
+	if x := e.explain("IMAP"); x.Winner != a.cert {
+		t.Errorf("the POP3 switch changed IMAP4's choice to %s", x.Winner)
+	}
+	if got := servedOver(t, "imap", a.imap); got != a.cert {
+		t.Errorf("IMAP4 serves %s", got)
+	}
+	var sm struct{ Winner string }
+	e.jsonOf(&sm, "cert", "explain", "--fqdn", "mail.contoso.test", "--service", "SMTP")
+	if sm.Winner != self {
+		// SMTP: both hold the name, but only the self-signed one is enabled for SMTP.
+		t.Errorf("SMTP chose %s", sm.Winner)
+	}
+	// Wildcards: only *.contoso.test for wild.contoso.test.
+	wild := a.root.Issue(t, testpki.Options{CommonName: "*.contoso.test", DNSNames: []string{"*.contoso.test"}})
+	wt := e.importLeaf("wild", wild)
+	e.ok("cert", "enable", wt, "--services", "POP,IMAP")
+	e.ok("access", "pop", "set", "--x509-certificate-name", "wild.contoso.test")
+	e.ok("access", "imap", "set", "--x509-certificate-name", "wild.contoso.test")
+	if x := e.explain("IMAP"); x.Winner != wt {
+		t.Errorf("default rules: the wildcard does not serve IMAP4 for wild.contoso.test: %+v", x)
+	}
+	if x := e.explain("POP"); x.Winner != "" || !strings.Contains(x.Why, "wild.contoso.test") {
+		t.Errorf("S9: a wildcard served POP3: %+v", x)
+	}
+	e.wantEvent("16062", "POP3", "wild.contoso.test")
+	e.ok("access", "pop", "set", "--exchange2007-certificate-selection=false")
+	if x := e.explain("POP"); x.Winner != wt {
+		t.Errorf("switch off: POP3 chose %q", x.Winner)
+	}
+}
