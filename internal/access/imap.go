@@ -101,7 +101,12 @@ type imapSession struct {
 	once  sync.Once
 	done  func()
 	timer *time.Timer
+	limit uint32 // MaxMessageSize when the session started
 }
+
+// AppendLimit is the settings' MaxMessageSize (imapserver answers a
+// larger literal NO [TOOBIG] before reading it).
+func (x *imapSession) AppendLimit() uint32 { return x.limit }
 
 func (s *Service) newIMAPSession(pr *proto, c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	nc := c.NetConn()
@@ -110,7 +115,7 @@ func (s *Service) newIMAPSession(pr *proto, c *imapserver.Conn) (imapserver.Sess
 	if !ok {
 		meta = connMeta{release: func() {}, timeout: 24 * time.Hour, client: hostOf(nc.RemoteAddr())}
 	}
-	sess := &imapSession{Session: s.backend.NewSession(c).(*imapd.Session), done: meta.release}
+	sess := &imapSession{Session: s.backend.NewSession(c).(*imapd.Session), done: meta.release, limit: uint32(min(pr.cur.Load().s.MaxMessageSize, 1<<31))}
 	sess.timer = time.AfterFunc(meta.timeout, func() {
 		s.limitReached(IMAP4, meta.client, "ConnectionTimeout", meta.timeout.String())
 		c.Bye("session time limit reached")

@@ -445,7 +445,9 @@ func (s *session) login(ctx context.Context, user, pass string) {
 		s.del = make([]bool, len(s.msgs))
 		s.ok(fmt.Sprintf("logged in; %d messages", len(s.msgs)))
 	case errors.Is(err, ErrAuthFailed):
-		s.bad("[AUTH] authentication failed")
+		// Not counted as a bad command: failed logins are limited per
+		// client address by Login (a lockout), whatever the connection.
+		s.err("[AUTH] authentication failed")
 	case errors.Is(err, ErrInUse):
 		s.err("[IN-USE] the mailbox is open in another POP3 session")
 	case errors.Is(err, ErrRateLimited):

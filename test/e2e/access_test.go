@@ -328,3 +328,134 @@ func TestExchange2007Switch(t *testing.T) {
 		t.Errorf("switch off: POP3 chose %q", x.Winner)
 	}
 }
+
+// TestAccessBadInput: what clients send wrong is answered correctly and
+// changes nothing: commands before login, logins before TLS, overlong
+// lines, a literal larger than the APPEND limit, and 1,000 wrong
+// passwords (answered each, the address then locked out — also for the
+// right password — with one event 16064 and no password in the log).
+// The mailbox is the same before and after.
+func TestAccessBadInput(t *testing.T) {
+	e := newEnv(t)
+	a := newAccessServer(t, e)
+	e.ok("access", "imap", "set", "--max-message-size", "64KB")
+	a.start()
+	a.deliver("keep me", 1)
+	before := strings.Join(a.maildir(), "\n")
+	out := a.py(`
+import base64
+def lines(s, n):
+    return [s.makefile("rb").readline().decode().strip() for _ in range(n)]
+def send(s, f, line):
+    s.sendall(line.encode() + b"\r\n"); return f.readline().decode().strip()
+# POP3: commands before login, login before TLS, an overlong line.
+s = socket.create_connection((HOST, POP)); f = s.makefile("rb"); f.readline()
+check(send(s, f, "STAT").startswith("-ERR"), "STAT before login")
+check(send(s, f, "RETR 1").startswith("-ERR"), "RETR before login")
+check("STLS" in send(s, f, "USER " + USER), "USER before TLS")
+check("STLS" in send(s, f, "PASS " + PASSWORD), "PASS before TLS")
+r = send(s, f, "AUTH PLAIN " + base64.b64encode(("\0" + USER + "\0" + PASSWORD).encode()).decode())
+check(r.startswith("-ERR [AUTH]"), "AUTH before TLS: " + r)
+r = send(s, f, "NOOP " + "x" * 5000); check(r.startswith("-ERR command line too long"), "overlong: " + r)
+check(send(s, f, "QUIT").startswith("+OK"), "QUIT")
+# IMAP4: commands before login, LOGIN before TLS, an overlong line, a literal over the limit.
+s = socket.create_connection((HOST, IMAP)); f = s.makefile("rb"); f.readline()
+r = send(s, f, "a1 SELECT INBOX"); check(r.startswith("a1 NO") or r.startswith("a1 BAD"), "SELECT before login: " + r)
+r = send(s, f, "a2 LOGIN %s %s" % (USER, PASSWORD)); check(r.startswith("a2 NO") or r.startswith("a2 BAD"), "LOGIN before TLS: " + r)
+s.sendall(b"a3 NOOP " + b"x" * 70000 + b"\r\n"); r = f.readline().decode()
+check(not r.startswith("a3 OK"), "overlong IMAP line accepted: " + r[:80])
+s.close()
+m = imaplib.IMAP4(HOST, IMAP); m.host = NAME; m.starttls(ssl_context=ctx); m.login(USER, PASSWORD)
+typ, data = m.append("INBOX", None, None, b"Subject: big\r\n\r\n" + b"x" * 100000)
+check(typ == "NO" and b"TOOBIG" in data[0], "APPEND over the limit: %s %r" % (typ, data))
+typ, data = m.select("INBOX"); check(typ == "OK" and data[0] == b"1", "the session after TOOBIG: %s %r" % (typ, data))
+m.logout()
+# 1,000 wrong passwords over POP3 (each answered), then the right one is refused too.
+p = poplib.POP3(HOST, POP); p.host = NAME; p.stls(context=ctx)
+answers = {}
+for i in range(1000):
+    try:
+        p.user(USER); p.pass_("wrong-%d" % i); check(False, "a wrong password was accepted")
+    except poplib.error_proto as e:
+        k = e.args[0].decode().split(":")[0]
+        answers[k] = answers.get(k, 0) + 1
+print("answers", answers)
+check(sum(answers.values()) == 1000, "not every attempt was answered")
+try:
+    p.user(USER); p.pass_(PASSWORD); check(False, "logged in from a locked-out address")
+except poplib.error_proto as e:
+    check(b"SYS/TEMP" in e.args[0], "locked out: %r" % e.args[0])
+p.quit()
+# IMAP4 refuses too: the lockout is the address's, not the protocol's.
+m = imaplib.IMAP4(HOST, IMAP); m.host = NAME; m.starttls(ssl_context=ctx)
+try:
+    m.login(USER, PASSWORD); check(False, "IMAP login from a locked-out address")
+except imaplib.IMAP4.error as e:
+    check("too many failed logins" in str(e), "IMAP lockout: %s" % e)
+print("bad input ok")
+`)
+	if !strings.Contains(out, "bad input ok") {
+		t.Fatal(out)
+	}
+	if !strings.Contains(out, "-ERR [AUTH] authentication failed': 10") || !strings.Contains(out, "-ERR [SYS/TEMP] too many failed logins from your address': 990") {
+		t.Errorf("answers to 1,000 wrong passwords: %s", out)
+	}
+	if after := strings.Join(a.maildir(), "\n"); after != before {
+		t.Errorf("the mailbox changed:\nbefore %q\nafter  %q", before, after)
+	}
+	e.wantEvent("16064", "POP3", "127.0.0.1", "10")
+	if evs := e.eventParams("16064"); len(evs) != 1 {
+		t.Errorf("16064 logged %d times, want once", len(evs))
+	}
+	logs := a.p.Logs()
+	if strings.Contains(logs, "wrong-1") || strings.Contains(logs, alicePassword) {
+		t.Error("a password reached the log")
+	}
+	if !strings.Contains(logs, "login failed") {
+		t.Error("failed logins are not logged")
+	}
+}
+
+// TestAccessSettingsBadInput: settings refused with the reason, and
+// nothing changed.
+func TestAccessSettingsBadInput(t *testing.T) {
+	e := newEnv(t)
+	newMailServer(t, e, "hub.contoso.test")
+	before := e.ok("access", "pop", "show", "--json") + e.ok("access", "imap", "show", "--json") + e.ok("access", "um", "show", "--json")
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad/binding", []string{"access", "pop", "set", "--ssl-bindings", "pop.example:995"}, "not an IP address"},
+		{"bad/port", []string{"access", "imap", "set", "--unencrypted-or-tls-bindings", "127.0.0.1:99999"}, "1 to 65535"},
+		{"bad/login-type", []string{"access", "pop", "set", "--login-type", "PlainTextAuthentication"}, "does not offer"},
+		{"bad/zero-connections", []string{"access", "pop", "set", "--max-connections", "0"}, "--max-connections \"0\": give a whole number from 1"},
+		{"bad/per-ip-over-total", []string{"access", "imap", "set", "--max-connections", "10", "--max-connection-from-single-ip", "20"}, "more than"},
+		{"bad/short-auth-timeout", []string{"access", "pop", "set", "--authenticated-connection-timeout", "1m"}, "10m0s to 7 days"},
+		{"bad/duration", []string{"access", "pop", "set", "--connection-timeout", "soon"}, "10m, 90s or 00:10:00"},
+		{"bad/wildcard-name", []string{"access", "pop", "set", "--x509-certificate-name", "*.contoso.test"}, "wildcard"},
+		{"bad/pop-message-size", []string{"access", "pop", "set", "--max-message-size", "10MB"}, "unknown flag"},
+		{"bad/taken-by-connector", []string{"access", "pop", "set", "--unencrypted-or-tls-bindings", "0.0.0.0:" + port(newMailServerAddr(e))}, "taken by receive connector"},
+		{"bad/um-mode", []string{"access", "um", "set", "--um-startup-mode", "Secure"}, "TLS, TCP, Dual"},
+		{"bad/nothing", []string{"access", "um", "set"}, "nothing to set"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.run("", c.args...)
+			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("certrelay %v: exit %d, stderr %q; want a refusal naming %q", c.args, r.code, r.stderr, c.want)
+			}
+		})
+	}
+	after := e.ok("access", "pop", "show", "--json") + e.ok("access", "imap", "show", "--json") + e.ok("access", "um", "show", "--json")
+	if after != before {
+		t.Errorf("refused settings changed something:\n%s\n%s", before, after)
+	}
+}
+
+func newMailServerAddr(e *env) string {
+	var c []struct{ Bindings []string }
+	e.jsonOf(&c, "connector", "receive", "list")
+	return c[0].Bindings[0]
+}
