@@ -7,7 +7,9 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -458,4 +460,128 @@ func newMailServerAddr(e *env) string {
 	var c []struct{ Bindings []string }
 	e.jsonOf(&c, "connector", "receive", "list")
 	return c[0].Bindings[0]
+}
+
+// localhostCert gives POP3 and IMAP4 a CA-issued certificate for
+// "localhost", so clients that check the name they connect to (mbsync,
+// fetchmail) can verify it without any DNS.
+func (a *accessServer) localhostCert() string {
+	a.e.t.Helper()
+	th := a.e.importLeaf("localhost", a.root.Issue(a.e.t, testpki.Options{CommonName: "localhost", DNSNames: []string{"localhost"}}))
+	a.e.ok("cert", "enable", th, "--services", "POP,IMAP") // X509CertificateName becomes localhost
+	return th
+}
+
+// TestMbsyncBothWays: mbsync (isync) synchronises alice's INBOX both ways
+// over STARTTLS, checking the certificate: a message swaks delivered
+// reaches the local Maildir, and one written locally reaches the server.
+func TestMbsyncBothWays(t *testing.T) {
+	mbsync := testpki.Tool(t, "mbsync")
+	e := newEnv(t)
+	a := newAccessServer(t, e)
+	a.localhostCert()
+	a.start()
+	a.deliver("pull me", 1)
+	local := e.path("local")
+	if err := os.MkdirAll(local, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	rc := e.write("mbsyncrc", []byte(fmt.Sprintf(`IMAPAccount cr
+Host localhost
+Port %s
+User alice@contoso.test
+PassCmd "cat %s"
+SSLType STARTTLS
+CertificateFile %s
+
+IMAPStore remote
+Account cr
+
+MaildirStore local
+Path %s/
+Inbox %s/INBOX
+
+Channel sync
+Far :remote:
+Near :local:
+Patterns INBOX
+Create Both
+SyncState *
+Sync All
+`, port(a.imap), e.path("alice.pw"), a.caFile, local, local)))
+	run := func() string {
+		cmd := exec.Command(mbsync, "-c", rc, "-a")
+		cmd.Dir = e.work
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("mbsync: %v\n%s\nserver log:\n%s", err, out, a.p.Logs())
+		}
+		return string(out)
+	}
+	run()
+	got := readDir(t, local+"/INBOX")
+	if !strings.Contains(got, "Subject: pull me") {
+		t.Fatalf("mbsync did not bring the message to the local Maildir:\n%s", got)
+	}
+	e.write("local/INBOX/new/1700000000.42_1.client", []byte("From: alice@contoso.test\r\nSubject: push me\r\n\r\nwritten locally\r\n"))
+	run()
+	server := strings.Join(a.maildir(), "\n")
+	if !strings.Contains(server, "Subject: push me") || !strings.Contains(server, "Subject: pull me") {
+		t.Fatalf("after the second sync the server holds:\n%s", server)
+	}
+	// A third run has nothing to do, and changes nothing.
+	run()
+	if n := len(a.maildir()); n != 2 {
+		t.Errorf("the server holds %d messages after a sync with nothing to do, want 2", n)
+	}
+}
+
+// readDir returns the content of every message of a Maildir.
+func readDir(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, sub := range []string{"new", "cur"} {
+		ents, _ := os.ReadDir(filepath.Join(dir, sub))
+		for _, ent := range ents {
+			data, _ := os.ReadFile(filepath.Join(dir, sub, ent.Name()))
+			b.Write(data)
+			b.WriteString("\n----\n")
+		}
+	}
+	return b.String()
+}
+
+// TestFetchmailSTLS: fetchmail downloads over POP3 with STLS, checking
+// the certificate, and deletes what it fetched (committed at QUIT).
+func TestFetchmailSTLS(t *testing.T) {
+	fetchmail := testpki.Tool(t, "fetchmail")
+	e := newEnv(t)
+	a := newAccessServer(t, e)
+	a.localhostCert()
+	a.start()
+	a.deliver("fetch me", 1)
+	a.deliver("fetch me too", 2)
+	mbox := e.path("fetched.mbox")
+	rc := e.write("fetchmailrc", []byte(fmt.Sprintf(`poll localhost protocol POP3 port %s timeout 20
+  user "alice@contoso.test" there with password "%s"
+  sslproto 'TLS1.2+' sslcertck sslcertfile "%s"
+  mda "/bin/sh -c 'cat >> %s'"
+`, port(a.pop), alicePassword, a.caFile, mbox)))
+	cmd := exec.Command(fetchmail, "-f", rc, "--nosyslog", "-v", "--idfile", e.path("fetchids"))
+	cmd.Dir = e.work
+	cmd.Env = append(os.Environ(), "HOME="+e.work)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("fetchmail: %v\n%s\nserver log:\n%s", err, out, a.p.Logs())
+	}
+	if !strings.Contains(string(out), "STLS") {
+		t.Errorf("fetchmail did not use STLS:\n%s", out)
+	}
+	data, _ := os.ReadFile(mbox)
+	if !strings.Contains(string(data), "Subject: fetch me") || !strings.Contains(string(data), "Subject: fetch me too") {
+		t.Fatalf("fetchmail delivered:\n%s\n%s", data, out)
+	}
+	if n := len(a.maildir()); n != 0 {
+		t.Errorf("the server still holds %d messages after fetchmail fetched and deleted them", n)
+	}
 }
