@@ -39,7 +39,13 @@ func newAccessServer(t *testing.T, e *env) *accessServer {
 	a.root = testpki.NewRoot(t, testpki.Options{CommonName: "Contoso Access Root"})
 	a.caFile = e.write("access-root.pem", testpki.PEM(a.root.Cert))
 	e.ok("trust", "add", "access-root.pem")
-	leaf := a.root.Issue(t, testpki.Options{CommonName: "mail.contoso.test", DNSNames: []string{"mail.contoso.test"}, NotBefore: time.Now().Add(-48 * time.Hour)})
+	// With a CRL distribution point, as a real CA's certificate has
+	// (testssl rates a certificate without one HIGH).
+	resp := testpki.NewResponder(t)
+	now := time.Now()
+	resp.SetCRL("/root.crl", a.root.CRL(t, nil, now.Add(-time.Hour), now.Add(24*time.Hour)))
+	leaf := a.root.Issue(t, testpki.Options{CommonName: "mail.contoso.test", DNSNames: []string{"mail.contoso.test"}, NotBefore: now.Add(-48 * time.Hour),
+		CRL: []string{resp.URL("/root.crl")}})
 	a.cert = e.importLeaf("mail", leaf)
 	e.ok("cert", "enable", a.cert, "--services", "POP,IMAP")
 	e.ok("access", "pop", "set", "--enabled", "--unencrypted-or-tls-bindings", a.pop, "--ssl-bindings", a.pops)
@@ -583,5 +589,54 @@ func TestFetchmailSTLS(t *testing.T) {
 	}
 	if n := len(a.maildir()); n != 0 {
 		t.Errorf("the server still holds %d messages after fetchmail fetched and deleted them", n)
+	}
+}
+
+// TestSSLAuditAccess: testssl finds nothing of severity HIGH or CRITICAL
+// on IMAP4 and POP3, with STARTTLS/STLS and on their implicit-TLS ports,
+// serving a CA-issued certificate (its root given to testssl).
+func TestSSLAuditAccess(t *testing.T) {
+	testssl := testpki.Tool(t, "testssl")
+	e := newEnv(t)
+	a := newAccessServer(t, e).start()
+	targets := []struct{ name, starttls, addr string }{
+		{"imap-starttls", "imap", a.imap}, {"pop3-stls", "pop3", a.pop}, {"imaps", "", a.imaps}, {"pop3s", "", a.pops},
+	}
+	for _, tg := range targets {
+		t.Run(tg.name, func(t *testing.T) {
+			t.Parallel()
+			out := e.path("testssl-" + tg.name + ".json")
+			args := []string{"--quiet", "--color", "0", "--fast", "--warnings", "batch", "--ip", "127.0.0.1", "--nodns", "none",
+				"--add-ca", a.caFile, "--jsonfile-pretty", out}
+			if tg.starttls != "" {
+				args = append(args, "--starttls", tg.starttls)
+			}
+			cmd := exec.Command(testssl, append(args, "mail.contoso.test:"+port(tg.addr))...)
+			cmd.Dir = e.work
+			text, err := cmd.CombinedOutput()
+			if _, ok := err.(*exec.ExitError); err != nil && !ok {
+				t.Fatalf("testssl: %v", err)
+			}
+			data, rerr := os.ReadFile(out)
+			if rerr != nil {
+				t.Fatalf("testssl wrote no JSON (%v, %v):\n%s", err, rerr, text)
+			}
+			findings, perr := parseTestssl(data)
+			if perr != nil || len(findings) < 20 {
+				t.Fatalf("testssl JSON (%v): %d findings\n%s", perr, len(findings), text)
+			}
+			var bad []string
+			for _, f := range findings {
+				switch strings.ToUpper(f.Severity) {
+				case "HIGH", "CRITICAL", "FATAL":
+					bad = append(bad, fmt.Sprintf("%-8s %s: %s", f.Severity, f.ID, f.Finding))
+				case "MEDIUM", "LOW":
+					t.Logf("%-8s %s: %s", f.Severity, f.ID, f.Finding)
+				}
+			}
+			if len(bad) > 0 {
+				t.Errorf("testssl on %s found:\n%s\n%s", tg.name, strings.Join(bad, "\n"), text)
+			}
+		})
 	}
 }
