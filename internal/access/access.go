@@ -85,6 +85,8 @@ type Service struct {
 
 	thrMu sync.Mutex
 	thr   map[string]time.Time // in-memory throttle of limit events
+
+	umTLS *tls.Config // UM's implicit TLS (see New)
 }
 
 // proto is one protocol's listeners and configuration.
@@ -126,6 +128,22 @@ func New(o Options) *Service {
 		return pr
 	}
 	s.pop, s.imap, s.um = mk(POP3), mk(IMAP4), mk(UM)
+	// UM's TLS: the certificate S10 ranks first, from the serving layer,
+	// without TLS 1.3 session tickets — SIP peers keep their connection
+	// open rather than resume, and some (sipsak's GnuTLS loop) take the
+	// ticket that arrives after the handshake for their answer and give
+	// up. The serving layer's configuration is shared: it is copied.
+	s.umTLS = &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: serving.CipherSuites,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			req := s.um.cur.Load().req
+			cfg, d := o.Layer.Config(req)
+			if cfg == nil {
+				return nil, fmt.Errorf("no certificate for UM (%s): %s", req.FQDN, d.Why)
+			}
+			c := cfg.Clone()
+			c.SessionTicketsDisabled = true
+			return c, nil
+		}}
 	return s
 }
 
@@ -185,8 +203,7 @@ func (s *Service) Reload(ctx context.Context) error {
 		}
 		if mode == "TLS" || mode == "DUAL" {
 			for _, a := range um.SipTlsBindings {
-				want = append(want, serving.Binding{Addr: a, Owner: string(UM), Handle: func(c net.Conn) { s.handle(s.um, c, true) },
-					TLS: func(*tls.ClientHelloInfo) selection.Request { return s.um.cur.Load().req }})
+				want = append(want, serving.Binding{Addr: a, Owner: string(UM), Handle: func(c net.Conn) { s.handle(s.um, tls.Server(c, s.umTLS), true) }})
 			}
 		}
 	}
