@@ -45,7 +45,8 @@ clean:
 # test`. PLAIN_N, TLS_N, SWAPS and CLIENTS adjust the loads (test/bench).
 .PHONY: bench bench-swap crashtest
 ROUNDS ?= 5
-bench: deps
+bench:
+	./scripts/install-deps.sh bench
 	ROUNDS=$(ROUNDS) $(GO) test -tags bench -run '^TestBench$$' -count=1 -v -timeout 180m ./test/bench/
 
 # Hot swap (small store and 10,000 certificates), server start with
