@@ -73,6 +73,7 @@ type Service struct {
 	o       Options
 	backend *imapd.Backend
 	fails   failures
+	creds   credCache
 	pop     *proto
 	imap    *proto
 	um      *proto

@@ -1,6 +1,9 @@
 package access
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -47,6 +50,10 @@ func (s *Service) login(p Protocol, cfg Settings, user, password string, remote 
 	if ok && m.PasswordHash != "" {
 		hash = []byte(m.PasswordHash)
 	}
+	if ok && m.PasswordHash != "" && s.creds.verified(addr, password, m.PasswordHash, now) {
+		s.o.Log.Debug("logged in", "service", p, "user", addr, "client", ip, "cached", true)
+		return filepath.Join(s.o.DataDir, m.Maildir), nil
+	}
 	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil || !ok || m.PasswordHash == "" {
 		lockout := time.Duration(cfg.LoginFailureLockout)
 		locked, n := s.fails.fail(ip, now, max(cfg.MaxLoginFailuresPerSource, 1), lockout)
@@ -56,8 +63,62 @@ func (s *Service) login(p Protocol, cfg Settings, user, password string, remote 
 		}
 		return "", errAuthFailed
 	}
+	s.creds.remember(addr, password, m.PasswordHash, now)
 	s.o.Log.Info("logged in", "service", p, "user", addr, "client", ip)
 	return filepath.Join(s.o.DataDir, m.Maildir), nil
+}
+
+// credCache remembers, for CredentialCacheTTL, that a password was right
+// for a mailbox, so a client that logs in again and again (mail clients
+// poll; mbsync and fetchmail open a session per run) does not cost a
+// bcrypt comparison each time — Dovecot's auth_cache does the same. It
+// keeps no password: an HMAC-SHA256 of it under a key made at random for
+// the process, with the bcrypt hash it was checked against, so a new
+// password (mailbox remove, add) is checked afresh. Failed logins are
+// never cached. Safe for concurrent use.
+type credCache struct {
+	once sync.Once
+	key  []byte
+	mu   sync.Mutex
+	m    map[string]credEntry
+}
+
+type credEntry struct {
+	mac   []byte
+	hash  string
+	until time.Time
+}
+
+// CredentialCacheTTL is how long a verified password is remembered.
+const CredentialCacheTTL = 5 * time.Minute
+
+func (c *credCache) mac(addr, password string) []byte {
+	c.once.Do(func() {
+		c.key = make([]byte, 32)
+		_, _ = rand.Read(c.key)
+	})
+	h := hmac.New(sha256.New, c.key)
+	h.Write([]byte(addr))
+	h.Write([]byte{0})
+	h.Write([]byte(password))
+	return h.Sum(nil)
+}
+
+func (c *credCache) verified(addr, password, hash string, now time.Time) bool {
+	c.mu.Lock()
+	e, ok := c.m[addr]
+	c.mu.Unlock()
+	return ok && e.hash == hash && now.Before(e.until) && hmac.Equal(e.mac, c.mac(addr, password))
+}
+
+func (c *credCache) remember(addr, password, hash string, now time.Time) {
+	mac := c.mac(addr, password)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) > maxTracked {
+		c.m = map[string]credEntry{}
+	}
+	c.m[addr] = credEntry{mac: mac, hash: hash, until: now.Add(CredentialCacheTTL)}
 }
 
 // normalUser reads a login name as a mailbox address: lower-case, the
