@@ -47,7 +47,9 @@ func FuzzSession(f *testing.F) {
 	box := filepath.Join(root, "box")
 	b := New(Options{AppendLimit: 4096, Login: func(user, pass string, _ net.Addr, _ bool) (string, error) { return box, nil }})
 	srv := imapserver.New(&imapserver.Options{
-		NewSession:   func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) { return b.NewSession(c), nil, nil },
+		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return b.NewSession(c), nil, nil
+		},
 		Caps:         caps,
 		InsecureAuth: true,
 		Logger:       quietLogger{},

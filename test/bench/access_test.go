@@ -71,7 +71,11 @@ func TestAccessBench(t *testing.T) {
 	dv := newDovecot(t, filepath.Join(r.data, "mail", "bench.test"), clients, false)
 	dvp := newDovecot(t, filepath.Join(r.data, "mail", "bench.test"), clients, true)
 
-	type sample struct{ proto, server string; rate, p50, p99 float64; failed int }
+	type sample struct {
+		proto, server  string
+		rate, p50, p99 float64
+		failed         int
+	}
 	var samples []sample
 	servers := []struct{ name, imap, pop string }{{"certrelay", crIMAP, crPOP}, {"dovecot", dv.imap, dv.pop}, {"dovecot-plain", dvp.imap, dvp.pop}}
 	for round := 1; round <= rounds; round++ {
