@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"crypto/sha1"
 	"crypto/x509"
 	"encoding/hex"
@@ -740,4 +741,52 @@ func TestUMMakesItsOwnCertificate(t *testing.T) {
 	if evs := e.eventParams("16068"); len(evs) != 1 {
 		t.Errorf("after a restart 16068 was logged %d times", len(evs))
 	}
+}
+
+// TestIdleSeesSMTPDelivery: a client in IMAP IDLE (a Python socket, over
+// STARTTLS) is told "* 2 EXISTS" when swaks delivers a message by SMTP,
+// well before any periodic re-read (imapd.RefreshInterval, 10 s).
+func TestIdleSeesSMTPDelivery(t *testing.T) {
+	e := newEnv(t)
+	a := newAccessServer(t, e).start()
+	a.deliver("before idle", 1)
+	cmd := exec.Command(testpki.Tool(t, "python3"), "-c", fmt.Sprintf(`
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=%q)
+s = socket.create_connection(("127.0.0.1", %s), 10); f = s.makefile("rb")
+def until(tag):
+    while True:
+        l = f.readline().decode()
+        if not l: sys.exit("closed")
+        if l.startswith(tag): return l
+f.readline(); s.sendall(b"a STARTTLS\r\n"); until("a ")
+s = ctx.wrap_socket(s, server_hostname="mail.contoso.test"); f = s.makefile("rb")
+s.sendall(b"b LOGIN alice@contoso.test %s\r\n"); until("b OK")
+s.sendall(b"c SELECT INBOX\r\n"); until("c OK")
+s.sendall(b"d IDLE\r\n"); until("+")
+print("idling", flush=True)
+s.settimeout(8)
+l = until("* 2 EXISTS")
+print("got", l.strip(), time.time(), flush=True)
+s.sendall(b"DONE\r\n"); until("d OK")
+`, a.caFile, port(a.imap), alicePassword))
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(stdout)
+	if l, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(l, "idling") {
+		t.Fatalf("the client did not reach IDLE: %q %v", l, err)
+	}
+	sent := time.Now()
+	a.deliver("during idle", 2)
+	l, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(l, "got * 2 EXISTS") {
+		t.Fatalf("the idling client was not told of the delivery: %q %v\nserver log:\n%s", l, err, a.p.Logs())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("python: %v", err)
+	}
+	t.Logf("told %v after swaks was started", time.Since(sent).Round(time.Millisecond))
 }
