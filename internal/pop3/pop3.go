@@ -512,22 +512,30 @@ func (s *session) transaction(verb, arg string) {
 	case "NOOP":
 		s.ok("")
 	case "QUIT":
+		// The UPDATE state: deletions are made, and the maildrop is
+		// released before the answer, so a client that reconnects at once
+		// finds it free.
 		s.quit = true
-		if s.ndel == 0 {
-			s.ok("bye")
-			return
-		}
 		var idx []int
 		for i, d := range s.del {
 			if d {
 				idx = append(idx, i)
 			}
 		}
-		if err := s.drop.Commit(idx); err != nil {
-			s.err("[SYS/TEMP] some deleted messages could not be removed")
-			return
+		var err error
+		if len(idx) > 0 {
+			err = s.drop.Commit(idx)
 		}
-		s.ok(fmt.Sprintf("bye; %d messages deleted", len(idx)))
+		s.drop.Close()
+		s.drop = nil
+		switch {
+		case err != nil:
+			s.err("[SYS/TEMP] some deleted messages could not be removed")
+		case len(idx) == 0:
+			s.ok("bye")
+		default:
+			s.ok(fmt.Sprintf("bye; %d messages deleted", len(idx)))
+		}
 	case "CAPA":
 		s.capa()
 	case "USER", "PASS", "AUTH", "STLS", "APOP":

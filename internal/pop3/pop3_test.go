@@ -48,6 +48,7 @@ type memDrop struct {
 	bodies    []string
 	committed [][]int
 	closed    int
+	onClose   func()
 }
 
 func (d *memDrop) Messages() []Msg {
@@ -61,7 +62,12 @@ func (d *memDrop) Open(i int) (io.ReadCloser, error) {
 	return io.NopCloser(strings.NewReader(d.bodies[i])), nil
 }
 func (d *memDrop) Commit(del []int) error { d.committed = append(d.committed, del); return nil }
-func (d *memDrop) Close()                 { d.closed++ }
+func (d *memDrop) Close() {
+	d.closed++
+	if d.onClose != nil {
+		d.onClose()
+	}
+}
 
 func config(d *memDrop) Config {
 	return Config{
@@ -115,6 +121,23 @@ func TestTransaction(t *testing.T) {
 		"+OK bye; 1 messages deleted")
 	if len(d.committed) != 1 || len(d.committed[0]) != 1 || d.committed[0][0] != 1 || d.closed != 1 {
 		t.Errorf("committed %v, closed %d; want [[1]] once", d.committed, d.closed)
+	}
+}
+
+// TestQuitReleasesBeforeAnswering: the maildrop is released before the
+// client reads QUIT's answer, so a client that reconnects at once is not
+// told [IN-USE] (make bench found this race).
+func TestQuitReleasesBeforeAnswering(t *testing.T) {
+	d := &memDrop{bodies: []string{msg1}}
+	c := &scriptConn{in: &chunks{parts: []string{"USER alice@example.test\r\n", "PASS correct horse\r\n", "QUIT\r\n"}}}
+	d.onClose = func() {
+		if strings.Contains(c.out.String(), "bye") {
+			t.Error("the maildrop was released after QUIT was answered")
+		}
+	}
+	Serve(context.Background(), c, config(d), true)
+	if d.closed != 1 || !strings.Contains(c.out.String(), "+OK bye") {
+		t.Errorf("closed %d times; output %q", d.closed, c.out.String())
 	}
 }
 
