@@ -129,7 +129,7 @@ typ, data = m.select("INBOX"); check(data[0] == b"1", "after EXPUNGE: %r" % data
 m.logout()
 # IMAP4 over implicit TLS
 m = IMAPS(HOST, IMAPS_PORT, ssl_context=ctx)
-m.login(USER, PASSWORD)
+typ, _ = m.authenticate("PLAIN", lambda _: b"\0" + USER.encode() + b"\0" + PASSWORD.encode()); check(typ == "OK", "AUTHENTICATE PLAIN")
 typ, data = m.select("INBOX", readonly=True); check(data[0] == b"1", "IMAPS SELECT: %r" % data)
 typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])"); check(b"second via swaks" in data[0][1], "IMAPS FETCH: %r" % data)
 m.logout()
@@ -789,4 +789,40 @@ s.sendall(b"DONE\r\n"); until("d OK")
 		t.Fatalf("python: %v", err)
 	}
 	t.Logf("told %v after swaks was started", time.Since(sent).Round(time.Millisecond))
+}
+
+// TestUIDsSurviveRestart: UIDVALIDITY, UIDNEXT and each message's UID are
+// the same after the server restarts, and a new message gets the next UID.
+func TestUIDsSurviveRestart(t *testing.T) {
+	e := newEnv(t)
+	a := newAccessServer(t, e).start()
+	a.deliver("one", 1)
+	a.deliver("two", 2)
+	prog := `
+m = imaplib.IMAP4(HOST, IMAP); m.host = NAME; m.starttls(ssl_context=ctx); m.login(USER, PASSWORD)
+m.select("INBOX", readonly=True)
+typ, v = m.response("UIDVALIDITY"); typ, n = m.response("UIDNEXT")
+typ, uids = m.uid("SEARCH", None, "ALL")
+print("state", v[0].decode(), n[0].decode(), uids[0].decode())
+`
+	state := func() string {
+		out := a.py(prog)
+		i := strings.Index(out, "state ")
+		if i < 0 {
+			t.Fatal(out)
+		}
+		return strings.TrimSpace(out[i:])
+	}
+	before := state()
+	a.p.stop()
+	a.start()
+	if after := state(); after != before {
+		t.Fatalf("after a restart: %q, before %q", after, before)
+	}
+	a.deliver("three", 3)
+	f := strings.Fields(before) // state VALIDITY NEXT UID…
+	after := strings.Fields(state())
+	if after[1] != f[1] || after[len(after)-1] != f[2] {
+		t.Errorf("a new message after the restart: %v; before %v (its UID must be the old UIDNEXT)", after, f)
+	}
 }
