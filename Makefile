@@ -40,13 +40,16 @@ clean:
 	rm -rf bin
 
 # Benchmarks side by side with Postfix (loads by cmd/smtpload, medians of
-# ROUNDS alternating rounds), the Go benchmarks, hot swap under load; prints
+# ROUNDS alternating rounds), the Go benchmarks, hot swap under load, and
+# IMAP4/POP3 sessions against Dovecot with the memory of idle IMAP4
+# connections (TestAccessBench; ACCESS_SECONDS, ACCESS_CLIENTS, IDLE_CONNS); prints
 # the results and writes them into docs/PERFORMANCE.md. Never run by `make
 # test`. PLAIN_N, TLS_N, SWAPS and CLIENTS adjust the loads (test/bench).
 .PHONY: bench bench-swap crashtest
 ROUNDS ?= 5
-bench: deps
-	ROUNDS=$(ROUNDS) $(GO) test -tags bench -run '^TestBench$$' -count=1 -v -timeout 180m ./test/bench/
+bench:
+	./scripts/install-deps.sh bench
+	ROUNDS=$(ROUNDS) $(GO) test -tags bench -run '^(TestBench|TestAccessBench)$$' -count=1 -v -timeout 180m ./test/bench/
 
 # Hot swap (small store and 10,000 certificates), server start with
 # 10,000 certificates, selection and serving-layer benchmarks: the numbers

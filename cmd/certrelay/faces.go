@@ -26,6 +26,10 @@ var groups = map[string]string{
 	"mailbox":           "Mailboxes: recipients with a Maildir, and passwords for AUTH",
 	"queue":             "Look at and manage the mail queue",
 	"loglevel":          "Get or set event logging levels per category (SPEC D1)",
+	"access":            "POP3, IMAP4 and Unified Messaging (SPEC S8–S10)",
+	"access pop":        "POP3 settings (Get-POPSettings)",
+	"access imap":       "IMAP4 settings (Get-IMAPSettings)",
+	"access um":         "Unified Messaging SIP listener (Get-UMService)",
 }
 
 // faces are what the CLI does around each operation beyond the

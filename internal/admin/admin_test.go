@@ -197,8 +197,11 @@ func TestX509CertificateNameIsUsed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Explain(ctx, ExplainOptions{Service: store.POP}); err == nil {
-		t.Error("explain --service POP without a name set should say none is set")
+	srv, _ := a.requireSetup(ctx)
+	// Without a name set, POP3 selects for the server's FQDN (Exchange's
+	// default X509CertificateName), and explain says so (issue 14).
+	if ex, err := a.Explain(ctx, ExplainOptions{Service: store.POP}); err != nil || ex.Fqdn != srv.Fqdn || !strings.Contains(ex.Setting, "empty") {
+		t.Errorf("explain --service POP without a name: %+v %v; want the server's FQDN %s", ex, err, srv.Fqdn)
 	}
 	if _, err := a.EnableCertificate(ctx, res.Certificate.Thumbprint, store.POP, Yes{}); err != nil {
 		t.Fatal(err)
@@ -210,8 +213,8 @@ func TestX509CertificateNameIsUsed(t *testing.T) {
 	if ex.Fqdn != "pop.contoso.com" || ex.Winner != res.Certificate.Thumbprint {
 		t.Errorf("POP3 selects for %q and chose %q; want pop.contoso.com and %s", ex.Fqdn, ex.Winner, res.Certificate.Thumbprint)
 	}
-	if _, err := a.Explain(ctx, ExplainOptions{Service: store.IMAP}); err == nil {
-		t.Error("IMAP4 has a name although only POP was enabled")
+	if ex, err := a.Explain(ctx, ExplainOptions{Service: store.IMAP}); err != nil || ex.Fqdn != srv.Fqdn {
+		t.Errorf("IMAP4 selects for %q (%v) although only POP was enabled; want the server's FQDN", ex.Fqdn, err)
 	}
 }
 

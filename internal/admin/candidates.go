@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"certrelay/internal/access"
 	"certrelay/internal/dnsname"
 	"certrelay/internal/settings"
 	"context"
@@ -73,17 +74,30 @@ func (a *Admin) Explain(ctx context.Context, o ExplainOptions) (Explanation, err
 		ex.Connector = c.Name
 		ex.STARTTLS = receiveTLSBehaviour(c)
 	case o.Fqdn == "" && (o.Service == store.POP || o.Service == store.IMAP):
-		// S8: POP3 and IMAP4 select for their settings' X509CertificateName.
-		key := map[store.Services]string{store.POP: settings.PopCertificateName, store.IMAP: settings.ImapCertificateName}[o.Service]
-		name, err := a.Settings.Get(ctx, key)
+		// S8: POP3 and IMAP4 select for their settings' X509CertificateName
+		// (the server's FQDN when it is empty), with the S9 switch.
+		p := map[store.Services]access.Protocol{store.POP: access.POP3, store.IMAP: access.IMAP4}[o.Service]
+		st, err := access.Load(ctx, a.Settings, p)
 		if err != nil {
 			return ex, errorf(op, err)
 		}
-		if name == "" {
-			return ex, errorf(op, failed(NotFound, "no certificate name is set for %s (X509CertificateName)", o.Service).fix("enable a certificate for %s (%s), or give {-Fqdn}", o.Service, cmd("Enable-ExchangeCertificate", "THUMBPRINT", "-Services", o.Service.String())))
+		req = selection.ForConnector(st.X509CertificateName, srv.Fqdn, "", false, o.Service)
+		req.Compat2007 = st.Exchange2007CertificateSelection
+		ex.Setting = map[store.Services]string{store.POP: settings.PopCertificateName, store.IMAP: settings.ImapCertificateName}[o.Service]
+		if st.X509CertificateName == "" {
+			ex.Setting += " (empty: the server's FQDN)"
 		}
-		req = selection.ForConnector(name, "", "", false, o.Service)
-		ex.Setting = key
+	case o.Fqdn == "" && o.Service == store.UM:
+		// S10: UM's name, the server's FQDN unless its settings give one.
+		st, err := access.LoadUM(ctx, a.Settings)
+		if err != nil {
+			return ex, errorf(op, err)
+		}
+		req = selection.ForConnector(st.Fqdn, srv.Fqdn, "", false, store.UM)
+		ex.Setting = "UM Fqdn"
+		if st.Fqdn == "" {
+			ex.Setting += " (empty: the server's FQDN)"
+		}
 	case o.Fqdn != "":
 		n, err := dnsname.ParseHost(o.Fqdn)
 		if err != nil {

@@ -301,7 +301,8 @@ of the store with why it was rejected, passed over or chosen. With
 TlsCertificateName are used; {-Direction} out explains a send connector.
 With {-Service} POP or IMAP and neither, the name their settings'
 X509CertificateName holds is used (SPEC S8; {Enable-ExchangeCertificate -Services POP}
-sets it).`,
+sets it; empty: the server's FQDN), with the Exchange 2007 switch (S9);
+with {-Service} UM, UM's name and its own ranking (S10).`,
 			Role: ViewOnly, Returns: Explanation{},
 			Params: []Param{
 				{Name: "Connector", CLI: "connector", Type: TypeString, Help: "a receive connector (or, with {-Direction} out, a send connector)", Excludes: []string{"Fqdn"}},
@@ -311,9 +312,9 @@ sets it).`,
 			},
 			Run: func(in *In) (*Result, error) {
 				o := ExplainOptions{Connector: in.String("Connector"), Fqdn: in.String("Fqdn"), Service: in.Services("Service"), Direction: in.String("Direction")}
-				fromSetting := o.Connector == "" && o.Fqdn == "" && (o.Service == store.POP || o.Service == store.IMAP)
+				fromSetting := o.Connector == "" && o.Fqdn == "" && (o.Service == store.POP || o.Service == store.IMAP || o.Service == store.UM)
 				if o.Connector == "" && o.Fqdn == "" && !fromSetting {
-					return nil, usage("Connector", "give either {-Connector} or {-Fqdn} (with {-Service} POP or IMAP, neither: their X509CertificateName is used)")
+					return nil, usage("Connector", "give either {-Connector} or {-Fqdn} (with {-Service} POP, IMAP or UM, neither: their settings' name is used)")
 				}
 				ex, err := in.a.Explain(in.ctx, o)
 				if err != nil {

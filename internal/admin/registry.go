@@ -162,6 +162,7 @@ func init() {
 		organisationOperations(),
 		logOperations(),
 		consoleOperations(),
+		accessOperations(),
 	)
 }
 

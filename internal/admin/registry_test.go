@@ -12,6 +12,7 @@ import (
 var exchangeNouns = map[string]bool{
 	"ExchangeCertificate": true, "ReceiveConnector": true, "SendConnector": true, "ExchangeServer": true,
 	"AcceptedDomain": true, "Mailbox": true, "Message": true, "Queue": true, "EventLogLevel": true, "MessageTrackingLog": true,
+	"POPSettings": true, "IMAPSettings": true, "UMService": true, // issue 14
 }
 
 // TestRegistryDeclarations: every registered operation has a cmdlet

@@ -72,7 +72,8 @@ const (
 	TransportService = "TransportService"
 	Certificates     = "Certificates"
 	Setup            = "Setup"
-	Console          = "Console" // the HTTPS console and API, its accounts and the audit of changes
+	Console          = "Console"       // the HTTPS console and API, its accounts and the audit of changes
+	AccessService    = "AccessService" // POP3, IMAP4 and UM (issue 14)
 )
 
 // Definition describes one event.
@@ -159,6 +160,35 @@ var catalog = []Definition{
 	{ID: 16040, Name: "CertificatePrivateKeyUnusable", Source: SourceCertrelay, Category: TransportService, Severity: Error, Level: Lowest, Throttle: hour,
 		Params: []string{"thumbprint", "keyFile", "error"},
 		Text:   "The private key of certificate %1 cannot be loaded from %2 (%3), so no session uses the certificate: selection passes it over, and the next certificate that holds the name serves instead. Restore the key file from a backup, or replace the certificate: certrelay cert new --from %1 for a self-signed one, otherwise import it again with its key. certrelay cert explain shows what sessions get now."},
+
+	// The access services: POP3, IMAP4 and UM (IDs 16060–16069, issue 14).
+	{ID: 16060, Name: "AccessBindingFailed", Source: SourceCertrelay, Category: AccessService, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"service", "binding", "error", "retry"},
+		Text:   "The %1 listener cannot listen on %2: %3. certrelay tries again in %4, then less and less often (at least once a minute). If another program holds the address, stop it (ss -ltnp shows which); or change the bindings: certrelay access pop set, certrelay access imap set or certrelay access um set (certrelay access pop show lists them)."},
+	{ID: 16061, Name: "AccessBindingRestored", Source: SourceCertrelay, Category: AccessService, Severity: Information, Level: Lowest,
+		Params: []string{"service", "binding", "attempts"},
+		Text:   "The %1 listener listens on %2 now, after %3 failed attempts; certrelay events --id 16060 shows why they failed."},
+	{ID: 16062, Name: "AccessCertificateMissing", Source: SourceCertrelay, Category: AccessService, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"service", "fqdn", "reason", "services", "cli"},
+		Text:   "%1 has no certificate for %2 (its X509CertificateName, or the server's FQDN): %3. So %1 offers no STLS/STARTTLS, its SSL bindings refuse every handshake, and clients that insist on TLS cannot log in. Enable a certificate that holds %2 for %4 (certrelay cert enable THUMBPRINT --services %4, which also sets X509CertificateName to its first domain), or make one: certrelay cert new --domain %2 --services %4; certrelay cert explain --service %4 shows every certificate considered, and certrelay access %5 set --x509-certificate-name NAME changes the name."},
+	{ID: 16063, Name: "AccessLimitReached", Source: SourceCertrelay, Category: AccessService, Severity: Warning, Level: Lowest, Throttle: 5 * time.Minute,
+		Params: []string{"service", "client", "limit", "value", "cli", "option"},
+		Text:   "%1 turned away or ended a session of [%2]: it met the limit %3 (%4). If legitimate clients need more, change it: certrelay access %5 set %6 VALUE (certrelay access %5 show lists the limits)."},
+	{ID: 16064, Name: "AccessLoginsLocked", Source: SourceCertrelay, Category: AccessService, Severity: Warning, Level: Lowest, Throttle: hour,
+		Params: []string{"service", "client", "failures", "lockout", "cli"},
+		Text:   "%3 logins from [%2] failed (the last over %1), so POP3 and IMAP4 refuse logins from that address for %4 without checking passwords. If it is a user who forgot a password, wait or set a new one with certrelay mailbox add after certrelay mailbox remove; if it is an attack, block the address at the firewall. The limits are certrelay access %5 set --max-login-failures-per-source N --login-failure-lockout DURATION."},
+	{ID: 16065, Name: "UMCertificateInUse", Source: SourceCertrelay, Category: AccessService, Severity: Information, Level: Lowest,
+		Params: []string{"issuer", "serial", "thumbprint", "fqdn", "notAfter"},
+		Text:   "UM's SIP listener in secure mode uses certificate %3 for %4: issuer %1, serial number %2, valid until %5. Export it for the IP gateways and IP PBXs that must trust it: certrelay cert export %3 --out um.cer."},
+	{ID: 16066, Name: "UMCertificateExpiresSoon", Source: SourceCertrelay, Category: AccessService, Severity: Warning, Level: Lowest, Throttle: 23 * time.Hour,
+		Params: []string{"thumbprint", "days", "notAfter"},
+		Text:   "UM's certificate %1 expires in %2 days (%3). Replace it before then: certrelay cert new --from %1 for a self-signed one, or import a new one from the CA and enable it: certrelay cert enable THUMBPRINT --services UM; then give the new certificate to the IP gateways."},
+	{ID: 16067, Name: "UMCertificateExpired", Source: SourceCertrelay, Category: AccessService, Severity: Warning, Level: Lowest, Throttle: 23 * time.Hour,
+		Params: []string{"thumbprint", "notAfter"},
+		Text:   "Certificate %1, enabled for UM, expired on %2: UM no longer uses it. Replace it (certrelay cert new --from %1, or import a new one and certrelay cert enable THUMBPRINT --services UM), give the new one to the IP gateways, then remove the old: certrelay cert remove %1."},
+	{ID: 16068, Name: "UMCertificateCreated", Source: SourceCertrelay, Category: AccessService, Severity: Warning, Level: Lowest,
+		Params: []string{"thumbprint", "fqdn", "notAfter"},
+		Text:   "UM found no valid certificate for %2 enabled for UM, so it made the self-signed certificate %1 (valid until %3) to start in secure mode. IP gateways will not trust it until it is exported to them (certrelay cert export %1 --out um.cer); or enable a certificate from a CA: certrelay cert enable THUMBPRINT --services UM."},
 
 	// certrelay's own management events.
 	{ID: 16001, Name: "SetupCompleted", Source: SourceCertrelay, Category: Setup, Severity: Information, Level: Lowest,

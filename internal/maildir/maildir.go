@@ -122,6 +122,7 @@ func DeliverWithPrefix(root, mailbox string, k Key, prefix, body []byte) (Result
 	if err := mb.syncNew(filepath.Join(dir, "new")); err != nil {
 		return Result{}, fmt.Errorf("maildir deliver to %s: %w", dir, err)
 	}
+	announce(filepath.Clean(dir)) // readers in IDLE (folder.go)
 	return Result{Path: newPath}, nil
 }
 

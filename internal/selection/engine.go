@@ -346,6 +346,9 @@ func walkS4(cands []Candidate, walk []int, req Request, now time.Time, verdict [
 	if len(walk) == 0 {
 		return -1, "", ""
 	}
+	if umService(req) {
+		return walkUM(cands, walk, now, verdict)
+	}
 	if req.Explicit != "" || req.Compat2007 {
 		return walkNewest(cands, walk, req, now, verdict)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"certrelay/internal/access"
 	"certrelay/internal/db"
 	"certrelay/internal/fswatch"
 	"certrelay/internal/settings"
@@ -121,7 +122,7 @@ func (w *watcher) note(p *pending, ev fswatch.Event) (wrote bool) {
 // the published snapshot, the directory's snapshot and the listeners.
 func (s *srv) apply(ctx context.Context, p pending) {
 	start := time.Now()
-	certs, full, web := false, false, false
+	certs, full, web, accessChanged := false, false, false, false
 	var dirKinds map[string]bool
 	if p.check {
 		changes, next, complete, err := db.ChangesSince(ctx, s.src.DB, s.seq)
@@ -146,6 +147,9 @@ func (s *srv) apply(ctx context.Context, p pending) {
 					switch c.Key {
 					case settings.ConsoleBindings, settings.ConsoleHostName, settings.MetricsBindings:
 						web = true
+					}
+					for _, prefix := range access.SettingsKeyPrefixes {
+						accessChanged = accessChanged || strings.HasPrefix(c.Key, prefix)
 					}
 					if c.Key == settings.ServiceAccount {
 						if err := s.reloadAccount(ctx); err != nil {
@@ -174,7 +178,7 @@ func (s *srv) apply(ctx context.Context, p pending) {
 				s.log.Error("cannot read the certificate store; keeping the current certificates", "err", err)
 				return
 			}
-			certs, dirKinds, web = true, kindsOf([]string{"?"}), true
+			certs, dirKinds, web, accessChanged = true, kindsOf([]string{"?"}), true, true
 		}
 		s.seq = next
 	}
@@ -226,6 +230,18 @@ func (s *srv) apply(ctx context.Context, p pending) {
 		s.applyHTTP(ctx) // the console's host name defaults to the server's FQDN
 	} else if certs {
 		s.checkConsole(ctx)
+	}
+	if dirKinds[kindServer] {
+		me := s.dir.me
+		s.me.Store(&me)
+		accessChanged = true // the server's FQDN names the certificates
+	}
+	if accessChanged {
+		if err := s.acc.Reload(ctx); err != nil {
+			s.log.Error("cannot read the POP3, IMAP4 and UM settings; keeping the current ones", "err", err)
+		}
+	} else if certs {
+		s.acc.CheckCertificates(ctx)
 	}
 }
 

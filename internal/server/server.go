@@ -20,11 +20,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"certrelay/internal/access"
 	"certrelay/internal/certinfo"
 	"certrelay/internal/certview"
 	"certrelay/internal/db"
+	"certrelay/internal/directory"
 	"certrelay/internal/events"
 	"certrelay/internal/metrics"
 	"certrelay/internal/queue"
@@ -147,6 +150,8 @@ func Run(ctx context.Context, o Options) error {
 	s.checkOpenFiles(ctx, st)
 	s.checkSendCertificates(ctx, st)
 	s.traceDecisions(st)
+	s.startAccess(ctx, o.DataDir)
+	defer s.acc.Close()
 	s.checkExpiry(ctx)
 	if o.Console != nil {
 		s.console = s.newHTTPFace("HTTPS console", o.Console, true)
@@ -190,7 +195,9 @@ type srv struct {
 	layer     *serving.Layer         // certificates, TLS configurations, listeners
 	cands     *certview.CandidateSet // the store's facts, rebuilt a certificate at a time
 	dir       *dirState              // the directory's snapshot
-	seq       int64                  // the change log read up to here
+	acc       *access.Service        // POP3, IMAP4 and UM
+	me        atomic.Pointer[directory.Server]
+	seq       int64 // the change log read up to here
 
 	lastRejudge time.Time // when every certificate was last judged (RejudgeSpacing)
 	rejudgeDue  bool      // a judgement waits for RejudgeSpacing to pass
@@ -322,6 +329,26 @@ func (s *srv) checkExpiry(ctx context.Context) {
 		}
 	}
 	s.checkSendCertificates(ctx, st)
+	if s.acc != nil {
+		s.acc.CheckExpiry(ctx)
+	}
+}
+
+// startAccess starts POP3, IMAP4 and UM as their settings say (issue 14).
+func (s *srv) startAccess(ctx context.Context, dataDir string) {
+	me := s.dir.me
+	s.me.Store(&me)
+	s.acc = access.New(access.Options{DataDir: dataDir, DB: s.src.DB, Settings: s.src.Settings, Store: s.src.Store, Layer: s.layer,
+		Events: s.events, Log: s.log, Now: s.src.Now,
+		Mailbox: func(address string) (directory.Mailbox, bool) {
+			m, ok := s.rcv.State().Mailboxes[address]
+			return m, ok
+		},
+		Server: func() directory.Server { return *s.me.Load() },
+	})
+	if err := s.acc.Reload(ctx); err != nil {
+		s.log.Error("cannot read the POP3, IMAP4 and UM settings; they do not run", "err", err)
+	}
 }
 
 // connectorDecisions returns the selection of every receive and send

@@ -44,12 +44,10 @@ func cmdletOps(name string) []*admin.Operation {
 var planned = map[string]string{}
 
 func init() {
-	pop := "the POP3, IMAP4 and UM settings come with issue 14 (the POP3/IMAP4/UM listeners). Until then, Enable-ExchangeCertificate -Services POP (or IMAP) sets X509CertificateName, and Get-CertrelayCertificateSelection -Service POP (or IMAP) shows it and the certificate it selects."
-	for _, c := range []string{"Get-POPSettings", "Set-POPSettings", "Get-IMAPSettings", "Set-IMAPSettings"} {
-		planned[strings.ToLower(c)] = pop
-	}
-	for _, c := range []string{"Get-UMService", "Set-UMService", "Get-UMServer", "Set-UMServer"} {
-		planned[strings.ToLower(c)] = "the UM listener and its settings come with issue 14 (POP3/IMAP4/UM)."
+	// Exchange 2007's names of the UM service's cmdlets; certrelay declares
+	// Exchange 2013's (issue 14).
+	for _, c := range []string{"Get-UMServer", "Set-UMServer"} {
+		planned[strings.ToLower(c)] = "certrelay names it " + strings.Replace(c, "UMServer", "UMService", 1) + " (Exchange 2013's name for the UM listener's settings): run that instead."
 	}
 	edge := "edge subscriptions and EdgeSync come with issue 12 (New-EdgeSubscription on the edge writes the subscription file, the hub imports it, Start-EdgeSynchronization replicates at once)."
 	for _, c := range []string{"New-EdgeSubscription", "Get-EdgeSubscription", "Remove-EdgeSubscription", "Start-EdgeSynchronization", "Test-EdgeSynchronization"} {

@@ -15,11 +15,11 @@ import (
 // is), which is the moment to decide where it belongs.
 var layers = [][]string{
 	{"internal/dnsname", "internal/safeio", "internal/testpki", "internal/certprop", "internal/memo", "internal/fswatch", "internal/parallel", "internal/metrics"},
-	{"internal/certinfo", "internal/db", "internal/smtp", "internal/revocation", "internal/tracking", "internal/maildir"},
-	{"internal/settings", "internal/events", "internal/directory", "internal/store", "internal/trust", "internal/queue", "internal/accounts"},
+	{"internal/certinfo", "internal/db", "internal/smtp", "internal/revocation", "internal/tracking", "internal/maildir", "internal/pop3", "internal/sip"},
+	{"internal/settings", "internal/events", "internal/directory", "internal/store", "internal/trust", "internal/queue", "internal/accounts", "internal/imapd"},
 	{"internal/selection"},
 	{"internal/certview", "internal/serving"},
-	{"internal/transport"},
+	{"internal/transport", "internal/access"},
 	{"internal/server", "internal/admin"},
 	// Faces over admin's registry. The HTTPS face (web): the serve command
 	// builds it and hands it to the server as an http.Handler, so server

@@ -172,6 +172,9 @@ func TestAPIJSONEqualsCLI(t *testing.T) {
 		"Get-MessageTrackingLog":             {nil, []string{"track"}},
 		"Get-CertrelayAccount":               {nil, []string{"account", "list"}},
 		"Get-CertrelayConsole":               {nil, []string{"console", "show"}},
+		"Get-POPSettings":                    {nil, []string{"access", "pop", "show"}},
+		"Get-IMAPSettings":                   {nil, []string{"access", "imap", "show"}},
+		"Get-UMService":                      {nil, []string{"access", "um", "show"}},
 	}
 	e.ok("connector", "send", "add", "Out", "--address-space", "*", "--smart-host", "127.0.0.1:1")
 	for _, op := range admin.Operations() {

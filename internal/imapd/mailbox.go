@@ -1,0 +1,254 @@
+// Package imapd is certrelay's IMAP4 backend for
+// github.com/emersion/go-imap/v2's imapserver (IMAP4rev1, RFC 3501, and
+// the IMAP4rev2 essentials of RFC 9051: UIDPLUS, MOVE, NAMESPACE, ESEARCH,
+// IDLE) over the Maildir mailboxes of internal/maildir: INBOX and
+// Maildir++ folders ("." separates levels), flags in the file names, UIDs
+// and UIDVALIDITY from the folder's UID list, so they are the same after
+// a restart. A message delivered by SMTP is announced by internal/maildir
+// and reaches every session that has its folder selected — at once for a
+// client in IDLE.
+//
+// The package knows no certificates, passwords or listeners: Options.Login
+// checks a password and names the mailbox's directory; internal/access
+// runs the listeners, TLS and the limits.
+package imapd
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"certrelay/internal/maildir"
+)
+
+// mbox is one folder as every session of the process sees it: the
+// messages in the servers' view (by UID) and the tracker that hands each
+// session its updates.
+type mbox struct {
+	dir     string
+	folder  *maildir.Folder
+	mu      sync.Mutex
+	tracker *imapserver.MailboxTracker
+	st      maildir.State
+	users   int // sessions with the folder selected
+}
+
+// refreshLocked reads the folder and queues what changed to every
+// session: expunges (highest sequence number first), flags, new messages
+// (one EXISTS each, as the tracker counts them one by one).
+func (m *mbox) refreshLocked() error {
+	st, err := m.folder.Sync()
+	if err != nil {
+		return err
+	}
+	if m.tracker == nil {
+		m.st = st
+		m.tracker = imapserver.NewMailboxTracker(uint32(len(st.Messages)))
+		return nil
+	}
+	now := make(map[uint32]int, len(st.Messages))
+	for i, msg := range st.Messages {
+		now[msg.UID] = i
+	}
+	old := m.st.Messages
+	for i := len(old) - 1; i >= 0; i-- {
+		if _, ok := now[old[i].UID]; !ok {
+			m.tracker.QueueExpunge(uint32(i + 1))
+			old = append(old[:i], old[i+1:]...)
+		}
+	}
+	for i := range old {
+		j := now[old[i].UID]
+		if st.Messages[j].Flags != old[i].Flags {
+			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(old[i].UID), imapFlags(st.Messages[j].Flags), nil)
+		}
+		old[i] = st.Messages[j]
+	}
+	last := uint32(0)
+	if len(old) > 0 {
+		last = old[len(old)-1].UID
+	}
+	for _, msg := range st.Messages {
+		if msg.UID > last {
+			old = append(old, msg)
+			m.tracker.QueueNumMessages(uint32(len(old)))
+		}
+	}
+	m.st = maildir.State{UIDValidity: st.UIDValidity, UIDNext: st.UIDNext, Messages: old}
+	return nil
+}
+
+// registry keeps the folders sessions have selected, and refreshes them
+// when internal/maildir announces a change (a delivery) or every
+// RefreshInterval (changes by other programs).
+type registry struct {
+	mu    sync.Mutex
+	boxes map[string]*mbox
+	wake  chan string
+}
+
+// RefreshInterval is how often folders with a session are read again
+// even without an announcement (changes by another program).
+const RefreshInterval = 10 * time.Second
+
+func newRegistry() *registry {
+	r := &registry{boxes: map[string]*mbox{}, wake: make(chan string, 256)}
+	maildir.Watch(func(dir string) {
+		select {
+		case r.wake <- dir:
+		default: // the loop is behind; the periodic refresh catches up
+		}
+	})
+	go r.loop()
+	return r
+}
+
+func (r *registry) loop() {
+	t := time.NewTicker(RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case dir := <-r.wake:
+			r.mu.Lock()
+			m := r.boxes[dir]
+			r.mu.Unlock()
+			if m != nil {
+				m.mu.Lock()
+				_ = m.refreshLocked()
+				m.mu.Unlock()
+			}
+		case <-t.C:
+			r.mu.Lock()
+			all := make([]*mbox, 0, len(r.boxes))
+			for _, m := range r.boxes {
+				all = append(all, m)
+			}
+			r.mu.Unlock()
+			for _, m := range all {
+				m.mu.Lock()
+				_ = m.refreshLocked()
+				m.mu.Unlock()
+			}
+		}
+	}
+}
+
+// open returns the shared folder at dir, counting a user.
+func (r *registry) open(dir string) (*mbox, error) {
+	dir = filepath.Clean(dir)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.boxes[dir]
+	if m == nil {
+		f, err := maildir.OpenFolder(dir)
+		if err != nil {
+			return nil, err
+		}
+		m = &mbox{dir: dir, folder: f}
+		m.mu.Lock()
+		err = m.refreshLocked()
+		m.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		r.boxes[dir] = m
+	}
+	m.users++
+	return m, nil
+}
+
+// release drops a user; the last one forgets the folder.
+func (r *registry) release(m *mbox) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.users--; m.users <= 0 {
+		delete(r.boxes, m.dir)
+	}
+}
+
+// lookup returns the shared folder at dir when a session has it.
+func (r *registry) lookup(dir string) *mbox {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.boxes[filepath.Clean(dir)]
+}
+
+// Flags: Maildir letters and IMAP system flags.
+var letterFlags = []struct {
+	c byte
+	f imap.Flag
+}{
+	{'D', imap.FlagDraft}, {'F', imap.FlagFlagged}, {'P', imap.FlagForwarded},
+	{'R', imap.FlagAnswered}, {'S', imap.FlagSeen}, {'T', imap.FlagDeleted},
+}
+
+// systemFlags are the flags this server keeps (PERMANENTFLAGS): no
+// keywords, which Maildir's letters cannot hold portably.
+var systemFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft, imap.FlagForwarded}
+
+func imapFlags(letters string) []imap.Flag {
+	out := []imap.Flag{}
+	for _, lf := range letterFlags {
+		if strings.IndexByte(letters, lf.c) >= 0 {
+			out = append(out, lf.f)
+		}
+	}
+	return out
+}
+
+func letterOf(f imap.Flag) (byte, bool) {
+	for _, lf := range letterFlags {
+		if strings.EqualFold(string(lf.f), string(f)) {
+			return lf.c, true
+		}
+	}
+	return 0, false
+}
+
+// letters returns the Maildir letters of flags (keywords are not kept).
+func letters(flags []imap.Flag) string {
+	var b []byte
+	for _, f := range flags {
+		if c, ok := letterOf(f); ok {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// applyStore computes a message's letters after STORE.
+func applyStore(cur string, s *imap.StoreFlags) string {
+	l := letters(s.Flags)
+	switch s.Op {
+	case imap.StoreFlagsSet:
+		return l
+	case imap.StoreFlagsAdd:
+		return cur + l
+	default:
+		out := []byte{}
+		for i := 0; i < len(cur); i++ {
+			if strings.IndexByte(l, cur[i]) < 0 {
+				out = append(out, cur[i])
+			}
+		}
+		return string(out)
+	}
+}
+
+var (
+	errNoMailbox = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "no such mailbox"}
+	errTryCreate = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "no such mailbox"}
+	errExists    = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists, Text: "the mailbox exists already"}
+	errReadOnly  = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "the mailbox is open read-only (EXAMINE)"}
+)
+
+func badName(err error) error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: err.Error()}
+}
+
+func isNotExist(err error) bool { return errors.Is(err, maildir.ErrGone) }
