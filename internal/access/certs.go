@@ -80,7 +80,7 @@ func (s *Service) CheckCertificates(ctx context.Context) {
 	if changed {
 		serial := ""
 		if w.Cert != nil {
-			serial = strings.ToUpper(w.Cert.SerialNumber.Text(16))
+			serial = certinfo.SerialString(w.Cert.SerialNumber)
 		}
 		s.o.Log.Info("UM certificate in use", "issuer", w.Issuer, "serial", serial, "thumbprint", w.Thumbprint, "fqdn", cfg.req.FQDN)
 		go s.raise(EventUMCertificate, w.Thumbprint, w.Issuer, serial, w.Thumbprint, cfg.req.FQDN, w.NotAfter.UTC().Format(time.RFC3339))

@@ -343,3 +343,17 @@ func ownKeyOtherIssuer(t *testing.T) *x509.Certificate {
 	}
 	return c
 }
+
+// TestSerialStringWholeBytes: a serial number whose first byte is below
+// 0x10 keeps its leading zero, everywhere it is printed (the UM event
+// 16065 once printed 2B45… while the listing said 02B45…).
+func TestSerialStringWholeBytes(t *testing.T) {
+	for _, c := range []struct {
+		n    int64
+		want string
+	}{{7, "07"}, {0x2b45, "2B45"}, {0x2b456, "02B456"}, {0xabc, "0ABC"}} {
+		if got := SerialString(big.NewInt(c.n)); got != c.want {
+			t.Errorf("SerialString(%#x) = %q, want %q", c.n, got, c.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"fmt"
+	"math/big"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,7 +77,7 @@ func Describe(c *x509.Certificate) Info {
 		NotAfter:           c.NotAfter.UTC(),
 		IsSelfSigned:       IsSelfSigned(c),
 		PublicKeySize:      PublicKeySize(c.PublicKey),
-		SerialNumber:       strings.ToUpper(c.SerialNumber.Text(16)),
+		SerialNumber:       SerialString(c.SerialNumber),
 		KeyAlgorithm:       KeyAlgorithm(c.PublicKey),
 		SignatureAlgorithm: c.SignatureAlgorithm.String(),
 		Version:            c.Version,
@@ -89,10 +90,18 @@ func Describe(c *x509.Certificate) Info {
 	if string(c.RawIssuer) != string(c.RawSubject) {
 		in.Issuer = NameString(c.RawIssuer)
 	}
-	if len(in.SerialNumber)%2 == 1 {
-		in.SerialNumber = "0" + in.SerialNumber
-	}
 	return in
+}
+
+// SerialString prints a certificate's serial number as Exchange does:
+// upper-case hexadecimal in whole bytes (a leading 0 when the first byte
+// is below 0x10), so every event, listing and trace shows the same text.
+func SerialString(n *big.Int) string {
+	s := strings.ToUpper(n.Text(16))
+	if len(s)%2 == 1 {
+		s = "0" + s
+	}
+	return s
 }
 
 // NameString prints a DER-encoded X.500 name (a certificate's RawSubject
