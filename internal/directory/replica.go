@@ -545,6 +545,9 @@ func (r *Replica) TrustedRoots(context.Context) ([]TrustedRoot, error) {
 // Writes: to the directory, then to the copy (the sync search brings the
 // same change again, which changes nothing more).
 
+// errCopy is the error of writes to a copy opened with OpenCopy.
+var errCopy = fmt.Errorf("%w: this is the copy a server kept; write to the directory itself", ErrUnavailable)
+
 func (r *Replica) wrote(kind, k string, apply func()) {
 	r.mu.Lock()
 	apply()
@@ -554,6 +557,9 @@ func (r *Replica) wrote(kind, k string, apply func()) {
 
 // PutServer implements Directory.
 func (r *Replica) PutServer(ctx context.Context, s Server) error {
+	if r.l == nil {
+		return errCopy
+	}
 	if err := r.l.PutServer(ctx, s); err != nil {
 		return err
 	}
@@ -563,6 +569,9 @@ func (r *Replica) PutServer(ctx context.Context, s Server) error {
 
 // PutReceiveConnector implements Directory.
 func (r *Replica) PutReceiveConnector(ctx context.Context, c ReceiveConnector) error {
+	if r.l == nil {
+		return errCopy
+	}
 	if err := r.l.PutReceiveConnector(ctx, c); err != nil {
 		return err
 	}
@@ -572,6 +581,9 @@ func (r *Replica) PutReceiveConnector(ctx context.Context, c ReceiveConnector) e
 
 // DeleteReceiveConnector implements Directory.
 func (r *Replica) DeleteReceiveConnector(ctx context.Context, server, name string) error {
+	if r.l == nil {
+		return errCopy
+	}
 	if err := r.l.DeleteReceiveConnector(ctx, server, name); err != nil {
 		return err
 	}
@@ -581,6 +593,9 @@ func (r *Replica) DeleteReceiveConnector(ctx context.Context, server, name strin
 
 // PutSendConnector implements Directory.
 func (r *Replica) PutSendConnector(ctx context.Context, c SendConnector) error {
+	if r.l == nil {
+		return errCopy
+	}
 	if err := r.l.PutSendConnector(ctx, c); err != nil {
 		return err
 	}
@@ -590,6 +605,9 @@ func (r *Replica) PutSendConnector(ctx context.Context, c SendConnector) error {
 
 // DeleteSendConnector implements Directory.
 func (r *Replica) DeleteSendConnector(ctx context.Context, name string) error {
+	if r.l == nil {
+		return errCopy
+	}
 	if err := r.l.DeleteSendConnector(ctx, name); err != nil {
 		return err
 	}
@@ -599,6 +617,9 @@ func (r *Replica) DeleteSendConnector(ctx context.Context, name string) error {
 
 // PutAcceptedDomain implements Directory.
 func (r *Replica) PutAcceptedDomain(ctx context.Context, d AcceptedDomain) error {
+	if r.l == nil {
+		return errCopy
+	}
 	if err := r.l.PutAcceptedDomain(ctx, d); err != nil {
 		return err
 	}
@@ -608,6 +629,9 @@ func (r *Replica) PutAcceptedDomain(ctx context.Context, d AcceptedDomain) error
 
 // DeleteAcceptedDomain implements Directory.
 func (r *Replica) DeleteAcceptedDomain(ctx context.Context, name string) error {
+	if r.l == nil {
+		return errCopy
+	}
 	if err := r.l.DeleteAcceptedDomain(ctx, name); err != nil {
 		return err
 	}
@@ -617,6 +641,9 @@ func (r *Replica) DeleteAcceptedDomain(ctx context.Context, name string) error {
 
 // PutMailbox implements Directory.
 func (r *Replica) PutMailbox(ctx context.Context, m Mailbox) error {
+	if r.l == nil {
+		return errCopy
+	}
 	if err := r.l.PutMailbox(ctx, m); err != nil {
 		return err
 	}
@@ -626,6 +653,9 @@ func (r *Replica) PutMailbox(ctx context.Context, m Mailbox) error {
 
 // DeleteMailbox implements Directory.
 func (r *Replica) DeleteMailbox(ctx context.Context, address string) error {
+	if r.l == nil {
+		return errCopy
+	}
 	if err := r.l.DeleteMailbox(ctx, address); err != nil {
 		return err
 	}
@@ -635,6 +665,9 @@ func (r *Replica) DeleteMailbox(ctx context.Context, address string) error {
 
 // PutTrustedRoot implements Directory.
 func (r *Replica) PutTrustedRoot(ctx context.Context, t TrustedRoot) error {
+	if r.l == nil {
+		return errCopy
+	}
 	if err := r.l.PutTrustedRoot(ctx, t); err != nil {
 		return err
 	}
@@ -644,6 +677,9 @@ func (r *Replica) PutTrustedRoot(ctx context.Context, t TrustedRoot) error {
 
 // DeleteTrustedRoot implements Directory.
 func (r *Replica) DeleteTrustedRoot(ctx context.Context, thumbprint string) error {
+	if r.l == nil {
+		return errCopy
+	}
 	if err := r.l.DeleteTrustedRoot(ctx, thumbprint); err != nil {
 		return err
 	}
