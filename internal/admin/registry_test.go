@@ -11,7 +11,7 @@ import (
 // any other cmdlet is certrelay's own and says so (Verb-CertrelayNoun).
 var exchangeNouns = map[string]bool{
 	"ExchangeCertificate": true, "ReceiveConnector": true, "SendConnector": true, "ExchangeServer": true,
-	"AcceptedDomain": true, "Mailbox": true, "Message": true, "Queue": true, "EventLogLevel": true, "MessageTrackingLog": true,
+	"AcceptedDomain": true, "Mailbox": true, "Message": true, "Queue": true, "EventLogLevel": true, "MessageTrackingLog": true, "TransportServer": true,
 }
 
 // TestRegistryDeclarations: every registered operation has a cmdlet
