@@ -320,3 +320,46 @@ func sameObject[T any](c *codec[T], a, b *T) bool {
 	}
 	return true
 }
+
+// AllReceiveConnectors lists the receive connectors of every server d
+// knows (for a Joined directory: this server's as its data directory
+// holds them, the others' from the organisation's directory).
+func AllReceiveConnectors(ctx context.Context, d Directory) ([]ReceiveConnector, error) {
+	switch d := d.(type) {
+	case *Embedded:
+		return list[ReceiveConnector](ctx, d, kindReceive, "")
+	case *Replica:
+		return listCopy(d, &d.receive), nil
+	case *Joined:
+		self, err := d.Self(ctx)
+		if err != nil {
+			return nil, err
+		}
+		org, err := AllReceiveConnectors(ctx, d.Org)
+		if err != nil {
+			return nil, err
+		}
+		out := slices.DeleteFunc(org, func(c ReceiveConnector) bool { return key(c.Server) == key(self) })
+		if self != "" {
+			mine, err := d.Local.ReceiveConnectors(ctx, self)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, mine...)
+		}
+		return out, nil
+	}
+	servers, err := d.Servers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []ReceiveConnector
+	for _, s := range servers {
+		cs, err := d.ReceiveConnectors(ctx, s.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cs...)
+	}
+	return out, nil
+}
