@@ -139,11 +139,27 @@ func (s *srv) orgChanges(ctx context.Context) (kinds []string) {
 	}
 	self := strings.ToLower(s.dir.me.Name)
 	for _, k := range keys {
-		if k == "server/"+self || strings.HasPrefix(k, "receiveconnector/"+self+`\`) {
+		if k == "server/"+self || k == "server/?" {
+			s.checkPublished(ctx)
+		}
+		if k == "server/"+self || k == "server/?" || strings.HasPrefix(k, "receiveconnector/"+self+`\`) {
 			s.reconcileSoon(ctx)
 		}
 	}
 	return keys
+}
+
+// checkPublished raises 12012 when the directory's copy of this server's
+// object holds no internal transport certificate (someone removed it, or
+// the object itself): other servers cannot authenticate this one until
+// it is published again, which reconcile does.
+func (s *srv) checkPublished(ctx context.Context) {
+	if s.replica == nil {
+		return
+	}
+	if pub, err := s.replica.Server(ctx, s.dir.me.Name); err != nil || len(pub.InternalTransportCertificate) == 0 {
+		_, _ = s.events.Raise(ctx, 12012, s.dir.me.Name, s.dir.me.Name)
+	}
 }
 
 // ReconcileDelay is how long after the directory's copy of this server's
