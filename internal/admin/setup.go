@@ -331,13 +331,13 @@ func (a *Admin) requireSetup(ctx context.Context) (directory.Server, error) {
 // ServerSetOptions change this server's settings; nil fields stay as they
 // are.
 type ServerSetOptions struct {
-	Fqdn     *string
+	Fqdn *string
 	// PhysicalFqdn is the machine's FQDN (DnsPhysicalFullyQualifiedDomainName;
 	// its first label is DnsPhysicalHostName); "" makes it the FQDN's.
 	PhysicalFqdn *string
-	NLBNames *[]string
-	Proxy    *string // "" for direct connections
-	Resolver *string // DNS server ip:port for MX lookups; "" for the system's
+	NLBNames     *[]string
+	Proxy        *string // "" for direct connections
+	Resolver     *string // DNS server ip:port for MX lookups; "" for the system's
 	// ServiceAccount is the account the server runs as (a user name or
 	// uid); the keys of certificates enabled for SMTP, POP and IMAP are
 	// given to it (M5).

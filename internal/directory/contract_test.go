@@ -49,7 +49,9 @@ func newLDAP(t *testing.T) (*LDAP, *testpki.Slapd) {
 	return l, s
 }
 
-func TestContractEmbedded(t *testing.T) { contract(t, func(t *testing.T) Directory { return newEmbedded(t) }) }
+func TestContractEmbedded(t *testing.T) {
+	contract(t, func(t *testing.T) Directory { return newEmbedded(t) })
+}
 
 func TestContractLDAP(t *testing.T) {
 	contract(t, func(t *testing.T) Directory { l, _ := newLDAP(t); return l })

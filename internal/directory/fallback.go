@@ -146,7 +146,9 @@ func (f *Fallback) DeleteAcceptedDomain(ctx context.Context, name string) error 
 }
 
 // PutMailbox implements Directory.
-func (f *Fallback) PutMailbox(ctx context.Context, m Mailbox) error { return f.Primary.PutMailbox(ctx, m) }
+func (f *Fallback) PutMailbox(ctx context.Context, m Mailbox) error {
+	return f.Primary.PutMailbox(ctx, m)
+}
 
 // DeleteMailbox implements Directory.
 func (f *Fallback) DeleteMailbox(ctx context.Context, address string) error {

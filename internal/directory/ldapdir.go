@@ -255,7 +255,9 @@ func (l *LDAP) Servers(ctx context.Context) ([]Server, error) {
 }
 
 // PutServer implements Directory.
-func (l *LDAP) PutServer(ctx context.Context, s Server) error { return putOne(ctx, l, &serverCodec, &s) }
+func (l *LDAP) PutServer(ctx context.Context, s Server) error {
+	return putOne(ctx, l, &serverCodec, &s)
+}
 
 // DeleteServer removes a server object and its receive connectors.
 func (l *LDAP) DeleteServer(ctx context.Context, name string) error {

@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"certrelay/internal/directory"
-	"certrelay/internal/serving"
 	"certrelay/internal/servercred"
+	"certrelay/internal/serving"
 	"certrelay/internal/smtp"
 )
 

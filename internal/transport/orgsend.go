@@ -10,8 +10,8 @@ import (
 
 	"certrelay/internal/directory"
 	"certrelay/internal/queue"
-	"certrelay/internal/serving"
 	"certrelay/internal/servercred"
+	"certrelay/internal/serving"
 	"certrelay/internal/smtp"
 	"certrelay/internal/tracking"
 )

@@ -128,7 +128,6 @@ func (h *hub) waitEvent(id int, want string, limit time.Duration) eventJSON {
 	}
 }
 
-
 type trackJSON struct {
 	MessageID, Connector, Host, TLS, PeerThumb, ClientCert, PeerServer, Auth, Result string
 }
