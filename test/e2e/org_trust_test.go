@@ -241,3 +241,69 @@ func TestOrgInternalCertificateFallbacks(t *testing.T) {
 		t.Errorf("hub2 sees hub1 as %+v", servers[0])
 	}
 }
+
+// TestOrgEdgeNeedsCertificate: between a hub and an edge only direct
+// trust will do (X5): an edge whose internal certificate cannot be loaded
+// and has nothing for its FQDN raises 12013, and its mail for the hub
+// waits with an error that names the command that repairs it; once it
+// has a certificate again (cert new), the mail goes.
+func TestOrgEdgeNeedsCertificate(t *testing.T) {
+	o := newOrg(t)
+	h1, edge := o.join("hub1"), o.join("edge1", "--role", "edge")
+	h1.e.ok("domain", "add", "contoso.test")
+	h1.e.write("alice.pw", []byte(alicePassword+"\n"))
+	h1.e.ok("mailbox", "add", "alice@contoso.test", "--password-file", "alice.pw")
+	tEdge := edge.internal()
+	keys, _ := filepath.Glob(filepath.Join(edge.e.data, "keys", "*.key"))
+	for _, k := range keys {
+		os.Remove(k)
+	}
+	h1.start()
+	edge.start()
+	edge.waitEvent(12013, tEdge, 10*time.Second)
+	if out, code := swaks(t, "--server", edge.addr, "--from", "carol@example.org", "--to", "alice@contoso.test"); code != 0 {
+		t.Fatalf("swaks: %d\n%s", code, out)
+	}
+	lastErr := edge.waitQueued("alice@contoso.test", "certrelay cert new", 20*time.Second)
+	if !strings.Contains(lastErr, "hub server hub1") || !strings.Contains(lastErr, "direct trust") {
+		t.Errorf("the queued message's error: %s", lastErr)
+	}
+	if len(edge.events(12024)) != 0 {
+		t.Errorf("an edge used an ephemeral certificate")
+	}
+	edge.e.ok("cert", "new", "--force")
+	edge.e.ok("queue", "retry")
+	msgs := h1.waitMail("contoso.test", "alice", 1, 20*time.Second)
+	if auth, sender, _, _ := hop(t, msgs[0]); auth != "direct trust" || sender != "edge1" {
+		t.Errorf("the hop from the edge: %s from %s", auth, sender)
+	}
+}
+
+// TestOrgExpiredInternalCertificate: an internal transport certificate
+// that has expired is still used (C12), with 12015 on its server, and the
+// peer that checks it raises 12019 and still accepts it.
+func TestOrgExpiredInternalCertificate(t *testing.T) {
+	o := newOrg(t)
+	h1, h2 := o.join("hub1"), o.join("hub2")
+	h1.e.ok("domain", "add", "contoso.test")
+	h2.e.write("bob.pw", []byte("bob-secret-1\n"))
+	h2.e.ok("mailbox", "add", "bob@contoso.test", "--password-file", "bob.pw")
+	old := testpki.SelfSigned(t, testpki.Options{CommonName: "hub1", DNSNames: []string{"hub1", "hub1.org.test"},
+		NotBefore: time.Now().Add(-400 * 24 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
+	tOld := h1.e.importLeaf("old", old)
+	h1.e.ok("cert", "enable", tOld, "--services", "SMTP", "--force") // it becomes the internal certificate (M5)
+	if h1.internal() != tOld {
+		t.Fatalf("the internal certificate is %s, want the expired %s", h1.internal(), tOld)
+	}
+	h1.start()
+	h2.start()
+	h1.waitEvent(12015, tOld, 10*time.Second)
+	if out, code := swaks(t, "--server", h1.addr, "--from", "carol@example.org", "--to", "bob@contoso.test"); code != 0 {
+		t.Fatalf("swaks: %d\n%s", code, out)
+	}
+	msgs := h2.waitMail("contoso.test", "bob", 1, 20*time.Second)
+	if auth, _, c1, _ := hop(t, msgs[0]); auth != "direct trust" || c1 != tOld {
+		t.Errorf("the hop: %s with %s", auth, c1)
+	}
+	h2.waitEvent(12019, tOld, 10*time.Second)
+}
