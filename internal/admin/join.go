@@ -128,16 +128,21 @@ func (a *Admin) recordJoin(ctx context.Context, p *joinPlan) error {
 }
 
 // ensureCredential gives this server its organisation credential
-// (servercred) when it has none (a data directory set up before they
-// existed): the key file, and the public key in its server object.
+// (servercred) when it has none — a data directory set up before they
+// existed, or whose key file was removed to replace it: a new key file,
+// and the public key in its server object (published).
 func (a *Admin) ensureCredential(ctx context.Context) error {
+	have := func(srv directory.Server) bool {
+		k, err := servercred.Load(servercred.File(a.dataDir))
+		return err == nil && len(srv.ServerCredential) > 0 && string(k.Public) == string(srv.ServerCredential)
+	}
 	srv, err := a.requireSetup(ctx)
-	if err != nil || len(srv.ServerCredential) > 0 {
+	if err != nil || have(srv) {
 		return err
 	}
 	return a.atomically(ctx, func(ctx context.Context) error {
 		srv, err := a.requireSetup(ctx)
-		if err != nil || len(srv.ServerCredential) > 0 {
+		if err != nil || have(srv) {
 			return err
 		}
 		if srv.ServerCredential, err = a.writeCredential(ctx); err != nil {

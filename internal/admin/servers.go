@@ -56,7 +56,7 @@ func (a *Admin) ListServers(ctx context.Context) ([]OrgServer, []string, error) 
 		case *directory.Fallback:
 			problems = o.Primary.Problems()
 			if o.Stale() {
-				_, when := o.Copy.Up()
+				_, when := o.Copy(ctx).Up()
 				notes = append(notes, msgf("the directory cannot be reached: this is the copy this server kept, complete at %s", when.UTC().Format(time.RFC3339)))
 			}
 		case *directory.Replica:

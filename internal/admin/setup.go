@@ -127,7 +127,9 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 					fix("set up a new data directory with {-Directory}"))
 			}
 		}
-		if err := a.ensureCredential(ctx); err != nil {
+		// With the directory down, the credential is made on a later
+		// start: the server must start on its copy now.
+		if err := a.ensureCredential(ctx); err != nil && !errors.Is(err, directory.ErrUnavailable) {
 			return SetupResult{}, errorf("setup", err)
 		}
 		res := SetupResult{Server: srv, AlreadyDone: true}

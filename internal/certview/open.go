@@ -127,12 +127,7 @@ func openFallback(ctx context.Context, cfg directory.LDAPConfig, d *sql.DB) (dir
 	if err != nil {
 		return nil, err
 	}
-	cp, err := directory.OpenCopy(ctx, d)
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
-	return &directory.Fallback{Primary: l, Copy: cp}, nil
+	return &directory.Fallback{Primary: l, CopyDB: d}, nil
 }
 
 // policyRoots reads the roots the directory distributes (T2), for trust.

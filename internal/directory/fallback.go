@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 )
 
@@ -25,13 +26,32 @@ func OpenCopy(ctx context.Context, d *sql.DB) (*Replica, error) {
 }
 
 // Fallback reads the organisation's directory (Primary, an *LDAP) and,
-// when it cannot be reached, the last copy a server kept (Copy), so
-// commands that only read keep working during an outage; Stale then
-// reports it. Writes go to Primary only: they fail while it is down.
+// when it cannot be reached, the last copy a server kept in the data
+// directory's database (CopyDB, read on first need), so commands that
+// only read keep working during an outage; Stale then reports it. Writes
+// go to Primary only: they fail while it is down.
 type Fallback struct {
 	Primary *LDAP
-	Copy    *Replica
+	CopyDB  *sql.DB
 	stale   atomic.Bool
+
+	once sync.Once
+	cp   *Replica
+}
+
+// Copy returns the copy a server kept (read once); nil when there is none.
+func (f *Fallback) Copy(ctx context.Context) *Replica {
+	f.once.Do(func() {
+		if f.CopyDB == nil {
+			return
+		}
+		if cp, err := OpenCopy(ctx, f.CopyDB); err == nil {
+			if _, synced := cp.Up(); !synced.IsZero() {
+				f.cp = cp
+			}
+		}
+	})
+	return f.cp
 }
 
 var _ Directory = (*Fallback)(nil)
@@ -39,16 +59,17 @@ var _ Directory = (*Fallback)(nil)
 // Stale reports whether a read was answered from the copy.
 func (f *Fallback) Stale() bool { return f.stale.Load() }
 
-func read[T any](f *Fallback, primary func() (T, error), copy func() (T, error)) (T, error) {
+func read[T any](ctx context.Context, f *Fallback, primary func() (T, error), copy func(*Replica) (T, error)) (T, error) {
 	v, err := primary()
-	if err == nil || !errors.Is(err, ErrUnavailable) || f.Copy == nil {
+	if err == nil || !errors.Is(err, ErrUnavailable) {
 		return v, err
 	}
-	if _, synced := f.Copy.Up(); synced.IsZero() {
+	cp := f.Copy(ctx)
+	if cp == nil {
 		return v, err
 	}
 	f.stale.Store(true)
-	cv, cerr := copy()
+	cv, cerr := copy(cp)
 	if cerr != nil && !errors.Is(cerr, ErrNotFound) {
 		return v, err
 	}
@@ -60,54 +81,52 @@ func read[T any](f *Fallback, primary func() (T, error), copy func() (T, error))
 
 // Server implements Directory.
 func (f *Fallback) Server(ctx context.Context, name string) (Server, error) {
-	return read(f, func() (Server, error) { return f.Primary.Server(ctx, name) }, func() (Server, error) { return f.Copy.Server(ctx, name) })
+	return read(ctx, f, func() (Server, error) { return f.Primary.Server(ctx, name) }, func(c *Replica) (Server, error) { return c.Server(ctx, name) })
 }
 
 // Servers implements Directory.
 func (f *Fallback) Servers(ctx context.Context) ([]Server, error) {
-	return read(f, func() ([]Server, error) { return f.Primary.Servers(ctx) }, func() ([]Server, error) { return f.Copy.Servers(ctx) })
+	return read(ctx, f, func() ([]Server, error) { return f.Primary.Servers(ctx) }, func(c *Replica) ([]Server, error) { return c.Servers(ctx) })
 }
 
 // ReceiveConnectors implements Directory.
 func (f *Fallback) ReceiveConnectors(ctx context.Context, server string) ([]ReceiveConnector, error) {
-	return read(f, func() ([]ReceiveConnector, error) { return f.Primary.ReceiveConnectors(ctx, server) },
-		func() ([]ReceiveConnector, error) { return f.Copy.ReceiveConnectors(ctx, server) })
+	return read(ctx, f, func() ([]ReceiveConnector, error) { return f.Primary.ReceiveConnectors(ctx, server) }, func(c *Replica) ([]ReceiveConnector, error) { return c.ReceiveConnectors(ctx, server) })
 }
 
 // ReceiveConnector implements Directory.
 func (f *Fallback) ReceiveConnector(ctx context.Context, server, name string) (ReceiveConnector, error) {
-	return read(f, func() (ReceiveConnector, error) { return f.Primary.ReceiveConnector(ctx, server, name) },
-		func() (ReceiveConnector, error) { return f.Copy.ReceiveConnector(ctx, server, name) })
+	return read(ctx, f, func() (ReceiveConnector, error) { return f.Primary.ReceiveConnector(ctx, server, name) }, func(c *Replica) (ReceiveConnector, error) { return c.ReceiveConnector(ctx, server, name) })
 }
 
 // SendConnectors implements Directory.
 func (f *Fallback) SendConnectors(ctx context.Context) ([]SendConnector, error) {
-	return read(f, func() ([]SendConnector, error) { return f.Primary.SendConnectors(ctx) }, func() ([]SendConnector, error) { return f.Copy.SendConnectors(ctx) })
+	return read(ctx, f, func() ([]SendConnector, error) { return f.Primary.SendConnectors(ctx) }, func(c *Replica) ([]SendConnector, error) { return c.SendConnectors(ctx) })
 }
 
 // SendConnector implements Directory.
 func (f *Fallback) SendConnector(ctx context.Context, name string) (SendConnector, error) {
-	return read(f, func() (SendConnector, error) { return f.Primary.SendConnector(ctx, name) }, func() (SendConnector, error) { return f.Copy.SendConnector(ctx, name) })
+	return read(ctx, f, func() (SendConnector, error) { return f.Primary.SendConnector(ctx, name) }, func(c *Replica) (SendConnector, error) { return c.SendConnector(ctx, name) })
 }
 
 // AcceptedDomains implements Directory.
 func (f *Fallback) AcceptedDomains(ctx context.Context) ([]AcceptedDomain, error) {
-	return read(f, func() ([]AcceptedDomain, error) { return f.Primary.AcceptedDomains(ctx) }, func() ([]AcceptedDomain, error) { return f.Copy.AcceptedDomains(ctx) })
+	return read(ctx, f, func() ([]AcceptedDomain, error) { return f.Primary.AcceptedDomains(ctx) }, func(c *Replica) ([]AcceptedDomain, error) { return c.AcceptedDomains(ctx) })
 }
 
 // Mailboxes implements Directory.
 func (f *Fallback) Mailboxes(ctx context.Context) ([]Mailbox, error) {
-	return read(f, func() ([]Mailbox, error) { return f.Primary.Mailboxes(ctx) }, func() ([]Mailbox, error) { return f.Copy.Mailboxes(ctx) })
+	return read(ctx, f, func() ([]Mailbox, error) { return f.Primary.Mailboxes(ctx) }, func(c *Replica) ([]Mailbox, error) { return c.Mailboxes(ctx) })
 }
 
 // Mailbox implements Directory.
 func (f *Fallback) Mailbox(ctx context.Context, address string) (Mailbox, error) {
-	return read(f, func() (Mailbox, error) { return f.Primary.Mailbox(ctx, address) }, func() (Mailbox, error) { return f.Copy.Mailbox(ctx, address) })
+	return read(ctx, f, func() (Mailbox, error) { return f.Primary.Mailbox(ctx, address) }, func(c *Replica) (Mailbox, error) { return c.Mailbox(ctx, address) })
 }
 
 // TrustedRoots implements Directory.
 func (f *Fallback) TrustedRoots(ctx context.Context) ([]TrustedRoot, error) {
-	return read(f, func() ([]TrustedRoot, error) { return f.Primary.TrustedRoots(ctx) }, func() ([]TrustedRoot, error) { return f.Copy.TrustedRoots(ctx) })
+	return read(ctx, f, func() ([]TrustedRoot, error) { return f.Primary.TrustedRoots(ctx) }, func(c *Replica) ([]TrustedRoot, error) { return c.TrustedRoots(ctx) })
 }
 
 // Writes go to the directory itself.
