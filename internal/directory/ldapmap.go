@@ -348,8 +348,11 @@ func (c *codec[T]) decode(e *ldap.Entry) (T, error) {
 			return v, err
 		}
 	}
-	cn := e.GetAttributeValue("cn")
-	if dn, err := ldap.ParseDN(e.DN); err == nil && len(dn.RDNs) > 0 && len(dn.RDNs[0].Attributes) > 0 {
+	cns := e.GetAttributeValues("cn")
+	cn := ""
+	if len(cns) == 1 && c.fromDN == nil {
+		cn = cns[0] // the RDN's value: no need to parse the DN
+	} else if dn, err := ldap.ParseDN(e.DN); err == nil && len(dn.RDNs) > 0 && len(dn.RDNs[0].Attributes) > 0 {
 		cn = dn.RDNs[0].Attributes[0].Value // the RDN names it, whatever other cn values it has
 		if c.fromDN != nil {
 			if len(dn.RDNs) < 2 || len(dn.RDNs[1].Attributes) == 0 {

@@ -46,7 +46,9 @@ type Replica struct {
 	up       bool
 	synced   time.Time // when the copy was last complete
 
-	dirty chan struct{} // the copy on disk needs writing
+	dirty chan struct{}   // the copy on disk needs writing
+	pend  map[string]bool // entries (entryUUID) to write to the copy on disk, or delete from it
+	full  bool            // write the whole copy (after a refresh)
 	done  chan struct{}
 }
 
@@ -71,6 +73,9 @@ type ReplicaOptions struct {
 	Wait time.Duration
 	// RetryMax caps the pause between reconnection attempts; default 2 s.
 	RetryMax time.Duration
+	// CopyDelay is how long after a full refresh the whole copy is
+	// written to disk; default CopyFullDelay.
+	CopyDelay time.Duration
 	Log      *slog.Logger
 }
 
@@ -151,7 +156,10 @@ func StartReplica(ctx context.Context, cfg LDAPConfig, o ReplicaOptions) (*Repli
 	if o.RetryMax <= 0 {
 		o.RetryMax = 2 * time.Second
 	}
-	r := &Replica{l: l, o: o, log: o.Log, byUUID: map[string]ref{}, problems: map[string]Problem{}, dirty: make(chan struct{}, 1), done: make(chan struct{})}
+	if o.CopyDelay <= 0 {
+		o.CopyDelay = CopyFullDelay
+	}
+	r := &Replica{l: l, o: o, log: o.Log, byUUID: map[string]ref{}, problems: map[string]Problem{}, dirty: make(chan struct{}, 1), pend: map[string]bool{}, done: make(chan struct{})}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -266,62 +274,104 @@ func (r *Replica) run(ctx context.Context, first chan<- error) {
 // come, until the connection fails. refreshed runs once the copy is
 // complete.
 func (r *Replica) follow(ctx context.Context, refreshed func()) error {
-	conn, err := r.l.c.dial()
+	conn, err := r.l.c.dialSync()
 	if err != nil {
 		return err
 	}
-	conn.SetTimeout(0) // the search lasts as long as the connection
 	defer conn.Close()
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	req := ldap.NewSearchRequest(r.l.base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false, syncFilter, syncAttrs, nil)
-	resp := conn.Syncrepl(sctx, req, 256, ldap.SyncRequestModeRefreshAndPersist, nil, false)
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if err := conn.search(r.l.base, syncFilter, syncAttrs, ldap.NewControlSyncRequest(ldap.SyncRequestModeRefreshAndPersist, nil, false)); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
 	seen := map[string]bool{}
 	refreshing := true
+	r.mu.RLock()
+	first := len(r.byUUID) == 0 && len(r.problems) == 0 // nothing to tell OnChange about: it is all new
+	r.mu.RUnlock()
 	var changed []string
-	for resp.Next() {
-		e := resp.Entry()
-		for _, c := range resp.Controls() {
-			switch c := c.(type) {
-			case *ldap.ControlSyncState:
-				id := c.EntryUUID.String()
-				if refreshing {
+	for {
+		m, err := conn.next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("%w: following the directory: %v", ErrUnavailable, err)
+		}
+		switch m.op {
+		case ldap.ApplicationSearchResultEntry:
+			if m.state == nil {
+				continue
+			}
+			id := uuidString(m.entryUUID)
+			if refreshing {
+				seen[id] = true
+			}
+			var keys []string
+			if *m.state == ldap.SyncStateDelete {
+				keys = r.remove(id)
+			} else if *m.state != ldap.SyncStatePresent || !r.has(id) {
+				keys = r.upsert(id, m.entry)
+			}
+			if refreshing {
+				changed = append(changed, keys...)
+			} else if len(keys) > 0 {
+				r.changed(keys, true)
+			}
+		case ldap.ApplicationIntermediateResponse:
+			for _, u := range m.syncIDs {
+				id := uuidString(u)
+				if m.deletes {
+					keys := r.remove(id)
+					if refreshing {
+						changed = append(changed, keys...)
+					} else {
+						r.changed(keys, true)
+					}
+				} else if refreshing {
 					seen[id] = true
 				}
-				var keys []string
-				if c.State == ldap.SyncStateDelete {
-					keys = r.remove(id)
-				} else if e != nil {
-					keys = r.upsert(id, e)
-				}
-				if refreshing {
-					changed = append(changed, keys...)
-				} else if len(keys) > 0 {
-					r.changed(keys, true)
-				}
-			case *ldap.ControlSyncInfo:
-				done := (c.RefreshPresent != nil && c.RefreshPresent.RefreshDone) || (c.RefreshDelete != nil && c.RefreshDelete.RefreshDone)
-				if refreshing && done {
-					refreshing = false
-					changed = append(changed, r.sweep(seen)...)
-					r.mu.Lock()
-					r.up, r.synced = true, time.Now()
-					r.mu.Unlock()
-					r.markDirty()
-					refreshed()
-					r.changed(changed, true)
-					changed = nil
-				}
 			}
+			if refreshing && m.refreshDone {
+				refreshing = false
+				changed = append(changed, r.sweep(seen)...)
+				seen = nil
+				r.mu.Lock()
+				r.up, r.synced, r.full = true, time.Now(), true
+				r.mu.Unlock()
+				r.markDirty()
+				refreshed()
+				if first {
+					if r.o.OnProblems != nil {
+						r.o.OnProblems(r.Problems())
+					}
+				} else {
+					r.changed(changed, true)
+				}
+				changed = nil
+			}
+		case ldap.ApplicationSearchResultDone:
+			if m.code == ldap.LDAPResultUnavailableCriticalExtension {
+				return fmt.Errorf("%w on %s", ErrNoSync, r.l.base)
+			}
+			return fmt.Errorf("%w: the directory ended the sync search: %s", ErrUnavailable, orText(nil, m.code, m.diag))
 		}
 	}
-	if err := resp.Err(); err != nil {
-		return classify(err, "follow the directory")
+}
+
+// has reports whether the copy holds the entry id.
+func (r *Replica) has(id string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.byUUID[id]
+	return ok
+}
+
+func uuidString(b []byte) string {
+	if len(b) != 16 {
+		return fmt.Sprintf("%x", b)
 	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return fmt.Errorf("%w: the directory ended the sync search", ErrUnavailable)
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // changed tells OnChange (and the problems hook) what changed.
@@ -355,6 +405,7 @@ func (r *Replica) upsert(id string, e *ldap.Entry) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old, had := r.byUUID[id]
+	r.pend[id] = true
 	var keys []string
 	if had {
 		r.drop(old)
@@ -392,6 +443,7 @@ func (r *Replica) remove(id string) []string {
 	if !ok {
 		return keys
 	}
+	r.pend[id] = true
 	delete(r.byUUID, id)
 	r.drop(old)
 	return append(keys, old.kind+"/"+old.key)
@@ -700,17 +752,31 @@ func (r *Replica) markDirty() {
 }
 
 // CopyInterval spaces the writes of the copy on disk: a burst of changes
-// is written once.
-const CopyInterval = time.Second
+// is written once. CopyFullDelay is how long after a full refresh the
+// whole copy is written (not while the server starts).
+const (
+	CopyInterval  = time.Second
+	CopyFullDelay = 5 * time.Second
+)
 
-// writer keeps the copy on disk, writing the whole copy at most once per
-// CopyInterval when it changed.
+// writer keeps the copy on disk: the whole copy some time after each
+// refresh, then the entries that changed, at most once per CopyInterval.
 func (r *Replica) writer(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.dirty:
+		}
+		r.mu.RLock()
+		full := r.full
+		r.mu.RUnlock()
+		if full {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(r.o.CopyDelay):
+			}
 		}
 		if err := r.saveCopy(context.WithoutCancel(ctx)); err != nil {
 			r.log.Warn("cannot keep the copy of the directory on disk", "err", err)
@@ -725,42 +791,82 @@ func (r *Replica) writer(ctx context.Context) {
 
 type copyRow struct{ id, kind, dn, obj string }
 
-// saveCopy writes the copy: every object, replacing the last copy.
+// objectJSON encodes the object ref names; the caller holds mu.
+func (r *Replica) objectJSON(ref ref) ([]byte, error) {
+	switch ref.kind {
+	case kindServer:
+		return json.Marshal(r.servers.by[ref.key])
+	case kindReceive:
+		return json.Marshal(r.receive.by[ref.key])
+	case kindSend:
+		return json.Marshal(r.send.by[ref.key])
+	case kindDomain:
+		return json.Marshal(r.domains.by[ref.key])
+	case kindMailbox:
+		return json.Marshal(r.boxes.by[ref.key])
+	case kindRoot:
+		return json.Marshal(r.roots.by[ref.key])
+	}
+	return nil, fmt.Errorf("unknown kind %s", ref.kind)
+}
+
+// saveCopy writes what changed since the last write to the copy on disk
+// (all of it after a refresh), in one transaction.
 func (r *Replica) saveCopy(ctx context.Context) error {
-	r.mu.RLock()
-	rows := make([]copyRow, 0, len(r.byUUID))
+	r.mu.Lock()
+	full, pend := r.full, r.pend
+	r.full, r.pend = false, map[string]bool{}
+	var rows []copyRow
+	var gone []string
 	var err error
-	for id, ref := range r.byUUID {
+	add := func(id string, ref ref) {
 		var obj []byte
-		switch ref.kind {
-		case kindServer:
-			obj, err = json.Marshal(r.servers.by[ref.key])
-		case kindReceive:
-			obj, err = json.Marshal(r.receive.by[ref.key])
-		case kindSend:
-			obj, err = json.Marshal(r.send.by[ref.key])
-		case kindDomain:
-			obj, err = json.Marshal(r.domains.by[ref.key])
-		case kindMailbox:
-			obj, err = json.Marshal(r.boxes.by[ref.key])
-		case kindRoot:
-			obj, err = json.Marshal(r.roots.by[ref.key])
+		if obj, err = r.objectJSON(ref); err == nil {
+			rows = append(rows, copyRow{id, ref.kind, ref.key, string(obj)})
 		}
-		if err != nil {
-			break
+	}
+	if full {
+		rows = make([]copyRow, 0, len(r.byUUID))
+		for id, ref := range r.byUUID {
+			if add(id, ref); err != nil {
+				break
+			}
 		}
-		rows = append(rows, copyRow{id, ref.kind, ref.key, string(obj)})
+	} else {
+		for id := range pend {
+			if ref, ok := r.byUUID[id]; ok {
+				if add(id, ref); err != nil {
+					break
+				}
+			} else {
+				gone = append(gone, id)
+			}
+		}
 	}
 	synced := r.synced
-	r.mu.RUnlock()
+	if r.up {
+		synced = time.Now() // the copy follows the directory: current now
+	}
+	if err != nil { // write it all next time
+		r.full = true
+	}
+	r.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	return db.Tx(ctx, r.o.DB, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM dir_copy`); err != nil {
-			return err
+	err = db.Tx(ctx, r.o.DB, func(ctx context.Context, tx *sql.Tx) error {
+		if full {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM dir_copy`); err != nil {
+				return err
+			}
 		}
-		st, err := tx.PrepareContext(ctx, `INSERT INTO dir_copy(uuid, kind, dn, object) VALUES(?, ?, ?, ?)`)
+		for _, id := range gone {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM dir_copy WHERE uuid = ?`, id); err != nil {
+				return err
+			}
+		}
+		st, err := tx.PrepareContext(ctx, `INSERT INTO dir_copy(uuid, kind, dn, object) VALUES(?, ?, ?, ?)
+			ON CONFLICT(uuid) DO UPDATE SET kind = excluded.kind, dn = excluded.dn, object = excluded.object`)
 		if err != nil {
 			return err
 		}
@@ -774,6 +880,12 @@ func (r *Replica) saveCopy(ctx context.Context) error {
 			synced.UTC().Format(time.RFC3339Nano))
 		return err
 	})
+	if err != nil {
+		r.mu.Lock()
+		r.full = true // the transaction rolled back: write it all next time
+		r.mu.Unlock()
+	}
+	return err
 }
 
 // loadCopy fills the replica from the copy on disk; it returns how many

@@ -145,7 +145,7 @@ func TestReplicaOutage(t *testing.T) {
 		}
 	}
 	rc := newRecorder()
-	o := ReplicaOptions{DB: d, RetryMax: 200 * time.Millisecond}
+	o := ReplicaOptions{DB: d, RetryMax: 200 * time.Millisecond, CopyDelay: 10 * time.Millisecond}
 	rc.options(&o)
 	rctx, stop := context.WithCancel(ctx)
 	r, err := StartReplica(rctx, writer.c.cfg, o)
