@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-ldap/ldap/v3"
+
 	"certrelay/internal/testpki"
 )
 
@@ -92,6 +94,35 @@ func TestCheckTLS(t *testing.T) {
 			if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
 				t.Errorf("%s with CA %v: Check = %v, want %v", s.Scheme, c.want == nil, err, c.want)
 			}
+		}
+	}
+}
+
+func TestRDNValue(t *testing.T) {
+	for _, dn := range []string{
+		"cn=alice@contoso.test,ou=Mailboxes,dc=x",
+		`cn=Odd\, name\+with\\signs,cn=hub1,ou=Servers,dc=x`,
+		`CN=Default hub1,cn=hub1,ou=Servers,dc=x`,
+		`cn=caf\c3\a9,ou=Domains,dc=x`,
+		`cn=a+uid=b,ou=x`,
+		`cn=#0403,ou=x`,
+		`ou=x,dc=y`,
+		`cn=lonely`,
+	} {
+		v, rest, ok := rdnValue(dn)
+		parsed, err := ldap.ParseDN(dn)
+		if !ok {
+			if dn == `cn=a+uid=b,ou=x` || dn == `cn=#0403,ou=x` || dn == `ou=x,dc=y` || dn == `cn=lonely` {
+				continue
+			}
+			t.Errorf("rdnValue(%q) refused it", dn)
+			continue
+		}
+		if err != nil || v != parsed.RDNs[0].Attributes[0].Value {
+			t.Errorf("rdnValue(%q) = %q, ParseDN says %v %v", dn, v, parsed, err)
+		}
+		if want := dn[strings.Index(dn, ",")+1:]; !strings.HasSuffix(dn, rest) || (rest != want && !strings.Contains(dn, `\,`)) {
+			t.Errorf("rdnValue(%q) rest %q", dn, rest)
 		}
 	}
 }

@@ -348,18 +348,28 @@ func (c *codec[T]) decode(e *ldap.Entry) (T, error) {
 			return v, err
 		}
 	}
-	cns := e.GetAttributeValues("cn")
-	cn := ""
-	if len(cns) == 1 && c.fromDN == nil {
-		cn = cns[0] // the RDN's value: no need to parse the DN
-	} else if dn, err := ldap.ParseDN(e.DN); err == nil && len(dn.RDNs) > 0 && len(dn.RDNs[0].Attributes) > 0 {
-		cn = dn.RDNs[0].Attributes[0].Value // the RDN names it, whatever other cn values it has
-		if c.fromDN != nil {
-			if len(dn.RDNs) < 2 || len(dn.RDNs[1].Attributes) == 0 {
-				return v, fmt.Errorf("it is not under a server object")
-			}
-			c.fromDN(&v, dn.RDNs[1].Attributes[0].Value)
+	// The name is the RDN's value (whatever other cn values the entry
+	// has); a connector's server, its parent's.
+	cn, rest, ok := rdnValue(e.DN)
+	parent := ""
+	if ok && c.fromDN != nil {
+		parent, _, ok = rdnValue(rest)
+	}
+	if !ok { // an unusual DN: the full parser
+		dn, err := ldap.ParseDN(e.DN)
+		if err != nil || len(dn.RDNs) == 0 || len(dn.RDNs[0].Attributes) == 0 {
+			return v, fmt.Errorf("its DN %q cannot be read", e.DN)
 		}
+		cn = dn.RDNs[0].Attributes[0].Value
+		if len(dn.RDNs) > 1 && len(dn.RDNs[1].Attributes) > 0 {
+			parent = dn.RDNs[1].Attributes[0].Value
+		}
+	}
+	if c.fromDN != nil {
+		if parent == "" {
+			return v, fmt.Errorf("it is not under a server object")
+		}
+		c.fromDN(&v, parent)
 	}
 	if cn == "" {
 		return v, fmt.Errorf("it has no name (cn)")
@@ -398,6 +408,48 @@ func (c *codec[T]) setName(v *T, name string) {
 			o.Thumbprint = name
 		}
 	}
+}
+
+// rdnValue reads the value of a DN's first RDN when it is a single
+// "cn=VALUE" (escapes of RFC 4514 decoded), and returns the rest of the
+// DN after its comma; ok is false for anything else (the caller then
+// uses ldap.ParseDN).
+func rdnValue(dn string) (value, rest string, ok bool) {
+	if len(dn) < 4 || !strings.EqualFold(dn[:3], "cn=") {
+		return "", "", false
+	}
+	var b []byte
+	for i := 3; i < len(dn); i++ {
+		c := dn[i]
+		switch {
+		case c == ',':
+			if b == nil {
+				return dn[3:i], dn[i+1:], i > 3
+			}
+			return string(b), dn[i+1:], len(b) > 0
+		case c == '+' || c == '"' || c == '#' && i == 3:
+			return "", "", false // several values, or a quoted or hex value
+		case c == '\\':
+			if b == nil {
+				b = append([]byte(nil), dn[3:i]...)
+			}
+			if i+1 >= len(dn) {
+				return "", "", false
+			}
+			if h, err := strconv.ParseUint(dn[i+1:min(i+3, len(dn))], 16, 8); err == nil && i+2 < len(dn) {
+				b = append(b, byte(h))
+				i += 2
+			} else {
+				b = append(b, dn[i+1])
+				i++
+			}
+		default:
+			if b != nil {
+				b = append(b, c)
+			}
+		}
+	}
+	return "", "", false // a DN of one RDN: not under a container
 }
 
 // kindOf returns the kind of an entry by its object classes, "" when it
