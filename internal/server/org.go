@@ -137,7 +137,7 @@ func (s *srv) orgChanges(ctx context.Context) (kinds []string) {
 			_, _ = s.events.Raise(ctx, 16052, p.DN, fmt.Sprintf("the %s object %s", p.Kind, p.DN), p.Err.Error())
 		}
 	}
-	self := strings.ToLower(s.dir.me.Name)
+	self := strings.ToLower(s.self)
 	for _, k := range keys {
 		if k == "server/"+self || k == "server/?" {
 			s.checkPublished(ctx)
@@ -157,8 +157,8 @@ func (s *srv) checkPublished(ctx context.Context) {
 	if s.replica == nil {
 		return
 	}
-	if pub, err := s.replica.Server(ctx, s.dir.me.Name); err != nil || len(pub.InternalTransportCertificate) == 0 {
-		_, _ = s.events.Raise(ctx, 12012, s.dir.me.Name, s.dir.me.Name)
+	if pub, err := s.replica.Server(ctx, s.self); err != nil || len(pub.InternalTransportCertificate) == 0 {
+		_, _ = s.events.Raise(ctx, 12012, s.self, s.self)
 	}
 }
 
@@ -198,7 +198,7 @@ func (s *srv) reconcile(ctx context.Context, byHand bool) {
 		if len(wrote) > 0 {
 			s.log.Info("published this server's objects in the directory", "objects", strings.Join(wrote, ", "))
 			if byHand {
-				_, _ = s.events.Raise(ctx, 16053, s.dir.me.Name, s.dir.me.Name, strings.Join(wrote, ", "))
+				_, _ = s.events.Raise(ctx, 16053, s.self, s.self, strings.Join(wrote, ", "))
 			}
 		}
 	}()

@@ -89,7 +89,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer q.Close()
 
-	s.src, s.events, s.q, s.dir, s.cands = src, evlog, q, &dirState{src: src}, src.NewCandidateSet()
+	s.src, s.events, s.q, s.dir, s.cands, s.self = src, evlog, q, &dirState{src: src}, src.NewCandidateSet(), me.Name
 	cred := s.loadCredential(o.DataDir)
 	s.layer = serving.New(serving.Options{LoadKey: src.Store.PrivateKeyByID, KeyFault: s.keyFault, Events: evlog, Log: logger, Now: src.Now})
 	if s.fileLimit, err = raiseOpenFileLimit(); err != nil {
@@ -196,6 +196,7 @@ type srv struct {
 	rejudgeDue  bool      // a judgement waits for RejudgeSpacing to pass
 
 	// The organisation's directory (org.go).
+	self           string // this server's name (it never changes)
 	feed           *orgFeed
 	replica        *directory.Replica // nil: the embedded directory
 	lostAt         time.Time          // when the directory was lost (zero: it is up)
