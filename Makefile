@@ -58,6 +58,23 @@ SWAPS ?= 20
 bench-swap: deps
 	SWAPS=$(SWAPS) $(GO) test -tags bench -run '^TestHotSwap$$' -count=1 -v -timeout 60m ./test/bench/
 
+# The organisation (issue 11): a new internal certificate on one hub to
+# its use by the other (two certrelay serve on one slapd), serve start and
+# memory with 1,000 servers and 100,000 mailboxes in the directory, the
+# direct-trust check; the "org" section of docs/PERFORMANCE.md (~5 min).
+ORG_SWAPS ?= 50
+ORG_MAILBOXES ?= 100000
+.PHONY: bench-org slapd
+bench-org: deps
+	ORG_SWAPS=$(ORG_SWAPS) ORG_MAILBOXES=$(ORG_MAILBOXES) $(GO) test -tags bench -run '^TestOrg$$' -count=1 -v -timeout 60m ./test/bench/
+
+# A slapd with certrelay's schema and LDAP Sync, for trying an
+# organisation on one machine (docs/DIRECTORY.md): scripts/slapd.sh.
+SLAPD_DIR ?= ./slapd
+SLAPD_PORT ?= 3890
+slapd: deps
+	./scripts/slapd.sh $(SLAPD_DIR) $(SLAPD_PORT)
+
 # SIGKILL certrelay serve under load TRIALS times, restart, and compare the
 # messages acknowledged with 250 with those delivered; fails if one is lost.
 # Prints (and writes into docs/PERFORMANCE.md) the drain after the last

@@ -224,6 +224,22 @@ var faces = map[string]face{
 		table(c.a.stdout, []string{"Identity", "EventLevel"}, t)
 		return nil
 	}},
+	"Get-TransportServer": {human: func(c *call, res *admin.Result) error {
+		var t [][]string
+		for _, s := range res.Data.([]admin.OrgServer) {
+			name := s.Name
+			if s.IsThisServer {
+				name += " *"
+			}
+			na := ""
+			if s.InternalTransportCertificateNotAfter != nil {
+				na = formatTime(*s.InternalTransportCertificateNotAfter)
+			}
+			t = append(t, []string{name, s.Role, s.Fqdn, s.InternalTransportCertificateThumbprint, na})
+		}
+		table(c.a.stdout, []string{"Name", "Role", "Fqdn", "InternalTransportCertificate", "NotAfter"}, t)
+		return nil
+	}},
 	"Set-EventLogLevel": {human: func(c *call, res *admin.Result) error {
 		for _, r := range res.Data.([]admin.EventLevelSetting) {
 			fmt.Fprintf(c.a.stdout, "%s = %s\n", r.Identity, r.EventLevel)
@@ -237,6 +253,9 @@ var faces = map[string]face{
 				tlsInfo = r.TLS + ", server certificate " + r.PeerCert + " (" + r.PeerThumb + ")"
 				if r.ClientCert != "" {
 					tlsInfo += ", client certificate " + r.ClientCert
+				}
+				if r.Auth != "" {
+					tlsInfo += ", " + r.PeerServer + " authenticated by " + r.Auth
 				}
 			}
 			fmt.Fprintf(c.a.stdout, "%s %s via %s to %s [%s]: %s\n    %s\n", formatTime(r.Time), r.MessageID, r.Connector, r.Host, strings.Join(r.Recipients, ", "), r.Result, tlsInfo)

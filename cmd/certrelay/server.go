@@ -38,7 +38,7 @@ func printSetup(a *app, res admin.SetupResult) {
 func (a *app) serveCommand() *cobra.Command {
 	var setup admin.SetupOptions
 	var debug bool
-	var cpuprofile string
+	var cpuprofile, passwordFile, caFile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the server (runs setup on first start)",
@@ -60,6 +60,20 @@ func (a *app) serveCommand() *cobra.Command {
 					return err
 				}
 				defer pprof.StopCPUProfile()
+			}
+			if passwordFile != "" {
+				pw, err := a.readSecret(passwordFile)
+				if err != nil {
+					return err
+				}
+				setup.BindPassword = pw
+			}
+			if caFile != "" {
+				ca, err := readInput(a, caFile)
+				if err != nil {
+					return err
+				}
+				setup.DirectoryCA = ca
 			}
 			// Setup runs through the admin layer (M9); the server then
 			// opens the data directory itself. The admin layer stays open
@@ -87,6 +101,11 @@ func (a *app) serveCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&setup.Role, "role", "", "role for the first start: hub (the default) or edge")
 	cmd.Flags().StringVar(&setup.Fqdn, "fqdn", "", "FQDN for the first start (default: the host name)")
+	cmd.Flags().StringVar(&setup.Name, "name", "", "server name for the first start, one DNS label (default: the host name's first label)")
+	cmd.Flags().StringVar(&setup.Directory, "directory", "", "first start: join this organisation's directory, ldap://HOST:PORT/BASE-DN or ldaps://…")
+	cmd.Flags().StringVar(&setup.BindDN, "bind-dn", "", "first start: the DN to bind to the directory as")
+	cmd.Flags().StringVar(&passwordFile, "bind-password-file", "", "first start: file holding the bind DN's password (- for standard input)")
+	cmd.Flags().StringVar(&caFile, "directory-ca", "", "first start: file holding the CA certificate (PEM) of the directory's TLS certificate; with ldap://, StartTLS")
 	cmd.Flags().BoolVar(&debug, "debug", false, "log protocol details and every certificate selection")
 	cmd.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile to this file until the server stops (for docs/PERFORMANCE.md)")
 	_ = cmd.Flags().MarkHidden("cpuprofile")

@@ -8,10 +8,12 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"certrelay/internal/certinfo"
+	"certrelay/internal/directory"
 	"certrelay/internal/store"
 )
 
@@ -76,7 +78,7 @@ func (a *Admin) newCertificate(ctx context.Context, o NewOptions, ask asker) (Ne
 			return NewResult{}, errorf(op, err)
 		}
 	} else if len(spec.domains) == 0 && o.Subject == "" {
-		spec.domains = []string{srv.Name, srv.Fqdn}
+		spec.domains = internalDomains(srv)
 	}
 	// A call that answers the question of M1 stores the certificate the
 	// question showed, not a new one.
@@ -302,4 +304,18 @@ func keyError(k certinfo.KeySpec, err error) *Error {
 		return e.field("KeySize", fmt.Sprint(k.Size))
 	}
 	return e.field("KeyType", k.Type)
+}
+
+// internalDomains are the domains of a new internal transport
+// certificate: the server's host name and FQDN, and every other name
+// direct trust checks it for (D3: the physical names, load-balancer
+// names), so the other servers accept it.
+func internalDomains(srv directory.Server) []string {
+	out := []string{srv.Name, srv.Fqdn}
+	for _, n := range srv.DNSNames() {
+		if n.Name != "" && !slices.Contains(out, n.Name) {
+			out = append(out, n.Name)
+		}
+	}
+	return out
 }

@@ -176,6 +176,12 @@ func asError(err error) *Error {
 		out.Kind = Conflict
 	case errors.Is(err, directory.ErrNotFound), errors.Is(err, trust.ErrNotFound), errors.Is(err, queue.ErrNotFound):
 		out.Kind = NotFound
+	case errors.Is(err, directory.ErrUnavailable):
+		out.Kind = Unavailable
+		out.Fix = msgf("nothing was changed; check that the organisation's directory runs and that this server reaches it ({Get-ExchangeServer} names it), then try again")
+	case errors.Is(err, directory.ErrNotOwn):
+		out.Kind = Conflict
+		out.Fix = msgf("run the command on that server")
 	case errors.Is(err, db.ErrReadOnly), errors.Is(err, queue.ErrLocked),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		out.Kind = Unavailable

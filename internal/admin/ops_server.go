@@ -11,14 +11,29 @@ func serverOperations() []*Operation {
 	return []*Operation{
 		{
 			Name: "Install-CertrelayServer", Cmdlet: "Install-CertrelayServer", CLI: "setup",
-			Summary: "Set up the data directory: server object and internal transport certificate (M9)",
-			Role:    ServerAdmin, Returns: SetupResult{},
+			Summary: "Set up the data directory: server object and internal transport certificate (M9), and join an organisation's directory",
+			Description: `Set up this data directory once: the server object (name, FQDN, role), its
+internal transport certificate and a default receive connector. With
+{-Directory} ldap://HOST:PORT/BASE-DN (or ldaps://) the server joins that
+organisation's LDAP directory, binding as {-BindDN} with the password in the
+file {-BindPassword} names; {-DirectoryCA} FILE gives the CA of the
+directory's TLS certificate (with ldap:// it means StartTLS). Everything is
+checked first — the directory can be reached, the password is right, the
+base DN, certrelay's schema and LDAP Sync are there, and no other server has
+this name — and a problem changes nothing, here or in the directory.`,
+			Role: ServerAdmin, Returns: SetupResult{},
 			Params: []Param{
 				{Name: "Role", CLI: "role", Type: TypeString, Help: "hub (the default) or edge"},
 				{Name: "Fqdn", CLI: "fqdn", Type: TypeString, Help: "this server's fully qualified domain name (default: the host name)"},
+				{Name: "Name", CLI: "name", Type: TypeString, Help: "this server's name in the organisation, one DNS label (default: the host name's first label)"},
+				{Name: "Directory", CLI: "directory", Type: TypeString, Help: "the organisation's directory to join, ldap://HOST:PORT/BASE-DN or ldaps://HOST:PORT/BASE-DN"},
+				{Name: "BindDN", CLI: "bind-dn", Type: TypeString, Help: "the DN this server binds to the directory as"},
+				{Name: "BindPassword", CLI: "bind-password-file", Type: TypeSecret, Help: "the password of {-BindDN}", Prompt: "Password of the bind DN: "},
+				{Name: "DirectoryCA", CLI: "directory-ca", Type: TypeData, Help: "the CA certificate (PEM) of the directory's TLS certificate; with ldap://, StartTLS"},
 			},
 			Run: func(in *In) (*Result, error) {
-				res, err := in.a.Setup(in.ctx, SetupOptions{Role: in.String("Role"), Fqdn: in.String("Fqdn")})
+				res, err := in.a.Setup(in.ctx, SetupOptions{Role: in.String("Role"), Fqdn: in.String("Fqdn"), Name: in.String("Name"),
+					Directory: in.String("Directory"), BindDN: in.String("BindDN"), BindPassword: in.String("BindPassword"), DirectoryCA: in.Data("DirectoryCA")})
 				if err != nil {
 					return nil, err
 				}
@@ -38,6 +53,26 @@ func serverOperations() []*Operation {
 			},
 		},
 		{
+			Name: "Get-TransportServer", Cmdlet: "Get-TransportServer", CLI: "server list",
+			Summary: "List the organisation's servers: names, role and internal transport certificates",
+			Description: `List every server of the organisation as the directory holds it: its DNS
+names (D3), role and internal transport certificate (X1), which other servers
+trust directly. Objects the directory holds that certrelay cannot use (edited
+by hand into something else) are named too.`,
+			Role: ViewOnly, Returns: []OrgServer{},
+			Run: func(in *In) (*Result, error) {
+				list, notes, err := in.a.ListServers(in.ctx)
+				if err != nil {
+					return nil, err
+				}
+				r := &Result{Data: list}
+				for _, n := range notes {
+					r.Messages = append(r.Messages, Message{Warning, n})
+				}
+				return r, nil
+			},
+		},
+		{
 			Name: "Set-ExchangeServer", Cmdlet: "Set-ExchangeServer", CLI: "server set",
 			Summary: "Change the server's FQDN, load-balancer names or HTTP proxy",
 			Description: `Change this server's settings. {-Proxy} sets the HTTP proxy CRL and OCSP
@@ -49,16 +84,17 @@ certificates enabled for SMTP, POP or IMAP are given to it (mode 0600), as
 			Role: ServerAdmin, Returns: ServerInfo{},
 			Params: []Param{
 				{Name: "Fqdn", CLI: "fqdn", Type: TypeString, Help: "this server's FQDN"},
+				{Name: "PhysicalFqdn", CLI: "physical-fqdn", Type: TypeString, Help: `the FQDN of the machine this server runs on, when it is not {-Fqdn} ("" for the same)`},
 				{Name: "Proxy", CLI: "proxy", Type: TypeString, Help: `HTTP proxy URL for CRL and OCSP fetches ("" for none)`},
 				{Name: "DnsResolver", CLI: "dns-resolver", Type: TypeString, Help: `DNS server (IP:PORT) for MX lookups of send connectors without smart hosts ("" for the system's)`},
 				{Name: "NLBNames", CLI: "nlb-name", Type: TypeList, Help: `a load-balancer name of this server (repeat; "" clears)`},
 				{Name: "ServiceAccount", CLI: "service-account", Type: TypeString, Help: "the account certrelay serve runs as, which must read the keys it uses"},
 			},
 			Run: func(in *In) (*Result, error) {
-				o := ServerSetOptions{Fqdn: in.StringPtr("Fqdn"), NLBNames: in.StringsPtr("NLBNames"), Proxy: in.StringPtr("Proxy"),
+				o := ServerSetOptions{Fqdn: in.StringPtr("Fqdn"), PhysicalFqdn: in.StringPtr("PhysicalFqdn"), NLBNames: in.StringsPtr("NLBNames"), Proxy: in.StringPtr("Proxy"),
 					Resolver: in.StringPtr("DnsResolver"), ServiceAccount: in.StringPtr("ServiceAccount")}
 				if o == (ServerSetOptions{}) {
-					return nil, usage("", "nothing to set: give {-Fqdn}, {-NLBNames}, {-Proxy}, {-DnsResolver} or {-ServiceAccount}")
+					return nil, usage("", "nothing to set: give {-Fqdn}, {-PhysicalFqdn}, {-NLBNames}, {-Proxy}, {-DnsResolver} or {-ServiceAccount}")
 				}
 				info, err := in.a.ServerSet(in.ctx, o)
 				if err != nil {

@@ -13,6 +13,7 @@ var exchangeNouns = map[string]bool{
 	"ExchangeCertificate": true, "ReceiveConnector": true, "SendConnector": true, "ExchangeServer": true,
 	"AcceptedDomain": true, "Mailbox": true, "Message": true, "Queue": true, "EventLogLevel": true, "MessageTrackingLog": true,
 	"POPSettings": true, "IMAPSettings": true, "UMService": true, // issue 14
+	"TransportServer": true, // issue 11
 }
 
 // TestRegistryDeclarations: every registered operation has a cmdlet

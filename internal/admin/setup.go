@@ -21,6 +21,18 @@ import (
 type SetupOptions struct {
 	Role string // "hub" (the default for a first setup) or "edge"; "" keeps the current one
 	Fqdn string // default: the host name; "" keeps the current one
+	// Name is the server's name in the organisation (DnsHostName): one
+	// DNS label; default: the host name's first label.
+	Name string
+	// Directory joins an organisation's directory,
+	// ldap://HOST:PORT/BASE-DN or ldaps://…; "" keeps the embedded one.
+	// BindDN and BindPassword are what the server binds as; DirectoryCA
+	// (PEM) the CA of the directory's TLS certificate: with ldap:// it
+	// means StartTLS.
+	Directory    string
+	BindDN       string
+	BindPassword string
+	DirectoryCA  []byte
 }
 
 // SetupResult says what Setup did.
@@ -65,6 +77,13 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 		host = string(n)
 	}
 	short, _, _ = strings.Cut(host, ".")
+	if strings.TrimSpace(o.Name) != "" {
+		n, err := dnsname.ParseHost(o.Name)
+		if err != nil || strings.Contains(string(n), ".") {
+			return SetupResult{}, errorf("setup", invalid("Name", o.Name, "%q is not a server name: give one DNS label, such as hub1 (the FQDN goes in {-Fqdn})", o.Name))
+		}
+		short = string(n)
+	}
 	fqdn := host
 	if strings.TrimSpace(o.Fqdn) != "" {
 		n, err := dnsname.ParseHost(o.Fqdn)
@@ -89,6 +108,30 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 			return SetupResult{}, errorf("setup", failed(Conflict, "this data directory is already set up with FQDN %s", srv.Fqdn).field("Fqdn", o.Fqdn).
 				fix("change it with %s", cmd("Set-ExchangeServer", "-Fqdn", fqdn)))
 		}
+		if o.Name != "" && short != srv.Name {
+			return SetupResult{}, errorf("setup", failed(Conflict, "this data directory is already set up as server %s; a server's name does not change", srv.Name).field("Name", o.Name).
+				fix("set up another data directory for %s", short))
+		}
+		if o.Directory != "" {
+			cur, _ := a.Settings.Get(ctx, settings.DirectoryURL)
+			want, err := directory.ParseLDAPURL(o.Directory)
+			if err != nil {
+				return SetupResult{}, errorf("setup", invalid("Directory", o.Directory, "%v", err))
+			}
+			if cur != want.String() {
+				where := "the embedded directory"
+				if cur != "" {
+					where = "the directory " + cur
+				}
+				return SetupResult{}, errorf("setup", failed(Conflict, "this data directory is already set up with %s; a server joins an organisation when it is set up", where).field("Directory", o.Directory).
+					fix("set up a new data directory with {-Directory}"))
+			}
+		}
+		// With the directory down, the credential is made on a later
+		// start: the server must start on its copy now.
+		if err := a.ensureCredential(ctx); err != nil && !errors.Is(err, directory.ErrUnavailable) {
+			return SetupResult{}, errorf("setup", err)
+		}
 		res := SetupResult{Server: srv, AlreadyDone: true}
 		if c, err := a.GetCertificate(ctx, srv.InternalTransportCertificateThumbprint); err == nil {
 			res.Certificate = &c
@@ -98,6 +141,16 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 
 	if o.Role == "" {
 		o.Role = directory.RoleHub
+	}
+	var join *joinPlan
+	if o.Directory != "" {
+		var err error
+		if join, err = a.planJoin(ctx, o, short); err != nil {
+			return SetupResult{}, errorf("setup", err)
+		}
+		defer join.l.Close()
+	} else if o.BindDN != "" || o.BindPassword != "" || len(o.DirectoryCA) > 0 {
+		return SetupResult{}, errorf("setup", usage("Directory", "{-BindDN}, {-BindPassword} and {-DirectoryCA} go with {-Directory}"))
 	}
 	// The certificate's material is found or made before the transaction:
 	// making a key takes a while, and the transaction holds the write lock.
@@ -130,10 +183,19 @@ func (a *Admin) Setup(ctx context.Context, o SetupOptions) (SetupResult, error) 
 			srv = existing // the directory already knows this server
 			srv.Fqdn, srv.Role = fqdn, o.Role
 		}
-		if err := a.Dir.PutServer(ctx, srv); err != nil {
+		if join != nil {
+			if err := a.recordJoin(ctx, join); err != nil {
+				return err
+			}
+		}
+		var err error
+		if srv.ServerCredential, err = a.writeCredential(ctx); err != nil {
 			return err
 		}
 		if err := a.Settings.Set(ctx, settings.ServerName, srv.Name); err != nil {
+			return err
+		}
+		if err := a.Dir.PutServer(ctx, srv); err != nil {
 			return err
 		}
 		cert := existingCert
@@ -205,6 +267,8 @@ func (a *Admin) servingCertificate(ctx context.Context, srv directory.Server) (*
 type ServerInfo struct {
 	Name                                   string
 	Fqdn                                   string
+	PhysicalHostName                       string
+	PhysicalFqdn                           string
 	Role                                   string
 	NLBNames                               []string
 	InternalTransportCertificateThumbprint string
@@ -214,6 +278,10 @@ type ServerInfo struct {
 	Proxy                                  string
 	DnsResolver                            string
 	SetupTime                              string
+	// Directory is the organisation's directory this server joined
+	// ("embedded" when none), and DirectoryBindDN the DN it binds as.
+	Directory       string
+	DirectoryBindDN string `json:",omitempty"`
 }
 
 // ServerShow describes this server.
@@ -225,8 +293,21 @@ func (a *Admin) ServerShow(ctx context.Context) (ServerInfo, error) {
 	setup, _ := a.Settings.Get(ctx, settings.SetupDone)
 	proxy, _ := a.Settings.Get(ctx, settings.Proxy)
 	resolver, _ := a.Settings.Get(ctx, settings.DNSResolver)
+	dirURL, _ := a.Settings.Get(ctx, settings.DirectoryURL)
+	bindDN, _ := a.Settings.Get(ctx, settings.DirectoryBindDN)
+	if dirURL == "" {
+		dirURL = "embedded"
+	}
+	phys, physFqdn := srv.PhysicalHostName, srv.PhysicalFqdn
+	if phys == "" {
+		phys = srv.Name
+	}
+	if physFqdn == "" {
+		physFqdn = srv.Fqdn
+	}
 	info := ServerInfo{
-		Name: srv.Name, Fqdn: srv.Fqdn, Role: srv.Role, NLBNames: srv.NLBNames,
+		Name: srv.Name, Fqdn: srv.Fqdn, PhysicalHostName: phys, PhysicalFqdn: physFqdn, Role: srv.Role, NLBNames: srv.NLBNames,
+		Directory: dirURL, DirectoryBindDN: bindDN,
 		InternalTransportCertificateThumbprint: srv.InternalTransportCertificateThumbprint,
 		DataDirectory:                          a.dataDir,
 		ServiceAccount:                         a.Store.Account().Name,
@@ -252,10 +333,13 @@ func (a *Admin) requireSetup(ctx context.Context) (directory.Server, error) {
 // ServerSetOptions change this server's settings; nil fields stay as they
 // are.
 type ServerSetOptions struct {
-	Fqdn     *string
-	NLBNames *[]string
-	Proxy    *string // "" for direct connections
-	Resolver *string // DNS server ip:port for MX lookups; "" for the system's
+	Fqdn *string
+	// PhysicalFqdn is the machine's FQDN (DnsPhysicalFullyQualifiedDomainName;
+	// its first label is DnsPhysicalHostName); "" makes it the FQDN's.
+	PhysicalFqdn *string
+	NLBNames     *[]string
+	Proxy        *string // "" for direct connections
+	Resolver     *string // DNS server ip:port for MX lookups; "" for the system's
 	// ServiceAccount is the account the server runs as (a user name or
 	// uid); the keys of certificates enabled for SMTP, POP and IMAP are
 	// given to it (M5).
@@ -276,6 +360,17 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 			return ServerInfo{}, errorf(op, invalidValue("Fqdn", *o.Fqdn, err))
 		}
 		srv.Fqdn = string(f)
+	}
+	if o.PhysicalFqdn != nil {
+		srv.PhysicalFqdn, srv.PhysicalHostName = "", ""
+		if strings.TrimSpace(*o.PhysicalFqdn) != "" {
+			f, err := dnsname.ParseHost(*o.PhysicalFqdn)
+			if err != nil {
+				return ServerInfo{}, errorf(op, invalidValue("PhysicalFqdn", *o.PhysicalFqdn, err))
+			}
+			srv.PhysicalFqdn = string(f)
+			srv.PhysicalHostName, _, _ = strings.Cut(string(f), ".")
+		}
 	}
 	if o.NLBNames != nil {
 		var names []string
@@ -325,14 +420,14 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 				return err
 			}
 		}
-		if o.Fqdn != nil || o.NLBNames != nil {
+		if o.Fqdn != nil || o.NLBNames != nil || o.PhysicalFqdn != nil {
 			// Read again under the lock, so a concurrent change of the
 			// server object (its internal certificate) is not lost.
 			cur, err := a.requireSetup(ctx)
 			if err != nil {
 				return err
 			}
-			cur.Fqdn, cur.NLBNames = srv.Fqdn, srv.NLBNames
+			cur.Fqdn, cur.NLBNames, cur.PhysicalFqdn, cur.PhysicalHostName = srv.Fqdn, srv.NLBNames, srv.PhysicalFqdn, srv.PhysicalHostName
 			if err := a.Dir.PutServer(ctx, cur); err != nil {
 				return err
 			}

@@ -7,7 +7,9 @@ import (
 
 	"certrelay/internal/certinfo"
 	"certrelay/internal/certview"
+	"certrelay/internal/directory"
 	"certrelay/internal/trust"
+	"strings"
 )
 
 // TrustAddResult says what TrustAdd did.
@@ -59,8 +61,20 @@ func (a *Admin) TrustAdd(ctx context.Context, data []byte, source trust.Source, 
 				}
 				continue
 			}
-			if err := a.Trust.AddRoot(ctx, c, source, now); err != nil {
-				return err
+			if source == trust.RootRegistry {
+				if err := a.Trust.AddRoot(ctx, c, source, now); err != nil {
+					return err
+				}
+			} else {
+				// The organisation's roots live in the directory, which
+				// gives them to every server (T2).
+				if !certinfo.IsSelfSigned(c) && !(c.BasicConstraintsValid && c.IsCA) {
+					return invalid("FileData", "", "%s is neither self-signed nor a CA certificate: a trusted root must be the CA's own certificate", c.Subject)
+				}
+				r := directory.TrustedRoot{Thumbprint: certinfo.Thumbprint(c.Raw), Source: string(source), Certificate: c.Raw}
+				if err := a.Dir.PutTrustedRoot(ctx, r); err != nil {
+					return err
+				}
 			}
 			res.Roots = append(res.Roots, trust.Root{Thumbprint: certinfo.Thumbprint(c.Raw), Subject: c.Subject.String(), NotAfter: c.NotAfter, Source: source, Cert: c})
 		}
@@ -96,6 +110,15 @@ func (a *Admin) TrustRemove(ctx context.Context, thumbprint string) error {
 	err := a.atomically(ctx, func(ctx context.Context) error {
 		err := a.Trust.RemoveRoot(ctx, t)
 		if errors.Is(err, trust.ErrNotFound) {
+			roots, derr := a.Dir.TrustedRoots(ctx)
+			if derr != nil {
+				return derr
+			}
+			for _, r := range roots {
+				if strings.EqualFold(r.Thumbprint, t) { // the organisation's root (T2)
+					return a.Dir.DeleteTrustedRoot(ctx, r.Thumbprint)
+				}
+			}
 			err = a.Trust.RemoveIntermediate(ctx, t)
 			if errors.Is(err, trust.ErrNotFound) {
 				err = failed(NotFound, "%s is neither a trusted root added here nor an intermediate", t).field("Thumbprint", t).

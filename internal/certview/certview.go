@@ -28,7 +28,10 @@ type Source struct {
 	DB       *sql.DB // the database the parts below share (its change log)
 	Store    *store.Store
 	Trust    *trust.Store
-	Dir      directory.Directory
+	Dir      directory.Directory // Embedded, or Joined when the data directory joined an organisation
+	Embedded *directory.Embedded
+	Org      directory.Directory // the organisation's directory when joined (nil: none)
+	Joined   *directory.Joined   // Dir, when joined
 	Settings *settings.Settings
 	Now      func() time.Time
 	dataDir  string

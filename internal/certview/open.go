@@ -2,9 +2,13 @@ package certview
 
 import (
 	"context"
+	"crypto/x509"
+	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"certrelay/internal/db"
@@ -21,6 +25,40 @@ type OpenOptions struct {
 	// SystemRoots lists the system bundle files for ThirdParty roots; nil
 	// takes trust.DefaultSystemBundles (or CERTRELAY_SYSTEM_ROOTS).
 	SystemRoots []string
+	// Org opens the organisation's directory of a data directory that
+	// joined one: a running server follows it (directory.StartReplica).
+	// Nil: read and written directly (directory.Fallback: an LDAP
+	// directory, and the copy a server kept when it cannot be reached),
+	// as commands do.
+	Org func(ctx context.Context, cfg directory.LDAPConfig, d *sql.DB) (directory.Directory, error)
+}
+
+// SecretFile is where a data directory keeps the password it binds to
+// the organisation's directory with (mode 0600).
+func SecretFile(dataDir string) string { return filepath.Join(dataDir, "directory.secret") }
+
+// DirectoryConfig returns how this data directory reaches its
+// organisation's directory; ok is false when it has joined none.
+func DirectoryConfig(ctx context.Context, st *settings.Settings, dataDir string) (cfg directory.LDAPConfig, ok bool, err error) {
+	url, err := st.Get(ctx, settings.DirectoryURL)
+	if err != nil || url == "" {
+		return cfg, false, err
+	}
+	cfg.URL = url
+	if cfg.BindDN, err = st.Get(ctx, settings.DirectoryBindDN); err != nil {
+		return cfg, false, err
+	}
+	ca, err := st.Get(ctx, settings.DirectoryCA)
+	if err != nil {
+		return cfg, false, err
+	}
+	cfg.CA = []byte(ca)
+	pw, err := os.ReadFile(SecretFile(dataDir))
+	if err != nil {
+		return cfg, false, fmt.Errorf("read the directory's bind password: %w", err)
+	}
+	cfg.Password = strings.TrimRight(string(pw), "\r\n")
+	return cfg, true, nil
 }
 
 // Open opens (creating what is missing) a data directory's database and
@@ -58,18 +96,73 @@ func Open(ctx context.Context, dataDir string, o OpenOptions) (*Source, error) {
 	if s.Trust, err = trust.Open(ctx, d, o.SystemRoots); err != nil {
 		return fail(err)
 	}
-	if s.Dir, err = directory.OpenEmbedded(ctx, d); err != nil {
+	if s.Embedded, err = directory.OpenEmbedded(ctx, d); err != nil {
 		return fail(err)
 	}
+	s.Dir = s.Embedded
+	cfg, joined, err := DirectoryConfig(ctx, s.Settings, abs)
+	if err != nil {
+		return fail(err)
+	}
+	if joined {
+		if o.Org == nil {
+			o.Org = openFallback
+		}
+		if s.Org, err = o.Org(ctx, cfg, d); err != nil {
+			return fail(err)
+		}
+		s.Joined = &directory.Joined{Local: s.Embedded, Org: s.Org, DB: d, Self: func(ctx context.Context) (string, error) {
+			return s.Settings.Get(ctx, settings.ServerName)
+		}}
+		s.Dir = s.Joined
+	}
+	s.Trust.PolicyRoots = s.policyRoots
 	return s, nil
+}
+
+// openFallback opens the organisation's directory for a command: LDAP,
+// and the copy a server kept for reads when it cannot be reached.
+func openFallback(ctx context.Context, cfg directory.LDAPConfig, d *sql.DB) (directory.Directory, error) {
+	l, err := directory.OpenLDAP(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &directory.Fallback{Primary: l, CopyDB: d}, nil
+}
+
+// policyRoots reads the roots the directory distributes (T2), for trust.
+// A root whose certificate does not parse is left out (the directory's
+// problems report it).
+func (s *Source) policyRoots(ctx context.Context) ([]trust.Root, error) {
+	list, err := s.Dir.TrustedRoots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]trust.Root, 0, len(list))
+	for _, r := range list {
+		c, err := x509.ParseCertificate(r.Certificate)
+		if err != nil {
+			continue
+		}
+		out = append(out, trust.PolicyRoot(c, trust.Source(r.Source)))
+	}
+	return out, nil
 }
 
 // DataDir is the absolute path of the data directory Open opened ("" for
 // a Source built by hand).
 func (s *Source) DataDir() string { return s.dataDir }
 
-// Close releases the database.
-func (s *Source) Close() error { return db.Close(s.DB) }
+// Close releases the database and the organisation's directory.
+func (s *Source) Close() error {
+	switch o := s.Org.(type) {
+	case *directory.Fallback:
+		o.Primary.Close()
+	case *directory.LDAP:
+		o.Close()
+	}
+	return db.Close(s.DB)
+}
 
 // serviceAccount returns the configured service account, or the data
 // directory's owner (the same for every account that runs a command).

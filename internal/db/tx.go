@@ -25,6 +25,7 @@ type unit struct {
 	savepoints int
 	onCommit   []func()
 	onRollback []func()
+	before     []func(ctx context.Context) error
 }
 
 type unitKey struct{}
@@ -85,6 +86,13 @@ func Tx(ctx context.Context, d *sql.DB, fn func(ctx context.Context, tx *sql.Tx)
 		u.finish(u.onRollback)
 		return err
 	}
+	for i := 0; i < len(u.before); i++ { // a function may register another
+		if err := u.before[i](inner); err != nil {
+			_ = tx.Rollback()
+			u.finish(u.onRollback)
+			return err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		u.finish(u.onRollback)
 		return fmt.Errorf("commit: %w", err)
@@ -100,12 +108,12 @@ func (u *unit) nested(ctx context.Context, fn func(ctx context.Context, tx *sql.
 	if _, err := u.tx.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
-	commits, rollbacks := len(u.onCommit), len(u.onRollback)
+	commits, rollbacks, befores := len(u.onCommit), len(u.onRollback), len(u.before)
 	if err := fn(ctx, u.tx); err != nil {
 		_, _ = u.tx.ExecContext(ctx, "ROLLBACK TO "+name)
 		_, _ = u.tx.ExecContext(ctx, "RELEASE "+name)
 		undo := u.onRollback[rollbacks:]
-		u.onCommit, u.onRollback = u.onCommit[:commits], u.onRollback[:rollbacks]
+		u.onCommit, u.onRollback, u.before = u.onCommit[:commits], u.onRollback[:rollbacks], u.before[:befores]
 		runReverse(undo)
 		return err
 	}
@@ -148,4 +156,23 @@ func OnRollback(ctx context.Context, d *sql.DB, fn func()) {
 	if u := current(ctx, d); u != nil {
 		u.onRollback = append(u.onRollback, fn)
 	}
+}
+
+// BeforeCommit arranges for fn to run when the transaction ctx carries on
+// d is about to commit — after everything else it does, still inside it,
+// with its context: an error rolls the whole transaction back and is
+// what Tx returns. It is how a change that must also be made elsewhere
+// (an organisation's LDAP directory) becomes part of the transaction: the
+// other write is its last step, so it happens only when everything before
+// it succeeded, and the transaction commits only when it succeeded. (A
+// commit that fails after it leaves the other write done: callers that
+// publish this way make the publication idempotent and repeat it.)
+// Functions run in the order of registration; a savepoint that rolls back
+// drops those registered in it. Without a transaction, fn runs at once.
+func BeforeCommit(ctx context.Context, d *sql.DB, fn func(ctx context.Context) error) error {
+	if u := current(ctx, d); u != nil {
+		u.before = append(u.before, fn)
+		return nil
+	}
+	return fn(ctx)
 }

@@ -116,3 +116,40 @@ func TestOnCommitRunsOutsideTheTransaction(t *testing.T) {
 		t.Errorf("%d rows, want 2", n)
 	}
 }
+
+// TestBeforeCommit: functions registered with BeforeCommit run last,
+// inside the transaction (they read its writes); one that fails rolls
+// everything back; a savepoint that rolls back drops its own.
+func TestBeforeCommit(t *testing.T) {
+	ctx := context.Background()
+	d := openTest(t)
+	var order []string
+	var seen int
+	err := Tx(ctx, d, func(ctx context.Context, _ *sql.Tx) error {
+		_ = BeforeCommit(ctx, d, func(ctx context.Context) error {
+			order = append(order, "publish")
+			return Q(ctx, d).QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&seen)
+		})
+		_ = Tx(ctx, d, func(ctx context.Context, _ *sql.Tx) error {
+			_ = BeforeCommit(ctx, d, func(context.Context) error { order = append(order, "dropped"); return nil })
+			return errors.New("savepoint fails")
+		})
+		order = append(order, "write")
+		return insert(ctx, d, "a")
+	})
+	if err != nil || seen != 1 || len(order) != 2 || order[0] != "write" || order[1] != "publish" {
+		t.Fatalf("err %v, seen %d, order %v", err, seen, order)
+	}
+	boom := errors.New("the directory is down")
+	err = Tx(ctx, d, func(ctx context.Context, _ *sql.Tx) error {
+		_ = BeforeCommit(ctx, d, func(context.Context) error { return boom })
+		return insert(ctx, d, "b")
+	})
+	if !errors.Is(err, boom) || count(t, d) != 1 {
+		t.Fatalf("a failing BeforeCommit: err %v, rows %d (want the first only)", err, count(t, d))
+	}
+	ran := false
+	if err := BeforeCommit(ctx, d, func(context.Context) error { ran = true; return nil }); err != nil || !ran {
+		t.Fatalf("without a transaction: %v %v", err, ran)
+	}
+}

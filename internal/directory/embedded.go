@@ -23,6 +23,7 @@ const (
 	kindSend    = "sendconnector"
 	kindDomain  = "accepteddomain"
 	kindMailbox = "mailbox"
+	kindRoot    = "trustedroot"
 )
 
 // OpenEmbedded creates the directory's tables in d if needed.
@@ -217,4 +218,19 @@ func (e *Embedded) PutMailbox(ctx context.Context, m Mailbox) error {
 // DeleteMailbox implements Directory.
 func (e *Embedded) DeleteMailbox(ctx context.Context, address string) error {
 	return notFound(e.del(ctx, kindMailbox, key(address)), fmt.Sprintf("mailbox %q", address))
+}
+
+// TrustedRoots implements Directory.
+func (e *Embedded) TrustedRoots(ctx context.Context) ([]TrustedRoot, error) {
+	return list[TrustedRoot](ctx, e, kindRoot, "")
+}
+
+// PutTrustedRoot implements Directory.
+func (e *Embedded) PutTrustedRoot(ctx context.Context, r TrustedRoot) error {
+	return e.put(ctx, kindRoot, key(r.Thumbprint), r)
+}
+
+// DeleteTrustedRoot implements Directory.
+func (e *Embedded) DeleteTrustedRoot(ctx context.Context, thumbprint string) error {
+	return notFound(e.del(ctx, kindRoot, key(thumbprint)), fmt.Sprintf("trusted root %s", thumbprint))
 }

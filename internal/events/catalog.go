@@ -189,6 +189,19 @@ var catalog = []Definition{
 	{ID: 16068, Name: "UMCertificateCreated", Source: SourceCertrelay, Category: AccessService, Severity: Warning, Level: Lowest,
 		Params: []string{"thumbprint", "fqdn", "notAfter"},
 		Text:   "UM found no valid certificate for %2 enabled for UM, so it made the self-signed certificate %1 (valid until %3) to start in secure mode. IP gateways will not trust it until it is exported to them (certrelay cert export %1 --out um.cer); or enable a certificate from a CA: certrelay cert enable THUMBPRINT --services UM."},
+	// certrelay's organisation directory (IDs 16050–16059).
+	{ID: 16050, Name: "DirectoryUnavailable", Source: SourceCertrelay, Category: TransportService, Severity: Error, Level: Lowest,
+		Params: []string{"directory", "error", "copy"},
+		Text:   "The organisation's directory at %1 cannot be reached (%2). This server keeps running on its copy of %3: mail flows and direct trust uses the certificates it held then; commands that change the directory fail, and change nothing, until it is back. certrelay reconnects by itself; check that the directory server runs and that this server reaches it."},
+	{ID: 16051, Name: "DirectoryRestored", Source: SourceCertrelay, Category: TransportService, Severity: Information, Level: Lowest,
+		Params: []string{"directory", "outage"},
+		Text:   "The organisation's directory at %1 is back after %2; this server's copy is current again, and what changed meanwhile is in use."},
+	{ID: 16052, Name: "DirectoryObjectUnusable", Source: SourceCertrelay, Category: TransportService, Severity: Warning, Level: Lowest, Throttle: hour,
+		Params: []string{"object", "problem"},
+		Text:   "The directory holds %1, which certrelay cannot use: %2. This server keeps running without it (mail for a server whose object is unusable waits in the queue). If the object is a server's, run certrelay setup or certrelay cert new on that server, which publishes it again; otherwise correct or delete it in the directory (certrelay server list names the organisation's servers)."},
+	{ID: 16053, Name: "DirectoryOwnObjectRepublished", Source: SourceCertrelay, Category: TransportService, Severity: Warning, Level: Lowest, Throttle: hour,
+		Params: []string{"server", "objects"},
+		Text:   "The directory's copy of %2 of server %1 differed from what this server holds (changed by hand, or a command that published and then failed); this server published its own again. Change this server's objects with certrelay commands on this server, not in the directory."},
 
 	// certrelay's own management events.
 	{ID: 16001, Name: "SetupCompleted", Source: SourceCertrelay, Category: Setup, Severity: Information, Level: Lowest,

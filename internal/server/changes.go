@@ -64,6 +64,7 @@ type pending struct {
 	rejudge bool            // judge every certificate again (time passed)
 	keys    map[string]bool // key IDs whose files changed
 	allKeys bool            // anything may have changed (the watch overflowed)
+	dirKeys []string        // objects the organisation's directory changed ("kind/key")
 }
 
 // watcher is the server's view of the data directory: inotify events, or
@@ -182,6 +183,20 @@ func (s *srv) apply(ctx context.Context, p pending) {
 		}
 		s.seq = next
 	}
+	if len(p.dirKeys) > 0 {
+		if dirKinds == nil {
+			dirKinds = map[string]bool{}
+		}
+		for k := range kindsOf(p.dirKeys) {
+			dirKinds[k] = true
+		}
+	}
+	if dirKinds[kindRoot] { // a root the organisation distributes (T2)
+		p.rejudge = true
+	}
+	if s.src.Joined != nil && (dirKinds[kindServer] || dirKinds[kindReceive]) && len(p.dirKeys) == 0 {
+		s.reconcile(ctx, false) // this server's own objects changed here: the directory gets them
+	}
 	if p.rejudge || s.rejudgeDue {
 		if wait := RejudgeSpacing - time.Since(s.lastRejudge); wait > 0 {
 			s.rejudgeDue = true // the loop comes back for it
@@ -217,9 +232,15 @@ func (s *srv) apply(ctx context.Context, p pending) {
 		} else {
 			s.rcv.Update(ctx, st) // failed bindings: logged, 16027, retried; checks the certificates too
 			s.checkOpenFiles(ctx, st)
+			if dirKinds[kindServer] {
+				s.raiseDuplicates(ctx)
+			}
 		}
 	} else if certs {
 		s.rcv.CheckCertificates(ctx)
+	}
+	if certs || dirKinds[kindServer] {
+		s.rcv.CheckInternal(ctx)
 	}
 	if certs || dirKinds != nil {
 		st := s.rcv.State()

@@ -74,10 +74,12 @@ func Run(ctx context.Context, o Options) error {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
+	s := &srv{log: logger, window: o.ExpiryWindow, feed: newOrgFeed()}
 	// The server opens the parts it runs on itself (as the admin layer
 	// does for commands), so it shares no state with the process that
-	// started it but the data directory.
-	src, err := certview.Open(ctx, o.DataDir, certview.OpenOptions{Now: o.Now, SystemRoots: o.SystemRoots})
+	// started it but the data directory. The organisation's directory, if
+	// it joined one, is followed by a replica (org.go).
+	src, err := certview.Open(ctx, o.DataDir, certview.OpenOptions{Now: o.Now, SystemRoots: o.SystemRoots, Org: s.openReplica(ctx)})
 	if err != nil {
 		return err
 	}
@@ -96,7 +98,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer q.Close()
 
-	s := &srv{src: src, events: evlog, log: logger, window: o.ExpiryWindow, q: q, dir: &dirState{src: src}, cands: src.NewCandidateSet()}
+	s.src, s.events, s.q, s.dir, s.cands, s.self = src, evlog, q, &dirState{src: src}, src.NewCandidateSet(), me.Name
+	cred := s.loadCredential(o.DataDir)
 	s.layer = serving.New(serving.Options{LoadKey: src.Store.PrivateKeyByID, KeyFault: s.keyFault, Events: evlog, Log: logger, Now: src.Now})
 	s.met = metrics.New(metricsSource{s}, src.Now)
 	if s.fileLimit, err = raiseOpenFileLimit(); err != nil {
@@ -105,7 +108,7 @@ func Run(ctx context.Context, o Options) error {
 		logger.Info("open files", "limit", s.fileLimit, "smtp_sessions", sessionsFor(s.fileLimit))
 	}
 	s.rcv = &transport.Receiver{Spool: transport.QueueSpool{Q: q}, Log: logger, Now: src.Now, Events: evlog, NewID: q.NewID,
-		FileLimit: s.fileLimit, Serving: s.layer, Handshake: func(conn string, err error) { s.met.Handshake("smtp", conn, err) }}
+		FileLimit: s.fileLimit, Serving: s.layer, Credential: cred, Handshake: func(conn string, err error) { s.met.Handshake("smtp", conn, err) }}
 	if s.fileLimit > 0 {
 		s.rcv.MaxConnections = sessionsFor(s.fileLimit)
 	}
@@ -119,7 +122,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	q.Handle(queue.AnyRemote, &transport.Sender{State: s.rcv.State, Serving: s.layer, Resolver: resolver, Log: logger, Track: func(r tracking.Record) {
+	q.Handle(queue.AnyRemote, &transport.Sender{State: s.rcv.State, Serving: s.layer, Resolver: resolver, Log: logger, Events: evlog, Credential: cred, Track: func(r tracking.Record) {
 		if err := trace.Append(r); err != nil {
 			logger.Warn("cannot write the message trace", "err", err)
 		}
@@ -158,6 +161,16 @@ func Run(ctx context.Context, o Options) error {
 	}
 	s.metricsFace = s.newHTTPFace("metrics endpoint", s.met.Handler(), false)
 	s.applyHTTP(ctx)
+	s.rcv.CheckInternal(ctx)
+	s.raiseDuplicates(ctx)
+	if s.replica != nil {
+		if up, _ := s.replica.Up(); up {
+			s.reconcile(ctx, true)
+		}
+		for _, p := range s.replica.Problems() {
+			_, _ = s.events.Raise(ctx, 16052, p.DN, fmt.Sprintf("the %s object %s", p.Kind, p.DN), p.Err.Error())
+		}
+	}
 	w := s.startWatch(o.DataDir, o.CheckInterval)
 	defer w.close()
 	qdone := make(chan error, 1)
@@ -208,6 +221,14 @@ type srv struct {
 	httpMu      sync.Mutex
 	consoleHost string // the name the console selects its certificate for
 	consoleOn   bool   // the console has bindings
+	// The organisation's directory (org.go).
+	self           string // this server's name (it never changes)
+	feed           *orgFeed
+	replica        *directory.Replica // nil: the embedded directory
+	lostAt         time.Time          // when the directory was lost (zero: it is up)
+	orgMu          sync.Mutex
+	reconcileTimer *time.Timer
+	reconcileMu    sync.Mutex
 }
 
 // loop applies the changes the watch reports (see changes.go), judges
@@ -265,6 +286,8 @@ func (s *srv) loop(ctx context.Context, w *watcher) {
 		case <-rebuild.C:
 			p.rejudge = true
 		case <-later.C:
+		case <-s.feed.notify:
+			p.dirKeys = s.orgChanges(ctx)
 		case <-daily.C:
 			s.checkExpiry(ctx)
 			continue

@@ -21,6 +21,7 @@ type dirState struct {
 	send    []directory.SendConnector
 	domains []directory.AcceptedDomain
 	boxes   []directory.Mailbox
+	org     *transport.Org
 }
 
 // Kinds of directory objects, as the change log names them
@@ -31,9 +32,10 @@ const (
 	kindSend    = "sendconnector"
 	kindDomain  = "accepteddomain"
 	kindMailbox = "mailbox"
+	kindRoot    = "trustedroot"
 )
 
-var allKinds = []string{kindServer, kindReceive, kindSend, kindDomain, kindMailbox}
+var allKinds = []string{kindServer, kindReceive, kindSend, kindDomain, kindMailbox, kindRoot}
 
 // kindsOf returns the kinds of objects the change-log keys name; an
 // unknown key means every kind.
@@ -73,6 +75,11 @@ func (b *dirState) build(ctx context.Context, kinds map[string]bool, now time.Ti
 			return nil, err
 		}
 	}
+	if all || kinds[kindServer] || kinds[kindReceive] {
+		if b.org, err = b.buildOrg(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if all || kinds[kindSend] {
 		if b.send, err = b.src.Dir.SendConnectors(ctx); err != nil {
 			return nil, err
@@ -88,7 +95,29 @@ func (b *dirState) build(ctx context.Context, kinds map[string]bool, now time.Ti
 			return nil, err
 		}
 	}
-	return transport.NewState(b.me, b.conns, b.send, b.domains, b.boxes, now), nil
+	st := transport.NewState(b.me, b.conns, b.send, b.domains, b.boxes, now)
+	st.Org = b.org
+	return st, nil
+}
+
+// buildOrg indexes the organisation's servers for direct trust and
+// routing: their objects and the receive connectors they accept
+// organisation servers on.
+func (b *dirState) buildOrg(ctx context.Context) (*transport.Org, error) {
+	servers, err := b.src.Dir.Servers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, err := directory.AllReceiveConnectors(ctx, b.src.Dir)
+	if err != nil {
+		return nil, err
+	}
+	conns := map[string][]directory.ReceiveConnector{}
+	for _, c := range all {
+		k := strings.ToLower(c.Server)
+		conns[k] = append(conns[k], c)
+	}
+	return transport.NewOrg(servers, conns), nil
 }
 
 // nextRebuild returns when every certificate must be judged again even

@@ -70,6 +70,7 @@ type Layer struct {
 	faults  map[string]error // key ID → why it cannot be loaded
 
 	ticketKeys [][32]byte
+	internal   internalCache // the internal transport certificates' configurations (internal.go)
 }
 
 // New returns a layer with an empty snapshot: no certificate is served

@@ -20,6 +20,13 @@ const (
 	Proxy          = "http.proxy"      // HTTP proxy for CRL and OCSP fetches, "" for direct
 	DNSResolver    = "dns.resolver"    // ip:port of the DNS server for MX lookups, "" for the system's
 	SetupDone      = "setup.done"      // RFC 3339 time of the first setup
+
+	// The organisation's directory this server joined (setup
+	// --directory); none: the embedded directory. The bind password is in
+	// the data directory's directory.secret (mode 0600), never here.
+	DirectoryURL    = "directory.url"     // ldap://HOST:PORT/BASE-DN or ldaps://…
+	DirectoryBindDN = "directory.bind_dn" // the DN servers bind as
+	DirectoryCA     = "directory.ca"      // PEM: the CA of the directory's TLS certificate (StartTLS with ldap://)
 )
 
 // Settings is a key/value table in certrelay.db. Safe for concurrent use.

@@ -44,6 +44,8 @@ func (c *conn) dispatch(ctx context.Context, line []byte) {
 		c.cmdStartTLS(ctx, arg, true)
 	case equalFold(verb, "AUTH"):
 		c.cmdAuth(arg)
+	case equalFold(verb, "X-EXPS"):
+		c.cmdServerAuth(arg)
 	case equalFold(verb, "VRFY"):
 		if len(arg) == 0 {
 			c.fail(501, "5.5.4", "Syntax: VRFY address")
@@ -140,6 +142,9 @@ func (c *conn) cmdHello(arg []byte, extended bool) {
 	}
 	if caps.authOffered(&c.st) {
 		lines = append(lines, "AUTH "+strings.Join(caps.AuthMechanisms, " "))
+	}
+	if _, ok := c.sess.(ServerAuthenticator); ok && len(caps.ServerAuth) > 0 && c.st.AnonymousTLS && c.st.AuthMechanism == "" {
+		lines = append(lines, "X-EXPS "+strings.Join(caps.ServerAuth, " "))
 	}
 	c.writeMultiline(250, "", lines)
 }

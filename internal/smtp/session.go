@@ -168,6 +168,9 @@ type Capabilities struct {
 	StartTLS bool
 	// AnonymousTLS advertises X-ANONYMOUSTLS (SPEC S6, X2).
 	AnonymousTLS bool
+	// ServerAuth lists the X-EXPS mechanisms offered after X-ANONYMOUSTLS
+	// to a Session that implements ServerAuthenticator (serverauth.go).
+	ServerAuth []string
 	// AuthMechanisms lists the SASL mechanisms to offer, among "PLAIN" and
 	// "LOGIN" (others are ignored: the engine implements only those).
 	// Empty: no AUTH.

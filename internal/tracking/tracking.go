@@ -28,6 +28,11 @@ type Record struct {
 	PeerCert   string `json:",omitempty"` // subject of the server's certificate
 	PeerThumb  string `json:",omitempty"`
 	ClientCert string `json:",omitempty"` // thumbprint of the certificate certrelay presented
+	// PeerServer is the organisation server the session went to, and
+	// Auth how it was authenticated ("direct trust", "server
+	// credential"); empty for other hosts.
+	PeerServer string `json:",omitempty"`
+	Auth       string `json:",omitempty"`
 	Result     string // "delivered", "deferred: …", "failed: …"
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"certrelay/internal/directory"
 	"certrelay/internal/selection"
+	"certrelay/internal/servercred"
 	"certrelay/internal/serving"
 	"certrelay/internal/smtp"
 	"certrelay/internal/store"
@@ -26,7 +27,8 @@ import (
 // Recipient is one accepted recipient of a message.
 type Recipient struct {
 	Address string
-	Local   bool   // delivered to a mailbox of this organisation; false: relayed
+	Local   bool   // delivered to a mailbox of this server; false: relayed
+	Server  string // the home server of a mailbox on another server of the organisation
 	Notify  string // DSN NOTIFY= (RFC 3461), "" when absent
 	ORCPT   string // DSN ORCPT= as "type;address"
 }
@@ -93,6 +95,9 @@ type Receiver struct {
 	// Handshake, when set, is told how each STARTTLS (or X-ANONYMOUSTLS) handshake on a
 	// connector ended (nil: TLS is up), for metrics; it must not block.
 	Handshake func(connector string, err error)
+	// Credential is this server's organisation credential (servercred),
+	// for hubs that cannot authenticate by certificate; nil: none.
+	Credential *servercred.Key
 
 	state atomic.Pointer[State]
 	srv   *smtp.Server
@@ -246,6 +251,14 @@ type session struct {
 
 	rcpts []Recipient
 	local map[string]bool // mailboxes in rcpts
+
+	// X-ANONYMOUSTLS (anontls.go): the internal certificate presented,
+	// direct trust's outcome, and the organisation server the client is
+	// (nil until authenticated) and how it was authenticated.
+	internal *serving.Internal
+	trust    Trust
+	peer     *OrgServer
+	peerAuth string
 }
 
 func (s *session) Greeting() (string, string) { return s.fqdn, "certrelay ESMTP ready" }
@@ -261,15 +274,24 @@ func (s *session) Capabilities(st smtp.State) smtp.Capabilities {
 	if has(s.c.AuthMechanism, "BasicAuth") || has(s.c.AuthMechanism, "BasicAuthRequireTLS") {
 		caps.AuthMechanisms = []string{"PLAIN", "LOGIN"}
 	}
+	s.orgCapabilities(st, s.r.state.Load(), &caps)
 	return caps
 }
 
-func (s *session) Hello(st smtp.State) error { return nil }
+func (s *session) Hello(st smtp.State) error {
+	if st.AnonymousTLS && st.TLS != nil && s.peer == nil {
+		return s.checkPeer(st)
+	}
+	return nil
+}
 
 // TLSConfig picks the certificate at the moment of the handshake (S7):
 // the snapshot current now, not the one the connection started with.
 func (s *session) TLSConfig(st smtp.State, anonymous bool) (*tls.Config, error) {
 	if anonymous {
+		if in := s.anonymousTLSConfig(); in != nil {
+			return in.Server, nil
+		}
 		return nil, nil
 	}
 	cfg, d := s.r.Serving.Config(s.r.request(s.r.state.Load(), s.c))
@@ -316,7 +338,10 @@ func (s *session) Mail(st smtp.State, from string, opts smtp.MailOptions) error 
 	if s.c.RequireTLS && st.TLS == nil {
 		return smtp.ErrTLSRequired
 	}
-	if st.AuthMechanism == "" && !has(s.c.PermissionGroups, "AnonymousUsers") {
+	if st.AnonymousTLS && s.peer == nil {
+		return s.trustFailed(st, "")
+	}
+	if st.AuthMechanism == "" && s.peer == nil && !has(s.c.PermissionGroups, "AnonymousUsers") {
 		return smtp.Reply(530, "5.7.1", "Client was not authenticated")
 	}
 	if sc, ok := s.r.Spool.(SpaceChecker); ok {
@@ -344,16 +369,22 @@ func (s *session) Rcpt(st smtp.State, to string, opts smtp.RcptOptions) error {
 	}
 	_, domain, _ := strings.Cut(addr, "@")
 	if cur.Domains[domain] {
-		if _, ok := cur.Mailboxes[addr]; !ok {
+		m, ok := cur.Mailboxes[addr]
+		if !ok {
 			return smtp.Replyf(550, "5.1.1", "<%s>: no such mailbox here", addr)
 		}
 		if s.hasLocal(addr) { // Alice@ and alice@ are one mailbox: one copy
 			return smtp.ErrDuplicateRecipient
 		}
-		s.rcpts = append(s.rcpts, Recipient{Address: addr, Local: true, Notify: notifyText(opts.Notify), ORCPT: orcpt(opts)})
+		r := Recipient{Address: addr, Local: true, Notify: notifyText(opts.Notify), ORCPT: orcpt(opts)}
+		if m.Server != "" && !strings.EqualFold(m.Server, cur.Server.Name) {
+			// Homed on another server of the organisation: relayed there.
+			r.Local, r.Server = false, m.Server
+		}
+		s.rcpts = append(s.rcpts, r)
 		return nil
 	}
-	if st.AuthMechanism == "" {
+	if st.AuthMechanism == "" && s.peer == nil {
 		return smtp.Reply(550, "5.7.1", "Unable to relay: authenticate to send mail outside this organisation")
 	}
 	s.rcpts = append(s.rcpts, Recipient{Address: to, Local: false, Notify: notifyText(opts.Notify), ORCPT: orcpt(opts)})
@@ -404,7 +435,7 @@ func (s *session) Data(st smtp.State, r io.Reader) (string, error) {
 	now := s.r.Now()
 	var buf bytes.Buffer
 	buf.Grow(4096 + 512)
-	writeReceived(&buf, st, s.fqdn, id, now)
+	writeReceived(&buf, st, s.fqdn, id, now, s.anonymousTrace(st))
 	if _, err := buf.ReadFrom(r); err != nil {
 		return "", err
 	}
@@ -437,7 +468,7 @@ func (r *Receiver) newID() string {
 
 // writeReceived writes the trace header of RFC 5321 4.4, with the
 // protocol of RFC 3848 and the TLS parameters (DS2).
-func writeReceived(b *bytes.Buffer, st smtp.State, by, id string, now time.Time) {
+func writeReceived(b *bytes.Buffer, st smtp.State, by, id string, now time.Time, org string) {
 	proto := "SMTP"
 	if st.Extended {
 		proto = "ESMTP"
@@ -454,7 +485,14 @@ func writeReceived(b *bytes.Buffer, st smtp.State, by, id string, now time.Time)
 	}
 	fmt.Fprintf(b, "Received: from %s ([%s])\r\n\tby %s (certrelay) with %s", sanitize(st.Hello), host, by, proto)
 	if st.TLS != nil {
-		fmt.Fprintf(b, "\r\n\t(%s)", tlsSummary(st.TLS))
+		if st.AnonymousTLS {
+			fmt.Fprintf(b, "\r\n\t(X-AnonymousTLS %s)", tlsSummary(st.TLS))
+		} else {
+			fmt.Fprintf(b, "\r\n\t(%s)", tlsSummary(st.TLS))
+		}
+		if org != "" {
+			fmt.Fprintf(b, "\r\n\t(%s)", org)
+		}
 	}
 	fmt.Fprintf(b, "\r\n\tid %s", id)
 	if len(st.Rcpts) == 1 {

@@ -17,6 +17,7 @@ import (
 	"certrelay/internal/directory"
 	"certrelay/internal/queue"
 	"certrelay/internal/selection"
+	"certrelay/internal/servercred"
 	"certrelay/internal/serving"
 	"certrelay/internal/smtp"
 	"certrelay/internal/store"
@@ -34,6 +35,10 @@ type Sender struct {
 	Resolver *net.Resolver  // MX and address lookups; nil: the system's
 	Log      *slog.Logger
 	Track    func(tracking.Record) // optional: the message trace
+	Events   EventSink             // optional: direct trust's events (2018, 2019, 12019, 12012–12024)
+	// Credential is this server's organisation credential (servercred),
+	// for hubs that cannot authenticate by certificate; nil: none.
+	Credential *servercred.Key
 	// DialTimeout bounds each connection attempt; default 30 s.
 	DialTimeout time.Duration
 	// Dial, when set, replaces the network dial (tests).
@@ -54,6 +59,9 @@ func permf(code, format string, args ...any) error {
 // Deliver implements queue.Deliverer.
 func (s *Sender) Deliver(ctx context.Context, d queue.Delivery) []queue.Outcome {
 	st := s.State()
+	if name, ok := strings.CutPrefix(d.Destination, serverPrefix); ok {
+		return s.deliverOrg(ctx, st, name, d)
+	}
 	all := func(err error) []queue.Outcome {
 		out := make([]queue.Outcome, len(d.Recipients))
 		for i, r := range d.Recipients {
@@ -210,26 +218,7 @@ func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnec
 		return nil, s.track(rec, sessionError(host, "the transaction", err))
 	}
 	_ = client.Quit(ctx)
-	outs := make([]queue.Outcome, len(d.Recipients))
-	delivered, failed := 0, 0
-	for i, r := range d.Recipients {
-		outs[i] = queue.Outcome{Idx: r.Idx}
-		if i < len(results) && results[i].Err != nil {
-			outs[i].Err = replyOutcome(host, results[i].Err)
-			failed++
-		} else {
-			delivered++
-		}
-	}
-	result := fmt.Sprintf("delivered to %d, refused for %d", delivered, failed)
-	if failed == 0 {
-		result = "delivered"
-	}
-	rec.Result = result
-	if s.Track != nil {
-		s.Track(rec)
-	}
-	return outs, nil
+	return s.outcomes(rec, host, d, results), nil
 }
 
 // heloName is the name certrelay gives in EHLO through c: its FQDN, or the

@@ -27,7 +27,10 @@ func (sp QueueSpool) Enqueue(ctx context.Context, env Envelope, body []byte) (st
 	}
 	for i, r := range env.Recipients {
 		dest := queue.Local
-		if !r.Local {
+		switch {
+		case r.Server != "":
+			dest = ServerDestination(r.Server)
+		case !r.Local:
 			_, dest, _ = strings.Cut(strings.ToLower(r.Address), "@")
 		}
 		m.Recipients = append(m.Recipients, queue.Recipient{Idx: i, Address: r.Address, Destination: dest, Notify: r.Notify, ORCPT: r.ORCPT})
@@ -46,3 +49,11 @@ type storageFull struct{ error }
 
 func (storageFull) StorageFull() bool { return true }
 func (e storageFull) Unwrap() error   { return e.error }
+
+// serverPrefix marks a queue destination that is a server of the
+// organisation (a mailbox's home server), not a domain.
+const serverPrefix = "server:"
+
+// ServerDestination is the queue destination of mail for the mailboxes
+// homed on server.
+func ServerDestination(server string) string { return serverPrefix + strings.ToLower(server) }

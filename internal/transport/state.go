@@ -17,7 +17,10 @@ type State struct {
 	Send       []directory.SendConnector
 	Domains    map[string]bool              // accepted domains, lower-case
 	Mailboxes  map[string]directory.Mailbox // by address, lower-case
-	Built      time.Time
+	// Org is the organisation's servers for direct trust and routing
+	// (nil: this server alone).
+	Org   *Org
+	Built time.Time
 }
 
 // NewState builds a snapshot; it normalises names so lookups need no

@@ -96,6 +96,11 @@ type Store struct {
 	db      *sql.DB
 	bundles []string
 
+	// PolicyRoots, when set, returns the roots the organisation's
+	// directory distributes to every server (GroupPolicy, Enterprise):
+	// Roots lists them after those added here. Set it before use.
+	PolicyRoots func(ctx context.Context) ([]Root, error)
+
 	sysOnce  sync.Once
 	sysRoots []*x509.Certificate
 	sysErr   error
@@ -174,6 +179,13 @@ func (s *Store) Roots(ctx context.Context) ([]Root, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	if s.PolicyRoots != nil {
+		policy, err := s.PolicyRoots(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the organisation's trusted roots: %w", err)
+		}
+		out = append(out, policy...)
+	}
 	sys, err := s.SystemRoots()
 	if err != nil {
 		return nil, err
@@ -183,6 +195,9 @@ func (s *Store) Roots(ctx context.Context) ([]Root, error) {
 	}
 	return out, nil
 }
+
+// PolicyRoot describes a root the directory distributes.
+func PolicyRoot(c *x509.Certificate, src Source) Root { return rootOf(c, src, false) }
 
 func rootOf(c *x509.Certificate, src Source, system bool) Root {
 	return Root{Thumbprint: certinfo.Thumbprint(c.Raw), Subject: c.Subject.String(), NotAfter: c.NotAfter, Source: src, System: system, Cert: c}
