@@ -175,6 +175,7 @@ func TestAPIJSONEqualsCLI(t *testing.T) {
 		"Get-POPSettings":                    {nil, []string{"access", "pop", "show"}},
 		"Get-IMAPSettings":                   {nil, []string{"access", "imap", "show"}},
 		"Get-UMService":                      {nil, []string{"access", "um", "show"}},
+		"Get-TransportServer":                {nil, []string{"server", "list"}},
 	}
 	e.ok("connector", "send", "add", "Out", "--address-space", "*", "--smart-host", "127.0.0.1:1")
 	for _, op := range admin.Operations() {
