@@ -197,7 +197,7 @@ func report(t *testing.T, started time.Time, rounds int, loads []benchLoad, resu
 	w("Time is from the command's return (its commit is just before) to the STARTTLS command of the first session served the new certificate.\n\n")
 	w("| swaps | p50 ms | p99 ms | max ms | sessions during the test | failed |\n|---:|---:|---:|---:|---:|---:|\n")
 	w("| %d | %.1f | %.1f | %.1f | %d | %d |\n\n", len(swap.Latencies), median(swap.Latencies), nearestRank(swap.Latencies, 99), nearestRank(swap.Latencies, 100), swap.Sessions, swap.Failed)
-	w("With %d certificates in the store (from `BenchmarkStore10k`): `certrelay cert list --json` took %v; `certrelay serve` from exec to accepting connections %s ms (three starts); %d hot swaps under a light STARTTLS load were served after p50 %.1f, p99 %.1f, max %.1f ms.\n\n",
+	w("With %d certificates in the store (from `BenchmarkStore10k`): `certrelay cert list --json` took %v (median of three runs); `certrelay serve` from exec to accepting connections %s ms (three starts); %d hot swaps under a light STARTTLS load were served after p50 %.1f, p99 %.1f, max %.1f ms.\n\n",
 		store.Certificates, store.CertList.Round(time.Millisecond), floats(store.ServeStarts), len(store.Swaps), median(store.Swaps), nearestRank(store.Swaps, 99), nearestRank(store.Swaps, 100))
 
 	w("### Go benchmarks\n\n```\n")

@@ -46,7 +46,7 @@ func TestHotSwap(t *testing.T) {
 		clients, len(small.Latencies), median(small.Latencies), nearestRank(small.Latencies, 99), nearestRank(small.Latencies, 100), small.Sessions, small.Failed)
 	w("| %d certificates (`BenchmarkStore10k`) | 4 clients running STARTTLS sessions | %d | %.1f | %.1f | %.1f | — | — |\n\n",
 		big.Certificates, len(big.Swaps), median(big.Swaps), nearestRank(big.Swaps, 99), nearestRank(big.Swaps, 100))
-	w("With %d certificates: `certrelay serve` from exec to accepting connections took %s ms (three starts, median %v); `certrelay cert list --json` took %v.\n\n",
+	w("With %d certificates: `certrelay serve` from exec to accepting connections took %s ms (three starts, median %v); `certrelay cert list --json` took %v (median of three runs).\n\n",
 		big.Certificates, floats(big.ServeStarts), big.ServeStart().Round(time.Millisecond), big.CertList.Round(time.Millisecond))
 	w("```\n")
 	pkg := ""
