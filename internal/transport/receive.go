@@ -436,8 +436,13 @@ func (s *session) Data(st smtp.State, r io.Reader) (string, error) {
 	var buf bytes.Buffer
 	buf.Grow(4096 + 512)
 	writeReceived(&buf, st, s.fqdn, id, now, s.anonymousTrace(st))
+	start := buf.Len()
 	if _, err := buf.ReadFrom(r); err != nil {
 		return "", err
+	}
+	if receivedFields(buf.Bytes()[start:]) >= MaxReceived {
+		s.r.Log.Warn("routing loop: message refused", "from", sanitize(st.MailFrom), "helo", sanitize(st.Hello), "received", MaxReceived)
+		return "", smtp.Reply(554, "5.4.6", fmt.Sprintf("Routing loop detected: the message has passed %d hops", MaxReceived))
 	}
 	env := Envelope{
 		ID: id, From: st.MailFrom, Recipients: append([]Recipient(nil), s.rcpts...),
