@@ -33,8 +33,14 @@ type Replica struct {
 	o   ReplicaOptions
 	log *slog.Logger
 
-	mu       sync.RWMutex
-	byUUID   map[string]ref
+	mu     sync.RWMutex
+	byUUID map[string]ref
+	// owner is the entry (entryUUID) whose object the copy holds under
+	// each name: an entry deleted and made again under the same name
+	// while the replica was away has a new entryUUID, and the refresh
+	// brings the new entry before it sweeps the old one, which must then
+	// leave the new object in place.
+	owner    map[ref]string
 	servers  kindMap[Server]
 	receive  kindMap[ReceiveConnector]
 	send     kindMap[SendConnector]
@@ -468,7 +474,7 @@ func (r *Replica) upsert(id string, e *ldap.Entry) []string {
 	r.pend[id] = true
 	var keys []string
 	if had {
-		r.drop(old)
+		r.release(old, id)
 		keys = append(keys, old.kind+"/"+old.key)
 	}
 	_, hadProblem := r.problems[id]
@@ -486,7 +492,7 @@ func (r *Replica) upsert(id string, e *ldap.Entry) []string {
 		delete(r.byUUID, id)
 		return append(keys, kind+"/?")
 	}
-	r.byUUID[id] = ref{kind, k}
+	r.own(id, ref{kind, k})
 	return append(keys, kind+"/"+k)
 }
 
@@ -505,8 +511,27 @@ func (r *Replica) remove(id string) []string {
 	}
 	r.pend[id] = true
 	delete(r.byUUID, id)
-	r.drop(old)
+	r.release(old, id)
 	return append(keys, old.kind+"/"+old.key)
+}
+
+// own records that entry id holds the object at ref; the caller holds mu.
+func (r *Replica) own(id string, at ref) {
+	if r.owner == nil {
+		r.owner = map[ref]string{}
+	}
+	r.byUUID[id] = at
+	r.owner[at] = id
+}
+
+// release drops the object at ref that entry id held, unless another
+// entry holds that name now; the caller holds mu.
+func (r *Replica) release(at ref, id string) {
+	if o, ok := r.owner[at]; ok && o != id {
+		return
+	}
+	delete(r.owner, at)
+	r.drop(at)
 }
 
 // sweep removes what a full refresh did not send.

@@ -190,7 +190,7 @@ func (r *Replica) loadCopy(ctx context.Context) (int, time.Time, error) {
 		if err != nil {
 			continue
 		}
-		r.byUUID[id] = ref{kind, k}
+		r.own(id, ref{kind, k})
 		n++
 	}
 	r.synced = when
