@@ -3,6 +3,7 @@ package directory
 import (
 	"crypto/x509"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -273,6 +274,13 @@ var mailboxCodec = codec[Mailbox]{
 		str("certrelayPasswordHash", func(m *Mailbox) *string { return &m.PasswordHash }),
 		str("certrelayHomeServer", func(m *Mailbox) *string { return &m.Server }),
 		str("certrelayMaildir", func(m *Mailbox) *string { return &m.Maildir }),
+	},
+	check: func(m *Mailbox) error {
+		// POP3 and IMAP4 open it under the home server's data directory.
+		if m.Maildir != "" && !filepath.IsLocal(m.Maildir) {
+			return fmt.Errorf("its Maildir (certrelayMaildir) %q is not a path inside its home server's data directory", m.Maildir)
+		}
+		return nil
 	},
 }
 
