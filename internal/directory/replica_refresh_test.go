@@ -140,3 +140,30 @@ func TestReplicaRefreshKeepsRecreatedObjects(t *testing.T) {
 		return errors.Is(err, ErrNotFound)
 	})
 }
+
+// TestReplicaRefusesEmptyPassword: a bind DN with an empty password is
+// an unauthenticated bind (RFC 4513 5.1.2), which a directory that allows
+// it answers with success, as anonymous. The replica's own connection
+// refuses it as commands' go-ldap does (an emptied directory.secret), so
+// a server never follows the directory unauthenticated, with less than
+// its account may read.
+func TestReplicaRefusesEmptyPassword(t *testing.T) {
+	writer, _ := newLDAP(t)
+	cfg := writer.c.cfg
+	cfg.Password = ""
+	l, err := OpenLDAP(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Check(context.Background()); !errors.Is(err, ErrBind) {
+		t.Errorf("commands: %v, want ErrBind", err)
+	}
+	conn, err := l.c.dialSync()
+	if err == nil {
+		conn.Close()
+	}
+	if !errors.Is(err, ErrBind) {
+		t.Errorf("the replica's connection: %v, want ErrBind", err)
+	}
+}

@@ -30,6 +30,12 @@ type syncConn struct {
 
 // dialSync connects, with TLS as the configuration says, and binds.
 func (c *ldapConn) dialSync() (*syncConn, error) {
+	if c.cfg.Password == "" {
+		// An unauthenticated bind (RFC 4513 5.1.2): anonymous where the
+		// directory allows it. go-ldap refuses it for commands; so does
+		// this.
+		return nil, fmt.Errorf("%w (%s): the password is empty", ErrBind, c.cfg.BindDN)
+	}
 	tc, err := c.tlsConfig()
 	if err != nil {
 		return nil, err
