@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"certrelay/internal/certinfo"
+	"certrelay/internal/directory"
 	"certrelay/internal/trust"
 )
 
@@ -37,7 +38,11 @@ this name — and a problem changes nothing, here or in the directory.`,
 				if err != nil {
 					return nil, err
 				}
-				return &Result{Data: res}, nil
+				r := &Result{Data: res}
+				if u, err := directory.ParseLDAPURL(in.String("Directory")); err == nil && !res.AlreadyDone && u.Cleartext(in.Data("DirectoryCA")) {
+					r.Messages = append(r.Messages, Message{Warning, msgf("the directory at %s is reached without TLS: the bind password crosses the network in clear, and anyone on the path can change what it answers, the servers' certificates included; give {-DirectoryCA} FILE (StartTLS) or use ldaps://", u.Host)})
+				}
+				return r, nil
 			},
 		},
 		{

@@ -45,6 +45,22 @@ type LDAPURL struct {
 
 func (u LDAPURL) String() string { return u.Scheme + "://" + u.Host + "/" + u.Base }
 
+// Cleartext reports whether a directory at u, with the CA given (none:
+// no StartTLS), is reached without TLS over a network: the bind password
+// crosses it in clear, and anyone on the path can change what the
+// directory answers — the servers' certificates direct trust believes.
+// Only the loopback is safe so.
+func (u LDAPURL) Cleartext(ca []byte) bool {
+	if u.Scheme != "ldap" || len(ca) > 0 {
+		return false
+	}
+	host, _, _ := net.SplitHostPort(u.Host)
+	if ip := net.ParseIP(host); ip != nil {
+		return !ip.IsLoopback()
+	}
+	return !strings.EqualFold(host, "localhost")
+}
+
 // ParseLDAPURL reads ldap://HOST[:PORT]/BASE-DN (or ldaps://). The port
 // defaults to 389 (636 for ldaps); the base DN is required.
 func ParseLDAPURL(s string) (LDAPURL, error) {

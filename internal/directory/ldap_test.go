@@ -126,3 +126,37 @@ func TestRDNValue(t *testing.T) {
 		}
 	}
 }
+
+// TestCleartextOverNetwork: ldap:// without a CA (no StartTLS) sends the
+// bind password in clear and takes whatever arrives on the sync stream —
+// server objects with their certificates, which direct trust believes —
+// from anyone on the path. Only the loopback is safe without TLS.
+func TestCleartextOverNetwork(t *testing.T) {
+	for _, c := range []struct {
+		name, url string
+		ca        bool
+		want      bool
+	}{
+		{"ok/loopback", "ldap://127.0.0.1:3890/dc=x", false, false},
+		{"ok/localhost", "ldap://localhost/dc=x", false, false},
+		{"ok/ipv6-loopback", "ldap://[::1]:389/dc=x", false, false},
+		{"ok/starttls", "ldap://ldap.contoso.com/dc=x", true, false},
+		{"ok/ldaps", "ldaps://ldap.contoso.com/dc=x", false, false},
+		{"fail/network-name", "ldap://ldap.contoso.com:389/dc=x", false, true},
+		{"fail/network-address", "ldap://192.0.2.10/dc=x", false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			u, err := ParseLDAPURL(c.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ca []byte
+			if c.ca {
+				ca = []byte("-----BEGIN CERTIFICATE-----")
+			}
+			if got := u.Cleartext(ca); got != c.want {
+				t.Errorf("Cleartext = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
