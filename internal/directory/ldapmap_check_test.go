@@ -1,6 +1,8 @@
 package directory
 
 import (
+	"context"
+	"reflect"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
@@ -32,5 +34,20 @@ func TestMailboxMaildirInsideDataDirectory(t *testing.T) {
 				t.Errorf("Maildir %q: %v", c.maildir, err)
 			}
 		})
+	}
+}
+
+// TestLDAPInternationalMailbox: a mailbox whose local part is not ASCII
+// (SMTPUTF8, RFC 6531; mailbox add takes it) is stored in an
+// organisation's directory as in the embedded one, and found in any case.
+func TestLDAPInternationalMailbox(t *testing.T) {
+	ctx := context.Background()
+	l, _ := newLDAP(t)
+	m := Mailbox{Address: "jürgen@contoso.test", Server: "hub1", Maildir: "mail/contoso.test/jürgen", PasswordHash: "$2a$10$abcdefghijklmnopqrstuv"}
+	if err := l.PutMailbox(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.Mailbox(ctx, "JÜRGEN@contoso.test"); err != nil || !reflect.DeepEqual(got, m) {
+		t.Fatalf("Mailbox = %+v, %v; want %+v", got, err, m)
 	}
 }
