@@ -213,6 +213,9 @@ func (s *srv) loadCredential(dataDir string) *servercred.Key {
 		s.log.Warn("this server has no organisation credential: hubs authenticate it by its internal transport certificate only", "err", err)
 		return nil
 	}
+	if why := servercred.Exposed(servercred.File(dataDir)); why != "" {
+		s.log.Warn("this server's organisation credential is exposed", "problem", why)
+	}
 	return &k
 }
 

@@ -99,6 +99,17 @@ func Load(path string) (Key, error) {
 	return Key{Private: priv, Public: der}, nil
 }
 
+// Exposed says why the key file at path may be read by others than its
+// owner ("" when it may not): with it, anyone proves to every hub that
+// they are this server. The fix is chmod 600.
+func Exposed(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s has mode %04o: its group or everyone may read this server's organisation credential and be this server to the other hubs; run chmod 600 %s", path, fi.Mode().Perm(), path)
+}
+
 // message is what a proof signs: a fixed prefix, the side, the server's
 // name and the session's exporter value.
 func message(side, server string, exporter []byte) []byte {

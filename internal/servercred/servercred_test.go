@@ -49,3 +49,28 @@ func TestProofs(t *testing.T) {
 		}
 	}
 }
+
+// TestExposed: a credential key file others may read (restored from a
+// backup, copied with cp) lets them prove they are this server to every
+// hub, whatever certificate they present; it is named, as certificate key
+// files wider than 0600 are.
+func TestExposed(t *testing.T) {
+	k, _ := New()
+	pemData, _ := k.PEM()
+	for _, c := range []struct {
+		name string
+		mode os.FileMode
+		want bool
+	}{{"ok/0600", 0o600, false}, {"ok/0400", 0o400, false}, {"fail/group", 0o640, true}, {"fail/world", 0o644, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), FileName)
+			if err := os.WriteFile(path, pemData, c.mode); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(path, c.mode)
+			if why := Exposed(path); (why != "") != c.want {
+				t.Errorf("Exposed(%o) = %q", c.mode, why)
+			}
+		})
+	}
+}
