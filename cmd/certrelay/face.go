@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -71,39 +72,10 @@ type call struct {
 }
 
 // cliSyntax renders the marks of admin's texts as the CLI writes them.
-type cliSyntax struct{}
-
-func (cliSyntax) Operation(op *admin.Operation) string { return "certrelay " + op.CLI }
-
-func (cliSyntax) Parameter(_ *admin.Operation, p *admin.Param) string {
-	if p.Position > 0 {
-		return p.CLI
-	}
-	return "--" + p.CLI
-}
-
-func (cliSyntax) Command(op *admin.Operation, args []admin.Arg) string {
-	parts := []string{"certrelay", op.CLI}
-	for _, a := range args {
-		if a.Param == nil || a.Param.Position > 0 {
-			parts = append(parts, shellQuote(a.Value))
-			continue
-		}
-		parts = append(parts, "--"+a.Param.CLI)
-		if a.Param.Type.Kind != admin.KindBool && a.Value != "" {
-			parts = append(parts, shellQuote(a.Value))
-		}
-	}
-	return strings.Join(parts, " ")
-}
+type cliSyntax = admin.CLISyntax
 
 // shellQuote quotes a value for a POSIX shell when it needs it.
-func shellQuote(v string) string {
-	if v != "" && !strings.ContainsAny(v, " \t\n'\"$`\\;|&()<>*?[]#~{}!") {
-		return v
-	}
-	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
-}
+func shellQuote(v string) string { return admin.ShellQuote(v) }
 
 // render renders a text of admin (with marks) for the CLI.
 func render(text string, op *admin.Operation) string { return admin.Render(text, op, cliSyntax{}) }
@@ -385,7 +357,11 @@ func (c *call) deliver(_ context.Context, f admin.File) (string, error) {
 	if f.Secret {
 		mode = 0o600
 	}
-	return c.out, c.a.writeOutput(c.out, f.Data, mode, c.force)
+	where := c.out
+	if abs, err := filepath.Abs(c.out); err == nil && c.out != "-" {
+		where = abs // the event of an export names the file wherever it is read (diagnose finds backups by it)
+	}
+	return where, c.a.writeOutput(c.out, f.Data, mode, c.force)
 }
 
 // print prints the result: the face's own way, JSON, or for people.

@@ -134,6 +134,7 @@ var faces = map[string]face{
 			return nil
 		},
 	},
+	"Test-CertrelayConfiguration":       diagnoseFace,
 	"Get-CertrelayCertificateSelection": {use: "(--connector NAME | --fqdn NAME | --service POP|IMAP)", human: printExplanation},
 	"Add-CertrelayTrustedCertificate": {human: func(c *call, res *admin.Result) error {
 		r := res.Data.(admin.TrustAddResult)

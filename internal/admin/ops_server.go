@@ -79,7 +79,7 @@ by hand into something else) are named too.`,
 		},
 		{
 			Name: "Set-ExchangeServer", Cmdlet: "Set-ExchangeServer", CLI: "server set",
-			Summary: "Change the server's FQDN, load-balancer names or HTTP proxy",
+			Summary: "Change the server's FQDN, load-balancer names, HTTP proxy or expiry warning window",
 			Description: `Change this server's settings. {-Proxy} sets the HTTP proxy CRL and OCSP
 fetches go through (as WinHTTP's proxy is for Exchange); {-Proxy} "" removes it.
 {-NLBNames} (repeatable) records names a load balancer adds.
@@ -94,12 +94,17 @@ certificates enabled for SMTP, POP or IMAP are given to it (mode 0600), as
 				{Name: "DnsResolver", CLI: "dns-resolver", Type: TypeString, Help: `DNS server (IP:PORT) for MX lookups of send connectors without smart hosts ("" for the system's)`},
 				{Name: "NLBNames", CLI: "nlb-name", Type: TypeList, Help: `a load-balancer name of this server (repeat; "" clears)`},
 				{Name: "ServiceAccount", CLI: "service-account", Type: TypeString, Help: "the account certrelay serve runs as, which must read the keys it uses"},
+				{Name: "ExpiryWarningDays", CLI: "expiry-warning-days", Type: TypeInt, Help: "how many days before a certificate in use expires its warnings (12017, 12018) start; default 30"},
 			},
 			Run: func(in *In) (*Result, error) {
 				o := ServerSetOptions{Fqdn: in.StringPtr("Fqdn"), PhysicalFqdn: in.StringPtr("PhysicalFqdn"), NLBNames: in.StringsPtr("NLBNames"), Proxy: in.StringPtr("Proxy"),
 					Resolver: in.StringPtr("DnsResolver"), ServiceAccount: in.StringPtr("ServiceAccount")}
+				if in.Has("ExpiryWarningDays") {
+					n := in.Int("ExpiryWarningDays")
+					o.ExpiryWarningDays = &n
+				}
 				if o == (ServerSetOptions{}) {
-					return nil, usage("", "nothing to set: give {-Fqdn}, {-PhysicalFqdn}, {-NLBNames}, {-Proxy}, {-DnsResolver} or {-ServiceAccount}")
+					return nil, usage("", "nothing to set: give {-Fqdn}, {-PhysicalFqdn}, {-NLBNames}, {-Proxy}, {-DnsResolver}, {-ServiceAccount} or {-ExpiryWarningDays}")
 				}
 				info, err := in.a.ServerSet(in.ctx, o)
 				if err != nil {

@@ -163,6 +163,7 @@ func init() {
 		logOperations(),
 		consoleOperations(),
 		accessOperations(),
+		diagnoseOperations(),
 	)
 }
 

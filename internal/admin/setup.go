@@ -277,6 +277,7 @@ type ServerInfo struct {
 	ServiceAccount                         string
 	Proxy                                  string
 	DnsResolver                            string
+	ExpiryWarningDays                      int
 	SetupTime                              string
 	// Directory is the organisation's directory this server joined
 	// ("embedded" when none), and DirectoryBindDN the DN it binds as.
@@ -318,6 +319,7 @@ func (a *Admin) ServerShow(ctx context.Context) (ServerInfo, error) {
 	if info.NLBNames == nil {
 		info.NLBNames = []string{}
 	}
+	info.ExpiryWarningDays, _ = settings.ExpiryWarningDays(ctx, a.Settings)
 	if e, err := a.Store.Get(ctx, srv.InternalTransportCertificateThumbprint); err == nil && e.Cert != nil {
 		na := e.Cert.NotAfter.UTC()
 		info.InternalTransportCertificateNotAfter = &na
@@ -344,6 +346,8 @@ type ServerSetOptions struct {
 	// uid); the keys of certificates enabled for SMTP, POP and IMAP are
 	// given to it (M5).
 	ServiceAccount *string
+	// ExpiryWarningDays is E5's warning window in days (1–3650).
+	ExpiryWarningDays *int
 }
 
 // ServerSet changes this server's FQDN, load-balancer names or HTTP proxy.
@@ -400,6 +404,10 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 			return ServerInfo{}, errorf(op, invalid("DnsResolver", *o.Resolver, "{-DnsResolver} %q: write it as IP:PORT, such as 127.0.0.1:53", *o.Resolver))
 		}
 	}
+	if o.ExpiryWarningDays != nil && (*o.ExpiryWarningDays < 1 || *o.ExpiryWarningDays > 3650) {
+		return ServerInfo{}, errorf(op, invalid("ExpiryWarningDays", fmt.Sprint(*o.ExpiryWarningDays),
+			"{-ExpiryWarningDays} %d is out of range: give a number of days from 1 to 3650 (the default is 30; Exchange 2013 and later use 90)", *o.ExpiryWarningDays))
+	}
 	var acct store.Account
 	if o.ServiceAccount != nil {
 		if acct, err = store.LookupAccount(strings.TrimSpace(*o.ServiceAccount)); err != nil {
@@ -434,6 +442,11 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 		}
 		if o.Proxy != nil {
 			if err := a.Settings.Set(ctx, settings.Proxy, *o.Proxy); err != nil {
+				return err
+			}
+		}
+		if o.ExpiryWarningDays != nil {
+			if err := a.Settings.Set(ctx, settings.ExpiryWarning, fmt.Sprint(*o.ExpiryWarningDays)); err != nil {
 				return err
 			}
 		}

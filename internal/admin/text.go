@@ -314,3 +314,44 @@ func isSwitch(op, param string) bool {
 	p := o.Param(strings.TrimPrefix(param, "-"))
 	return p != nil && p.Type.Kind == KindBool
 }
+
+// CLISyntax renders references as the CLI writes them: `certrelay cert
+// new --domain`. Texts that travel as data to every face — the fixes
+// diagnose prints — are rendered with it for the CLI and with
+// CmdletSyntax for the shell.
+type CLISyntax struct{}
+
+// Operation implements Syntax.
+func (CLISyntax) Operation(op *Operation) string { return "certrelay " + op.CLI }
+
+// Parameter implements Syntax.
+func (CLISyntax) Parameter(_ *Operation, p *Param) string {
+	if p.Position > 0 {
+		return p.CLI
+	}
+	return "--" + p.CLI
+}
+
+// Command implements Syntax.
+func (CLISyntax) Command(op *Operation, args []Arg) string {
+	parts := []string{"certrelay", op.CLI}
+	for _, a := range args {
+		if a.Param == nil || a.Param.Position > 0 {
+			parts = append(parts, ShellQuote(a.Value))
+			continue
+		}
+		parts = append(parts, "--"+a.Param.CLI)
+		if a.Param.Type.Kind != KindBool && a.Value != "" {
+			parts = append(parts, ShellQuote(a.Value))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// ShellQuote quotes a value for a POSIX shell when it needs it.
+func ShellQuote(v string) string {
+	if v != "" && !strings.ContainsAny(v, " \t\n'\"$`\\;|&()<>*?[]#~{}!") {
+		return v
+	}
+	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
+}

@@ -85,3 +85,27 @@ const (
 	ConsoleHostName = "console.hostname" // the name the console selects its certificate for (S8); "": the server's FQDN
 	MetricsBindings = "metrics.bindings" // where /metrics listens, plain HTTP
 )
+
+// ExpiryWarning is the key of E5's warning window, in days (Set-ExchangeServer
+// -ExpiryWarningDays): "expires soon" events (12017, 12018) and diagnose's
+// findings start that many days before NotAfter.
+const ExpiryWarning = "expiry.warning_days"
+
+// DefaultExpiryWarningDays is E5's default window (Exchange 2013 and later
+// use 90).
+const DefaultExpiryWarningDays = 30
+
+// ExpiryWarningDays reads the warning window in days: the setting, or
+// DefaultExpiryWarningDays when it is not set. A stored value that is not
+// a positive number is an error naming the key and the value.
+func ExpiryWarningDays(ctx context.Context, s *Settings) (int, error) {
+	v, err := s.Get(ctx, ExpiryWarning)
+	if err != nil || v == "" {
+		return DefaultExpiryWarningDays, err
+	}
+	var n int
+	if _, err := fmt.Sscan(v, &n); err != nil || n <= 0 {
+		return DefaultExpiryWarningDays, fmt.Errorf("setting %s holds %q, not a positive number of days", ExpiryWarning, v)
+	}
+	return n, nil
+}

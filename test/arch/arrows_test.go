@@ -19,7 +19,7 @@ var layers = [][]string{
 	{"internal/settings", "internal/events", "internal/directory", "internal/store", "internal/trust", "internal/queue", "internal/accounts", "internal/imapd"},
 	{"internal/selection"},
 	{"internal/certview", "internal/serving"},
-	{"internal/transport", "internal/access"},
+	{"internal/transport", "internal/access", "internal/diagnose"},
 	{"internal/server", "internal/admin"},
 	// Faces over admin's registry. The HTTPS face (web): the serve command
 	// builds it and hands it to the server as an http.Handler, so server
