@@ -33,11 +33,16 @@ func checkConnectorFqdn(f *Facts) []Finding {
 			conns = append(conns, conn{"send", c.Name, c.Fqdn, c.TlsCertificateName, false})
 		}
 	}
+	// The server's own names are held by its internal transport
+	// certificate, which Q1, Q3, Q4 and Q6 cover: their fix repairs the
+	// connector too, so it is not reported twice.
+	internalBroken := len(checkInternalNotSMTP(f)) > 0 || len(checkInternalMissing(f)) > 0 ||
+		len(checkInternalNames(f)) > 0 || len(checkNLBNames(f)) > 0
 	var out []Finding
 	for _, c := range conns {
 		req := selection.ForConnector(c.fqdn, f.Server.Fqdn, c.certName, c.oneLabel, certprop.SMTP)
 		d := selection.Select(f.Candidates, req, f.Now)
-		if d.Winner != nil {
+		if d.Winner != nil || (internalBroken && f.ownName(req.FQDN)) || keyOnly(f, req) {
 			continue
 		}
 		fnd := Finding{
@@ -71,6 +76,30 @@ func checkConnectorFqdn(f *Facts) []Finding {
 		out = append(out, fnd)
 	}
 	return out
+}
+
+// keyOnly reports whether req would get a certificate enabled for SMTP
+// were its private key readable by the service account: the problem is
+// then Q2's, whose fix repairs the connector too.
+func keyOnly(f *Facts, req selection.Request) bool {
+	fixed := make([]selection.Candidate, 0, len(f.Candidates))
+	for _, c := range f.Candidates {
+		if c.HasKey && !c.KeyReadable {
+			c.KeyReadable, c.KeyError = true, ""
+		}
+		fixed = append(fixed, c)
+	}
+	return selection.Select(fixed, req, f.Now).Winner != nil
+}
+
+// ownName reports whether name is one of the server's DNS names.
+func (f *Facts) ownName(name string) bool {
+	for _, n := range f.Server.DNSNames() {
+		if strings.EqualFold(n.Name, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkRootCAType is Q7 (C7): a self-signed certificate whose RootCAType

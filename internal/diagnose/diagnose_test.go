@@ -253,3 +253,23 @@ func TestExpiryWindow(t *testing.T) {
 		t.Errorf("60 days left, window 90: %+v", got)
 	}
 }
+
+// TestConnectorDefers: a connector whose FQDN is the server's own, when
+// the internal transport certificate is missing, and a connector whose
+// only certificate has a key the service account cannot read, are not
+// reported by Q5: Q6's and Q2's fixes repair them, and one problem gets
+// one finding.
+func TestConnectorDefers(t *testing.T) {
+	f := healthy()
+	f.Receive[0].Fqdn = "hub1.contoso.test"
+	f.Server.InternalTransportCertificateThumbprint = "3333333333333333333333333333333333333333"
+	f.Certificates, f.Candidates = f.Certificates[1:], f.Candidates[1:]
+	if got := Run(f); len(got) != 1 || got[0].Check != "Q6" {
+		t.Errorf("the internal certificate missing: %+v", got)
+	}
+	f = healthy()
+	mutate(f, mailT, func(_ *certview.Certificate, c *selection.Candidate) { c.KeyReadable = false })
+	if got := Run(f); len(got) != 1 || got[0].Check != "Q2" {
+		t.Errorf("the connector's key unreadable: %+v", got)
+	}
+}
