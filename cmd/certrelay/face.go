@@ -262,6 +262,9 @@ func (c *call) run(f face) error {
 	}
 	return a.withAdmin(c.cmd, func(ad *admin.Admin) error {
 		req := admin.Request{Op: op.Name, Caller: cliCaller(), Params: c.raw}
+		if op.Streams {
+			req.Stream = c.stream // records as they come (trace.go)
+		}
 		if op.File {
 			if err := ad.CheckOutputPath(c.out, c.force); err != nil {
 				if errors.Is(err, admin.ErrOutputExists) {

@@ -42,6 +42,10 @@ type Request struct {
 	// its own (a request whose file cannot be written is not kept). nil:
 	// the file is returned in Result.File.
 	Deliver func(ctx context.Context, f File) (where string, err error)
+	// Stream receives the records of an operation that Streams, one by
+	// one, until the call's context ends; an error from it ends the
+	// operation. nil: such an operation is refused (Invalid).
+	Stream func(v any) error
 	// WhatIf runs the operation to the end and rolls everything back: the
 	// Result says what the call would do (its Data as it would be, its
 	// Messages, Result.WhatIf set), and nothing changes — no row, no key
@@ -202,7 +206,7 @@ func (a *Admin) Call(ctx context.Context, r Request) (*Result, error) {
 		e.Op = op.Name
 		return nil, e
 	}
-	in := &In{ctx: ctx, a: a, Caller: r.Caller, op: op, deliverFn: r.Deliver}
+	in := &In{ctx: ctx, a: a, Caller: r.Caller, op: op, deliverFn: r.Deliver, streamFn: r.Stream}
 	if err := in.need(op.Role); err != nil {
 		return fail(err)
 	}
@@ -328,6 +332,7 @@ type In struct {
 	pending     *pendingQuestion // the question this call answers
 	yes         bool             // the answer to it
 	deliverFn   func(context.Context, File) (string, error)
+	streamFn    func(any) error
 	file        *File
 	whatIf      bool      // a Request.WhatIf: questions are answered yes and noted
 	asked       []Message // the questions a WhatIf call answered

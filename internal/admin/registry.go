@@ -45,6 +45,10 @@ type Operation struct {
 	Returns any
 	// File: the operation hands a file to the caller (Request.Deliver).
 	File bool
+	// Streams: the operation hands records to the caller as they come
+	// (Request.Stream) until its context ends; faces that cannot stream
+	// (the HTTPS API) are refused it.
+	Streams bool
 	// NoWhatIf: the operation's changes do not all join the data
 	// directory's transaction (the queue has its own database), so
 	// Request.WhatIf cannot preview them and is refused.
@@ -164,6 +168,7 @@ func init() {
 		consoleOperations(),
 		accessOperations(),
 		diagnoseOperations(),
+		traceOperations(),
 	)
 }
 

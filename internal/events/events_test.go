@@ -198,3 +198,63 @@ func TestLastResortAndKeyEvents(t *testing.T) {
 		t.Errorf("12014: %d params, message %s", len(d.Params), msg)
 	}
 }
+
+// TestLevelsSeenByAnotherProcess: two logs on one data directory (the
+// server and the CLI): a level set by one is honoured by the other within
+// LevelRefresh — the decision events above Lowest appear and stop — and
+// Lowest events are written whatever the level.
+func TestLevelsSeenByAnotherProcess(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	dir := t.TempDir()
+	open := func() *Log {
+		d, err := db.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		l, err := Open(ctx, d, func() time.Time { return now }, nil, "hub1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	server, cli := open(), open()
+	for _, id := range []int{16100, 16101, 16102} {
+		if d, _ := Lookup(id); d.Level <= Lowest || d.Source != SourceTransport {
+			t.Errorf("event %d is at %s from %s: the level would not matter", id, d.Level, d.Source)
+		}
+		if written, err := server.Raise(ctx, id, "", "a", "b", "c", "d", "e"); err != nil || written || server.Enabled(ctx, id) {
+			t.Errorf("event %d written at Lowest: %v %v", id, written, err)
+		}
+	}
+	if _, err := cli.SetCategoryLevel(ctx, `MSExchangeTransport\*`, Expert); err != nil {
+		t.Fatal(err)
+	}
+	waitWritten := func(id int, want bool) {
+		t.Helper()
+		deadline := time.Now().Add(LevelRefresh + 500*time.Millisecond) // "within 1 s"
+		for {
+			written, err := server.Raise(ctx, id, "", "a", "b", "c", "d", "e")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if written == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("event %d: written %v a second after the level changed", id, written)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitWritten(16102, true)
+	waitWritten(16100, true)
+	if _, err := cli.SetCategoryLevel(ctx, `MSExchangeTransport\*`, Lowest); err != nil {
+		t.Fatal(err)
+	}
+	waitWritten(16101, false)
+	if written, _ := server.Raise(ctx, 12014, "x", "f", "c", "f", "r"); !written {
+		t.Error("a Lowest event was not written at level Lowest")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"certrelay/internal/db"
@@ -35,7 +36,18 @@ type Log struct {
 	now    func() time.Time
 	logger *slog.Logger
 	server string
+
+	// levels caches the logging levels Raise reads (the table is shared
+	// with every process on the data directory: a change made by
+	// certrelay loglevel set is seen within LevelRefresh).
+	levelMu  sync.Mutex
+	levels   map[string]Level // lower-case "source\category" → level
+	levelsAt time.Time        // when levels was read (monotonic)
 }
+
+// LevelRefresh is how long Raise trusts the logging levels it read: a
+// running server honours loglevel set within this time (SPEC D1).
+const LevelRefresh = 500 * time.Millisecond
 
 const schema = `CREATE TABLE IF NOT EXISTS events (
 	seq      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -78,17 +90,19 @@ func (l *Log) Raise(ctx context.Context, id int, key string, params ...string) (
 	if !ok {
 		return false, fmt.Errorf("raise event: unknown event ID %d", id)
 	}
-	level, err := l.CategoryLevel(ctx, d.Source+`\`+d.Category)
-	if err != nil {
-		return false, err
-	}
-	if d.Level > level {
-		return false, nil
+	if d.Level > Lowest { // Lowest events are always written: no look-up
+		level, err := l.cachedLevel(ctx, d.Source+`\`+d.Category)
+		if err != nil {
+			return false, err
+		}
+		if d.Level > level {
+			return false, nil
+		}
 	}
 	now := l.now().UTC()
 	msg := d.Message(params...)
 	written := false
-	err = db.Tx(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
+	err := db.Tx(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
 		if d.Throttle > 0 {
 			var last string
 			err := tx.QueryRowContext(ctx, `SELECT last FROM event_throttle WHERE id = ? AND key = ?`, id, key).Scan(&last)
@@ -195,6 +209,50 @@ func (l *Log) CategoryLevel(ctx context.Context, category string) (Level, error)
 	return Level(lv), nil
 }
 
+// Enabled reports whether event id would be written now: its level is at
+// most its category's (throttling aside). For callers that would work to
+// build its parameters.
+func (l *Log) Enabled(ctx context.Context, id int) bool {
+	d, ok := Lookup(id)
+	if !ok {
+		return false
+	}
+	if d.Level == Lowest {
+		return true
+	}
+	level, err := l.cachedLevel(ctx, d.Source+`\`+d.Category)
+	return err == nil && d.Level <= level
+}
+
+// cachedLevel is CategoryLevel from a copy of the table read at most
+// LevelRefresh ago.
+func (l *Log) cachedLevel(ctx context.Context, category string) (Level, error) {
+	l.levelMu.Lock()
+	defer l.levelMu.Unlock()
+	if l.levels == nil || time.Since(l.levelsAt) >= LevelRefresh {
+		rows, err := db.Q(ctx, l.db).QueryContext(ctx, `SELECT category, level FROM event_levels`)
+		if err != nil {
+			return Lowest, fmt.Errorf("read logging levels: %w", err)
+		}
+		m := map[string]Level{}
+		for rows.Next() {
+			var c string
+			var lv int
+			if err := rows.Scan(&c, &lv); err != nil {
+				rows.Close()
+				return Lowest, err
+			}
+			m[c] = Level(lv)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return Lowest, err
+		}
+		l.levels, l.levelsAt = m, time.Now()
+	}
+	return l.levels[strings.ToLower(category)], nil
+}
+
 // SetCategoryLevel sets the logging level of every category matching
 // pattern ("MSExchangeTransport\*" or "MSExchangeTransport\SmtpReceive";
 // case-insensitive) and returns the categories changed.
@@ -220,6 +278,9 @@ func (l *Log) SetCategoryLevel(ctx context.Context, pattern string, level Level)
 	if err != nil {
 		return nil, err
 	}
+	l.levelMu.Lock()
+	l.levels = nil // this process sees its own change at once
+	l.levelMu.Unlock()
 	return changed, nil
 }
 

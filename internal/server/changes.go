@@ -152,6 +152,9 @@ func (s *srv) apply(ctx context.Context, p pending) {
 					for _, prefix := range access.SettingsKeyPrefixes {
 						accessChanged = accessChanged || strings.HasPrefix(c.Key, prefix)
 					}
+					if c.Key == settings.ExpiryWarning {
+						s.lastCheck = time.Time{} // the new window is checked at once
+					}
 					if c.Key == settings.ServiceAccount {
 						if err := s.reloadAccount(ctx); err != nil {
 							s.log.Error("cannot read the service account", "err", err)

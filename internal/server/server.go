@@ -35,6 +35,7 @@ import (
 	"certrelay/internal/serving"
 	"certrelay/internal/settings"
 	"certrelay/internal/store"
+	livetrace "certrelay/internal/trace"
 	"certrelay/internal/tracking"
 	"certrelay/internal/transport"
 )
@@ -99,6 +100,8 @@ func Run(ctx context.Context, o Options) error {
 	defer q.Close()
 
 	s.src, s.events, s.q, s.dir, s.cands, s.self = src, evlog, q, &dirState{src: src}, src.NewCandidateSet(), me.Name
+	s.windowSet = o.ExpiryWindow != DefaultExpiryWindow
+	s.hub = livetrace.NewHub(me.Name)
 	cred := s.loadCredential(o.DataDir)
 	s.layer = serving.New(serving.Options{LoadKey: src.Store.PrivateKeyByID, KeyFault: s.keyFault, Events: evlog, Log: logger, Now: src.Now})
 	s.met = metrics.New(metricsSource{s}, src.Now)
@@ -108,7 +111,7 @@ func Run(ctx context.Context, o Options) error {
 		logger.Info("open files", "limit", s.fileLimit, "smtp_sessions", sessionsFor(s.fileLimit))
 	}
 	s.rcv = &transport.Receiver{Spool: transport.QueueSpool{Q: q}, Log: logger, Now: src.Now, Events: evlog, NewID: q.NewID,
-		FileLimit: s.fileLimit, Serving: s.layer, Credential: cred, Handshake: func(conn string, err error) { s.met.Handshake("smtp", conn, err) }}
+		FileLimit: s.fileLimit, Serving: s.layer, Credential: cred, Trace: s.hub, Handshake: func(conn string, err error) { s.met.Handshake("smtp", conn, err) }}
 	if s.fileLimit > 0 {
 		s.rcv.MaxConnections = sessionsFor(s.fileLimit)
 	}
@@ -122,7 +125,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	q.Handle(queue.AnyRemote, &transport.Sender{State: s.rcv.State, Serving: s.layer, Resolver: resolver, Log: logger, Events: evlog, Credential: cred, Track: func(r tracking.Record) {
+	q.Handle(queue.AnyRemote, &transport.Sender{State: s.rcv.State, Serving: s.layer, Resolver: resolver, Log: logger, Events: evlog, Credential: cred, Trace: s.hub, Track: func(r tracking.Record) {
 		if err := trace.Append(r); err != nil {
 			logger.Warn("cannot write the message trace", "err", err)
 		}
@@ -177,6 +180,10 @@ func Run(ctx context.Context, o Options) error {
 	qctx, stopQueue := context.WithCancel(context.Background())
 	go func() { qdone <- q.Run(qctx) }()
 	go s.refreshRevocation(ctx)
+	// Live tracing (D2): the socket is this process's account's alone.
+	if err := s.hub.Serve(ctx, livetrace.SocketPath(o.DataDir), -1, -1); err != nil {
+		logger.Warn("live tracing is off", "err", err)
+	}
 	logger.Info("certrelay running", "server", me.Name, "data", o.DataDir)
 	if o.Ready != nil {
 		o.Ready()
@@ -202,7 +209,10 @@ type srv struct {
 	src       *certview.Source
 	events    *events.Log
 	log       *slog.Logger
-	window    time.Duration
+	window    time.Duration // E5's window: Options.ExpiryWindow when set, else the setting
+	windowSet bool          // Options.ExpiryWindow was given (tests): the setting is not read
+	lastCheck time.Time     // the last expiry check, on the server's clock
+	hub       *livetrace.Hub
 	q         *queue.Queue
 	rcv       *transport.Receiver
 	layer     *serving.Layer         // certificates, TLS configurations, listeners
@@ -237,8 +247,6 @@ type srv struct {
 func (s *srv) loop(ctx context.Context, w *watcher) {
 	check := time.NewTicker(w.interval)
 	defer check.Stop()
-	daily := time.NewTicker(24 * time.Hour)
-	defer daily.Stop()
 	rebuild := time.NewTimer(nextRebuild(s.layer.Index()))
 	defer rebuild.Stop()
 	recheck := time.NewTimer(time.Hour)
@@ -288,11 +296,11 @@ func (s *srv) loop(ctx context.Context, w *watcher) {
 		case <-later.C:
 		case <-s.feed.notify:
 			p.dirKeys = s.orgChanges(ctx)
-		case <-daily.C:
-			s.checkExpiry(ctx)
-			continue
 		}
 		s.apply(ctx, p)
+		if s.src.Now().Sub(s.lastCheck) >= 24*time.Hour {
+			s.checkExpiry(ctx) // daily, on the server's clock (injected in tests)
+		}
 		rebuild.Reset(nextRebuild(s.layer.Index()))
 		if s.rejudgeDue {
 			later.Reset(max(RejudgeSpacing-time.Since(s.lastRejudge), time.Millisecond))
@@ -300,10 +308,26 @@ func (s *srv) loop(ctx context.Context, w *watcher) {
 	}
 }
 
-// traceDecisions logs each connector's selection at debug level, under
-// Transport\Certificate (D2).
+// traceDecisions logs each connector's selection at debug level, and
+// publishes it to the live tracers, under Transport\Certificate, with
+// every certificate's judgement under Common\Certificate (D2).
 func (s *srv) traceDecisions(st *transport.State) {
-	if !s.log.Enabled(context.Background(), slog.LevelDebug) {
+	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
+	if s.hub.Wants(livetrace.CommonCertificate) {
+		cands, _ := s.cands.Candidates()
+		for _, c := range cands {
+			problem := c.KeyError
+			if problem == "" {
+				problem = c.KeyWarning
+			}
+			s.hub.Publish(livetrace.Record{Component: livetrace.CommonCertificate, Tag: "validation",
+				Summary: fmt.Sprintf("certificate %s (%s): %s, services %s, key %s", c.Thumbprint, c.Subject, c.Status, c.Services, keyState(c)),
+				Fields: map[string]any{"Thumbprint": c.Thumbprint, "Subject": c.Subject, "Status": string(c.Status), "Services": c.Services.String(),
+					"NotAfter": c.NotAfter, "HasKey": c.HasKey, "KeyReadable": c.KeyReadable, "KeyProblem": problem}})
+		}
+	}
+	wants := s.hub.Wants(livetrace.TransportCertificate)
+	if !debug && !wants {
 		return
 	}
 	for _, c := range st.Connectors {
@@ -312,8 +336,28 @@ func (s *srv) traceDecisions(st *transport.State) {
 		if d.Winner != nil {
 			winner = d.Winner.Thumbprint
 		}
-		s.log.Debug("certificate selected", "trace", `Transport\Certificate`, "connector", c.Name, "fqdn", d.Request.FQDN, "winner", winner, "why", d.Why)
+		if debug {
+			s.log.Debug("certificate selected", "trace", `Transport\Certificate`, "connector", c.Name, "fqdn", d.Request.FQDN, "winner", winner, "why", d.Why)
+		}
+		if wants {
+			s.hub.Publish(livetrace.Record{Component: livetrace.TransportCertificate, Tag: "selection",
+				Summary: fmt.Sprintf("selection for %s on connector %s (after a change): %s — %s", d.Request.FQDN, c.Name, winner, d.Why),
+				Fields:  map[string]any{"FQDN": d.Request.FQDN, "Connector": c.Name, "Winner": winner, "Why": d.Why}})
+		}
 	}
+}
+
+// keyState says in a word what is known of a candidate's key.
+func keyState(c selection.Candidate) string {
+	switch {
+	case !c.HasKey:
+		return "missing"
+	case !c.KeyReadable:
+		return "unreadable by the service account"
+	case c.KeyError != "":
+		return "unusable"
+	}
+	return "ok"
 }
 
 // mailboxPath maps a local recipient to its Maildir, from the current
@@ -329,6 +373,14 @@ func (s *srv) mailboxPath(address string) (string, bool) {
 // the window (12016, expired, comes with each rebuild).
 func (s *srv) checkExpiry(ctx context.Context) {
 	now := s.src.Now()
+	s.lastCheck = now
+	if !s.windowSet {
+		days, err := settings.ExpiryWarningDays(ctx, s.src.Settings)
+		if err != nil {
+			s.log.Warn("the expiry warning window is unreadable; using the default", "err", err)
+		}
+		s.window = time.Duration(days) * 24 * time.Hour
+	}
 	if me, err := s.src.LocalServer(ctx); err == nil {
 		if e, err := s.src.Store.Get(ctx, me.InternalTransportCertificateThumbprint); err == nil && e.Cert != nil {
 			t := certinfo.Thumbprint(e.Cert.Raw)

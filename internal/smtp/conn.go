@@ -455,7 +455,12 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 	err := tc.HandshakeContext(hctx)
 	cancel()
 	if o, ok := c.sess.(TLSObserver); ok {
-		o.TLSDone(c.st, anonymous, err)
+		st := c.st
+		if err == nil {
+			cs := tc.ConnectionState()
+			st.TLS = &cs // the new connection's, for the observer
+		}
+		o.TLSDone(st, anonymous, err)
 	}
 	if err != nil {
 		c.log.Info("smtp TLS handshake failed", "err", err, "anonymous", anonymous)

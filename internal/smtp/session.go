@@ -119,6 +119,7 @@ type Session interface {
 // handshake after STARTTLS or X-ANONYMOUSTLS ended (nil: TLS is up), for
 // metrics. It is called from the connection's goroutine and must not
 // block.
+// st.TLS is the new connection's state when err is nil.
 type TLSObserver interface {
 	TLSDone(st State, anonymous bool, err error)
 }

@@ -116,6 +116,7 @@ func (s *session) checkPeer(st smtp.State) error {
 	der := peerCert(st)
 	t := cur.Org.Check(st.Hello, der, s.r.Now())
 	s.trust = t
+	directTrustChecked(s.ctx, s.r.Events, s.r.Trace, "receive", st.Hello, t, der)
 	if t.OK {
 		s.peer, s.peerAuth = t.Server, byDirectTrust
 		if t.Expired {

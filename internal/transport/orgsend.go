@@ -91,6 +91,7 @@ func (s *Sender) tryOrg(ctx context.Context, st *State, peer *OrgServer, in serv
 		rec.PeerThumb = thumbprint(der)
 	}
 	t := peer.Check(der, time.Now())
+	directTrustChecked(ctx, s.Events, s.Trace, "send", peer.Name, t, der)
 	if t.OK {
 		rec.Auth = byDirectTrust
 		if t.Expired {

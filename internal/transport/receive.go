@@ -21,6 +21,7 @@ import (
 	"certrelay/internal/servercred"
 	"certrelay/internal/serving"
 	"certrelay/internal/smtp"
+	"certrelay/internal/trace"
 	"certrelay/internal/store"
 )
 
@@ -98,6 +99,9 @@ type Receiver struct {
 	// Credential is this server's organisation credential (servercred),
 	// for hubs that cannot authenticate by certificate; nil: none.
 	Credential *servercred.Key
+	// Trace, when set, receives each session's decisions (SPEC D2):
+	// selections, TLS negotiated, direct-trust checks.
+	Trace *trace.Hub
 
 	state atomic.Pointer[State]
 	srv   *smtp.Server
@@ -256,6 +260,7 @@ type session struct {
 	// direct trust's outcome, and the organisation server the client is
 	// (nil until authenticated) and how it was authenticated.
 	internal *serving.Internal
+	served   string // the STARTTLS certificate's thumbprint, for 16100
 	trust    Trust
 	peer     *OrgServer
 	peerAuth string
@@ -295,8 +300,12 @@ func (s *session) TLSConfig(st smtp.State, anonymous bool) (*tls.Config, error) 
 		return nil, nil
 	}
 	cfg, d := s.r.Serving.Config(s.r.request(s.r.state.Load(), s.c))
+	selected(s.ctx, s.r.Events, s.r.Trace, d, s.c.Name)
 	if cfg == nil {
 		return nil, nil
+	}
+	if d != nil && d.Winner != nil {
+		s.served = d.Winner.Thumbprint
 	}
 	s.r.raiseLastResort(d, s.fqdn, s.c.Name)
 	return cfg, nil
@@ -308,6 +317,11 @@ func (s *session) TLSDone(st smtp.State, anonymous bool, err error) {
 	if s.r.Handshake != nil {
 		s.r.Handshake(s.c.Name, err)
 	}
+	served := s.served
+	if anonymous && s.internal != nil {
+		served = s.internal.Thumbprint
+	}
+	negotiated(s.ctx, s.r.Events, s.r.Trace, s.c.Name, hostOf(st.RemoteAddr.String()), st.TLS, served, err)
 }
 
 func (s *session) Auth(st smtp.State, mech, identity, username, password string) error {

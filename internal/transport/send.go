@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"certrelay/internal/trace"
 	"certrelay/internal/tracking"
 	"context"
 	"crypto/tls"
@@ -39,6 +40,8 @@ type Sender struct {
 	// Credential is this server's organisation credential (servercred),
 	// for hubs that cannot authenticate by certificate; nil: none.
 	Credential *servercred.Key
+	// Trace, when set, receives direct trust's decisions (SPEC D2).
+	Trace *trace.Hub
 	// DialTimeout bounds each connection attempt; default 30 s.
 	DialTimeout time.Duration
 	// Dial, when set, replaces the network dial (tests).

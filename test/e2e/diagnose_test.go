@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,6 +267,7 @@ func TestDiagnoseSeeds000001Names(t *testing.T) {
 	h1.e.ok("domain", "add", "contoso.test")
 	h1.e.write("alice.pw", []byte(alicePassword+"\n"))
 	h1.e.ok("mailbox", "add", "alice@contoso.test", "--password-file", "alice.pw")
+	h1.e.ok("loglevel", "set", `MSExchangeTransport\MessageSecurity`, "Expert") // each direct-trust check: 16102
 	h1.start()
 	edge.start()
 	delivered := 0
@@ -283,6 +285,13 @@ func TestDiagnoseSeeds000001Names(t *testing.T) {
 		ev := h1.waitEvent(1037, before, 20*time.Second)
 		if !strings.Contains(ev.Message, c.value) {
 			t.Errorf("1037 does not name the missing %s %s: %s", c.name, c.value, ev.Message)
+		}
+		checked := false
+		for _, ev := range h1.events(16102) {
+			checked = checked || strings.Contains(ev.Message, c.value+" MISSING") && strings.Contains(ev.Message, "refused")
+		}
+		if !checked {
+			t.Errorf("no Expert event 16102 shows the check of %s %s: %+v", c.name, c.value, h1.events(16102))
 		}
 		f := edge.e.finding(c.check)
 		if f.evidence(c.evidence) != c.value || f.evidence("InternalTransportCertificateThumbprint") != before || !f.hasEvent(1037) || !f.hasEvent(2019) {
@@ -413,4 +422,137 @@ func TestDiagnoseSeeds000001KeyUnreadable(t *testing.T) {
 		t.Fatalf("swaks --tls: %d\n%s", code, out)
 	}
 	m.waitDelivered(1)
+}
+
+// TestEventLevelsAndTrace: D1 and D2 on a running server. At Lowest no
+// decision event is written; loglevel set 'MSExchangeTransport\*' Expert
+// makes each STARTTLS write its selection (16101, High) and its
+// negotiation (16100, Medium) within a second, and Lowest stops them.
+// certrelay trace, over the data directory's 0600 socket, shows the
+// selection of a handshake while swaks --tls runs; without a server it
+// says so.
+func TestEventLevelsAndTrace(t *testing.T) {
+	e := newEnv(t)
+	if r := e.run("", "trace"); r.code == 0 || !strings.Contains(r.stderr, "no server runs") {
+		t.Errorf("trace before setup: exit %d, %q", r.code, r.stderr)
+	}
+	m := newMailServer(t, e, "hub.contoso.test")
+	if r := e.run("", "trace"); r.code != 1 || !strings.Contains(r.stderr, "no server runs") || !strings.Contains(r.stderr, "trace.sock") {
+		t.Errorf("trace with no server running: exit %d, %q", r.code, r.stderr)
+	}
+	m.start()
+	served := servedThumbprint(t, m.addr)
+	count := func(id string) int { return len(e.events(id)) }
+	tls := func() {
+		t.Helper()
+		if out, code := swaks(t, "--server", m.addr, "--tls", "--from", "carol@example.org", "--to", "alice@contoso.test"); code != 0 {
+			t.Fatalf("swaks --tls: %d\n%s", code, out)
+		}
+	}
+	tls()
+	if n := count("16100") + count("16101"); n != 0 {
+		t.Fatalf("%d decision events at level Lowest", n)
+	}
+
+	fi, err := os.Stat(filepath.Join(e.data, "trace.sock"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("trace socket: %v %v", fi, err)
+	}
+	tr := exec.Command(binary, "--data", e.data, "trace", "--json", "--component", `Transport\Certificate`, "--component", `NetworkingLayer\Certificate`)
+	tr.Env = append(os.Environ(), e.extra...)
+	var out lockedBuffer
+	tr.Stdout, tr.Stderr = &out, &out
+	if err := tr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Process.Kill()
+
+	e.ok("loglevel", "set", `MSExchangeTransport\*`, "Expert")
+	changed := time.Now()
+	var sel, neg []eventJSON
+	for {
+		tls()
+		if sel, neg = e.events("16101"), e.events("16100"); len(sel) > 0 && len(neg) > 0 {
+			break
+		}
+		if time.Since(changed) > 3*time.Second {
+			t.Fatalf("no decision events %v after loglevel set Expert: 16101 %v, 16100 %v", time.Since(changed), sel, neg)
+		}
+	}
+	t.Logf("decision events written %v after loglevel set", time.Since(changed).Round(time.Millisecond))
+	if !strings.Contains(sel[0].Message, served) || !strings.Contains(sel[0].Message, "hub.contoso.test") || !strings.Contains(neg[0].Message, served) {
+		t.Errorf("the decision events: %s / %s", sel[0].Message, neg[0].Message)
+	}
+
+	// The trace saw the selection of a handshake, with the winner.
+	var records []struct {
+		Component, Tag string
+		Fields         map[string]any
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		records = records[:0]
+		for _, line := range strings.Split(out.String(), "\n") {
+			var r struct {
+				Component, Tag string
+				Fields         map[string]any
+			}
+			if json.Unmarshal([]byte(line), &r) == nil {
+				records = append(records, r)
+			}
+		}
+		found := 0
+		for _, r := range records {
+			if r.Tag == "selection" && r.Fields["Winner"] == served && r.Fields["FQDN"] == "hub.contoso.test" && r.Fields["Candidates"] != nil {
+				found |= 1
+			}
+			if r.Tag == "tls" && r.Fields["Certificate"] == served {
+				found |= 2
+			}
+		}
+		if found == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trace shows no selection and negotiation of %s:\n%s", served, out.String())
+		}
+		tls()
+	}
+	for _, r := range records {
+		if r.Component == `Common\Certificate` {
+			t.Errorf("a component not asked for: %+v", r)
+		}
+	}
+	if err := tr.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Wait(); err != nil {
+		t.Errorf("trace interrupted: %v\n%s", err, out.String())
+	}
+
+	e.ok("loglevel", "set", `MSExchangeTransport\*`, "Lowest")
+	time.Sleep(time.Second) // the bound of D1: a running server honours a level within 1 s
+	before := count("16100") + count("16101")
+	tls()
+	tls()
+	if after := count("16100") + count("16101"); after != before {
+		t.Errorf("%d decision events written at Lowest", after-before)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a process writes while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
