@@ -26,10 +26,10 @@ import (
 
 // Components of SPEC D2.
 const (
-	TransportCertificate  = `Transport\Certificate`        // selection and direct-trust decisions
-	NetworkingCertificate = `NetworkingLayer\Certificate`  // TLS negotiated on a connection
-	CommonCertificate     = `Common\Certificate`           // validation of certificates (Status, chain)
-	Self                  = "trace"                        // the tracing itself: records dropped
+	TransportCertificate  = `Transport\Certificate`       // selection and direct-trust decisions
+	NetworkingCertificate = `NetworkingLayer\Certificate` // TLS negotiated on a connection
+	CommonCertificate     = `Common\Certificate`          // validation of certificates (Status, chain)
+	Self                  = "trace"                       // the tracing itself: records dropped
 )
 
 // Components lists the components a server traces.

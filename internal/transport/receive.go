@@ -21,8 +21,8 @@ import (
 	"certrelay/internal/servercred"
 	"certrelay/internal/serving"
 	"certrelay/internal/smtp"
-	"certrelay/internal/trace"
 	"certrelay/internal/store"
+	"certrelay/internal/trace"
 )
 
 // Recipient is one accepted recipient of a message.
