@@ -38,11 +38,17 @@ func checkConnectorFqdn(f *Facts) []Finding {
 	// connector too, so it is not reported twice.
 	internalBroken := len(checkInternalNotSMTP(f)) > 0 || len(checkInternalMissing(f)) > 0 ||
 		len(checkInternalNames(f)) > 0 || len(checkNLBNames(f)) > 0
+	// A certificate enabled for SMTP that holds the name but is unfit
+	// (Q8: expired, not Valid, no key) is reported there, with its fix.
+	unfit := map[string]bool{}
+	for _, x := range checkInUse(f) {
+		unfit[x.Subject] = true
+	}
 	var out []Finding
 	for _, c := range conns {
 		req := selection.ForConnector(c.fqdn, f.Server.Fqdn, c.certName, c.oneLabel, certprop.SMTP)
 		d := selection.Select(f.Candidates, req, f.Now)
-		if d.Winner != nil || (internalBroken && f.ownName(req.FQDN)) || keyOnly(f, req) {
+		if d.Winner != nil || (internalBroken && f.ownName(req.FQDN)) || keyOnly(f, req) || f.unfitHolder(req, unfit) {
 			continue
 		}
 		fnd := Finding{
@@ -90,6 +96,17 @@ func keyOnly(f *Facts, req selection.Request) bool {
 		fixed = append(fixed, c)
 	}
 	return selection.Select(fixed, req, f.Now).Winner != nil
+}
+
+// unfitHolder reports whether a certificate enabled for SMTP that holds
+// req's name is one Q8 reports.
+func (f *Facts) unfitHolder(req selection.Request, unfit map[string]bool) bool {
+	for _, c := range f.Candidates {
+		if unfit[c.Thumbprint] && c.Services.Has(certprop.SMTP) && selection.MatchName(c.Domains, req.FQDN, req.OneLabel) {
+			return true
+		}
+	}
+	return false
 }
 
 // ownName reports whether name is one of the server's DNS names.

@@ -273,3 +273,16 @@ func TestConnectorDefers(t *testing.T) {
 		t.Errorf("the connector's key unreadable: %+v", got)
 	}
 }
+
+// TestConnectorDefersToUnfitCertificate: the connector's only certificate
+// is enabled for SMTP but not Valid: Q8 reports it, with its fix, and Q5
+// does not report the connector as well.
+func TestConnectorDefersToUnfitCertificate(t *testing.T) {
+	f := healthy()
+	mutate(f, mailT, func(v *certview.Certificate, c *selection.Candidate) {
+		v.Status, c.Status, v.StatusDetail = trust.Untrusted, trust.Untrusted, "its chain ends at CN=Issuing CA, which is not a trusted root"
+	})
+	if got := Run(f); len(got) != 1 || got[0].Check != "Q8" {
+		t.Errorf("an untrusted certificate for the connector: %+v", got)
+	}
+}

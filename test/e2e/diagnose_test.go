@@ -88,11 +88,22 @@ func (f diagFinding) hasEvent(id int) bool {
 // runFix runs each command of a finding's fix exactly as printed, by
 // /bin/sh, with certrelay on the PATH and the data directory in
 // CERTRELAY_DATA; input feeds a command that reads its standard input.
+// Every command must succeed.
 func (e *env) runFix(f diagFinding, input string) {
+	e.t.Helper()
+	if code, out := e.runFixExit(f, input); code != 0 {
+		e.t.Fatalf("the fix %+v: exit %d\n%s", f.Fix, code, out)
+	}
+}
+
+// runFixExit is runFix that returns the exit status of the first
+// command that fails (0 when none does) and the output.
+func (e *env) runFixExit(f diagFinding, input string) (int, string) {
 	e.t.Helper()
 	if len(f.Fix) == 0 {
 		e.t.Fatalf("finding %s has no fix: %+v", f.Check, f)
 	}
+	var out bytes.Buffer
 	for _, step := range f.Fix {
 		if !strings.HasPrefix(step.Command, "certrelay ") || step.Cmdlet == "" {
 			e.t.Fatalf("a fix that is no certrelay command: %+v", step)
@@ -104,12 +115,15 @@ func (e *env) runFix(f diagFinding, input string) {
 		if step.Input != "" {
 			cmd.Stdin = strings.NewReader(input)
 		}
-		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
-			e.t.Fatalf("the fix %q: %v\n%s", step.Command, err, out.String())
+			if ee, ok := err.(*exec.ExitError); ok {
+				return ee.ExitCode(), out.String()
+			}
+			e.t.Fatalf("the fix %q: %v", step.Command, err)
 		}
 	}
+	return 0, out.String()
 }
 
 // clean fails unless diagnose finds nothing.
