@@ -92,7 +92,12 @@ func (s *Service) CheckCertificates(ctx context.Context) {
 // ExpiryWindow; for UM (S10) 16066 from a month before expiry, each day,
 // and 16067 each day for a UM certificate that has expired, until it is
 // replaced (removed from UM).
-func (s *Service) CheckExpiry(ctx context.Context) {
+func (s *Service) CheckExpiry(ctx context.Context) { s.CheckExpiryWithin(ctx, ExpiryWindow) }
+
+// CheckExpiryWithin is CheckExpiry with the server's warning window for
+// POP3's and IMAP4's 12018 (server set --expiry-warning-days); UM keeps
+// S10's month.
+func (s *Service) CheckExpiryWithin(ctx context.Context, window time.Duration) {
 	now := s.o.Now()
 	for _, pr := range []*proto{s.pop, s.imap} {
 		cfg := pr.cur.Load()
@@ -100,7 +105,7 @@ func (s *Service) CheckExpiry(ctx context.Context) {
 			continue
 		}
 		if w := s.o.Layer.Select(cfg.req).Winner; w != nil {
-			if left := w.NotAfter.Sub(now); left > 0 && left <= ExpiryWindow {
+			if left := w.NotAfter.Sub(now); left > 0 && left <= window {
 				go s.raise(12018, cfg.req.FQDN, w.Subject, w.Thumbprint, fmt.Sprint(int(left.Hours())))
 			}
 		}

@@ -405,7 +405,7 @@ func (s *srv) checkExpiry(ctx context.Context) {
 	}
 	s.checkSendCertificates(ctx, st)
 	if s.acc != nil {
-		s.acc.CheckExpiry(ctx)
+		s.acc.CheckExpiryWithin(ctx, s.window)
 	}
 }
 
