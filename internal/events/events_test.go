@@ -258,3 +258,26 @@ func TestLevelsSeenByAnotherProcess(t *testing.T) {
 		t.Error("a Lowest event was not written at level Lowest")
 	}
 }
+
+// BenchmarkDecisionEventAtLowest is what each STARTTLS pays for the
+// decision events when the level is Lowest (the default): Enabled from
+// the cached levels.
+func BenchmarkDecisionEventAtLowest(b *testing.B) {
+	now := time.Now()
+	d, err := db.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	l, err := Open(context.Background(), d, func() time.Time { return now }, nil, "hub1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if l.Enabled(ctx, 16101) {
+			b.Fatal("enabled at Lowest")
+		}
+	}
+}

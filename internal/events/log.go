@@ -91,7 +91,7 @@ func (l *Log) Raise(ctx context.Context, id int, key string, params ...string) (
 		return false, fmt.Errorf("raise event: unknown event ID %d", id)
 	}
 	if d.Level > Lowest { // Lowest events are always written: no look-up
-		level, err := l.cachedLevel(ctx, d.Source+`\`+d.Category)
+		level, err := l.cachedLevel(ctx, keyOf(d))
 		if err != nil {
 			return false, err
 		}
@@ -220,13 +220,32 @@ func (l *Log) Enabled(ctx context.Context, id int) bool {
 	if d.Level == Lowest {
 		return true
 	}
-	level, err := l.cachedLevel(ctx, d.Source+`\`+d.Category)
+	level, err := l.cachedLevel(ctx, keyOf(d))
 	return err == nil && d.Level <= level
 }
 
+// categoryKey is each event's "source\category" in lower case, as the
+// levels table keys it.
+var categoryKey = func() map[int]string {
+	m := make(map[int]string, len(catalog))
+	for _, d := range catalog {
+		m[d.ID] = strings.ToLower(d.Source + `\` + d.Category)
+	}
+	return m
+}()
+
+// keyOf returns d's categoryKey (made here for a definition added after
+// start, as tests do).
+func keyOf(d Definition) string {
+	if k, ok := categoryKey[d.ID]; ok {
+		return k
+	}
+	return strings.ToLower(d.Source + `\` + d.Category)
+}
+
 // cachedLevel is CategoryLevel from a copy of the table read at most
-// LevelRefresh ago.
-func (l *Log) cachedLevel(ctx context.Context, category string) (Level, error) {
+// LevelRefresh ago; key is a categoryKey.
+func (l *Log) cachedLevel(ctx context.Context, key string) (Level, error) {
 	l.levelMu.Lock()
 	defer l.levelMu.Unlock()
 	if l.levels == nil || time.Since(l.levelsAt) >= LevelRefresh {
@@ -250,7 +269,7 @@ func (l *Log) cachedLevel(ctx context.Context, category string) (Level, error) {
 		}
 		l.levels, l.levelsAt = m, time.Now()
 	}
-	return l.levels[strings.ToLower(category)], nil
+	return l.levels[key], nil
 }
 
 // SetCategoryLevel sets the logging level of every category matching

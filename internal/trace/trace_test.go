@@ -109,3 +109,15 @@ func TestPublishWithoutSubscribersIsFree(t *testing.T) {
 	var nilHub *Hub
 	nilHub.Publish(r) // a server without tracing
 }
+
+// BenchmarkPublishNobodyTracing: what a handshake pays for tracing when
+// nobody traces.
+func BenchmarkPublishNobodyTracing(b *testing.B) {
+	h := NewHub("hub1")
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if h.Wants(TransportCertificate) {
+			b.Fatal("wanted")
+		}
+	}
+}
