@@ -159,7 +159,7 @@ func Follow(ctx context.Context, path string, components []string, fn func(Recor
 	if err != nil {
 		switch {
 		case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
-			return fmt.Errorf("%w: %s does not answer; start the server (certrelay serve) and trace again", ErrNoServer, path)
+			return fmt.Errorf("%w: %s does not answer; start the server on this data directory and trace again", ErrNoServer, path)
 		case errors.Is(err, os.ErrPermission):
 			return fmt.Errorf("trace: %s belongs to the server's account (mode 0600): run this command as that account or root", path)
 		}

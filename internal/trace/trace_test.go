@@ -17,7 +17,7 @@ import (
 func TestSocketStreamsRecords(t *testing.T) {
 	dir := t.TempDir()
 	path := SocketPath(dir)
-	if err := Follow(context.Background(), path, nil, func(Record) error { return nil }); !errors.Is(err, ErrNoServer) || !strings.Contains(err.Error(), "certrelay serve") {
+	if err := Follow(context.Background(), path, nil, func(Record) error { return nil }); !errors.Is(err, ErrNoServer) || !strings.Contains(err.Error(), "start the server") {
 		t.Fatalf("no server: %v", err)
 	}
 	h := NewHub("hub1")
