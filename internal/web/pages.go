@@ -358,6 +358,16 @@ func (h *Handler) diagnosePage(w http.ResponseWriter, r *http.Request, c *client
 		d["Summary"] = admin.Render(op.Summary, op, webSyntax{})
 		d["May"] = c.may(op.Role)
 		d["Role"] = op.Role.String()
+		if c.may(op.Role) { // it changes nothing: the page runs it as it opens
+			res, err := h.call(r, c, op.Name, nil)
+			if err != nil {
+				h.callError(w, r, c, op.Name, err)
+				return
+			}
+			if dg, ok := res.Data.(admin.Diagnosis); ok {
+				d["Result"] = dg
+			}
+		}
 	}
 	h.pages.render(w, "diagnose", h.data(r, c, "Diagnose", "diagnose", d))
 }
