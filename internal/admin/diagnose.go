@@ -70,7 +70,11 @@ func (a *Admin) Diagnose(ctx context.Context, server string) (Diagnosis, error) 
 	for _, c := range diagnose.Checks {
 		out.Checks = append(out.Checks, c.ID+" "+c.Name)
 	}
+	remote := !strings.EqualFold(f.Server.Name, a.localName(ctx))
 	for _, x := range diagnose.Run(f) {
+		if remote { // its fixes are to be run there
+			x.Note = strings.TrimSpace(msgf("Run the fix on server %s. ", f.Server.Name) + x.Note)
+		}
 		out.Findings = append(out.Findings, renderFinding(x))
 	}
 	out.Clean = len(out.Findings) == 0
@@ -173,6 +177,15 @@ func remoteFacts(f *diagnose.Facts, s directory.Server) *diagnose.Facts {
 		f.Server.InternalTransportCertificateThumbprint = t
 	}
 	return f
+}
+
+// localName is this server's name ("" before setup).
+func (a *Admin) localName(ctx context.Context) string {
+	me, err := a.requireSetup(ctx)
+	if err != nil {
+		return ""
+	}
+	return me.Name
 }
 
 func containsFold(list []string, s string) bool {

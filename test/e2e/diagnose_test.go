@@ -311,7 +311,8 @@ func TestDiagnoseSeeds000001Names(t *testing.T) {
 		if f.evidence(c.evidence) != c.value || f.evidence("InternalTransportCertificateThumbprint") != before || !f.hasEvent(1037) || !f.hasEvent(2019) {
 			t.Fatalf("%s: %+v", c.check, f)
 		}
-		if remote := h1.e.diagnose("--server", "edge1"); len(remote.Findings) != 1 || remote.Findings[0].Check != c.check || remote.Server != "edge1" {
+		if remote := h1.e.diagnose("--server", "edge1"); len(remote.Findings) != 1 || remote.Findings[0].Check != c.check || remote.Server != "edge1" ||
+			!strings.Contains(remote.Findings[0].Note, "Run the fix on server edge1") {
 			t.Errorf("diagnose --server edge1 on the hub: %+v", remote)
 		}
 		edge.e.runFix(f, "")
