@@ -27,7 +27,7 @@ mode 0600) is its account's alone: run this as that account or root.`,
 			Run: func(in *In) (*Result, error) {
 				if in.streamFn == nil {
 					return nil, failed(Invalid, "tracing streams records until it is interrupted, which this face cannot show").
-						fix("run {Watch-CertrelayTrace} on the server's machine, in a terminal")
+						fix("run {Watch-CertrelayTrace} in a terminal on the server's machine, from the CLI or the cmdlet shell")
 				}
 				comps := in.Strings("Component")
 				for _, c := range comps {

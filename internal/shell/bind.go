@@ -9,6 +9,7 @@ import (
 
 	"certrelay/internal/admin"
 	"certrelay/internal/safeio"
+	"certrelay/internal/trace"
 )
 
 // Running a registry cmdlet: the line's parameters and values are bound
@@ -153,6 +154,16 @@ func (s *Shell) runOnce(ctx context.Context, c *Command, ops []*admin.Operation,
 		}
 	}
 	req := admin.Request{Op: op.Name, Caller: s.Caller, Params: b.params, WhatIf: b.whatIf}
+	if op.Streams { // Watch-CertrelayTrace: each record as it comes, until interrupted
+		req.Stream = func(v any) error {
+			if r, ok := v.(trace.Record); ok {
+				_, err := fmt.Fprintf(s.Out, "%s %s [%s] %s: %s\n", r.Time.Format("15:04:05.000"), r.Server, r.Component, r.Tag, r.Summary)
+				return err
+			}
+			_, err := fmt.Fprintln(s.Out, v)
+			return err
+		}
+	}
 	if op.File && b.out != "" && !b.whatIf {
 		path := b.out
 		if err := s.Admin.CheckOutputPath(path, b.force); err != nil {

@@ -481,6 +481,15 @@ func TestEventLevelsAndTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Process.Kill()
+	// The cmdlet shell streams too, a line per record.
+	sh := exec.Command(binary, "--data", e.data, "shell", "-c", `Watch-CertrelayTrace -Component 'Transport\Certificate'`)
+	sh.Env = append(os.Environ(), e.extra...)
+	var shOut lockedBuffer
+	sh.Stdout, sh.Stderr = &shOut, &shOut
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Process.Kill()
 
 	e.ok("loglevel", "set", `MSExchangeTransport\*`, "Expert")
 	changed := time.Now()
@@ -536,6 +545,17 @@ func TestEventLevelsAndTrace(t *testing.T) {
 		if r.Component == `Common\Certificate` {
 			t.Errorf("a component not asked for: %+v", r)
 		}
+	}
+	for want, deadline := `[Transport\Certificate] selection: selection for hub.contoso.test`, time.Now().Add(10*time.Second); !strings.Contains(shOut.String(), want); tls() {
+		if time.Now().After(deadline) {
+			t.Fatalf("Watch-CertrelayTrace in the shell shows no %q:\n%s", want, shOut.String())
+		}
+	}
+	if err := sh.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Wait(); err != nil {
+		t.Errorf("the shell's trace interrupted: %v\n%s", err, shOut.String())
 	}
 	if err := tr.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
