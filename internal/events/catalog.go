@@ -152,15 +152,15 @@ var catalog = []Definition{
 		Text:   "The internal transport certificate %1 could not be validated on this server when sending: %2. Run certrelay diagnose for the command that fixes it."},
 
 	// The decisions of each session, written only when the category's
-	// logging level is raised (SPEC D1; IDs 16100–16109, issue 13):
+	// logging level is raised (SPEC D1; IDs 16070–16079, issue 13):
 	// Set-EventLogLevel 'MSExchangeTransport\*' Expert shows every one.
-	{ID: 16100, Name: "SmtpReceiveTlsNegotiated", Source: SourceTransport, Category: SmtpReceive, Severity: Information, Level: Medium,
+	{ID: 16070, Name: "SmtpReceiveTlsNegotiated", Source: SourceTransport, Category: SmtpReceive, Severity: Information, Level: Medium,
 		Params: []string{"connector", "client", "version", "cipher", "thumbprint"},
 		Text:   "STARTTLS was negotiated on connector %1 with the client at [%2]: %3, %4, certificate %5. This event is written at logging level Medium and above; certrelay loglevel set 'MSExchangeTransport\\SmtpReceive' Lowest stops it."},
-	{ID: 16101, Name: "CertificateSelected", Source: SourceTransport, Category: TransportService, Severity: Information, Level: High,
+	{ID: 16071, Name: "CertificateSelected", Source: SourceTransport, Category: TransportService, Severity: Information, Level: High,
 		Params: []string{"fqdn", "connector", "winner", "why", "candidates"},
 		Text:   "Certificate selection for %1 (connector %2) chose %3: %4. Considered: %5. This event is written at logging level High and above; certrelay cert explain --connector \"%2\" shows the same decision with every reason."},
-	{ID: 16102, Name: "DirectTrustChecked", Source: SourceTransport, Category: MessageSecurity, Severity: Information, Level: Expert,
+	{ID: 16072, Name: "DirectTrustChecked", Source: SourceTransport, Category: MessageSecurity, Severity: Information, Level: Expert,
 		Params: []string{"direction", "server", "thumbprint", "result", "names"},
 		Text:   "Direct trust (%1) checked certificate %3 for server %2: %4. The server's DNS names checked (D3): %5. This event is written at logging level Expert; certrelay trace --component 'Transport\\Certificate' shows each check live."},
 

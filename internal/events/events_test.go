@@ -220,7 +220,7 @@ func TestLevelsSeenByAnotherProcess(t *testing.T) {
 		return l
 	}
 	server, cli := open(), open()
-	for _, id := range []int{16100, 16101, 16102} {
+	for _, id := range []int{16070, 16071, 16072} {
 		if d, _ := Lookup(id); d.Level <= Lowest || d.Source != SourceTransport {
 			t.Errorf("event %d is at %s from %s: the level would not matter", id, d.Level, d.Source)
 		}
@@ -248,12 +248,12 @@ func TestLevelsSeenByAnotherProcess(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	waitWritten(16102, true)
-	waitWritten(16100, true)
+	waitWritten(16072, true)
+	waitWritten(16070, true)
 	if _, err := cli.SetCategoryLevel(ctx, `MSExchangeTransport\*`, Lowest); err != nil {
 		t.Fatal(err)
 	}
-	waitWritten(16101, false)
+	waitWritten(16071, false)
 	if written, _ := server.Raise(ctx, 12014, "x", "f", "c", "f", "r"); !written {
 		t.Error("a Lowest event was not written at level Lowest")
 	}
@@ -276,7 +276,7 @@ func BenchmarkDecisionEventAtLowest(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		if l.Enabled(ctx, 16101) {
+		if l.Enabled(ctx, 16071) {
 			b.Fatal("enabled at Lowest")
 		}
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 // The decisions of each session, for the event log above Lowest (SPEC
-// D1: 16100 TLS negotiated at Medium, 16101 selection at High, 16102
+// D1: 16070 TLS negotiated at Medium, 16071 selection at High, 16072
 // direct trust at Expert) and for live tracing (D2). Nothing is built
 // when neither the level nor a tracer asks for it.
 
@@ -44,10 +44,10 @@ func enabled(ctx context.Context, ev EventSink, id int) bool {
 	return ok && lc.Enabled(ctx, id)
 }
 
-// selected records a STARTTLS selection: 16101 and a Transport\Certificate
+// selected records a STARTTLS selection: 16071 and a Transport\Certificate
 // record with every candidate and its verdict.
 func selected(ctx context.Context, ev EventSink, h *trace.Hub, d *selection.Decision, connector string) {
-	if d == nil || !wants(ctx, ev, h, 16101, trace.TransportCertificate) {
+	if d == nil || !wants(ctx, ev, h, 16071, trace.TransportCertificate) {
 		return
 	}
 	winner := "none"
@@ -64,8 +64,8 @@ func selected(ctx context.Context, ev EventSink, h *trace.Hub, d *selection.Deci
 	if considered == "" {
 		considered = "no certificate"
 	}
-	if enabled(ctx, ev, 16101) {
-		_, _ = ev.Raise(ctx, 16101, "", d.Request.FQDN, connector, winner, d.Why, considered)
+	if enabled(ctx, ev, 16071) {
+		_, _ = ev.Raise(ctx, 16071, "", d.Request.FQDN, connector, winner, d.Why, considered)
 	}
 	h.Publish(trace.Record{Component: trace.TransportCertificate, Tag: "selection",
 		Summary: fmt.Sprintf("selection for %s on connector %s (%s): %s — %s", d.Request.FQDN, connector, d.Request.Service, winner, d.Why),
@@ -73,10 +73,10 @@ func selected(ctx context.Context, ev EventSink, h *trace.Hub, d *selection.Deci
 			"How": d.How, "Why": d.Why, "Candidates": cands}})
 }
 
-// negotiated records a TLS handshake's outcome: 16100 and a
+// negotiated records a TLS handshake's outcome: 16070 and a
 // NetworkingLayer\Certificate record.
 func negotiated(ctx context.Context, ev EventSink, h *trace.Hub, connector, client string, cs *tls.ConnectionState, served string, err error) {
-	if !wants(ctx, ev, h, 16100, trace.NetworkingCertificate) {
+	if !wants(ctx, ev, h, 16070, trace.NetworkingCertificate) {
 		return
 	}
 	if err != nil {
@@ -92,19 +92,19 @@ func negotiated(ctx context.Context, ev EventSink, h *trace.Hub, connector, clie
 	if served == "" {
 		served = "(none)"
 	}
-	if enabled(ctx, ev, 16100) {
-		_, _ = ev.Raise(ctx, 16100, "", connector, client, version, cipher, served)
+	if enabled(ctx, ev, 16070) {
+		_, _ = ev.Raise(ctx, 16070, "", connector, client, version, cipher, served)
 	}
 	h.Publish(trace.Record{Component: trace.NetworkingCertificate, Tag: "tls",
 		Summary: fmt.Sprintf("TLS with %s on connector %s: %s %s, certificate %s", client, connector, version, cipher, served),
 		Fields:  map[string]any{"Connector": connector, "Client": client, "Version": version, "Cipher": cipher, "Certificate": served}})
 }
 
-// directTrustChecked records a direct-trust check: 16102 and a
+// directTrustChecked records a direct-trust check: 16072 and a
 // Transport\Certificate record with the D3 names of the server and
 // whether the certificate holds each.
 func directTrustChecked(ctx context.Context, ev EventSink, h *trace.Hub, direction, claim string, t Trust, der []byte) {
-	if !wants(ctx, ev, h, 16102, trace.TransportCertificate) {
+	if !wants(ctx, ev, h, 16072, trace.TransportCertificate) {
 		return
 	}
 	thumb, result := "(none)", "trusted"
@@ -137,8 +137,8 @@ func directTrustChecked(ctx context.Context, ev EventSink, h *trace.Hub, directi
 	} else if t.Expired {
 		result = "trusted, but the certificate has expired (12019)"
 	}
-	if enabled(ctx, ev, 16102) {
-		_, _ = ev.Raise(ctx, 16102, "", direction, server, thumb, result, strings.Join(names, ", "))
+	if enabled(ctx, ev, 16072) {
+		_, _ = ev.Raise(ctx, 16072, "", direction, server, thumb, result, strings.Join(names, ", "))
 	}
 	h.Publish(trace.Record{Component: trace.TransportCertificate, Tag: "direct-trust",
 		Summary: fmt.Sprintf("direct trust (%s) of %s, certificate %s: %s", direction, server, thumb, result),

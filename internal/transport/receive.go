@@ -260,7 +260,7 @@ type session struct {
 	// direct trust's outcome, and the organisation server the client is
 	// (nil until authenticated) and how it was authenticated.
 	internal *serving.Internal
-	served   string // the STARTTLS certificate's thumbprint, for 16100
+	served   string // the STARTTLS certificate's thumbprint, for 16070
 	trust    Trust
 	peer     *OrgServer
 	peerAuth string

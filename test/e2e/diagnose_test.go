@@ -281,7 +281,7 @@ func TestDiagnoseSeeds000001Names(t *testing.T) {
 	h1.e.ok("domain", "add", "contoso.test")
 	h1.e.write("alice.pw", []byte(alicePassword+"\n"))
 	h1.e.ok("mailbox", "add", "alice@contoso.test", "--password-file", "alice.pw")
-	h1.e.ok("loglevel", "set", `MSExchangeTransport\MessageSecurity`, "Expert") // each direct-trust check: 16102
+	h1.e.ok("loglevel", "set", `MSExchangeTransport\MessageSecurity`, "Expert") // each direct-trust check: 16072
 	h1.start()
 	edge.start()
 	delivered := 0
@@ -301,11 +301,11 @@ func TestDiagnoseSeeds000001Names(t *testing.T) {
 			t.Errorf("1037 does not name the missing %s %s: %s", c.name, c.value, ev.Message)
 		}
 		checked := false
-		for _, ev := range h1.events(16102) {
+		for _, ev := range h1.events(16072) {
 			checked = checked || strings.Contains(ev.Message, c.value+" MISSING") && strings.Contains(ev.Message, "refused")
 		}
 		if !checked {
-			t.Errorf("no Expert event 16102 shows the check of %s %s: %+v", c.name, c.value, h1.events(16102))
+			t.Errorf("no Expert event 16072 shows the check of %s %s: %+v", c.name, c.value, h1.events(16072))
 		}
 		f := edge.e.finding(c.check)
 		if f.evidence(c.evidence) != c.value || f.evidence("InternalTransportCertificateThumbprint") != before || !f.hasEvent(1037) || !f.hasEvent(2019) {
@@ -441,8 +441,8 @@ func TestDiagnoseSeeds000001KeyUnreadable(t *testing.T) {
 
 // TestEventLevelsAndTrace: D1 and D2 on a running server. At Lowest no
 // decision event is written; loglevel set 'MSExchangeTransport\*' Expert
-// makes each STARTTLS write its selection (16101, High) and its
-// negotiation (16100, Medium) within a second, and Lowest stops them.
+// makes each STARTTLS write its selection (16071, High) and its
+// negotiation (16070, Medium) within a second, and Lowest stops them.
 // certrelay trace, over the data directory's 0600 socket, shows the
 // selection of a handshake while swaks --tls runs; without a server it
 // says so.
@@ -465,7 +465,7 @@ func TestEventLevelsAndTrace(t *testing.T) {
 		}
 	}
 	tls()
-	if n := count("16100") + count("16101"); n != 0 {
+	if n := count("16070") + count("16071"); n != 0 {
 		t.Fatalf("%d decision events at level Lowest", n)
 	}
 
@@ -496,11 +496,11 @@ func TestEventLevelsAndTrace(t *testing.T) {
 	var sel, neg []eventJSON
 	for {
 		tls()
-		if sel, neg = e.events("16101"), e.events("16100"); len(sel) > 0 && len(neg) > 0 {
+		if sel, neg = e.events("16071"), e.events("16070"); len(sel) > 0 && len(neg) > 0 {
 			break
 		}
 		if time.Since(changed) > 3*time.Second {
-			t.Fatalf("no decision events %v after loglevel set Expert: 16101 %v, 16100 %v", time.Since(changed), sel, neg)
+			t.Fatalf("no decision events %v after loglevel set Expert: 16071 %v, 16070 %v", time.Since(changed), sel, neg)
 		}
 	}
 	t.Logf("decision events written %v after loglevel set", time.Since(changed).Round(time.Millisecond))
@@ -566,10 +566,10 @@ func TestEventLevelsAndTrace(t *testing.T) {
 
 	e.ok("loglevel", "set", `MSExchangeTransport\*`, "Lowest")
 	time.Sleep(time.Second) // the bound of D1: a running server honours a level within 1 s
-	before := count("16100") + count("16101")
+	before := count("16070") + count("16071")
 	tls()
 	tls()
-	if after := count("16100") + count("16101"); after != before {
+	if after := count("16070") + count("16071"); after != before {
 		t.Errorf("%d decision events written at Lowest", after-before)
 	}
 }
