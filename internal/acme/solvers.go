@@ -197,8 +197,12 @@ func (h dnsHook) run(ctx context.Context, verb string, c acme.Challenge) error {
 	return nil
 }
 
-func (h dnsHook) Present(ctx context.Context, c acme.Challenge) error { return h.run(ctx, "present", c) }
-func (h dnsHook) CleanUp(ctx context.Context, c acme.Challenge) error { return h.run(ctx, "cleanup", c) }
+func (h dnsHook) Present(ctx context.Context, c acme.Challenge) error {
+	return h.run(ctx, "present", c)
+}
+func (h dnsHook) CleanUp(ctx context.Context, c acme.Challenge) error {
+	return h.run(ctx, "cleanup", c)
+}
 
 // HookError is a dns-01 hook that failed.
 type HookError struct {
