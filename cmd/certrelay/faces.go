@@ -30,6 +30,8 @@ var groups = map[string]string{
 	"access pop":        "POP3 settings (Get-POPSettings)",
 	"access imap":       "IMAP4 settings (Get-IMAPSettings)",
 	"access um":         "Unified Messaging SIP listener (Get-UMService)",
+	"acme":              "ACME CAs: accounts for certificates ordered with cert new --acme",
+	"acme account":      "ACME accounts (RFC 8555)",
 }
 
 // faces are what the CLI does around each operation beyond the

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"certrelay/internal/accounts"
+	"certrelay/internal/acme"
 	"certrelay/internal/certview"
 	"certrelay/internal/db"
 	"certrelay/internal/directory"
@@ -68,6 +69,7 @@ type Admin struct {
 	Events    *events.Log
 	Settings  *settings.Settings
 	Accounts  *accounts.Store // the HTTPS console's accounts (SPEC I3)
+	ACME      *acme.Accounts  // ACME accounts and the certificates obtained with them
 }
 
 // Open opens (creating if needed) the data directory's database.
@@ -99,6 +101,9 @@ func Open(ctx context.Context, o Options) (*Admin, error) {
 		return fail(err)
 	}
 	if a.Accounts, err = accounts.Open(ctx, a.db, a.now); err != nil {
+		return fail(err)
+	}
+	if a.ACME, err = acme.Open(ctx, a.db, abs, a.now); err != nil {
 		return fail(err)
 	}
 	return a, nil

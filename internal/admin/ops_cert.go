@@ -40,8 +40,17 @@ it may replace the internal transport certificate: you are asked first
 				{Name: "PrivateKeyExportable", CLI: "exportable", Type: TypeBool, Help: "allow the private key to be exported ({Export-ExchangeCertificate -Password})"},
 				{Name: "Instance", CLI: "from", Type: TypeString, Pipe: "Thumbprint", Help: "renew: copy subject, domains and services of this certificate"},
 				forceParam,
+				acmeParams[0], acmeParams[1], acmeParams[2], acmeParams[3], acmeParams[4],
 			},
 			Run: func(in *In) (*Result, error) {
+				if in.Bool("Acme") {
+					return runAcmeNew(in)
+				}
+				for _, p := range acmeParams[1:] {
+					if in.Has(p.Name) {
+						return nil, usage(p.Name, "{-%s} goes with {-Acme}", p.Name).fix("add {-Acme} to order the certificate from an ACME CA")
+					}
+				}
 				o := NewOptions{
 					Domains: in.Strings("DomainName"), Subject: in.String("SubjectName"),
 					Key:          keySpec(in),

@@ -169,6 +169,7 @@ func init() {
 		accessOperations(),
 		diagnoseOperations(),
 		traceOperations(),
+		acmeOperations(),
 	)
 }
 

@@ -242,6 +242,27 @@ var catalog = []Definition{
 		Params: []string{"server", "old", "new"},
 		Text:   "The internal transport certificate of %1 is now %3 (it was %2); the directory publishes the new one to the other servers."},
 
+	// Certificates that look after themselves: ACME, renewal, the
+	// self-probe (issue 18; IDs 16100–16119).
+	{ID: 16100, Name: "AcmeAccountRegistered", Source: SourceCertrelay, Category: Certificates, Severity: Information, Level: Lowest,
+		Params: []string{"directory", "account", "email"},
+		Text:   "Registered ACME account %2 at %1 (contact %3); its key is kept in the data directory's acme/ folder, mode 0600."},
+	{ID: 16101, Name: "AcmeCertificateIssued", Source: SourceCertrelay, Category: Certificates, Severity: Information, Level: Lowest,
+		Params: []string{"thumbprint", "domains", "directory", "notAfter"},
+		Text:   "The ACME CA %3 issued certificate %1 for %2, valid until %4; it is renewed before it expires (certrelay cert renew renews it now)."},
+	{ID: 16102, Name: "AcmeOrderFailed", Source: SourceCertrelay, Category: Certificates, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"domains", "directory", "problem"},
+		Text:   "The ACME CA %2 did not issue a certificate for %1: %3. Nothing was changed; certrelay cert new --acme says the likely fix."},
+	{ID: 16103, Name: "CertificateRenewed", Source: SourceCertrelay, Category: Certificates, Severity: Information, Level: Lowest,
+		Params: []string{"old", "new", "how", "notAfter", "services"},
+		Text:   "Renewed certificate %1 as %2 (%3), valid until %4; the new one took over %5."},
+	{ID: 16104, Name: "CertificateRenewalFailed", Source: SourceCertrelay, Category: Certificates, Severity: Warning, Level: Lowest, Throttle: hour,
+		Params: []string{"thumbprint", "attempt", "error", "nextTry"},
+		Text:   "Renewing certificate %1 failed (attempt %2): %3. certrelay tries again at %4; certrelay cert renew %1 tries now."},
+	{ID: 16105, Name: "CertificateRenewalGivingUp", Source: SourceCertrelay, Category: Certificates, Severity: Error, Level: Lowest, Throttle: day,
+		Params: []string{"thumbprint", "attempts", "error", "notAfter"},
+		Text:   "certrelay stopped renewing certificate %1 by itself after %2 failed attempts (last: %3); it expires at %4. Fix the cause, then run certrelay cert renew %1."},
+
 	// The HTTPS console and API, accounts and the audit of changes (IDs
 	// 16080–16089, issue 16).
 	{ID: 16080, Name: "AdministrativeChange", Source: SourceCertrelay, Category: Console, Severity: Information, Level: Lowest,

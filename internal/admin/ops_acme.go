@@ -1,0 +1,88 @@
+package admin
+
+import (
+	"certrelay/internal/acme"
+)
+
+// The ACME parameters of New-ExchangeCertificate (issue 18): -Acme
+// orders the certificate from an ACME CA instead of signing it here.
+var acmeParams = []Param{
+	{Name: "Acme", CLI: "acme", Type: TypeBool, Excludes: []string{"SubjectName", "Instance"}, Help: "order the certificate from the ACME CA of an account ({New-CertrelayAcmeAccount}) instead of making it self-signed"},
+	{Name: "AcmeAccount", CLI: "acme-account", Type: TypeInt, Help: "with {-Acme}: the account's Identity (default: the newest)"},
+	{Name: "HttpChallengeAddress", CLI: "http-01", Type: TypeString, Help: "with {-Acme}: answer http-01 on this address (such as :80, or a port port 80 is forwarded to)"},
+	{Name: "TlsAlpnChallengeAddress", CLI: "tls-alpn-01", Type: TypeString, Help: "with {-Acme}: answer tls-alpn-01 on this address (such as :443, or a port port 443 is forwarded to)"},
+	{Name: "DnsChallengeHook", CLI: "dns-01-hook", Type: TypeString, Help: "with {-Acme}: answer dns-01 with this program: HOOK present|cleanup NAME VALUE publishes or removes the TXT record"},
+}
+
+// runAcmeNew is New-ExchangeCertificate -Acme.
+func runAcmeNew(in *In) (*Result, error) {
+	o := AcmeOptions{
+		Domains: in.Strings("DomainName"), Key: keySpec(in),
+		FriendlyName: in.String("FriendlyName"), Exportable: in.Bool("PrivateKeyExportable"),
+		Account: int64(in.Int("AcmeAccount")),
+		Challenges: acme.Challenges{
+			HTTPAddr: in.String("HttpChallengeAddress"), TLSALPNAddr: in.String("TlsAlpnChallengeAddress"), DNSHook: in.String("DnsChallengeHook"),
+		},
+	}
+	if in.Has("Services") {
+		s := in.Services("Services")
+		o.Services = &s
+	}
+	res, err := in.a.newAcmeCertificate(in.ctx, o, in)
+	if err != nil {
+		return nil, err
+	}
+	r := &Result{Data: res.Certificate}
+	for _, t := range res.Intermediates {
+		r.note("Added intermediate %s to the intermediate store.", t)
+	}
+	r.add(Note, res.Notes)
+	r.add(Warning, res.Warnings)
+	return r, nil
+}
+
+func acmeOperations() []*Operation {
+	return []*Operation{
+		{
+			Name: "New-CertrelayAcmeAccount", Cmdlet: "New-CertrelayAcmeAccount", CLI: "acme account add",
+			Summary: "Register an account at an ACME CA (RFC 8555) for {New-ExchangeCertificate -Acme}",
+			Description: `Make an account key, register it at the CA (agreeing to its terms of
+service) and keep both; the key is a file of mode 0600 in the data
+directory's acme/ folder. A CA that needs an external account binding
+gives a key ID ({-EabKeyId}) and a MAC key ({-EabHmacKey}, read from a file).`,
+			Role: ServerAdmin, Returns: AcmeAccount{},
+			Params: []Param{
+				{Name: "Directory", CLI: "directory", Type: TypeString, Required: true, Help: "the CA's directory URL (https://…)"},
+				{Name: "Email", CLI: "email", Type: TypeString, Help: "contact address the CA writes to about expiry and problems"},
+				{Name: "EabKeyId", CLI: "eab-kid", Type: TypeString, Help: "external account binding: the key ID the CA gave"},
+				{Name: "EabHmacKey", CLI: "eab-key-file", Type: TypeSecret, Help: "external account binding: the MAC key the CA gave (base64url)", Prompt: "EAB MAC key"},
+				{Name: "DirectoryCertificateAuthority", CLI: "ca-file", Type: TypeData, Help: "PEM roots that certify the CA's HTTPS server, when the system's do not (a private CA)"},
+			},
+			NoWhatIf: true,
+			Run: func(in *In) (*Result, error) {
+				ac, err := in.a.AddAcmeAccount(in.ctx, AcmeAccountOptions{
+					Directory: in.String("Directory"), Email: in.String("Email"),
+					EABKeyID: in.String("EabKeyId"), EABKey: in.StringPtr("EabHmacKey"), CAPEM: in.Data("DirectoryCertificateAuthority"),
+				})
+				if err != nil {
+					return nil, err
+				}
+				r := &Result{Data: ac}
+				r.Messages = append(r.Messages, Message{Hint, msgf("Order a certificate with: %s", cmd("New-ExchangeCertificate", "-Acme", "-DomainName", "mail.example.com", "-HttpChallengeAddress", ":80"))})
+				return r, nil
+			},
+		},
+		{
+			Name: "Get-CertrelayAcmeAccount", Cmdlet: "Get-CertrelayAcmeAccount", CLI: "acme account list",
+			Summary: "List the ACME accounts of this server",
+			Role:    ViewOnly, Returns: []AcmeAccount{},
+			Run: func(in *In) (*Result, error) {
+				list, err := in.a.ListAcmeAccounts(in.ctx)
+				if err != nil {
+					return nil, err
+				}
+				return &Result{Data: list}, nil
+			},
+		},
+	}
+}

@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"certrelay/internal/testpki"
+)
+
+// acmeAccount registers an account at pebble through the CLI and trusts
+// pebble's root, so the certificates it issues are Valid.
+func acmeAccount(t *testing.T, e *env, p *testpki.Pebble) {
+	t.Helper()
+	e.write("pebble-wfe.pem", p.CAPEM)
+	var acct struct {
+		Identity   int64
+		Directory  string
+		AccountUrl string
+		KeyFile    string
+	}
+	e.jsonOf(&acct, "acme", "account", "add", "--directory", p.Directory, "--email", "postmaster@contoso.test", "--ca-file", "pebble-wfe.pem")
+	if acct.AccountUrl == "" || acct.Directory != p.Directory {
+		t.Fatalf("account %+v", acct)
+	}
+	fi, err := os.Stat(acct.KeyFile)
+	if err != nil || fi.Mode().Perm() != 0o600 || !strings.HasPrefix(acct.KeyFile, e.data) {
+		t.Fatalf("account key %s: %v %v", acct.KeyFile, fi, err)
+	}
+	e.write("pebble-root.pem", p.Root(t))
+	e.ok("trust", "add", "pebble-root.pem", "--source", "registry")
+}
+
+// TestAcmeCertificates: an administrator registers at an ACME CA
+// (pebble, with challtestsrv as DNS) and orders certificates over each
+// challenge with the CLI; each goes through the ordinary store with its
+// chain and its services, and the SMTP listener serves it. A failed order
+// is explained (the challenge, the name, what the CA saw, the fix) and
+// changes nothing in the store.
+func TestAcmeCertificates(t *testing.T) {
+	p := testpki.StartPebble(t)
+	e := newEnv(t)
+	m := newMailServer(t, e, "hub.contoso.test")
+	acmeAccount(t, e, p)
+
+	before := e.state()
+	r := e.run("", "cert", "new", "--acme", "--domain", "down.contoso.test", "--services", "SMTP", "--http-01", testpki.FreePort(t))
+	if r.code == 0 {
+		t.Fatal("an order whose challenge nobody answers succeeded")
+	}
+	for _, want := range []string{"http-01", "down.contoso.test", "connection refused", "port 80", "--http-01"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the failure does not say %q:\n%s", want, r.stderr)
+		}
+	}
+	if after := e.state(); strings.Split(after, "\nevents:")[0] != strings.Split(before, "\nevents:")[0] {
+		t.Errorf("a failed order changed the store:\n%s\n---\n%s", before, after)
+	}
+	var evs []map[string]any
+	e.jsonOf(&evs, "events", "--id", "16102")
+	if len(evs) != 1 {
+		t.Errorf("AcmeOrderFailed logged %d times", len(evs))
+	}
+
+	hook := p.HookScript(t)
+	cases := []struct {
+		name, domain string
+		args         []string
+	}{
+		{"http-01", "hub.contoso.test", []string{"--http-01", "127.0.0.1:" + p.HTTPPort}},
+		{"tls-alpn-01", "alpn.contoso.test", []string{"--tls-alpn-01", "127.0.0.1:" + p.TLSPort}},
+		{"dns-01", "dns.contoso.test", []string{"--dns-01-hook", hook}},
+	}
+	var smtpCert string
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var got certJSON
+			e.jsonOf(&got, append([]string{"cert", "new", "--acme", "--domain", c.domain, "--services", "SMTP"}, c.args...)...)
+			if got.IsSelfSigned || got.Status != "Valid" || !strings.Contains(strings.Join(got.Services, ","), "SMTP") {
+				t.Fatalf("ACME certificate %+v", got)
+			}
+			if len(got.CertificateDomains) != 1 || got.CertificateDomains[0] != c.domain {
+				t.Errorf("domains %v", got.CertificateDomains)
+			}
+			// The chain was kept: verify shows the intermediate up to the trusted root.
+			v := e.ok("cert", "verify", got.Thumbprint)
+			if !strings.Contains(v, "Pebble Intermediate CA") || !strings.Contains(v, "root (Registry)") {
+				t.Errorf("cert verify shows no chain:\n%s", v)
+			}
+			if c.domain == "hub.contoso.test" {
+				smtpCert = got.Thumbprint
+			}
+		})
+	}
+	if smtpCert == "" {
+		t.Fatal("no certificate for the SMTP listener")
+	}
+	keys, _ := filepath.Glob(filepath.Join(e.data, "keys", "*.key"))
+	for _, k := range keys {
+		if fi, _ := os.Stat(k); fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v", k, fi.Mode())
+		}
+	}
+	m.start()
+	th, err := starttlsOnce(m.addr)
+	if err != nil || th != smtpCert {
+		t.Fatalf("STARTTLS served %s (%v), want the ACME certificate %s", th, err, smtpCert)
+	}
+}
