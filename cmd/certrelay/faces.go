@@ -42,7 +42,8 @@ var faces = map[string]face{
 		printSetup(c.a, res.Data.(admin.SetupResult))
 		return nil
 	}},
-	"New-ExchangeCertificate": {jsonHelp: "print the new certificate as JSON instead of its thumbprint", human: printThumbprint},
+	"New-ExchangeCertificate":     {jsonHelp: "print the new certificate as JSON instead of its thumbprint", human: printThumbprint},
+	"Update-CertrelayCertificate": {jsonHelp: "print the new certificate as JSON instead of its thumbprint", human: printThumbprint},
 	"New-ExchangeCertificate/GenerateRequest": {
 		jsonHelp:  "print the pending request as JSON",
 		outWhat:   "request file",

@@ -94,6 +94,9 @@ func Open(ctx context.Context, d *sql.DB, dataDir string, now func() time.Time) 
 		now = time.Now
 	}
 	a := &Accounts{db: d, dir: filepath.Join(dataDir, "acme"), now: now}
+	if err := a.migrateRenewals(ctx); err != nil {
+		return nil, err
+	}
 	if db.ReadOnly(d) {
 		return a, nil
 	}

@@ -147,6 +147,9 @@ type Issued struct {
 	KeyType    string // "rsa" or "ecdsa"
 	KeySize    int
 	IssuedAt   time.Time
+	// RenewBefore: renew this long before expiry; 0 renews at two thirds
+	// of the certificate's life.
+	RenewBefore time.Duration
 }
 
 const issuedSchema = `CREATE TABLE IF NOT EXISTS acme_issued (
@@ -156,7 +159,8 @@ const issuedSchema = `CREATE TABLE IF NOT EXISTS acme_issued (
 	challenges TEXT NOT NULL,
 	key_type   TEXT NOT NULL,
 	key_size   INTEGER NOT NULL,
-	issued_at  TEXT NOT NULL
+	issued_at  TEXT NOT NULL,
+	renew_before INTEGER NOT NULL DEFAULT 0
 )`
 
 // Record stores how the certificate i.Thumbprint was obtained, in the
@@ -167,8 +171,8 @@ func (a *Accounts) Record(ctx context.Context, i Issued) error {
 		return err
 	}
 	return db.Tx(ctx, a.db, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO acme_issued(thumbprint, account_id, domains, challenges, key_type, key_size, issued_at) VALUES(?, ?, ?, ?, ?, ?, ?)`,
-			i.Thumbprint, i.AccountID, strings.Join(i.Domains, ","), string(ch), i.KeyType, i.KeySize, i.IssuedAt.UTC().Format(time.RFC3339Nano))
+		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO acme_issued(thumbprint, account_id, domains, challenges, key_type, key_size, issued_at, renew_before) VALUES(?, ?, ?, ?, ?, ?, ?, ?)`,
+			i.Thumbprint, i.AccountID, strings.Join(i.Domains, ","), string(ch), i.KeyType, i.KeySize, i.IssuedAt.UTC().Format(time.RFC3339Nano), int64(i.RenewBefore/time.Second))
 		return err
 	})
 }
@@ -177,8 +181,10 @@ func (a *Accounts) Record(ctx context.Context, i Issued) error {
 // certificate that did not come from an ACME CA through certrelay.
 func (a *Accounts) Lookup(ctx context.Context, t string) (i Issued, found bool, err error) {
 	var domains, ch, at string
-	err = db.Q(ctx, a.db).QueryRowContext(ctx, `SELECT thumbprint, account_id, domains, challenges, key_type, key_size, issued_at FROM acme_issued WHERE thumbprint = ?`, t).
-		Scan(&i.Thumbprint, &i.AccountID, &domains, &ch, &i.KeyType, &i.KeySize, &at)
+	var before int64
+	err = db.Q(ctx, a.db).QueryRowContext(ctx, `SELECT thumbprint, account_id, domains, challenges, key_type, key_size, issued_at, renew_before FROM acme_issued WHERE thumbprint = ?`, t).
+		Scan(&i.Thumbprint, &i.AccountID, &domains, &ch, &i.KeyType, &i.KeySize, &at, &before)
+	i.RenewBefore = time.Duration(before) * time.Second
 	if errors.Is(err, sql.ErrNoRows) {
 		return Issued{}, false, nil
 	}

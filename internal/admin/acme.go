@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -88,6 +89,7 @@ type AcmeOptions struct {
 	Exportable   bool
 	Account      int64 // 0: the newest account
 	Challenges   acme.Challenges
+	RenewBefore  time.Duration // 0: renew at two thirds of its life
 }
 
 // AcmeResult says what NewAcmeCertificate got.
@@ -168,10 +170,24 @@ func (a *Admin) newAcmeCertificate(ctx context.Context, o AcmeOptions, ask asker
 		}
 		return AcmeResult{}, errorf(op, e)
 	}
+	rec := acme.Issued{AccountID: ac.ID, Domains: domains, Challenges: o.Challenges, KeyType: spec.Type, KeySize: spec.Size, IssuedAt: a.now(), RenewBefore: o.RenewBefore}
+	res, err := a.storeObtained(ctx, ac, got, key, rec, store.NewCertificate{FriendlyName: o.FriendlyName, Exportable: o.Exportable}, services, ask, nil)
+	if err != nil {
+		return AcmeResult{}, errorf(op, err)
+	}
+	return res, nil
+}
+
+// storeObtained stores a certificate a CA issued, in one transaction:
+// certificate and key, its chain's intermediates, the record of how it
+// was obtained, the event, the services enabled (M5), and what extra
+// adds (a renewal's record).
+func (a *Admin) storeObtained(ctx context.Context, ac acme.Account, got acme.Obtained, key crypto.Signer, rec acme.Issued, props store.NewCertificate, services store.Services, ask asker, extra func(ctx context.Context, t string) error) (AcmeResult, error) {
 	var res AcmeResult
 	t := certinfo.Thumbprint(got.Leaf.Raw)
-	err = a.atomically(ctx, func(ctx context.Context) error {
-		if _, err := a.Store.AddCertificate(ctx, store.NewCertificate{DER: got.Leaf.Raw, Key: key, FriendlyName: o.FriendlyName, Exportable: o.Exportable}); err != nil {
+	rec.Thumbprint = t
+	err := a.atomically(ctx, func(ctx context.Context) error {
+		if _, err := a.Store.AddCertificate(ctx, store.NewCertificate{DER: got.Leaf.Raw, Key: key, FriendlyName: props.FriendlyName, Exportable: props.Exportable}); err != nil {
 			return err
 		}
 		for _, c := range got.Chain {
@@ -186,25 +202,27 @@ func (a *Admin) newAcmeCertificate(ctx context.Context, o AcmeOptions, ask asker
 				res.Intermediates = append(res.Intermediates, certinfo.Thumbprint(c.Raw))
 			}
 		}
-		if err := a.ACME.Record(ctx, acme.Issued{Thumbprint: t, AccountID: ac.ID, Domains: domains, Challenges: o.Challenges, KeyType: spec.Type, KeySize: spec.Size, IssuedAt: a.now()}); err != nil {
+		if err := a.ACME.Record(ctx, rec); err != nil {
 			return err
 		}
-		a.raise(ctx, 16101, "", t, strings.Join(domains, ", "), ac.Directory, got.Leaf.NotAfter.UTC().Format(time.RFC3339))
-		if services == store.None {
-			return nil
+		a.raise(ctx, 16101, "", t, strings.Join(rec.Domains, ", "), ac.Directory, got.Leaf.NotAfter.UTC().Format(time.RFC3339))
+		if services != store.None {
+			en, err := a.enableCertificate(ctx, t, services, ask)
+			if err != nil {
+				return err
+			}
+			res.Notes, res.Warnings = en.Notes, en.Warnings
 		}
-		en, err := a.enableCertificate(ctx, t, services, ask)
-		if err != nil {
-			return err
+		if extra != nil {
+			return extra(ctx, t)
 		}
-		res.Notes, res.Warnings = en.Notes, en.Warnings
 		return nil
 	})
 	if err != nil {
-		return AcmeResult{}, errorf(op, err)
+		return AcmeResult{}, err
 	}
 	if res.Certificate, err = a.GetCertificate(ctx, t); err != nil {
-		return AcmeResult{}, errorf(op, err)
+		return AcmeResult{}, err
 	}
 	return res, nil
 }

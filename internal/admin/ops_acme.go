@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"time"
+
 	"certrelay/internal/acme"
 )
 
@@ -12,6 +14,7 @@ var acmeParams = []Param{
 	{Name: "HttpChallengeAddress", CLI: "http-01", Type: TypeString, Help: "with {-Acme}: answer http-01 on this address (such as :80, or a port port 80 is forwarded to)"},
 	{Name: "TlsAlpnChallengeAddress", CLI: "tls-alpn-01", Type: TypeString, Help: "with {-Acme}: answer tls-alpn-01 on this address (such as :443, or a port port 443 is forwarded to)"},
 	{Name: "DnsChallengeHook", CLI: "dns-01-hook", Type: TypeString, Help: "with {-Acme}: answer dns-01 with this program: HOOK present|cleanup NAME VALUE publishes or removes the TXT record"},
+	{Name: "RenewBeforeDays", CLI: "renew-before-days", Type: TypeInt, Help: "with {-Acme}: renew this many days before expiry (default: at two thirds of its life)"},
 }
 
 // runAcmeNew is New-ExchangeCertificate -Acme.
@@ -19,7 +22,7 @@ func runAcmeNew(in *In) (*Result, error) {
 	o := AcmeOptions{
 		Domains: in.Strings("DomainName"), Key: keySpec(in),
 		FriendlyName: in.String("FriendlyName"), Exportable: in.Bool("PrivateKeyExportable"),
-		Account: int64(in.Int("AcmeAccount")),
+		Account: int64(in.Int("AcmeAccount")), RenewBefore: time.Duration(in.Int("RenewBeforeDays")) * 24 * time.Hour,
 		Challenges: acme.Challenges{
 			HTTPAddr: in.String("HttpChallengeAddress"), TLSALPNAddr: in.String("TlsAlpnChallengeAddress"), DNSHook: in.String("DnsChallengeHook"),
 		},
@@ -78,6 +81,46 @@ gives a key ID ({-EabKeyId}) and a MAC key ({-EabHmacKey}, read from a file).`,
 			Role:    ViewOnly, Returns: []AcmeAccount{},
 			Run: func(in *In) (*Result, error) {
 				list, err := in.a.ListAcmeAccounts(in.ctx)
+				if err != nil {
+					return nil, err
+				}
+				return &Result{Data: list}, nil
+			},
+		},
+		{
+			Name: "Update-CertrelayCertificate", Cmdlet: "Update-CertrelayCertificate", CLI: "cert renew",
+			Summary: "Renew a certificate now, whatever its kind, and say what was done",
+			Description: `Renew now: an ACME certificate is ordered again from its CA with the same
+names and challenges; a self-signed one is made again with the same subject,
+names and key type. The new certificate takes over the services of the old
+one (and the internal transport certificate, published in the directory, and
+the HTTPS binding when the old one held them); running servers use it from
+the next handshake. The old certificate stays in the store until you remove
+it. A failure is recorded and shown by {Get-CertrelayCertificateRenewal}.`,
+			Role: ServerAdmin, Returns: Certificate{}, NoWhatIf: true,
+			Params: []Param{thumbprintParam("the certificate to renew")},
+			Run: func(in *In) (*Result, error) {
+				res, err := in.a.RenewCertificate(in.ctx, in.String("Thumbprint"))
+				if err != nil {
+					return nil, err
+				}
+				r := &Result{Data: res.Certificate}
+				r.note("Renewed %s (%s) as %s, valid until %s; it took over %s.", res.Old, res.How, res.Certificate.Thumbprint, res.Certificate.NotAfter.UTC().Format(time.RFC3339), res.Services)
+				if res.BecameInternal {
+					r.note("It is now this server's internal transport certificate, published in the directory.")
+				}
+				r.add(Note, res.Notes)
+				r.add(Warning, res.Warnings)
+				r.Messages = append(r.Messages, Message{Hint, msgf("The old certificate stays in the store; remove it when no peer needs it: %s", cmd("Remove-ExchangeCertificate", res.Old))})
+				return r, nil
+			},
+		},
+		{
+			Name: "Get-CertrelayCertificateRenewal", Cmdlet: "Get-CertrelayCertificateRenewal", CLI: "cert renewals",
+			Summary: "List the certificates certrelay renews by itself: when next, and the last error",
+			Role:    ViewOnly, Returns: []CertificateRenewal{},
+			Run: func(in *In) (*Result, error) {
+				list, err := in.a.ListRenewals(in.ctx)
 				if err != nil {
 					return nil, err
 				}

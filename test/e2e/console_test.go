@@ -176,6 +176,8 @@ func TestAPIJSONEqualsCLI(t *testing.T) {
 		"Get-IMAPSettings":                   {nil, []string{"access", "imap", "show"}},
 		"Get-UMService":                      {nil, []string{"access", "um", "show"}},
 		"Get-TransportServer":                {nil, []string{"server", "list"}},
+		"Get-CertrelayAcmeAccount":           {nil, []string{"acme", "account", "list"}},
+		"Get-CertrelayCertificateRenewal":    {nil, []string{"cert", "renewals"}},
 	}
 	e.ok("connector", "send", "add", "Out", "--address-space", "*", "--smart-host", "127.0.0.1:1")
 	for _, op := range admin.Operations() {
