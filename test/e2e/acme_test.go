@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"certrelay/internal/testpki"
 )
@@ -106,5 +108,102 @@ func TestAcmeCertificates(t *testing.T) {
 	th, err := starttlsOnce(m.addr)
 	if err != nil || th != smtpCert {
 		t.Fatalf("STARTTLS served %s (%v), want the ACME certificate %s", th, err, smtpCert)
+	}
+}
+
+// TestAcmeRenewUnderLoad: during a load of STARTTLS sessions, cert renew
+// orders the ACME certificate again from pebble; the new one takes over
+// SMTP and is served from the next handshakes, with no failed session.
+// cert renewals then shows the old one renewed and the new one's next
+// renewal.
+func TestAcmeRenewUnderLoad(t *testing.T) {
+	p := testpki.StartPebble(t)
+	e := newEnv(t)
+	m := newMailServer(t, e, "hub.contoso.test")
+	acmeAccount(t, e, p)
+	var first certJSON
+	e.jsonOf(&first, "cert", "new", "--acme", "--domain", "hub.contoso.test", "--services", "SMTP", "--http-01", "127.0.0.1:"+p.HTTPPort)
+	m.start()
+	if th, err := starttlsOnce(m.addr); err != nil || th != first.Thumbprint {
+		t.Fatalf("served %s (%v), want %s", th, err, first.Thumbprint)
+	}
+	var mu sync.Mutex
+	n, fails, old, newer := 0, 0, 0, 0
+	var renewed string
+	var firstNew time.Time
+	var failures []error
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				th, err := starttlsOnce(m.addr)
+				mu.Lock()
+				n++
+				switch {
+				case err != nil:
+					fails++
+					failures = append(failures, err)
+				case th == first.Thumbprint:
+					old++
+				case th == renewed:
+					newer++
+					if firstNew.IsZero() {
+						firstNew = time.Now()
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	var nw certJSON
+	e.jsonOf(&nw, "cert", "renew", first.Thumbprint)
+	mu.Lock()
+	renewed = nw.Thumbprint
+	mu.Unlock()
+	done := time.Now()
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		seen := newer > 0
+		mu.Unlock()
+		if seen {
+			break
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if fails != 0 || newer == 0 || old == 0 || nw.Thumbprint == first.Thumbprint {
+		t.Fatalf("%d sessions: %d failed %v, %d with the old certificate, %d with the renewed one", n, fails, failures, old, newer)
+	}
+	t.Logf("%d STARTTLS sessions, 0 failed; the renewed certificate was served %v after cert renew returned", n, firstNew.Sub(done).Round(time.Millisecond))
+	var rs []struct {
+		Thumbprint  string
+		RenewedBy   string
+		NextRenewal *time.Time
+	}
+	e.jsonOf(&rs, "cert", "renewals")
+	got := map[string]string{}
+	for _, r := range rs {
+		got[r.Thumbprint] = r.RenewedBy
+		if r.Thumbprint == nw.Thumbprint && r.NextRenewal == nil {
+			t.Error("the renewed certificate has no next renewal")
+		}
+	}
+	if got[first.Thumbprint] != nw.Thumbprint {
+		t.Errorf("cert renewals: %+v", rs)
+	}
+	var evs []map[string]any
+	e.jsonOf(&evs, "events", "--id", "16103")
+	if len(evs) != 1 {
+		t.Errorf("CertificateRenewed logged %d times", len(evs))
 	}
 }
