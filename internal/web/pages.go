@@ -133,6 +133,9 @@ type certPage struct {
 	Cert   admin.Certificate
 	Props  []Prop
 	UsedBy []admin.SelectionMapEntry
+	// Renewal: when certrelay renews it by itself and the last error
+	// (nil when it does not renew this certificate).
+	Renewal *admin.CertificateRenewal
 }
 
 func (h *Handler) certificatePage(w http.ResponseWriter, r *http.Request, c *client) {
@@ -154,6 +157,13 @@ func (h *Handler) certificatePage(w http.ResponseWriter, r *http.Request, c *cli
 		for _, e := range m.Data.([]admin.SelectionMapEntry) {
 			if e.Winner == cert.Thumbprint {
 				d.UsedBy = append(d.UsedBy, e)
+			}
+		}
+	}
+	if rs, err := h.call(r, c, "Get-CertrelayCertificateRenewal", nil); err == nil {
+		for _, x := range rs.Data.([]admin.CertificateRenewal) {
+			if x.Thumbprint == cert.Thumbprint {
+				d.Renewal = &x
 			}
 		}
 	}

@@ -202,3 +202,31 @@ func TestOpenAPIFromTheRegistry(t *testing.T) {
 }
 
 func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+// TestCertificatePageShowsRenewal: the internal transport certificate's
+// page says when certrelay renews it, and offers "Renew now" to a
+// server-admin, whose click renews it (the new certificate's page then
+// has the renewal, the old one's names it).
+func TestCertificatePageShowsRenewal(t *testing.T) {
+	s := newSite(t)
+	srv, _ := s.a.LocalServer(ctx)
+	old := srv.InternalTransportCertificateThumbprint
+	vera := s.login("vera")
+	page := s.get(vera.c, "/certificates/"+old, http.StatusOK)
+	if !strings.Contains(page, `id="next-renewal"`) || !strings.Contains(page, "30 days before expiry") || strings.Contains(page, `id="renew-form"`) {
+		t.Fatalf("view-only page: no next renewal, or a renew form:\n%s", page)
+	}
+	sam := s.login("sam")
+	if !strings.Contains(s.get(sam.c, "/certificates/"+old, http.StatusOK), `id="renew-form"`) {
+		t.Fatal("no Renew now for a server-admin")
+	}
+	res := s.post(sam.c, "/do/Update-CertrelayCertificate", url.Values{"_csrf": {sam.csrf}, "Thumbprint": {old}, "_back": {"/certificates/" + old}}, nil)
+	body(res)
+	srv, _ = s.a.LocalServer(ctx)
+	if srv.InternalTransportCertificateThumbprint == old {
+		t.Fatalf("Renew now did not renew: %d", res.StatusCode)
+	}
+	if p := s.get(vera.c, "/certificates/"+old, http.StatusOK); !strings.Contains(p, "renewed: <a href=\"/certificates/"+srv.InternalTransportCertificateThumbprint) {
+		t.Errorf("the old certificate's page does not name its renewal")
+	}
+}
