@@ -87,7 +87,7 @@ const accountSchema = `CREATE TABLE IF NOT EXISTS acme_accounts (
 // account key files no row names (left by a process killed before its
 // commit).
 func Open(ctx context.Context, d *sql.DB, dataDir string, now func() time.Time) (*Accounts, error) {
-	if err := db.Migrate(ctx, d, "acme", accountSchema, issuedSchema); err != nil {
+	if err := db.Migrate(ctx, d, "acme", accountSchema, issuedSchema, challengeSchema); err != nil {
 		return nil, err
 	}
 	if now == nil {

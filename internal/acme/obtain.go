@@ -37,15 +37,24 @@ type Challenges struct {
 	// being _acme-challenge.DOMAIN. It must publish the TXT record and
 	// exit 0 once the record is served.
 	DNSHook string `json:"dnsHook,omitempty"`
+	// HTTPOnServer and TLSALPNOnServer: the running server answers
+	// http-01 on its HTTP listeners, tls-alpn-01 on its console's HTTPS
+	// listener (see Responder); ServerHTTP and ServerTLS are those
+	// listeners' addresses, where the order checks that the server
+	// answers before the CA validates (read again at each order).
+	HTTPOnServer    bool     `json:"httpOnServer,omitempty"`
+	TLSALPNOnServer bool     `json:"tlsAlpnOnServer,omitempty"`
+	ServerHTTP      []string `json:"-"`
+	ServerTLS       []string `json:"-"`
 }
 
 // Types names the challenge types set, as the CA names them.
 func (c Challenges) Types() []string {
 	var out []string
-	if c.HTTPAddr != "" {
+	if c.HTTPAddr != "" || c.HTTPOnServer {
 		out = append(out, acme.ChallengeTypeHTTP01)
 	}
-	if c.TLSALPNAddr != "" {
+	if c.TLSALPNAddr != "" || c.TLSALPNOnServer {
 		out = append(out, acme.ChallengeTypeTLSALPN01)
 	}
 	if c.DNSHook != "" {
@@ -89,7 +98,7 @@ func (a *Accounts) Obtain(ctx context.Context, o Order) (Obtained, error) {
 	if err != nil {
 		return Obtained{}, err
 	}
-	solvers, closeAll, err := startSolvers(o.Challenges)
+	solvers, closeAll, err := a.startSolvers(o.Challenges)
 	if err != nil {
 		return Obtained{}, err
 	}

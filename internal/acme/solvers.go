@@ -26,7 +26,7 @@ const HookTimeout = 2 * time.Minute
 // solvers for acmez, and the function that closes everything again.
 // Listening fails at once, before anything is ordered, with the address
 // and what to do.
-func startSolvers(c Challenges) (map[string]acmez.Solver, func(), error) {
+func (a *Accounts) startSolvers(c Challenges) (map[string]acmez.Solver, func(), error) {
 	solvers := map[string]acmez.Solver{}
 	var closers []func()
 	closeAll := func() {
@@ -55,6 +55,12 @@ func startSolvers(c Challenges) (map[string]acmez.Solver, func(), error) {
 		go s.serve(ln)
 		closers = append(closers, func() { ln.Close() })
 		solvers[acme.ChallengeTypeTLSALPN01] = s
+	}
+	if c.HTTPOnServer {
+		solvers[acme.ChallengeTypeHTTP01] = serverSolver{a: a, check: c.ServerHTTP}
+	}
+	if c.TLSALPNOnServer {
+		solvers[acme.ChallengeTypeTLSALPN01] = serverSolver{a: a, check: c.ServerTLS}
 	}
 	if c.DNSHook != "" {
 		if !filepath.IsAbs(c.DNSHook) {

@@ -12,6 +12,7 @@ import (
 	"certrelay/internal/acme"
 	"certrelay/internal/certinfo"
 	"certrelay/internal/dnsname"
+	"certrelay/internal/settings"
 	"certrelay/internal/store"
 )
 
@@ -129,6 +130,9 @@ func (a *Admin) newAcmeCertificate(ctx context.Context, o AcmeOptions, ask asker
 	if len(o.Challenges.Types()) == 0 {
 		return AcmeResult{}, errorf(op, usage("HttpChallengeAddress", "no way to answer the CA's challenge").
 			fix("give {-HttpChallengeAddress} (http-01), {-TlsAlpnChallengeAddress} (tls-alpn-01) or {-DnsChallengeHook} (dns-01)"))
+	}
+	if err := a.onServer(ctx, &o.Challenges); err != nil {
+		return AcmeResult{}, errorf(op, err)
 	}
 	if h := o.Challenges.DNSHook; h != "" && !strings.HasPrefix(h, "/") {
 		return AcmeResult{}, errorf(op, invalid("DnsChallengeHook", h, "the dns-01 hook must be an absolute path").fix("give the full path of the program"))
@@ -263,4 +267,44 @@ func acmeError(err error, field, value string) *Error {
 		return &Error{Kind: k, Field: field, Value: value, Fix: msgf("%s", oe.Fix), Err: oe}
 	}
 	return &Error{Kind: Unavailable, Field: field, Value: value, Err: err}
+}
+
+// OnServer is the challenge address that asks the running server to
+// answer on its own listeners.
+const OnServer = "server"
+
+// onServer turns the address "server" into an order the running server
+// answers — http-01 on its plain HTTP listener (the metrics endpoint's
+// bindings) and its console, tls-alpn-01 on its console's HTTPS
+// bindings — with the addresses where the order checks that it does.
+func (a *Admin) onServer(ctx context.Context, c *acme.Challenges) error {
+	bindings := func(key string) []string {
+		v, _ := a.Settings.Get(ctx, key)
+		var out []string
+		for _, b := range strings.Split(v, ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				out = append(out, b)
+			}
+		}
+		return out
+	}
+	if strings.EqualFold(c.HTTPAddr, OnServer) {
+		c.HTTPAddr, c.HTTPOnServer = "", true
+	}
+	if strings.EqualFold(c.TLSALPNAddr, OnServer) {
+		c.TLSALPNAddr, c.TLSALPNOnServer = "", true
+	}
+	if c.HTTPOnServer {
+		if c.ServerHTTP = bindings(settings.MetricsBindings); len(c.ServerHTTP) == 0 {
+			return invalid("HttpChallengeAddress", OnServer, "the server has no plain HTTP listener to answer http-01 on").
+				fix("give it one on the port the CA connects to (80, or one port 80 is forwarded to): {Set-CertrelayConsole -MetricsBindings 0.0.0.0:80}; or give an address for this command to answer on")
+		}
+	}
+	if c.TLSALPNOnServer {
+		if c.ServerTLS = bindings(settings.ConsoleBindings); len(c.ServerTLS) == 0 {
+			return invalid("TlsAlpnChallengeAddress", OnServer, "the server has no HTTPS listener to answer tls-alpn-01 on").
+				fix("give the console a binding on the port the CA connects to (443, or one port 443 is forwarded to): {Set-CertrelayConsole -Bindings 0.0.0.0:443}; or give an address for this command to answer on")
+		}
+	}
+	return nil
 }

@@ -11,8 +11,8 @@ import (
 var acmeParams = []Param{
 	{Name: "Acme", CLI: "acme", Type: TypeBool, Excludes: []string{"SubjectName", "Instance"}, Help: "order the certificate from the ACME CA of an account ({New-CertrelayAcmeAccount}) instead of making it self-signed"},
 	{Name: "AcmeAccount", CLI: "acme-account", Type: TypeInt, Help: "with {-Acme}: the account's Identity (default: the newest)"},
-	{Name: "HttpChallengeAddress", CLI: "http-01", Type: TypeString, Help: "with {-Acme}: answer http-01 on this address (such as :80, or a port port 80 is forwarded to)"},
-	{Name: "TlsAlpnChallengeAddress", CLI: "tls-alpn-01", Type: TypeString, Help: "with {-Acme}: answer tls-alpn-01 on this address (such as :443, or a port port 443 is forwarded to)"},
+	{Name: "HttpChallengeAddress", CLI: "http-01", Type: TypeString, Help: "with {-Acme}: answer http-01 on this address (such as :80, or a port port 80 is forwarded to); server: the running server answers on its plain HTTP listener (metrics bindings)"},
+	{Name: "TlsAlpnChallengeAddress", CLI: "tls-alpn-01", Type: TypeString, Help: "with {-Acme}: answer tls-alpn-01 on this address (such as :443, or a port port 443 is forwarded to); server: the running server answers on its console's HTTPS listener"},
 	{Name: "DnsChallengeHook", CLI: "dns-01-hook", Type: TypeString, Help: "with {-Acme}: answer dns-01 with this program: HOOK present|cleanup NAME VALUE publishes or removes the TXT record"},
 	{Name: "RenewBeforeDays", CLI: "renew-before-days", Type: TypeInt, Help: "with {-Acme}: renew this many days before expiry (default: at two thirds of its life)"},
 }

@@ -155,6 +155,9 @@ func (a *Admin) renewACME(ctx context.Context, e store.Entry, rec acme.Issued) (
 		return RenewResult{}, failed(NotFound, "the ACME account %d that obtained %s is gone", rec.AccountID, e.Thumbprint).
 			fix("order a new certificate with another account: {New-ExchangeCertificate -Acme}")
 	}
+	if err := a.onServer(ctx, &rec.Challenges); err != nil {
+		return RenewResult{}, err
+	}
 	spec := certinfo.KeySpec{Type: rec.KeyType, Size: rec.KeySize}
 	key, err := certinfo.GenerateKey(spec, a.rand)
 	if err != nil {

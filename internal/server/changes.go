@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"certrelay/internal/access"
+	"certrelay/internal/acme"
 	"certrelay/internal/db"
 	"certrelay/internal/fswatch"
 	"certrelay/internal/settings"
@@ -135,13 +136,15 @@ func (s *srv) apply(ctx context.Context, p pending) {
 			full = true
 		} else if len(changes) > 0 {
 			var thumbs, dirKeys []string
-			trust := false
+			trust, challenges := false, false
 			for _, c := range changes {
 				switch c.Scope {
 				case db.ScopeCert:
 					thumbs = append(thumbs, c.Key)
 				case db.ScopeTrust:
 					trust = true
+				case acme.ScopeChallenge:
+					challenges = true
 				case db.ScopeDirectory:
 					dirKeys = append(dirKeys, c.Key)
 				case db.ScopeSettings:
@@ -172,6 +175,9 @@ func (s *srv) apply(ctx context.Context, p pending) {
 			}
 			if trust {
 				p.rejudge = true
+			}
+			if challenges {
+				s.reloadChallenges(ctx)
 			}
 			if len(dirKeys) > 0 {
 				dirKinds = kindsOf(dirKeys)
@@ -303,4 +309,12 @@ func (s *srv) keyFault(thumbprint, keyID string, err error) {
 			s.log.Warn("cannot record that a key cannot be loaded", "key", path, "err", rerr)
 		}
 	}()
+}
+
+// reloadChallenges loads the ACME challenges an order stored for this
+// server to answer (acme.Responder).
+func (s *srv) reloadChallenges(ctx context.Context) {
+	if err := s.acme.Load(ctx, s.challenges); err != nil {
+		s.log.Error("cannot read the ACME challenges to answer", "err", err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"certrelay/internal/acme"
 	"certrelay/internal/events"
 	"certrelay/internal/metrics"
 	"certrelay/internal/selection"
@@ -58,7 +59,8 @@ func (s *srv) newHTTPFace(name string, h http.Handler, useTLS bool) *httpFace {
 	f := &httpFace{name: name, tls: useTLS, ln: newChanListener(), done: make(chan struct{})}
 	f.ls = s.layer.Listeners(serving.ListenOptions{Kind: name, LogKey: "listener", FailedEvent: 16085, RestoredEvent: 16086})
 	f.srv = &http.Server{
-		Handler:           h,
+		Handler: s.challenges.Handler(h), // ACME http-01 for an order of this data directory
+
 		ReadHeaderTimeout: httpHeaderTimeout,
 		ReadTimeout:       httpIOTimeout,
 		WriteTimeout:      httpIOTimeout,
@@ -82,6 +84,7 @@ func (s *srv) setHTTP(ctx context.Context, f *httpFace, bindings []string, req f
 		b := serving.Binding{Addr: addr, Owner: f.name}
 		if f.tls {
 			b.TLS = func(*tls.ClientHelloInfo) selection.Request { return req() }
+			b.Challenge = s.challenges.TLSConfig // ACME tls-alpn-01 for an order of this data directory
 			b.Handle = func(c net.Conn) { s.handshake(f, c) }
 		} else {
 			b.Handle = f.ln.push
@@ -106,6 +109,10 @@ func (s *srv) handshake(f *httpFace, c net.Conn) {
 	if err != nil {
 		s.log.Debug("console TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
 		c.Close()
+		return
+	}
+	if acme.IsChallenge(tc.ConnectionState()) {
+		c.Close() // the CA validated tls-alpn-01: nothing follows
 		return
 	}
 	_ = tc.SetDeadline(time.Time{})

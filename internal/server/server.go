@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"certrelay/internal/access"
+	"certrelay/internal/acme"
 	"certrelay/internal/certinfo"
 	"certrelay/internal/certview"
 	"certrelay/internal/db"
@@ -159,6 +160,11 @@ func Run(ctx context.Context, o Options) error {
 	s.startAccess(ctx, o.DataDir)
 	defer s.acc.Close()
 	s.checkExpiry(ctx)
+	if s.acme, err = acme.Open(ctx, src.DB, o.DataDir, src.Now); err != nil {
+		return err
+	}
+	s.challenges = &acme.Responder{}
+	s.reloadChallenges(ctx)
 	if o.Console != nil {
 		s.console = s.newHTTPFace("HTTPS console", o.Console, true)
 	}
@@ -231,6 +237,10 @@ type srv struct {
 	httpMu      sync.Mutex
 	consoleHost string // the name the console selects its certificate for
 	consoleOn   bool   // the console has bindings
+	// ACME challenges an order of this data directory asked the server
+	// to answer on its HTTP and HTTPS listeners (acme.Responder).
+	acme       *acme.Accounts
+	challenges *acme.Responder
 	// The organisation's directory (org.go).
 	self           string // this server's name (it never changes)
 	feed           *orgFeed

@@ -24,6 +24,11 @@ func (l *Layer) acceptLoop(li *listener) func(net.Listener) error {
 			if b.TLS == nil {
 				return nil, errors.New("the binding no longer serves TLS")
 			}
+			if b.Challenge != nil {
+				if cfg := b.Challenge(hello); cfg != nil {
+					return cfg, nil
+				}
+			}
 			cfg, d := l.Config(b.TLS(hello))
 			if cfg == nil {
 				return nil, fmt.Errorf("no certificate for %s: %s", d.Request.FQDN, d.Why)

@@ -65,6 +65,11 @@ type Binding struct {
 	// protocol upgrades later with Layer.StartTLS.
 	Handle func(net.Conn)
 	TLS    func(hello *tls.ClientHelloInfo) selection.Request
+	// Challenge, with TLS, may answer a handshake with a configuration of
+	// its own instead of the selected certificate: a validation that
+	// proves control of a name at the TLS level, such as ACME's
+	// tls-alpn-01 (RFC 8737). nil, or a nil answer: the selection's.
+	Challenge func(hello *tls.ClientHelloInfo) *tls.Config
 }
 
 // Listeners keeps one protocol's listeners matching its configuration:

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"os"
 	"path/filepath"
 	"strings"
@@ -205,5 +206,59 @@ func TestAcmeRenewUnderLoad(t *testing.T) {
 	e.jsonOf(&evs, "events", "--id", "16103")
 	if len(evs) != 1 {
 		t.Errorf("CertificateRenewed logged %d times", len(evs))
+	}
+}
+
+// TestAcmeOnServerListeners: with --http-01 server and --tls-alpn-01
+// server, the running certrelay serve answers the CA's challenges on its
+// own listeners (http-01 on its plain HTTP listener, tls-alpn-01 on the
+// console's HTTPS listener), learning of them through the data
+// directory; the console then serves the certificate ordered for it.
+func TestAcmeOnServerListeners(t *testing.T) {
+	p := testpki.StartPebble(t)
+	e := newEnv(t)
+	m := newMailServer(t, e, "hub.contoso.test")
+	acmeAccount(t, e, p)
+	console := "127.0.0.1:" + p.TLSPort
+	e.ok("console", "set", "--bindings", console, "--metrics-bindings", "127.0.0.1:"+p.HTTPPort)
+	// Without a running server nobody answers: the order says so.
+	r := e.run("", "cert", "new", "--acme", "--domain", "hub.contoso.test", "--http-01", "server", "--services", "SMTP")
+	if r.code == 0 || !strings.Contains(r.stderr, "certrelay serve running") {
+		t.Fatalf("an order nobody answers: exit %d\n%s", r.code, r.stderr)
+	}
+	m.start()
+	waitPort(t, console)
+	var smtp, iis certJSON
+	e.jsonOf(&smtp, "cert", "new", "--acme", "--domain", "hub.contoso.test", "--http-01", "server", "--services", "SMTP")
+	e.jsonOf(&iis, "cert", "new", "--acme", "--domain", "hub.contoso.test", "--tls-alpn-01", "server", "--services", "IIS")
+	if smtp.Status != "Valid" || iis.Status != "Valid" {
+		t.Fatalf("statuses %s %s", smtp.Status, iis.Status)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := tls.Dial("tcp", console, &tls.Config{ServerName: "hub.contoso.test", InsecureSkipVerify: true})
+		if err == nil {
+			th := thumb(c.ConnectionState().PeerCertificates[0])
+			c.Close()
+			if th == iis.Thumbprint {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the console does not serve the ACME certificate %s (%v)", iis.Thumbprint, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// cert renew of a certificate ordered this way asks the server again.
+	var nw certJSON
+	e.jsonOf(&nw, "cert", "renew", smtp.Thumbprint)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		th, err := starttlsOnce(m.addr)
+		if err == nil && th == nw.Thumbprint {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SMTP serves %s (%v) after the renewal, want %s", th, err, nw.Thumbprint)
+		}
 	}
 }
