@@ -127,5 +127,28 @@ it. A failure is recorded and shown by {Get-CertrelayCertificateRenewal}.`,
 				return &Result{Data: list}, nil
 			},
 		},
+		{
+			Name: "Test-CertrelayCertificateServing", Cmdlet: "Test-CertrelayCertificateServing", CLI: "cert probe",
+			Summary: "Connect to each listener with each name it serves and compare the certificate served with the one selection intends",
+			Description: `The self-probe (the running server does it every few minutes): SMTP STARTTLS on
+each receive connector's bindings with its FQDN, POP3 STLS and IMAP4 STARTTLS
+(and their TLS bindings) with X509CertificateName, the console's bindings with
+its host name. A difference, or a listener that does not answer, is listed
+and logged (16106).`,
+			Role: ViewOnly, Returns: []ProbeResult{},
+			Run: func(in *In) (*Result, error) {
+				rs, err := in.a.Probe(in.ctx)
+				if err != nil {
+					return nil, err
+				}
+				r := &Result{Data: rs}
+				for _, p := range rs {
+					if !p.Match {
+						r.Messages = append(r.Messages, Message{Warning, msgf("%s %s on %s for %s: served %s, selection intends %s %s", p.Listener, p.Name, p.Address, p.Fqdn, orNone(p.Served), orNone(p.Intended), p.Error)})
+					}
+				}
+				return r, nil
+			},
+		},
 	}
 }

@@ -74,6 +74,8 @@ type Metrics struct {
 	reg        *prometheus.Registry
 	handshakes *prometheus.CounterVec
 	rebuilds   prometheus.Histogram
+	probes     prometheus.Histogram
+	mismatch   *prometheus.GaugeVec
 	now        func() time.Time
 }
 
@@ -93,7 +95,16 @@ func New(src Source, now func() time.Time) *Metrics {
 		Help:    "Rebuilds of the published selection snapshot after a change (certificates, trust, keys): how long each took, from reading the change to publishing.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	})
-	m.reg.MustRegister(m.handshakes, m.rebuilds, &stateCollector{src: src, now: now},
+	m.probes = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "certrelay", Subsystem: "probe", Name: "duration_seconds",
+		Help:    "Self-probes of the server's own listeners (SPEC L2): connect, the protocol's STARTTLS, handshake; how long each took.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+	})
+	m.mismatch = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "certrelay", Subsystem: "probe", Name: "mismatch",
+		Help: "1 when the last self-probe of a listener and name was served another certificate than selection intends (or none), 0 when it matched.",
+	}, []string{"listener", "address", "fqdn"})
+	m.reg.MustRegister(m.handshakes, m.rebuilds, m.probes, m.mismatch, &stateCollector{src: src, now: now},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -105,6 +116,17 @@ func (m *Metrics) Handshake(protocol, listener string, err error) {
 		r = ResultFailed
 	}
 	m.handshakes.WithLabelValues(protocol, listener, r).Inc()
+}
+
+// Probed records one self-probe: how long it took and whether the
+// certificate served was the intended one.
+func (m *Metrics) Probed(listener, address, fqdn string, took time.Duration, match bool) {
+	m.probes.Observe(took.Seconds())
+	v := 1.0
+	if match {
+		v = 0
+	}
+	m.mismatch.WithLabelValues(listener, address, fqdn).Set(v)
 }
 
 // Rebuilt records one rebuild of the selection snapshot.

@@ -147,6 +147,7 @@ func (s *srv) applyHTTP(ctx context.Context) {
 		s.setHTTP(ctx, s.console, b, s.consoleRequest)
 		s.httpMu.Lock()
 		s.consoleOn = len(b) > 0
+		s.consoleBindings = b
 		s.httpMu.Unlock()
 	}
 	s.setHTTP(ctx, s.metricsFace, splitBindings(get(settings.MetricsBindings)), nil)

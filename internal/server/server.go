@@ -57,6 +57,9 @@ type Options struct {
 	// CheckInterval is how often the change log is read even when the
 	// watch reports nothing; default DefaultCheckInterval.
 	CheckInterval time.Duration
+	// ProbeInterval is how often the server probes its own listeners
+	// (SPEC L2); 0: DefaultProbeInterval; negative: never.
+	ProbeInterval time.Duration
 	// Console, when set, is the HTTPS console and API (internal/web,
 	// which the serve command builds over the admin layer): the server
 	// serves it on the console's bindings with the certificate selected
@@ -190,6 +193,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := s.hub.Serve(ctx, livetrace.SocketPath(o.DataDir), -1, -1); err != nil {
 		logger.Warn("live tracing is off", "err", err)
 	}
+	go s.probeLoop(ctx, o.ProbeInterval)
 	logger.Info("certrelay running", "server", me.Name, "data", o.DataDir)
 	if o.Ready != nil {
 		o.Ready()
@@ -237,6 +241,9 @@ type srv struct {
 	httpMu      sync.Mutex
 	consoleHost string // the name the console selects its certificate for
 	consoleOn   bool   // the console has bindings
+	// consoleBindings are the console's configured bindings (probed even
+	// when another program holds one).
+	consoleBindings []string
 	// ACME challenges an order of this data directory asked the server
 	// to answer on its HTTP and HTTPS listeners (acme.Responder).
 	acme       *acme.Accounts

@@ -14,7 +14,7 @@ import (
 // one above. A new package must be placed here (the test fails until it
 // is), which is the moment to decide where it belongs.
 var layers = [][]string{
-	{"internal/dnsname", "internal/safeio", "internal/testpki", "internal/certprop", "internal/memo", "internal/fswatch", "internal/parallel", "internal/metrics", "internal/servercred", "internal/trace"},
+	{"internal/dnsname", "internal/safeio", "internal/testpki", "internal/certprop", "internal/memo", "internal/fswatch", "internal/parallel", "internal/metrics", "internal/servercred", "internal/trace", "internal/probe"},
 	{"internal/certinfo", "internal/db", "internal/smtp", "internal/revocation", "internal/tracking", "internal/maildir", "internal/pop3", "internal/sip"},
 	{"internal/settings", "internal/events", "internal/directory", "internal/store", "internal/acme", "internal/trust", "internal/queue", "internal/accounts", "internal/imapd"},
 	{"internal/selection"},
