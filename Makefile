@@ -68,6 +68,16 @@ ORG_MAILBOXES ?= 100000
 bench-org: deps
 	ORG_SWAPS=$(ORG_SWAPS) ORG_MAILBOXES=$(ORG_MAILBOXES) $(GO) test -tags bench -run '^TestOrg$$' -count=1 -v -timeout 60m ./test/bench/
 
+# Renewal and self-probe (issue 18): `cert renew` of the connector's
+# self-signed certificate to the first handshake with the renewed one under
+# STARTTLS sessions, and the self-probe's cost per listener; the "renew"
+# section of docs/PERFORMANCE.md (~1 min).
+RENEWS ?= 20
+PROBES ?= 200
+.PHONY: bench-renew
+bench-renew: deps
+	RENEWS=$(RENEWS) PROBES=$(PROBES) $(GO) test -tags bench -run '^TestRenew$$' -count=1 -v -timeout 30m ./test/bench/
+
 # A slapd with certrelay's schema and LDAP Sync, for trying an
 # organisation on one machine (docs/DIRECTORY.md): scripts/slapd.sh.
 SLAPD_DIR ?= ./slapd
