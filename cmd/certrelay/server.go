@@ -39,7 +39,7 @@ func printSetup(a *app, res admin.SetupResult) {
 func (a *app) serveCommand() *cobra.Command {
 	var setup admin.SetupOptions
 	var debug bool
-	var renewInterval, probeInterval time.Duration
+	var renewInterval, probeInterval, activationInterval time.Duration
 	var cpuprofile, passwordFile, caFile string
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -102,6 +102,7 @@ func (a *app) serveCommand() *cobra.Command {
 			// checks at start and every hour, each renewal one
 			// transaction, seen by the server through the change log.
 			go ad.RunRenewals(ctx, renewInterval, logger)
+			go ad.RunActivations(ctx, activationInterval, logger) // staged certificates scheduled with cert activate --at
 			return server.Run(ctx, server.Options{DataDir: a.dataDir, Logger: logger, Console: console, ProbeInterval: probeInterval})
 		},
 	}
@@ -113,6 +114,7 @@ func (a *app) serveCommand() *cobra.Command {
 	cmd.Flags().StringVar(&passwordFile, "bind-password-file", "", "first start: file holding the bind DN's password (- for standard input)")
 	cmd.Flags().StringVar(&caFile, "directory-ca", "", "first start: file holding the CA certificate (PEM) of the directory's TLS certificate; with ldap://, StartTLS")
 	cmd.Flags().DurationVar(&renewInterval, "renew-check", time.Hour, "how often to look for certificates due for renewal (ACME at two thirds of their life, the internal one 30 days before expiry)")
+	cmd.Flags().DurationVar(&activationInterval, "activation-check", 30*time.Second, "how often to activate staged certificates whose time (cert activate --at) has come")
 	cmd.Flags().DurationVar(&probeInterval, "probe-interval", server.DefaultProbeInterval, "how often the server connects to its own listeners and compares the certificate served with the one selection intends (negative: never)")
 	cmd.Flags().BoolVar(&debug, "debug", false, "log protocol details and every certificate selection")
 	cmd.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile to this file until the server stops (for docs/PERFORMANCE.md)")

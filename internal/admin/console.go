@@ -282,6 +282,13 @@ type SelectionMapEntry struct {
 // SelectionMap runs selection for every listener and connector of this
 // server, as sessions would now.
 func (a *Admin) SelectionMap(ctx context.Context) ([]SelectionMapEntry, error) {
+	return a.selectionMap(ctx, nil)
+}
+
+// selectionMap is SelectionMap, with what-if: when with is set, that
+// candidate stands for its thumbprint among the store's (a staged
+// certificate as if activated: SPEC L3's preflight).
+func (a *Admin) selectionMap(ctx context.Context, with *selection.Candidate) ([]SelectionMapEntry, error) {
 	const op = "selection map"
 	srv, err := a.requireSetup(ctx)
 	if err != nil {
@@ -290,6 +297,15 @@ func (a *Admin) SelectionMap(ctx context.Context) ([]SelectionMapEntry, error) {
 	cands, now, err := a.NewCandidateBuilder().Build(ctx)
 	if err != nil {
 		return nil, errorf(op, err)
+	}
+	if with != nil {
+		kept := make([]selection.Candidate, 0, len(cands)+1)
+		for _, c := range cands {
+			if c.Thumbprint != with.Thumbprint {
+				kept = append(kept, c)
+			}
+		}
+		cands = append(kept, *with)
 	}
 	byThumb := map[string]*selection.Candidate{}
 	for i := range cands {

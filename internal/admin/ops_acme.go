@@ -1,9 +1,11 @@
 package admin
 
 import (
+	"strings"
 	"time"
 
 	"certrelay/internal/acme"
+	"certrelay/internal/certinfo"
 )
 
 // The ACME parameters of New-ExchangeCertificate (issue 18): -Acme
@@ -150,5 +152,132 @@ and logged (16106).`,
 				return r, nil
 			},
 		},
+		{
+			Name: "Import-CertrelayStagedCertificate", Cmdlet: "Import-CertrelayStagedCertificate", CLI: "cert stage",
+			Summary: "Stage a certificate: import it used by nothing, after a preflight of what its activation would change (SPEC L3)",
+			Description: `The preflight lists every listener and name whose certificate the activation
+would change, from which to which, and refuses — changing nothing — on a
+problem: a key that does not match, a chain incomplete or untrusted,
+revocation that cannot be checked, a name served today by a certificate it
+replaces that it lacks, a published TLSA record that would stop matching.
+Activate it with {Enable-CertrelayStagedCertificate}.`,
+			Role: ServerAdmin, Returns: Preflight{},
+			Params: []Param{
+				{Name: "FileData", CLI: "FILE", Type: TypeData, Position: 1, Required: true, Help: "the certificate file (PKCS#12 with its key, PEM with its key, or the CA's answer to a request of this server)"},
+				{Name: "Password", CLI: "password-file", Type: TypeSecret, Help: "the PKCS#12 password", Prompt: "PKCS#12 password"},
+				{Name: "Services", CLI: "services", Type: TypeServices, Help: "services its activation enables (default: those of the certificates it replaces)"},
+				friendly,
+			},
+			Run: func(in *In) (*Result, error) {
+				o := StageOptions{Data: in.Data("FileData"), Password: in.StringPtr("Password"), FriendlyName: in.String("FriendlyName")}
+				if in.Has("Services") {
+					s := in.Services("Services")
+					o.Services = &s
+				}
+				p, err := in.a.StageCertificate(in.ctx, o)
+				if err != nil {
+					return nil, err
+				}
+				return preflightResult(p, "Staged"), nil
+			},
+		},
+		{
+			Name: "Enable-CertrelayStagedCertificate", Cmdlet: "Enable-CertrelayStagedCertificate", CLI: "cert activate",
+			Summary: "Activate a staged certificate now, or at a time (the running server does it then)",
+			Role:    ServerAdmin, Returns: Preflight{},
+			Params: []Param{
+				thumbprintParam("the staged certificate"),
+				{Name: "At", CLI: "at", Type: TypeString, Help: "when: an RFC 3339 time (2026-12-01T02:00:00Z) or +DURATION from now (+2h); default now"},
+			},
+			Run: func(in *In) (*Result, error) {
+				var at time.Time
+				if s := in.String("At"); s != "" {
+					var err error
+					if at, err = parseAt(s, in.a.now()); err != nil {
+						return nil, invalid("At", s, "%s", err.Error()).fix("give 2026-12-01T02:00:00Z or +2h")
+					}
+					if !at.After(in.a.now()) {
+						return nil, invalid("At", s, "%s is not in the future", at.UTC().Format(time.RFC3339)).fix("leave {-At} out to activate now")
+					}
+				}
+				p, err := in.a.ActivateCertificate(in.ctx, in.String("Thumbprint"), at)
+				if err != nil {
+					return nil, err
+				}
+				if p.ActivateAt != nil {
+					return preflightResult(p, "Scheduled for "+p.ActivateAt.Format(time.RFC3339)+":"), nil
+				}
+				return preflightResult(p, "Activated"), nil
+			},
+		},
+		{
+			Name: "Disable-CertrelayStagedCertificate", Cmdlet: "Disable-CertrelayStagedCertificate", CLI: "cert rollback",
+			Summary: "Roll back the latest activation of a staged certificate (within 7 days): the certificates it replaced serve again",
+			Role:    ServerAdmin, NoWhatIf: false,
+			Params: []Param{
+				{Name: "Thumbprint", CLI: "THUMBPRINT", Type: TypeString, Position: 1, Help: "the activated certificate (default: the latest activated)"},
+			},
+			Run: func(in *In) (*Result, error) {
+				t, err := in.a.RollbackCertificate(in.ctx, in.String("Thumbprint"))
+				if err != nil {
+					return nil, err
+				}
+				r := &Result{}
+				r.note("Rolled back %s: the certificates it replaced serve again from the next handshake.", t)
+				return r, nil
+			},
+		},
+		{
+			Name: "Get-CertrelayStagedCertificate", Cmdlet: "Get-CertrelayStagedCertificate", CLI: "cert staged",
+			Summary: "List the staged certificates: staged, scheduled, active or rolled back",
+			Role:    ViewOnly, Returns: []StagedCertificate{},
+			Run: func(in *In) (*Result, error) {
+				list, err := in.a.ListStaged(in.ctx)
+				if err != nil {
+					return nil, err
+				}
+				return &Result{Data: list}, nil
+			},
+		},
+		{
+			Name: "Get-CertrelayCertificateTlsa", Cmdlet: "Get-CertrelayCertificateTlsa", CLI: "cert tlsa",
+			Summary: "The TLSA records (DANE-EE 3 1 1) to publish for a certificate on this server's receive connectors",
+			Role:    ViewOnly, Returns: []TlsaRecord{},
+			Params: []Param{thumbprintParam("the certificate")},
+			Run: func(in *In) (*Result, error) {
+				t, ok := certinfo.NormalizeThumbprint(in.String("Thumbprint"))
+				if !ok {
+					return nil, badThumbprint(in.String("Thumbprint"))
+				}
+				list, err := in.a.TlsaRecords(in.ctx, t)
+				if err != nil {
+					return nil, err
+				}
+				return &Result{Data: list}, nil
+			},
+		},
 	}
+}
+
+// preflightResult shows a preflight: each change, then its warnings.
+func preflightResult(p Preflight, what string) *Result {
+	r := &Result{Data: p}
+	r.note("%s %s (%s) for %s.", what, p.Thumbprint, p.Subject, p.Services)
+	for _, c := range p.Changes {
+		r.note("%s %s, %s (%s): %s -> %s", c.Listener, c.Name, c.Fqdn, c.Service, orNone(c.From), orNone(c.To))
+	}
+	r.add(Warning, p.Warnings)
+	return r
+}
+
+// parseAt reads an activation time: RFC 3339, or +DURATION from now.
+func parseAt(s string, now time.Time) (time.Time, error) {
+	if d, ok := strings.CutPrefix(s, "+"); ok {
+		dur, err := time.ParseDuration(d)
+		if err != nil {
+			return time.Time{}, err
+		}
+		return now.Add(dur), nil
+	}
+	return time.Parse(time.RFC3339, s)
 }

@@ -122,6 +122,9 @@ func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now f
 		`ALTER TABLE certificates ADD COLUMN facts TEXT`); err != nil {
 		return nil, err
 	}
+	if err := (&Store{db: d}).migrateStaged(ctx); err != nil {
+		return nil, err
+	}
 	keys := filepath.Join(dataDir, "keys")
 	// 0711: other accounts may look up a key file they know the name of
 	// (its owner and mode: what cert explain needs to answer as the

@@ -178,6 +178,8 @@ func TestAPIJSONEqualsCLI(t *testing.T) {
 		"Get-TransportServer":                {nil, []string{"server", "list"}},
 		"Get-CertrelayAcmeAccount":           {nil, []string{"acme", "account", "list"}},
 		"Get-CertrelayCertificateRenewal":    {nil, []string{"cert", "renewals"}},
+		"Get-CertrelayStagedCertificate":     {nil, []string{"cert", "staged"}},
+		"Get-CertrelayCertificateTlsa":       {map[string]any{"Thumbprint": s.iis}, []string{"cert", "tlsa", s.iis}},
 	}
 	e.ok("connector", "send", "add", "Out", "--address-space", "*", "--smart-host", "127.0.0.1:1")
 	for _, op := range admin.Operations() {
