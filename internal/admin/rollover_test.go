@@ -76,7 +76,9 @@ func TestPreflightTLSA(t *testing.T) {
 		t.Fatal(err)
 	}
 	records := map[string]string{"_2525._tcp.hub1.contoso.com.": fmt.Sprintf("3 1 1 %X", tlsaData(old.Cert, 1, 1))}
-	if err := a.atomically(ctx, func(ctx2 context.Context) error { return a.Settings.Set(ctx2, settings.DNSResolver, startTLSA(t, records)) }); err != nil {
+	if err := a.atomically(ctx, func(ctx2 context.Context) error {
+		return a.Settings.Set(ctx2, settings.DNSResolver, startTLSA(t, records))
+	}); err != nil {
 		t.Fatal(err)
 	}
 	nw := ca.Issue(t, testpki.Options{CommonName: "hub1.contoso.com", DNSNames: []string{"hub1.contoso.com"}, Key: testpki.ECKey(t)})
