@@ -168,7 +168,7 @@ func TestAPIJSONIsTheRegistrysData(t *testing.T) {
 		p := url.Values{}
 		call := admin.Params{}
 		switch op.Name {
-		case "Get-ExchangeCertificate/Thumbprint":
+		case "Get-ExchangeCertificate/Thumbprint", "Get-CertrelayCertificateTlsa":
 			p.Set("Thumbprint", evil)
 			call["Thumbprint"] = evil
 		case "Get-ReceiveConnector/Identity":
