@@ -39,6 +39,7 @@ func TestStagedRollover(t *testing.T) {
 	e.ok("cert", "enable", old, "--services", "SMTP")
 
 	before := e.state()
+	time.Sleep(1100 * time.Millisecond) // a later NotBefore second: each new one ranks above the old (S4)
 	lackPfx, _ := caCert(e, ca, "lack", "hub.contoso.test")
 	r := e.run("", "cert", "stage", lackPfx, "--password-file", "pw.txt")
 	if r.code == 0 || !strings.Contains(r.stderr, "alt.contoso.test") || !strings.Contains(r.stderr, old) {
