@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/tls"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -259,6 +260,72 @@ func TestAcmeOnServerListeners(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("SMTP serves %s (%v) after the renewal, want %s", th, err, nw.Thumbprint)
+		}
+	}
+}
+
+// TestOrgInternalRenewal: cert renew of hub2's internal transport
+// certificate publishes the new one in the organisation's directory
+// (slapd); hub1, which follows the directory, authenticates hub2 with it by
+// direct trust from then on, and no hop between the hubs fails (every
+// record of hub1's message trace is delivered, no direct-trust event).
+func TestOrgInternalRenewal(t *testing.T) {
+	o := newOrg(t)
+	h1, h2 := o.join("hub1"), o.join("hub2")
+	h1.e.ok("domain", "add", "contoso.test")
+	h2.e.write("bob.pw", []byte("bob-secret-1\n"))
+	h2.e.ok("mailbox", "add", "bob@contoso.test", "--password-file", "bob.pw")
+	old := h2.internal()
+	h1.start()
+	h2.start()
+	send := func(i int) {
+		t.Helper()
+		if out, code := swaks(t, "--server", h1.addr, "--from", "carol@example.org", "--to", "bob@contoso.test", "--header", fmt.Sprintf("Subject: renewal %d", i)); code != 0 {
+			t.Fatalf("swaks %d: %d\n%s", i, code, out)
+		}
+	}
+	send(1)
+	h2.waitMail("contoso.test", "bob", 1, 20*time.Second)
+
+	renewed := h2.e.ok("cert", "renew", old)
+	if renewed == old || h2.internal() != renewed {
+		t.Fatalf("renewed as %s; hub2's internal certificate is %s", renewed, h2.internal())
+	}
+	// hub1 sees the new certificate in the directory.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var servers []struct{ Name, InternalTransportCertificateThumbprint string }
+		h1.e.jsonOf(&servers, "server", "list")
+		if len(servers) == 2 && servers[1].InternalTransportCertificateThumbprint == renewed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hub1's directory still shows %+v", servers)
+		}
+	}
+	for i := 2; i <= 4; i++ {
+		send(i)
+	}
+	msgs := h2.waitMail("contoso.test", "bob", 4, 30*time.Second)
+	var last []string
+	for _, m := range msgs {
+		if strings.Contains(m, "Subject: renewal 4") {
+			last = orgComment.FindStringSubmatch(m)
+		}
+	}
+	if last == nil || last[4] != "hub2" || last[5] != renewed {
+		t.Fatalf("the last message's hop: %v, want hub2 presenting %s", last, renewed)
+	}
+	for _, r := range h1.track() {
+		if r.PeerServer == "hub2" && r.Result != "delivered" {
+			t.Errorf("a hop to hub2 did not deliver: %+v", r)
+		}
+	}
+	for _, id := range []int{1036, 1037, 2018, 2019} {
+		if evs := h1.events(id); len(evs) != 0 {
+			t.Errorf("hub1 logged %d: %+v", id, evs)
+		}
+		if evs := h2.events(id); len(evs) != 0 {
+			t.Errorf("hub2 logged %d: %+v", id, evs)
 		}
 	}
 }
