@@ -117,3 +117,29 @@ func TestObtainFromPebble(t *testing.T) {
 		}
 	})
 }
+
+// TestExternalAccountBinding: a CA that requires an external account
+// binding refuses a plain registration, explained; with the key ID and MAC
+// key it gave, the account is registered.
+func TestExternalAccountBinding(t *testing.T) {
+	mac := "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+	p := testpki.StartPebbleWith(t, testpki.PebbleOptions{EAB: map[string]string{"kid-1": mac}})
+	a, _ := openAccounts(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := a.Register(ctx, RegisterOptions{Directory: p.Directory, CAPEM: p.CAPEM})
+	var oe *OrderError
+	if !errors.As(err, &oe) || oe.Type != "externalAccountRequired" || !strings.Contains(oe.Fix, "external account binding") {
+		t.Fatalf("want externalAccountRequired explained, got %v", err)
+	}
+	if list, _ := a.List(ctx); len(list) != 0 {
+		t.Fatalf("a refused account was stored: %+v", list)
+	}
+	if _, err := a.Register(ctx, RegisterOptions{Directory: p.Directory, CAPEM: p.CAPEM, EABKeyID: "kid-1", EABKey: "AAAA" + mac[4:]}); err == nil {
+		t.Fatal("a wrong MAC key was accepted")
+	}
+	acct, err := a.Register(ctx, RegisterOptions{Directory: p.Directory, CAPEM: p.CAPEM, EABKeyID: "kid-1", EABKey: mac})
+	if err != nil || !acct.EAB || acct.URL == "" {
+		t.Fatalf("register with EAB: %+v %v", acct, err)
+	}
+}

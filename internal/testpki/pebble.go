@@ -65,7 +65,17 @@ func pebbleBin(t testing.TB) string {
 // StartPebble builds and starts pebble and pebble-challtestsrv on free
 // 127.0.0.1 ports, and stops both (by PID) when the test ends. Pebble's
 // HTTPS certificate is made here, at run time.
-func StartPebble(t testing.TB) *Pebble {
+func StartPebble(t testing.TB) *Pebble { return StartPebbleWith(t, PebbleOptions{}) }
+
+// PebbleOptions configure StartPebbleWith.
+type PebbleOptions struct {
+	// EAB, when set, makes pebble require an external account binding
+	// with one of these key IDs and MAC keys (base64url).
+	EAB map[string]string
+}
+
+// StartPebbleWith starts pebble as StartPebble does, configured by o.
+func StartPebbleWith(t testing.TB, o PebbleOptions) *Pebble {
 	t.Helper()
 	bin := pebbleBin(t)
 	dir := t.TempDir()
@@ -101,7 +111,7 @@ func StartPebble(t testing.TB) *Pebble {
 		"listenAddress": listen, "managementListenAddress": mgmt,
 		"certificate": certFile, "privateKey": keyFile,
 		"httpPort": atoi(p.HTTPPort), "tlsPort": atoi(p.TLSPort),
-		"ocspResponderURL": "", "externalAccountBindingRequired": false,
+		"ocspResponderURL": "", "externalAccountBindingRequired": o.EAB != nil, "externalAccountMACKeys": o.EAB,
 		"domainBlocklist": []string{"blocked-domain.example"},
 		"retryAfter":      map[string]int{"authz": 1, "order": 1},
 		"keyAlgorithm":    "ecdsa",

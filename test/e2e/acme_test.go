@@ -329,3 +329,29 @@ func TestOrgInternalRenewal(t *testing.T) {
 		}
 	}
 }
+
+// TestAcmeAccountEAB: against a CA that requires an external account
+// binding, acme account add without one is refused with the fix, a key ID
+// without its MAC key is a usage error, and the MAC key read from a file
+// registers the account (never on the command line).
+func TestAcmeAccountEAB(t *testing.T) {
+	mac := "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+	p := testpki.StartPebbleWith(t, testpki.PebbleOptions{EAB: map[string]string{"kid-1": mac}})
+	e := newEnv(t)
+	e.ok("setup", "--fqdn", "hub.contoso.test")
+	e.write("ca.pem", p.CAPEM)
+	e.write("eab.key", []byte(mac+"\n"))
+	r := e.run("", "acme", "account", "add", "--directory", p.Directory, "--ca-file", "ca.pem")
+	if r.code != 1 || !strings.Contains(r.stderr, "externalAccountRequired") || !strings.Contains(r.stderr, "external account binding") {
+		t.Fatalf("without EAB: exit %d\n%s", r.code, r.stderr)
+	}
+	r = e.run("", "acme", "account", "add", "--directory", p.Directory, "--ca-file", "ca.pem", "--eab-kid", "kid-1")
+	if r.code != 2 || !strings.Contains(r.stderr, "--eab-key-file") {
+		t.Fatalf("a key ID without its MAC key: exit %d\n%s", r.code, r.stderr)
+	}
+	var acct struct{ ExternalAccountBinding bool }
+	e.jsonOf(&acct, "acme", "account", "add", "--directory", p.Directory, "--ca-file", "ca.pem", "--eab-kid", "kid-1", "--eab-key-file", "eab.key")
+	if !acct.ExternalAccountBinding {
+		t.Fatalf("account %+v", acct)
+	}
+}
