@@ -262,6 +262,9 @@ var catalog = []Definition{
 	{ID: 16105, Name: "CertificateRenewalGivingUp", Source: SourceCertrelay, Category: Certificates, Severity: Error, Level: Lowest, Throttle: day,
 		Params: []string{"thumbprint", "attempts", "error", "notAfter"},
 		Text:   "certrelay stopped renewing certificate %1 by itself after %2 failed attempts (last: %3); it expires at %4. Fix the cause, then run certrelay cert renew %1."},
+	{ID: 16106, Name: "CertificateProbeMismatch", Source: SourceCertrelay, Category: Certificates, Severity: Warning, Level: Lowest, Throttle: hour,
+		Params: []string{"listener", "address", "fqdn", "served", "intended"},
+		Text:   "The self-probe of %1 on %2 for %3 was served %4, but selection intends %5: another program may hold the address, the server may not have applied a change, or a key file may have been replaced. certrelay cert probe shows every listener; certrelay cert explain --fqdn %3 shows the intent."},
 	{ID: 16107, Name: "StagedCertificateActivated", Source: SourceCertrelay, Category: Certificates, Severity: Information, Level: Lowest,
 		Params: []string{"thumbprint", "services", "replaces"},
 		Text:   "Activated staged certificate %1 for %2; it takes over from %3. certrelay cert rollback undoes it within the grace period."},
@@ -271,9 +274,6 @@ var catalog = []Definition{
 	{ID: 16109, Name: "StagedCertificateActivationRefused", Source: SourceCertrelay, Category: Certificates, Severity: Error, Level: Lowest, Throttle: hour,
 		Params: []string{"thumbprint", "problem"},
 		Text:   "The scheduled activation of certificate %1 was refused: %2. It stays staged; fix the problem, then run certrelay cert activate %1."},
-	{ID: 16106, Name: "CertificateProbeMismatch", Source: SourceCertrelay, Category: Certificates, Severity: Warning, Level: Lowest, Throttle: hour,
-		Params: []string{"listener", "address", "fqdn", "served", "intended"},
-		Text:   "The self-probe of %1 on %2 for %3 was served %4, but selection intends %5: another program may hold the address, the server may not have applied a change, or a key file may have been replaced. certrelay cert probe shows every listener; certrelay cert explain --fqdn %3 shows the intent."},
 
 	// The HTTPS console and API, accounts and the audit of changes (IDs
 	// 16080–16089, issue 16).
