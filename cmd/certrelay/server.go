@@ -113,7 +113,7 @@ func (a *app) serveCommand() *cobra.Command {
 	cmd.Flags().StringVar(&setup.BindDN, "bind-dn", "", "first start: the DN to bind to the directory as")
 	cmd.Flags().StringVar(&passwordFile, "bind-password-file", "", "first start: file holding the bind DN's password (- for standard input)")
 	cmd.Flags().StringVar(&caFile, "directory-ca", "", "first start: file holding the CA certificate (PEM) of the directory's TLS certificate; with ldap://, StartTLS")
-	cmd.Flags().DurationVar(&renewInterval, "renew-check", time.Hour, "how often to look for certificates due for renewal (ACME at two thirds of their life, the internal one 30 days before expiry)")
+	cmd.Flags().DurationVar(&renewInterval, "renew-check", time.Hour, "how often to look for certificates due for renewal (ACME at two thirds of their life, the internal one 30 days before expiry), the first time a minute after start; 0: never")
 	cmd.Flags().DurationVar(&activationInterval, "activation-check", 30*time.Second, "how often to activate staged certificates whose time (cert activate --at) has come")
 	cmd.Flags().DurationVar(&probeInterval, "probe-interval", server.DefaultProbeInterval, "how often the server connects to its own listeners and compares the certificate served with the one selection intends (negative: never)")
 	cmd.Flags().BoolVar(&debug, "debug", false, "log protocol details and every certificate selection")

@@ -74,6 +74,12 @@ func (a *Admin) RenewCertificate(ctx context.Context, thumbprint string) (RenewR
 	if e.Pending() {
 		return RenewResult{}, errorf(op, failed(Conflict, "%s is a pending request, not a certificate", t).field("Thumbprint", t).fix("import the CA's answer first"))
 	}
+	if st, err := a.ACME.Renewal(ctx, t); err != nil {
+		return RenewResult{}, errorf(op, err)
+	} else if st.RenewedBy != "" {
+		return RenewResult{}, errorf(op, failed(Conflict, "%s was renewed already, as %s", t, st.RenewedBy).field("Thumbprint", t).
+			fix("renew the new one: %s", cmd("Update-CertrelayCertificate", st.RenewedBy)))
+	}
 	rec, isACME, err := a.ACME.Lookup(ctx, t)
 	if err != nil {
 		return RenewResult{}, errorf(op, err)
@@ -89,7 +95,9 @@ func (a *Admin) RenewCertificate(ctx context.Context, thumbprint string) (RenewR
 			fix("make a request ({New-ExchangeCertificate/GenerateRequest}) for the CA and import its answer, or order one from an ACME CA ({New-ExchangeCertificate -Acme})"))
 	}
 	if err != nil {
-		a.renewalFailed(ctx, e, err)
+		if st, _ := a.ACME.Renewal(ctx, t); st.RenewedBy == "" { // not lost to a concurrent renewal
+			a.renewalFailed(ctx, e, err)
+		}
 		return RenewResult{}, errorf(op, err)
 	}
 	return res, nil
@@ -122,6 +130,14 @@ func (a *Admin) renewalFailed(ctx context.Context, e store.Entry, cause error) {
 
 // renewed records, in the renewal's transaction, that old was replaced.
 func (a *Admin) renewed(ctx context.Context, old store.Entry, newT, how string, notAfter time.Time, services store.Services) error {
+	// Two processes renewing the same certificate at once (the server's
+	// check and cert renew): the first to commit wins, the other rolls
+	// back, so one certificate never gets two successors.
+	if st, err := a.ACME.Renewal(ctx, old.Thumbprint); err != nil {
+		return err
+	} else if st.RenewedBy != "" {
+		return failed(Conflict, "%s was renewed meanwhile, as %s", old.Thumbprint, st.RenewedBy).field("Thumbprint", old.Thumbprint)
+	}
 	if err := a.ACME.PutRenewal(ctx, acme.Renewal{Thumbprint: old.Thumbprint, RenewedBy: newT, LastAttempt: a.now()}); err != nil {
 		return err
 	}
@@ -256,9 +272,23 @@ func (a *Admin) RenewDue(ctx context.Context) ([]RenewOutcome, error) {
 	return out, nil
 }
 
-// RunRenewals calls RenewDue at start and every interval until ctx ends,
-// logging what it did; certrelay serve runs it.
+// RenewFirstCheck is how long after the server starts the first renewal
+// check runs: the server first reports what it found (an expired internal
+// certificate is still used, with 12015, C12), then renews.
+const RenewFirstCheck = time.Minute
+
+// RunRenewals calls RenewDue RenewFirstCheck after it starts, then every
+// interval until ctx ends, logging what it did; certrelay serve runs it.
+// An interval of 0 or less turns automatic renewal off.
 func (a *Admin) RunRenewals(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	if interval <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(min(RenewFirstCheck, interval)):
+	}
 	for {
 		out, err := a.RenewDue(ctx)
 		if err != nil && log != nil {

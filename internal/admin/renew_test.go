@@ -154,3 +154,24 @@ func TestRenewACMEBackoff(t *testing.T) {
 func acmeHTTP(p *testpki.Pebble) acme.Challenges {
 	return acme.Challenges{HTTPAddr: "127.0.0.1:" + p.HTTPPort}
 }
+
+// TestRenewTwiceRefused: a certificate renewed already is not renewed
+// again (one successor only); the error names the successor to renew.
+func TestRenewTwiceRefused(t *testing.T) {
+	a := newAdmin(t)
+	srv, _ := a.LocalServer(ctx)
+	old := srv.InternalTransportCertificateThumbprint
+	r, err := a.RenewCertificate(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.RenewCertificate(ctx, old)
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != Conflict || !strings.Contains(e.Error(), r.Certificate.Thumbprint) {
+		t.Fatalf("second renewal: %v", err)
+	}
+	list, _ := a.ListCertificates(ctx, ListOptions{})
+	if len(list) != 2 {
+		t.Fatalf("%d certificates after a refused second renewal", len(list))
+	}
+}
