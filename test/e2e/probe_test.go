@@ -115,3 +115,29 @@ func TestProbeFindsWrongCertificate(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeAccessListeners: cert probe speaks POP3 STLS, IMAP4 STARTTLS
+// and TLS from the first byte to certrelay's own POP3 and IMAP4 listeners,
+// asking for their X509CertificateName, and finds the CA-issued
+// certificate selection intends on each.
+func TestProbeAccessListeners(t *testing.T) {
+	e := newEnv(t)
+	a := newAccessServer(t, e).start()
+	var rs []probeJSON
+	e.jsonOf(&rs, "cert", "probe")
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if r.Listener != "POP3" && r.Listener != "IMAP4" {
+			continue
+		}
+		if !r.Match || r.Served != a.cert || r.Fqdn != "mail.contoso.test" {
+			t.Errorf("%+v", r)
+		}
+		seen[r.Address] = true
+	}
+	for _, addr := range []string{a.pop, a.pops, a.imap, a.imaps} {
+		if !seen[addr] {
+			t.Errorf("%s was not probed: %+v", addr, rs)
+		}
+	}
+}
