@@ -14,6 +14,7 @@ import (
 	"certrelay/internal/diagnose"
 	"certrelay/internal/directory"
 	"certrelay/internal/events"
+	"certrelay/internal/probe"
 	"certrelay/internal/selection"
 	"certrelay/internal/settings"
 	"certrelay/internal/trust"
@@ -151,6 +152,14 @@ func (a *Admin) diagnoseFacts(ctx context.Context, server string) (*diagnose.Fac
 		}
 		if _, err := os.Stat(e.Params[2]); err == nil {
 			f.Backups[e.Params[0]] = e.Params[2]
+		}
+	}
+	// L2: what the listeners serve, probed as a client would (a server
+	// not running answers nothing, which is no finding).
+	if rs, ts, err := a.ProbeTargets(ctx); err == nil {
+		for i, t := range ts {
+			r := probe.Run(ctx, t)
+			f.Probes = append(f.Probes, diagnose.Probe{Listener: rs[i].Listener, Name: rs[i].Name, Address: rs[i].Address, Fqdn: rs[i].Fqdn, Intended: rs[i].Intended, Served: r.Thumbprint})
 		}
 	}
 	return f, nil

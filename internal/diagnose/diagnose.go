@@ -104,6 +104,9 @@ type Facts struct {
 	// Backups maps a thumbprint to a PKCS#12 file it was exported to
 	// that still exists (event 16007), to restore it from.
 	Backups map[string]string
+	// Probes are the self-probes of this server's listeners (SPEC L2),
+	// made by the caller when the server is this one.
+	Probes []Probe
 }
 
 // Check is one troubleshooter.
@@ -124,6 +127,7 @@ var Checks = []Check{
 	{"Q6", "InternalCertificateMissing", "the configured internal transport certificate is missing from the store (12012/12013/12024)", checkInternalMissing},
 	{"Q7", "RootCATypeInconsistent", "a self-signed certificate with a root type, or a root trusted on this server only (C7)", checkRootCAType},
 	{"Q8", "CertificateInUseUnfit", "a certificate enabled for a service is expired, expires soon, is not Valid or has no private key (12015–12018)", checkInUse},
+	{"L2", "ListenerServesOtherCertificate", "a listener serves another certificate than selection intends, found by the self-probe (16106)", checkProbes},
 }
 
 // Run runs every check on f: errors first, then warnings, each in the

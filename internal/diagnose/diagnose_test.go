@@ -286,3 +286,19 @@ func TestConnectorDefersToUnfitCertificate(t *testing.T) {
 		t.Errorf("an untrusted certificate for the connector: %+v", got)
 	}
 }
+
+// TestProbeFinding (L2): a probe served another certificate than intended
+// is an Error naming both, with cert probe as its first fix; a listener
+// that did not answer, or served the intended one, is none.
+func TestProbeFinding(t *testing.T) {
+	f := &Facts{Probes: []Probe{
+		{Listener: "HTTPS", Name: "console", Address: "127.0.0.1:443", Fqdn: "hub1.contoso.test", Intended: "AA", Served: "BB"},
+		{Listener: "ReceiveConnector", Name: "Default", Address: "127.0.0.1:25", Fqdn: "hub1.contoso.test", Intended: "AA", Served: "AA"},
+		{Listener: "POP3", Name: "POP3", Address: "127.0.0.1:110", Fqdn: "hub1.contoso.test", Intended: "AA", Served: ""},
+	}}
+	got := checkProbes(f)
+	if len(got) != 1 || got[0].Severity != Error || !strings.Contains(got[0].Problem, "BB") || !strings.Contains(got[0].Problem, "AA") ||
+		got[0].Fix[0].Command != "{Test-CertrelayCertificateServing}" || got[0].Events[0] != 16106 {
+		t.Fatalf("findings %+v", got)
+	}
+}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/sha1"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"net/http"
@@ -105,6 +106,26 @@ func TestProbeFindsWrongCertificate(t *testing.T) {
 		}
 	}
 	waitFor("1")
+	// diagnose reports it too (L2), with the fix.
+	var diag struct {
+		Findings []struct {
+			Check, Problem string
+			Fix            []struct{ Command string }
+		}
+	}
+	r := e.run("", "diagnose", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &diag); err != nil {
+		t.Fatalf("diagnose --json: %v\n%s%s", err, r.stdout, r.stderr)
+	}
+	found := false
+	for _, f := range diag.Findings {
+		if f.Check == "L2" && strings.Contains(f.Problem, other) && len(f.Fix) > 0 && strings.Contains(f.Fix[0].Command, "cert probe") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("diagnose has no L2 finding naming %s: %s", other, r.stdout)
+	}
 
 	stop() // the console binds (its retries) and serves its own certificate
 	waitFor("0")
