@@ -368,3 +368,32 @@ var (
 	errAuthFailed  = errors.New("authentication failed")
 	errRateLimited = errors.New("too many failed logins from this address")
 )
+
+// ProbeTarget is a POP3 or IMAP4 binding the server's self-probe
+// connects to (SPEC L2): its address, whether TLS starts at once, and the
+// request selection answers for it.
+type ProbeTarget struct {
+	Protocol Protocol
+	Addr     string
+	Implicit bool
+	Request  selection.Request
+}
+
+// ProbeTargets lists the POP3 and IMAP4 bindings as configured now
+// (enabled protocols only).
+func (s *Service) ProbeTargets() []ProbeTarget {
+	var out []ProbeTarget
+	for _, pr := range []*proto{s.pop, s.imap} {
+		cfg := pr.cur.Load()
+		if !cfg.s.Enabled {
+			continue
+		}
+		for _, a := range cfg.s.UnencryptedOrTLSBindings {
+			out = append(out, ProbeTarget{Protocol: pr.p, Addr: a, Request: cfg.req})
+		}
+		for _, a := range cfg.s.SSLBindings {
+			out = append(out, ProbeTarget{Protocol: pr.p, Addr: a, Implicit: true, Request: cfg.req})
+		}
+	}
+	return out
+}

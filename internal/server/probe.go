@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"certrelay/internal/access"
 	"certrelay/internal/probe"
 	"certrelay/internal/selection"
 	"certrelay/internal/store"
@@ -12,7 +13,9 @@ import (
 // The self-probe (SPEC L2): every ProbeInterval the server connects to
 // each of its own TLS listeners with the name it serves there — SMTP
 // STARTTLS on each receive connector's bindings with the connector's
-// FQDN, the console's bindings with its host name — as a client would,
+// FQDN, POP3 STLS, IMAP4 STARTTLS and their TLS bindings with their
+// X509CertificateName, the console's bindings with its host name — as a
+// client would,
 // and compares the certificate served with the one its published
 // selection intends. A difference (another program holds the address, a
 // snapshot not applied, a key replaced behind its back) raises 16106 and
@@ -43,6 +46,18 @@ func (s *srv) probeTargets() []probeTarget {
 		req := selection.ForConnector(c.Fqdn, st.Server.Fqdn, c.TlsCertificateName, c.TlsWildcardOneLabel, store.SMTP)
 		for _, b := range c.Bindings {
 			out = append(out, probeTarget{"ReceiveConnector", c.Name, probe.Target{Addr: b, Mode: probe.SMTP, ServerName: req.FQDN}, req})
+		}
+	}
+	if s.acc != nil {
+		for _, a := range s.acc.ProbeTargets() {
+			mode := probe.POP3
+			if a.Protocol == access.IMAP4 {
+				mode = probe.IMAP
+			}
+			if a.Implicit {
+				mode = probe.TLS
+			}
+			out = append(out, probeTarget{string(a.Protocol), string(a.Protocol), probe.Target{Addr: a.Addr, Mode: mode, ServerName: a.Request.FQDN}, a.Request})
 		}
 	}
 	s.httpMu.Lock()

@@ -143,7 +143,13 @@ func TestProbeFindsWrongCertificate(t *testing.T) {
 // certificate selection intends on each.
 func TestProbeAccessListeners(t *testing.T) {
 	e := newEnv(t)
-	a := newAccessServer(t, e).start()
+	a := newAccessServer(t, e)
+	metricsAddr := testpki.FreePort(t)
+	e.ok("console", "set", "--metrics-bindings", metricsAddr)
+	a.p = e.serve("--probe-interval", "200ms")
+	for _, addr := range []string{a.addr, a.pop, a.pops, a.imap, a.imaps, metricsAddr} {
+		waitPort(t, addr)
+	}
 	var rs []probeJSON
 	e.jsonOf(&rs, "cert", "probe")
 	seen := map[string]bool{}
@@ -159,6 +165,27 @@ func TestProbeAccessListeners(t *testing.T) {
 	for _, addr := range []string{a.pop, a.pops, a.imap, a.imaps} {
 		if !seen[addr] {
 			t.Errorf("%s was not probed: %+v", addr, rs)
+		}
+	}
+	// The server's own periodic probe covers them too: a gauge of 0
+	// (matching) for each.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		n := 0
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, l := range strings.Split(string(b), "\n") {
+				if (strings.Contains(l, `listener="POP3"`) || strings.Contains(l, `listener="IMAP4"`)) && strings.HasPrefix(l, "certrelay_probe_mismatch{") && strings.HasSuffix(l, " 0") {
+					n++
+				}
+			}
+		}
+		if n == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server's probe shows %d matching POP3/IMAP4 bindings, want 4", n)
 		}
 	}
 }
