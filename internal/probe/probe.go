@@ -73,9 +73,39 @@ func Dialable(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
+// local reports whether addr's host is an address of this machine: a
+// self-probe never sends traffic anywhere else (a binding on an address
+// the machine does not have cannot be listening here anyway).
+func local(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return false
+	}
+	if ip.IsLoopback() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
+
 func run(ctx context.Context, t Target) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
+	if !local(Dialable(t.Addr)) {
+		return "", fmt.Errorf("%s is not an address of this machine: not probed", t.Addr)
+	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", Dialable(t.Addr))
 	if err != nil {
