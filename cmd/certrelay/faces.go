@@ -10,7 +10,9 @@ import (
 	"certrelay/internal/directory"
 	"certrelay/internal/events"
 	"certrelay/internal/queue"
+	"certrelay/internal/tlsrpt"
 	"certrelay/internal/tracking"
+	"certrelay/internal/transport"
 	"certrelay/internal/trust"
 )
 
@@ -32,6 +34,8 @@ var groups = map[string]string{
 	"access um":         "Unified Messaging SIP listener (Get-UMService)",
 	"acme":              "ACME CAs: accounts for certificates ordered with cert new --acme",
 	"acme account":      "ACME accounts (RFC 8555)",
+	"mtasts":            "The MTA-STS policy published for the accepted domains (RFC 8461)",
+	"tlsrpt":            "SMTP TLS reports (RFC 8460): send this server's, list those received",
 }
 
 // faces are what the CLI does around each operation beyond the
@@ -138,7 +142,7 @@ var faces = map[string]face{
 		},
 	},
 	"Test-CertrelayConfiguration":       diagnoseFace,
-	"Get-CertrelayCertificateSelection": {use: "(--connector NAME | --fqdn NAME | --service POP|IMAP)", human: printExplanation},
+	"Get-CertrelayCertificateSelection": {use: "(--connector NAME | --fqdn NAME | --domain D --direction out | --service POP|IMAP)", human: printExplanation},
 	"Add-CertrelayTrustedCertificate": {human: func(c *call, res *admin.Result) error {
 		r := res.Data.(admin.TrustAddResult)
 		for _, root := range r.Roots {
@@ -250,6 +254,28 @@ var faces = map[string]face{
 		}
 		return nil
 	}},
+	"Get-CertrelayTlsReport": {human: func(c *call, res *admin.Result) error {
+		for _, r := range res.Data.([]tlsrpt.Received) {
+			fmt.Fprintf(c.a.stdout, "%s  %s to %s from %s (report %s)\n", formatTime(r.ReceivedAt), r.Start.UTC().Format("2006-01-02 15:04"), r.End.UTC().Format("2006-01-02 15:04"), r.Organization, r.ReportID)
+			for _, p := range r.Policies {
+				fmt.Fprintf(c.a.stdout, "    %s %s: %d successful, %d failed %s\n", p.Type, p.Domain, p.Success, p.Failure, strings.Join(p.Failures, "; "))
+			}
+		}
+		return nil
+	}},
+	"Send-CertrelayTlsReport": {human: func(c *call, res *admin.Result) error {
+		for _, r := range res.Data.([]transport.SentReport) {
+			fmt.Fprintf(c.a.stdout, "%s %s: sent to %s", r.Day, r.Domain, strings.Join(r.Destinations, ", "))
+			if len(r.Destinations) == 0 {
+				fmt.Fprint(c.a.stdout, "nobody")
+			}
+			if len(r.Problems) > 0 {
+				fmt.Fprintf(c.a.stdout, " (%s)", strings.Join(r.Problems, "; "))
+			}
+			fmt.Fprintln(c.a.stdout)
+		}
+		return nil
+	}},
 	"Get-MessageTrackingLog": {human: func(c *call, res *admin.Result) error {
 		for _, r := range res.Data.([]tracking.Record) {
 			tlsInfo := "no TLS"
@@ -263,6 +289,9 @@ var faces = map[string]face{
 				}
 			}
 			fmt.Fprintf(c.a.stdout, "%s %s via %s to %s [%s]: %s\n    %s\n", formatTime(r.Time), r.MessageID, r.Connector, r.Host, strings.Join(r.Recipients, ", "), r.Result, tlsInfo)
+			if r.Policy != "" {
+				fmt.Fprintf(c.a.stdout, "    policy %s: %s\n", r.Policy, r.PolicyWhy)
+			}
 		}
 		return nil
 	}},
@@ -346,6 +375,15 @@ func printExplanation(c *call, res *admin.Result) error {
 	}
 	if ex.STARTTLS != "" {
 		fmt.Fprintf(w, "STARTTLS: %s\n", ex.STARTTLS)
+	}
+	if p := ex.DomainPolicy; p != nil {
+		fmt.Fprintf(w, "\nPolicy for mail to %s: %s\n", p.Domain, p.Policy)
+		for _, why := range p.Why {
+			fmt.Fprintf(w, "  - %s\n", why)
+		}
+		if r := p.LastAttempt; r != nil {
+			fmt.Fprintf(w, "Last attempt %s to %s: %s\n  %s: %s\n", formatTime(r.Time), r.Host, r.Result, r.Policy, r.PolicyWhy)
+		}
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ type ExplainOptions struct {
 	Fqdn      string         // or a name to match directly
 	Service   store.Services // default SMTP
 	Direction string         // "in" (default) or "out"
+	Domain    string         // with Direction out: a destination domain (DomainPolicy)
 }
 
 // Explanation is what `cert explain` prints.
@@ -38,6 +39,11 @@ type Explanation struct {
 	Candidates []selection.Consideration
 	// STARTTLS says what the connector does with this decision.
 	STARTTLS string
+	// DomainPolicy, for a destination domain, is the TLS policy that
+	// applies to mail for it and why.
+	DomainPolicy *DomainPolicy `json:",omitempty"`
+
+	svc store.Services // the service explained, for explainDomain
 }
 
 // Explain runs selection for a connector or a name and returns every
@@ -56,8 +62,15 @@ func (a *Admin) Explain(ctx context.Context, o ExplainOptions) (Explanation, err
 		o.Direction = "in"
 	}
 	var req selection.Request
-	ex := Explanation{Direction: o.Direction, Service: o.Service.String()}
+	ex := Explanation{Direction: o.Direction, Service: o.Service.String(), svc: o.Service}
 	switch {
+	case o.Domain != "":
+		if o.Direction != "out" {
+			return ex, errorf(op, usage("Domain", "{-Domain} explains sending: add {-Direction} out"))
+		}
+		if req, err = a.explainDomain(ctx, srv, o.Domain, &ex); err != nil {
+			return ex, errorf(op, err)
+		}
 	case o.Connector != "" && o.Direction == "out":
 		c, err := a.Dir.SendConnector(ctx, o.Connector)
 		if err != nil {

@@ -36,6 +36,7 @@ type ReceiveConnectorOptions struct {
 	PermissionGroups    *[]string // default: AnonymousUsers, ExchangeUsers, ExchangeServers
 	AuthMechanism       *[]string // default: Tls, BasicAuthRequireTLS (new connectors offer TLS)
 	RequireTLS          *bool
+	DomainSecureEnabled *bool   // DS1 for all mail on the connector
 	MaxMessageSize      *string // "35MB", "10 MB", "1048576"; default 35 MB
 	TlsCertificateName  *string // "<I>issuer<S>subject"; "" clears
 	TlsWildcardOneLabel *bool
@@ -176,6 +177,9 @@ func (a *Admin) applyReceive(ctx context.Context, c *directory.ReceiveConnector,
 	if o.RequireTLS != nil {
 		n.RequireTLS = *o.RequireTLS
 	}
+	if o.DomainSecureEnabled != nil {
+		n.DomainSecureEnabled = *o.DomainSecureEnabled
+	}
 	if o.MaxMessageSize != nil {
 		sz, err := ParseSize(*o.MaxMessageSize)
 		if err != nil {
@@ -199,6 +203,9 @@ func (a *Admin) applyReceive(ctx context.Context, c *directory.ReceiveConnector,
 	}
 	if err := applyLimits(&n, o.ReceiveLimitOptions); err != nil {
 		return err
+	}
+	if n.DomainSecureEnabled && !contains(n.AuthMechanism, "Tls") {
+		return invalid("DomainSecureEnabled", "true", "{-DomainSecureEnabled} needs the Tls auth mechanism: partners authenticate with their certificate over STARTTLS").fix("add Tls to {-AuthMechanism}")
 	}
 	if n.RequireTLS && !contains(n.AuthMechanism, "Tls") {
 		return invalid("RequireTLS", "true", "{-RequireTLS} needs the Tls auth mechanism").fix("add Tls to {-AuthMechanism}")

@@ -314,15 +314,16 @@ sets it; empty: the server's FQDN), with the Exchange 2007 switch (S9);
 with {-Service} UM, UM's name and its own ranking (S10).`,
 			Role: ViewOnly, Returns: Explanation{},
 			Params: []Param{
-				{Name: "Connector", CLI: "connector", Type: TypeString, Help: "a receive connector (or, with {-Direction} out, a send connector)", Excludes: []string{"Fqdn"}},
+				{Name: "Connector", CLI: "connector", Type: TypeString, Help: "a receive connector (or, with {-Direction} out, a send connector)", Excludes: []string{"Fqdn", "Domain"}},
+				{Name: "Domain", CLI: "domain", Type: TypeString, Help: "with {-Direction} out: a destination domain — its send connector, the TLS policy that applies (domain security, DANE, MTA-STS, opportunistic) and why, and its last delivery attempt", Excludes: []string{"Fqdn"}},
 				{Name: "Fqdn", CLI: "fqdn", Type: TypeString, Help: "a name to match"},
 				{Name: "Service", CLI: "service", Type: TypeService, Default: "SMTP", Help: "SMTP, POP, IMAP, IIS or UM"},
 				{Name: "Direction", CLI: "direction", Type: TypeDirection, Default: "in", Help: "in (receive) or out (send)"},
 			},
 			Run: func(in *In) (*Result, error) {
-				o := ExplainOptions{Connector: in.String("Connector"), Fqdn: in.String("Fqdn"), Service: in.Services("Service"), Direction: in.String("Direction")}
+				o := ExplainOptions{Connector: in.String("Connector"), Fqdn: in.String("Fqdn"), Service: in.Services("Service"), Direction: in.String("Direction"), Domain: in.String("Domain")}
 				fromSetting := o.Connector == "" && o.Fqdn == "" && (o.Service == store.POP || o.Service == store.IMAP || o.Service == store.UM)
-				if o.Connector == "" && o.Fqdn == "" && !fromSetting {
+				if o.Connector == "" && o.Fqdn == "" && o.Domain == "" && !fromSetting {
 					return nil, usage("Connector", "give either {-Connector} or {-Fqdn} (with {-Service} POP, IMAP or UM, neither: their settings' name is used)")
 				}
 				ex, err := in.a.Explain(in.ctx, o)

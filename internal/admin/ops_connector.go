@@ -23,6 +23,7 @@ func receiveParams(adding bool) []Param {
 		{Name: "MaxMessageSize", CLI: "max-message-size", Type: TypeString, Help: "largest message accepted, such as 35MB"},
 		{Name: "TlsCertificateName", CLI: "tls-certificate-name", Type: TypeString, Help: `use this certificate: '<I>issuer<S>subject' (S4a); "" to select by FQDN`},
 		{Name: "TlsWildcardOneLabel", CLI: "wildcard-one-label", Type: TypeBool, Help: "let a wildcard certificate match one label only"},
+		{Name: "DomainSecureEnabled", CLI: "domain-secure", Type: TypeBool, Help: "a partners' connector: accept mail only from a client whose certificate holds the sender's domain, chains to a trusted root and passes revocation (domain security)"},
 		{Name: "Enabled", CLI: "enabled", Type: TypeBool, Default: def("true"), Help: "accept connections"},
 		{Name: "MaxInboundConnection", CLI: "max-inbound-connection", Type: TypeString, Help: "connections at once; beyond, 421 4.7.0 (MaxInboundConnection, default 5000)"},
 		{Name: "MaxInboundConnectionPerSource", CLI: "max-inbound-connection-per-source", Type: TypeString, Help: "connections at once from one client address (MaxInboundConnectionPerSource, default 20)"},
@@ -40,7 +41,7 @@ func receiveOptions(in *In) ReceiveConnectorOptions {
 		PermissionGroups: in.StringsPtr("PermissionGroups"), AuthMechanism: in.StringsPtr("AuthMechanism"),
 		RequireTLS: in.BoolPtr("RequireTLS"), MaxMessageSize: in.StringPtr("MaxMessageSize"),
 		TlsCertificateName: in.StringPtr("TlsCertificateName"), TlsWildcardOneLabel: in.BoolPtr("TlsWildcardOneLabel"),
-		Enabled: in.BoolPtr("Enabled"),
+		DomainSecureEnabled: in.BoolPtr("DomainSecureEnabled"), Enabled: in.BoolPtr("Enabled"),
 		ReceiveLimitOptions: ReceiveLimitOptions{
 			MaxInboundConnection: in.StringPtr("MaxInboundConnection"), MaxInboundConnectionPerSource: in.StringPtr("MaxInboundConnectionPerSource"),
 			ConnectionTimeout: in.StringPtr("ConnectionTimeout"), ConnectionInactivityTimeout: in.StringPtr("ConnectionInactivityTimeout"),
@@ -64,6 +65,7 @@ func sendParams(adding bool) []Param {
 		{Name: "Fqdn", CLI: "fqdn", Type: TypeString, Help: "EHLO name and name for client certificate selection (default: the server's FQDN)"},
 		{Name: "RequireTLS", CLI: "require-tls", Type: TypeBool, Help: "never send without TLS: defer when the peer offers none"},
 		{Name: "TlsCertificateName", CLI: "tls-certificate-name", Type: TypeString, Help: "present this certificate: '<I>issuer<S>subject' (S4a)"},
+		{Name: "DomainSecureEnabled", CLI: "domain-secure", Type: TypeBool, Help: "domain security for every domain it routes: send only over TLS to a server whose certificate holds the domain, chains to a trusted root and passes revocation"},
 		{Name: "SourceTransportServers", CLI: "source-server", Type: TypeList, Help: "servers that may send through it (default: this one)"},
 		{Name: "Port", CLI: "port", Type: TypeInt, Default: def("25"), Help: "port of the smart hosts or MX hosts"},
 		{Name: "MaxMessageSize", CLI: "max-message-size", Type: TypeString, Help: "largest message it sends, such as 35MB"},
@@ -76,7 +78,8 @@ func sendOptions(in *In) SendConnectorOptions {
 	return SendConnectorOptions{
 		AddressSpaces: in.StringsPtr("AddressSpaces"), SmartHosts: in.StringsPtr("SmartHosts"), SourceServers: in.StringsPtr("SourceTransportServers"),
 		Fqdn: in.StringPtr("Fqdn"), RequireTLS: in.BoolPtr("RequireTLS"), TlsCertificateName: in.StringPtr("TlsCertificateName"),
-		Port: in.IntPtr("Port"), MaxMessageSize: in.StringPtr("MaxMessageSize"), Enabled: in.BoolPtr("Enabled"),
+		DomainSecureEnabled: in.BoolPtr("DomainSecureEnabled"),
+		Port:                in.IntPtr("Port"), MaxMessageSize: in.StringPtr("MaxMessageSize"), Enabled: in.BoolPtr("Enabled"),
 	}
 }
 

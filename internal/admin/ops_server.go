@@ -79,32 +79,41 @@ by hand into something else) are named too.`,
 		},
 		{
 			Name: "Set-ExchangeServer", Cmdlet: "Set-ExchangeServer", CLI: "server set",
-			Summary: "Change the server's FQDN, load-balancer names, HTTP proxy or expiry warning window",
+			Summary: "Change the server's FQDN, load-balancer names, HTTP proxy, expiry warning window, DNS resolvers or domain security partners",
 			Description: `Change this server's settings. {-Proxy} sets the HTTP proxy CRL and OCSP
 fetches go through (as WinHTTP's proxy is for Exchange); {-Proxy} "" removes it.
 {-NLBNames} (repeatable) records names a load balancer adds.
 {-ServiceAccount} names the account certrelay serve runs as: the keys of
 certificates enabled for SMTP, POP or IMAP are given to it (mode 0600), as
-{Enable-ExchangeCertificate} does (M5); that needs root when they belong to another account.`,
+{Enable-ExchangeCertificate} does (M5); that needs root when they belong to another account.
+{-TLSSendDomainSecureList} and {-TLSReceiveDomainSecureList} name the partner
+domains of domain security: mail to a listed domain is deferred unless the
+partner's server presents, over STARTTLS, a certificate that chains to a
+trusted root, passes revocation and holds the domain; mail from a listed
+domain is refused unless the client presents such a certificate.`,
 			Role: ServerAdmin, Returns: ServerInfo{},
 			Params: []Param{
 				{Name: "Fqdn", CLI: "fqdn", Type: TypeString, Help: "this server's FQDN"},
 				{Name: "PhysicalFqdn", CLI: "physical-fqdn", Type: TypeString, Help: `the FQDN of the machine this server runs on, when it is not {-Fqdn} ("" for the same)`},
 				{Name: "Proxy", CLI: "proxy", Type: TypeString, Help: `HTTP proxy URL for CRL and OCSP fetches ("" for none)`},
 				{Name: "DnsResolver", CLI: "dns-resolver", Type: TypeString, Help: `DNS server (IP:PORT) for MX lookups of send connectors without smart hosts ("" for the system's)`},
+				{Name: "DnssecResolver", CLI: "dnssec-resolver", Type: TypeString, Help: `a DNSSEC-validating resolver (IP:PORT) whose AD bit DANE trusts — only this one, so give one on a trusted path, such as unbound on this machine ("" turns DANE off)`},
 				{Name: "NLBNames", CLI: "nlb-name", Type: TypeList, Help: `a load-balancer name of this server (repeat; "" clears)`},
 				{Name: "ServiceAccount", CLI: "service-account", Type: TypeString, Help: "the account certrelay serve runs as, which must read the keys it uses"},
 				{Name: "ExpiryWarningDays", CLI: "expiry-warning-days", Type: TypeInt, Help: "how many days before a certificate in use expires its warnings (12017, 12018) start; default 30"},
+				{Name: "TLSSendDomainSecureList", CLI: "tls-send-domain-secure", Type: TypeList, Help: `a partner domain mail is only sent to over mutual TLS with a certificate that chains to a trusted root, passes revocation and holds the domain (domain security; repeat; "" clears)`},
+				{Name: "TLSReceiveDomainSecureList", CLI: "tls-receive-domain-secure", Type: TypeList, Help: `a partner domain whose mail is only accepted from a client that presents such a certificate for it (domain security; repeat; "" clears)`},
 			},
 			Run: func(in *In) (*Result, error) {
 				o := ServerSetOptions{Fqdn: in.StringPtr("Fqdn"), PhysicalFqdn: in.StringPtr("PhysicalFqdn"), NLBNames: in.StringsPtr("NLBNames"), Proxy: in.StringPtr("Proxy"),
-					Resolver: in.StringPtr("DnsResolver"), ServiceAccount: in.StringPtr("ServiceAccount")}
+					Resolver: in.StringPtr("DnsResolver"), DNSSECResolver: in.StringPtr("DnssecResolver"), ServiceAccount: in.StringPtr("ServiceAccount"),
+					TLSSendDomainSecureList: in.StringsPtr("TLSSendDomainSecureList"), TLSReceiveDomainSecureList: in.StringsPtr("TLSReceiveDomainSecureList")}
 				if in.Has("ExpiryWarningDays") {
 					n := in.Int("ExpiryWarningDays")
 					o.ExpiryWarningDays = &n
 				}
 				if o == (ServerSetOptions{}) {
-					return nil, usage("", "nothing to set: give {-Fqdn}, {-PhysicalFqdn}, {-NLBNames}, {-Proxy}, {-DnsResolver}, {-ServiceAccount} or {-ExpiryWarningDays}")
+					return nil, usage("", "nothing to set: give {-Fqdn}, {-PhysicalFqdn}, {-NLBNames}, {-Proxy}, {-DnsResolver}, {-DnssecResolver}, {-ServiceAccount}, {-ExpiryWarningDays}, {-TLSSendDomainSecureList} or {-TLSReceiveDomainSecureList}")
 				}
 				info, err := in.a.ServerSet(in.ctx, o)
 				if err != nil {

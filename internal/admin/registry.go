@@ -170,6 +170,8 @@ func init() {
 		diagnoseOperations(),
 		traceOperations(),
 		acmeOperations(),
+		secureOperations(),
+		reportOperations(),
 	)
 }
 

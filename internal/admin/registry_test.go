@@ -24,7 +24,7 @@ func TestRegistryDeclarations(t *testing.T) {
 	if len(ops) < 39 {
 		t.Fatalf("%d operations registered; the CLI had 39 commands besides serve", len(ops))
 	}
-	cmdlet := regexp.MustCompile(`^(Get|Set|New|Remove|Enable|Import|Export|Add|Test|Install|Retry|Watch|Update|Disable)-([A-Z][A-Za-z]+)$`)
+	cmdlet := regexp.MustCompile(`^(Get|Set|New|Remove|Enable|Import|Export|Add|Test|Install|Retry|Watch|Update|Disable|Send)-([A-Z][A-Za-z]+)$`)
 	sets := map[string]bool{}
 	for _, op := range ops {
 		t.Run(op.Name, func(t *testing.T) {

@@ -16,15 +16,18 @@ import (
 // SendConnectorOptions describe a new send connector or a change; nil
 // fields keep the current value (on add: the default stated per field).
 type SendConnectorOptions struct {
-	AddressSpaces      *[]string // "smtp:partner.test;10", "partner.test", "*"; required on add
-	SmartHosts         *[]string // host:port or host (port from Port); none: MX lookup
-	Fqdn               *string   // EHLO name and certificate selection; default: the server's FQDN
-	RequireTLS         *bool     // default false: opportunistic TLS
-	TlsCertificateName *string   // "<I>issuer<S>subject" (S4a)
-	SourceServers      *[]string // servers that may use it; default: this server
-	Port               *int      // default 25
-	MaxMessageSize     *string   // default 35 MB
-	Enabled            *bool
+	AddressSpaces *[]string // "smtp:partner.test;10", "partner.test", "*"; required on add
+	SmartHosts    *[]string // host:port or host (port from Port); none: MX lookup
+	Fqdn          *string   // EHLO name and certificate selection; default: the server's FQDN
+	RequireTLS    *bool     // default false: opportunistic TLS
+	// DomainSecureEnabled applies domain security (DS1) to every domain
+	// the connector routes; default false.
+	DomainSecureEnabled *bool
+	TlsCertificateName  *string   // "<I>issuer<S>subject" (S4a)
+	SourceServers       *[]string // servers that may use it; default: this server
+	Port                *int      // default 25
+	MaxMessageSize      *string   // default 35 MB
+	Enabled             *bool
 }
 
 // AddSendConnector creates a send connector (organisation-wide), in one
@@ -163,6 +166,9 @@ func applySend(c *directory.SendConnector, o SendConnectorOptions) error {
 	}
 	if o.RequireTLS != nil {
 		n.RequireTLS = *o.RequireTLS
+	}
+	if o.DomainSecureEnabled != nil {
+		n.DomainSecureEnabled = *o.DomainSecureEnabled
 	}
 	if o.TlsCertificateName != nil {
 		if *o.TlsCertificateName != "" {

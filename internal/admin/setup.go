@@ -278,7 +278,11 @@ type ServerInfo struct {
 	Proxy                                  string
 	DnsResolver                            string
 	ExpiryWarningDays                      int
-	SetupTime                              string
+	DnssecResolver                         string
+	// The partner domains of domain security (SPEC DS1).
+	TLSSendDomainSecureList    []string
+	TLSReceiveDomainSecureList []string
+	SetupTime                  string
 	// Directory is the organisation's directory this server joined
 	// ("embedded" when none), and DirectoryBindDN the DN it binds as.
 	Directory       string
@@ -294,6 +298,7 @@ func (a *Admin) ServerShow(ctx context.Context) (ServerInfo, error) {
 	setup, _ := a.Settings.Get(ctx, settings.SetupDone)
 	proxy, _ := a.Settings.Get(ctx, settings.Proxy)
 	resolver, _ := a.Settings.Get(ctx, settings.DNSResolver)
+	dnssec, _ := a.Settings.Get(ctx, settings.DNSSECResolver)
 	dirURL, _ := a.Settings.Get(ctx, settings.DirectoryURL)
 	bindDN, _ := a.Settings.Get(ctx, settings.DirectoryBindDN)
 	if dirURL == "" {
@@ -314,8 +319,12 @@ func (a *Admin) ServerShow(ctx context.Context) (ServerInfo, error) {
 		ServiceAccount:                         a.Store.Account().Name,
 		Proxy:                                  proxy,
 		DnsResolver:                            resolver,
+		DnssecResolver:                         dnssec,
 		SetupTime:                              setup,
 	}
+	sendDS, _ := a.Settings.Get(ctx, settings.TLSSendDomainSecureList)
+	recvDS, _ := a.Settings.Get(ctx, settings.TLSReceiveDomainSecureList)
+	info.TLSSendDomainSecureList, info.TLSReceiveDomainSecureList = settings.SplitList(sendDS), settings.SplitList(recvDS)
 	if info.NLBNames == nil {
 		info.NLBNames = []string{}
 	}
@@ -342,12 +351,19 @@ type ServerSetOptions struct {
 	NLBNames     *[]string
 	Proxy        *string // "" for direct connections
 	Resolver     *string // DNS server ip:port for MX lookups; "" for the system's
+	// DNSSECResolver is a DNSSEC-validating resolver (ip:port) whose AD
+	// bit DANE trusts; "" turns DANE off.
+	DNSSECResolver *string
 	// ServiceAccount is the account the server runs as (a user name or
 	// uid); the keys of certificates enabled for SMTP, POP and IMAP are
 	// given to it (M5).
 	ServiceAccount *string
 	// ExpiryWarningDays is E5's warning window in days (1–3650).
 	ExpiryWarningDays *int
+	// TLSSendDomainSecureList and TLSReceiveDomainSecureList are the
+	// partner domains of domain security (DS1); an empty list clears.
+	TLSSendDomainSecureList    *[]string
+	TLSReceiveDomainSecureList *[]string
 }
 
 // ServerSet changes this server's FQDN, load-balancer names or HTTP proxy.
@@ -408,6 +424,34 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 		return ServerInfo{}, errorf(op, invalid("ExpiryWarningDays", fmt.Sprint(*o.ExpiryWarningDays),
 			"{-ExpiryWarningDays} %d is out of range: give a number of days from 1 to 3650 (the default is 30; Exchange 2013 and later use 90)", *o.ExpiryWarningDays))
 	}
+	if o.DNSSECResolver != nil && *o.DNSSECResolver != "" {
+		host, _, err := net.SplitHostPort(*o.DNSSECResolver)
+		if err != nil || net.ParseIP(host) == nil {
+			return ServerInfo{}, errorf(op, invalid("DnssecResolver", *o.DNSSECResolver, "{-DnssecResolver} %q: write it as IP:PORT, such as 127.0.0.1:53 for a validating resolver on this machine", *o.DNSSECResolver))
+		}
+	}
+	domainLists := map[string]string{} // setting → normalised list
+	for _, l := range []struct {
+		param, key string
+		v          *[]string
+	}{{"TLSSendDomainSecureList", settings.TLSSendDomainSecureList, o.TLSSendDomainSecureList}, {"TLSReceiveDomainSecureList", settings.TLSReceiveDomainSecureList, o.TLSReceiveDomainSecureList}} {
+		if l.v == nil {
+			continue
+		}
+		var names []string
+		for _, n := range *l.v {
+			for _, p := range strings.Split(n, ",") {
+				if strings.TrimSpace(p) != "" { // "" clears the list
+					names = append(names, strings.TrimSpace(p))
+				}
+			}
+		}
+		parsed, err := dnsname.ParseList(names, false)
+		if err != nil {
+			return ServerInfo{}, errorf(op, invalidValue(l.param, strings.Join(names, ","), err).fix("give partner domains such as contoso.com, without wildcards"))
+		}
+		domainLists[l.key] = strings.Join(dnsname.Strings(parsed), ",")
+	}
 	var acct store.Account
 	if o.ServiceAccount != nil {
 		if acct, err = store.LookupAccount(strings.TrimSpace(*o.ServiceAccount)); err != nil {
@@ -420,6 +464,16 @@ func (a *Admin) ServerSet(ctx context.Context, o ServerSetOptions) (ServerInfo, 
 				return err
 			}
 			if err := a.Store.UseAccount(ctx, acct); err != nil {
+				return err
+			}
+		}
+		for key, v := range domainLists {
+			if err := a.Settings.Set(ctx, key, v); err != nil {
+				return err
+			}
+		}
+		if o.DNSSECResolver != nil {
+			if err := a.Settings.Set(ctx, settings.DNSSECResolver, *o.DNSSECResolver); err != nil {
 				return err
 			}
 		}

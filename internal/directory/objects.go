@@ -27,16 +27,25 @@ type ReceiveConnector struct {
 	TlsCertificateName string `json:",omitempty"` // "<I>issuer<S>subject" (S4a)
 	// TlsWildcardOneLabel restricts wildcard certificates to one label (S3).
 	TlsWildcardOneLabel bool
+	// DomainSecureEnabled makes the connector a partners' one: mail on it
+	// is accepted only from a client whose certificate authenticates the
+	// sender's domain, as for the domains of TLSReceiveDomainSecureList
+	// (SPEC DS1).
+	DomainSecureEnabled bool `json:",omitempty"`
 	Enabled             bool
 }
 
 // SendConnector is an outbound route (Get-SendConnector).
 type SendConnector struct {
-	Name                   string
-	AddressSpaces          []AddressSpace
-	SmartHosts             []string `json:",omitempty"` // host:port; none: MX lookup
-	Fqdn                   string   `json:",omitempty"`
-	RequireTLS             bool
+	Name          string
+	AddressSpaces []AddressSpace
+	SmartHosts    []string `json:",omitempty"` // host:port; none: MX lookup
+	Fqdn          string   `json:",omitempty"`
+	RequireTLS    bool
+	// DomainSecureEnabled applies domain security (SPEC DS1) to every
+	// domain this connector routes, as if each were on
+	// TLSSendDomainSecureList.
+	DomainSecureEnabled    bool     `json:",omitempty"`
 	TlsCertificateName     string   `json:",omitempty"`
 	SourceTransportServers []string `json:",omitempty"`
 	Port                   int

@@ -164,10 +164,47 @@ var catalog = []Definition{
 		Params: []string{"direction", "server", "thumbprint", "result", "names"},
 		Text:   "Direct trust (%1) checked certificate %3 for server %2: %4. The server's DNS names checked (D3): %5. This event is written at logging level Expert; certrelay trace --component 'Transport\\Certificate' shows each check live."},
 
+	// Domain security (SPEC DS1): the receiving side (11012, 11015, 11017,
+	// 11018; 16031 for a certificate that fails validation) refuses the
+	// message; the sending side (11013, 11014, 11016, 11019, 11020) defers
+	// it. 11012 and 11015 keep Exchange's symbolic names; the others are
+	// named in the same fashion.
+	{ID: 11012, Name: "MessageNotAuthenticatedTlsNotStarted", Source: SourceTransport, Category: MessageSecurity, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"domain", "connector", "remote"},
+		Text:   "Mail from domain-secured domain %1 reached connector %2 from [%3] without TLS, so it could not be authenticated and was refused. Ask %1's administrator to send to this organisation over TLS with a certificate for %1, or take %1 off the list: certrelay server set --tls-receive-domain-secure with the remaining domains."},
+	{ID: 11015, Name: "TlsDomainClientCertificateSubjectMismatch", Source: SourceTransport, Category: MessageSecurity, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"domain", "connector", "remote", "thumbprint", "domains"},
+		Text:   "Mail from domain-secured domain %1 on connector %2 from [%3] was refused: the client's certificate %4 does not hold %1 (it holds %5). Ask %1's administrator for a certificate that holds %1, or take %1 off the list: certrelay server set --tls-receive-domain-secure with the remaining domains."},
+	{ID: 11017, Name: "MessageNotAuthenticatedNoClientCertificate", Source: SourceTransport, Category: MessageSecurity, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"domain", "connector", "remote"},
+		Text:   "Mail from domain-secured domain %1 on connector %2 from [%3] was refused: the client used TLS but presented no certificate. Ask %1's administrator to present a certificate for %1 when sending here, or take %1 off the list: certrelay server set --tls-receive-domain-secure with the remaining domains."},
+	{ID: 11018, Name: "MessageNotAuthenticatedTlsNotAdvertised", Source: SourceTransport, Category: MessageSecurity, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"domain", "connector", "reason"},
+		Text:   "Mail from domain-secured domain %1 on connector %2 was refused because this connector does not offer STARTTLS: %3. Enable a certificate for the connector's FQDN (certrelay cert explain --connector \"%2\" shows why none is used) and make sure the connector has the Tls auth mechanism."},
+	{ID: 11013, Name: "TlsDomainSecureNegotiationFailed", Source: SourceTransport, Category: MessageSecurity, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"domain", "host", "connector", "error"},
+		Text:   "Mail to domain-secured domain %1 waits in the queue: the TLS negotiation with %2 through send connector %3 failed (%4), and domain security never sends without it. Check the partner's TLS service with posttls-finger or openssl s_client -starttls smtp, and this server's client certificate (certrelay cert explain --direction out --domain %1)."},
+	{ID: 11014, Name: "TlsDomainSecureNotOffered", Source: SourceTransport, Category: MessageSecurity, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"domain", "host", "connector"},
+		Text:   "Mail to domain-secured domain %1 waits in the queue: %2 does not offer STARTTLS (send connector %3), and domain security never sends without it. Ask %1's administrator to offer STARTTLS, or take %1 off the list: certrelay server set --tls-send-domain-secure with the remaining domains."},
+	{ID: 11016, Name: "TlsDomainServerCertificateSubjectMismatch", Source: SourceTransport, Category: MessageSecurity, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"domain", "host", "thumbprint", "domains"},
+		Text:   "Mail to domain-secured domain %1 waits in the queue: %2 presented certificate %3, which does not hold %1 (it holds %4). Ask %1's administrator for a certificate that holds %1, or take %1 off the list: certrelay server set --tls-send-domain-secure with the remaining domains."},
+	{ID: 11019, Name: "TlsDomainServerCertificateValidationFailed", Source: SourceTransport, Category: MessageSecurity, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"domain", "host", "thumbprint", "status", "problem"},
+		Text:   "Mail to domain-secured domain %1 waits in the queue: the certificate %3 of %2 failed validation (%4): %5. If the partner's CA is one to trust, add its root: certrelay trust add FILE; otherwise ask %1's administrator for a certificate from a CA both sides trust."},
+	{ID: 11020, Name: "TlsDomainServerCertificateRevocationFailed", Source: SourceTransport, Category: MessageSecurity, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"domain", "host", "thumbprint", "status", "problem"},
+		Text:   "Mail to domain-secured domain %1 waits in the queue: the revocation check of certificate %3 of %2 did not pass (%4): %5. A revoked certificate must be replaced by %1's administrator; when the CRL or OCSP responder is out of reach, check the network path or the proxy (certrelay server set --proxy URL)."},
+
 	// certrelay's own transport events (IDs 16030–16039).
 	{ID: 16030, Name: "STARTTLSCertificateRevocationUnknown", Source: SourceCertrelay, Category: TransportService, Severity: Warning, Level: Lowest, Throttle: day,
 		Params: []string{"fqdn", "thumbprint", "status", "connector"},
 		Text:   "TLS for %1 on connector %4 uses certificate %2 although its revocation could not be established (%3): no certificate from a trusted CA that holds %1 passes every check, so selection fell back to it as a last resort. See what the CRL and OCSP checks answered with certrelay cert verify %2; then repair the network path or the proxy (certrelay server set --proxy URL), or replace the certificate."},
+
+	{ID: 16031, Name: "TlsDomainClientCertificateValidationFailed", Source: SourceCertrelay, Category: MessageSecurity, Severity: Error, Level: Lowest, Throttle: hour,
+		Params: []string{"domain", "connector", "remote", "thumbprint", "status", "problem"},
+		Text:   "Mail from domain-secured domain %1 on connector %2 from [%3] was refused: the client's certificate %4 failed validation (%5): %6. If the partner's CA is one to trust, add its root: certrelay trust add FILE; a revoked certificate must be replaced by %1's administrator."},
 
 	// certrelay's serving layer (IDs 16040–16049).
 	{ID: 16040, Name: "CertificatePrivateKeyUnusable", Source: SourceCertrelay, Category: TransportService, Severity: Error, Level: Lowest, Throttle: hour,

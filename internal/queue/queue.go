@@ -106,6 +106,10 @@ type Meta struct {
 	Ret          string `json:"ret,omitempty"`   // RFC 3461 RET: FULL or HDRS
 	BodyType     string `json:"body,omitempty"`  // 7BIT, 8BITMIME, BINARYMIME
 	SMTPUTF8     bool   `json:"smtputf8,omitempty"`
+	// RequireTLS is MAIL's REQUIRETLS (RFC 8689): relay only over TLS
+	// authenticated by DANE, MTA-STS or domain security, to a server that
+	// supports REQUIRETLS.
+	RequireTLS bool `json:"requiretls,omitempty"`
 }
 
 // Message is a message to queue, or one read back by Get.

@@ -158,6 +158,9 @@ func (s *srv) apply(ctx context.Context, p pending) {
 					if c.Key == settings.ExpiryWarning {
 						s.lastCheck = time.Time{} // the new window is checked at once
 					}
+					if c.Key == settings.TLSSendDomainSecureList || c.Key == settings.TLSReceiveDomainSecureList {
+						dirKeys = append(dirKeys, kindSecure+"/"+c.Key)
+					}
 					if c.Key == settings.ServiceAccount {
 						if err := s.reloadAccount(ctx); err != nil {
 							s.log.Error("cannot read the service account", "err", err)
@@ -205,6 +208,9 @@ func (s *srv) apply(ctx context.Context, p pending) {
 	}
 	if s.src.Joined != nil && (dirKinds[kindServer] || dirKinds[kindReceive]) && len(p.dirKeys) == 0 {
 		s.reconcile(ctx, false) // this server's own objects changed here: the directory gets them
+	}
+	if p.rejudge {
+		s.peers.invalidate() // partners are judged with the new roots
 	}
 	if p.rejudge || s.rejudgeDue {
 		if wait := RejudgeSpacing - time.Since(s.lastRejudge); wait > 0 {

@@ -83,7 +83,7 @@ func (s *srv) setHTTP(ctx context.Context, f *httpFace, bindings []string, req f
 	for _, addr := range bindings {
 		b := serving.Binding{Addr: addr, Owner: f.name}
 		if f.tls {
-			b.TLS = func(*tls.ClientHelloInfo) selection.Request { return req() }
+			b.TLS = func(hello *tls.ClientHelloInfo) selection.Request { return s.httpsRequest(hello, req) }
 			b.Challenge = s.challenges.TLSConfig // ACME tls-alpn-01 for an order of this data directory
 			b.Handle = func(c net.Conn) { s.handshake(f, c) }
 		} else {
@@ -117,6 +117,23 @@ func (s *srv) handshake(f *httpFace, c net.Conn) {
 	}
 	_ = tc.SetDeadline(time.Time{})
 	f.ln.push(tc)
+}
+
+// httpsRequest is the certificate request of an HTTPS connection: the
+// console's (req), except for a client that asks for mta-sts.DOMAIN of
+// an accepted domain (the MTA-STS policy host, RFC 8461) when a
+// certificate enabled for IIS holds that name.
+func (s *srv) httpsRequest(hello *tls.ClientHelloInfo, req func() selection.Request) selection.Request {
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	if d, ok := strings.CutPrefix(name, "mta-sts."); ok {
+		if st := s.rcv.State(); st != nil && st.Domains[d] {
+			r := selection.ForConnector(name, "", "", false, store.IIS)
+			if s.layer.Select(r).Winner != nil {
+				return r
+			}
+		}
+	}
+	return req()
 }
 
 // consoleRequest is what the console asks selection for (S8): its host

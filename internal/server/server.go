@@ -31,11 +31,13 @@ import (
 	"certrelay/internal/directory"
 	"certrelay/internal/events"
 	"certrelay/internal/metrics"
+	"certrelay/internal/policycache"
 	"certrelay/internal/queue"
 	"certrelay/internal/selection"
 	"certrelay/internal/serving"
 	"certrelay/internal/settings"
 	"certrelay/internal/store"
+	"certrelay/internal/tlsrpt"
 	livetrace "certrelay/internal/trace"
 	"certrelay/internal/tracking"
 	"certrelay/internal/transport"
@@ -114,13 +116,23 @@ func Run(ctx context.Context, o Options) error {
 	} else {
 		logger.Info("open files", "limit", s.fileLimit, "smtp_sessions", sessionsFor(s.fileLimit))
 	}
-	s.rcv = &transport.Receiver{Spool: transport.QueueSpool{Q: q}, Log: logger, Now: src.Now, Events: evlog, NewID: q.NewID,
+	s.peers = &peerVerifier{src: src}
+	s.rcv = &transport.Receiver{Spool: transport.QueueSpool{Q: q}, Log: logger, Now: src.Now, Events: evlog, NewID: q.NewID, Peers: s.peers,
 		FileLimit: s.fileLimit, Serving: s.layer, Credential: cred, Trace: s.hub, Handshake: func(conn string, err error) { s.met.Handshake("smtp", conn, err) }}
 	if s.fileLimit > 0 {
 		s.rcv.MaxConnections = sessionsFor(s.fileLimit)
 	}
 	s.rcv.Start()
-	q.Handle(queue.Local, &transport.LocalDeliverer{Root: o.DataDir, Lookup: s.mailboxPath})
+	reports, err := tlsrpt.Open(ctx, src.DB)
+	if err != nil {
+		return err
+	}
+	policies, err := policycache.Open(ctx, src.DB)
+	if err != nil {
+		return err
+	}
+	local := &transport.LocalDeliverer{Root: o.DataDir, Lookup: s.mailboxPath}
+	q.Handle(queue.Local, local)
 	trace, err := tracking.Open(o.DataDir)
 	if err != nil {
 		return err
@@ -129,11 +141,28 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	q.Handle(queue.AnyRemote, &transport.Sender{State: s.rcv.State, Serving: s.layer, Resolver: resolver, Log: logger, Events: evlog, Credential: cred, Trace: s.hub, Track: func(r tracking.Record) {
-		if err := trace.Append(r); err != nil {
-			logger.Warn("cannot write the message trace", "err", err)
+	dnssec, err := s.dnssecResolver(ctx)
+	if err != nil {
+		return err
+	}
+	s.reporter = &transport.Reporter{Store: reports, Queue: q, Resolver: resolver, Roots: s.peers.Roots, Org: me.Fqdn, Contact: "postmaster@" + me.Fqdn, Now: src.Now}
+	local.Delivered = func(ctx context.Context, body []byte) {
+		if ok, err := s.reporter.Received(ctx, body); ok && err != nil {
+			logger.Warn("a TLS report arrived but could not be stored", "err", err)
+		} else if ok {
+			logger.Info("TLS report received")
 		}
-	}})
+	}
+	q.Handle(queue.AnyRemote, &transport.Sender{State: s.rcv.State, Serving: s.layer, Resolver: resolver, DNSSEC: dnssec, STS: &transport.STS{Resolver: resolver, Roots: s.peers.Roots, Now: src.Now, Persist: policies}, Log: logger,
+		Results: func(ctx context.Context, r tlsrpt.Result) {
+			if err := reports.Record(ctx, r); err != nil {
+				logger.Warn("cannot record a TLS result for reporting", "err", err)
+			}
+		}, Events: evlog, Credential: cred, Peers: s.peers, Trace: s.hub, Track: func(r tracking.Record) {
+			if err := trace.Append(r); err != nil {
+				logger.Warn("cannot write the message trace", "err", err)
+			}
+		}})
 	q.SetBouncer(&transport.Bouncer{Queue: q, State: s.rcv.State, Now: src.Now})
 
 	// Everything the change log holds after seq is applied by the loop,
@@ -194,6 +223,7 @@ func Run(ctx context.Context, o Options) error {
 		logger.Warn("live tracing is off", "err", err)
 	}
 	go s.probeLoop(ctx, o.ProbeInterval)
+	go s.sendReports(ctx)
 	logger.Info("certrelay running", "server", me.Name, "data", o.DataDir)
 	if o.Ready != nil {
 		o.Ready()
@@ -227,6 +257,8 @@ type srv struct {
 	rcv       *transport.Receiver
 	layer     *serving.Layer         // certificates, TLS configurations, listeners
 	cands     *certview.CandidateSet // the store's facts, rebuilt a certificate at a time
+	peers     *peerVerifier          // partners' certificates (domain security)
+	reporter  *transport.Reporter    // TLS reports (RFC 8460)
 	dir       *dirState              // the directory's snapshot
 	acc       *access.Service        // POP3, IMAP4 and UM
 	me        atomic.Pointer[directory.Server]
@@ -495,13 +527,50 @@ func (s *srv) checkSendCertificates(ctx context.Context, st *transport.State) {
 // (server set --dns-resolver), or the system's.
 func (s *srv) resolver(ctx context.Context) (*net.Resolver, error) {
 	addr, err := s.src.Settings.Get(ctx, settings.DNSResolver)
-	if err != nil || addr == "" {
+	if err != nil {
 		return nil, err
+	}
+	if addr == "" { // the validating resolver answers address lookups too
+		if addr, err = s.src.Settings.Get(ctx, settings.DNSSECResolver); err != nil || addr == "" {
+			return nil, err
+		}
 	}
 	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}}, nil
+}
+
+// dnssecResolver returns the validating resolver DANE trusts (server set
+// --dnssec-resolver), or nil: no DANE.
+func (s *srv) dnssecResolver(ctx context.Context) (*transport.DNSSECResolver, error) {
+	addr, err := s.src.Settings.Get(ctx, settings.DNSSECResolver)
+	if err != nil || addr == "" {
+		return nil, err
+	}
+	return &transport.DNSSECResolver{Addr: addr}, nil
+}
+
+// sendReports sends, every hour, the TLS reports of finished days not
+// sent yet (RFC 8460 says daily; a report that could not be delivered is
+// tried again the next hour).
+func (s *srv) sendReports(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sent, err := s.reporter.SendUnsent(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("cannot send the TLS reports", "err", err)
+		}
+		for _, r := range sent {
+			s.log.Info("TLS report", "day", r.Day, "domain", r.Domain, "to", strings.Join(r.Destinations, " "), "problems", strings.Join(r.Problems, "; "))
+		}
+	}
 }
 
 // RevocationRefresh is how often the server re-checks revocation data that

@@ -8,6 +8,7 @@ import (
 	"certrelay/internal/certview"
 	"certrelay/internal/directory"
 	"certrelay/internal/selection"
+	"certrelay/internal/settings"
 	"certrelay/internal/transport"
 )
 
@@ -22,6 +23,8 @@ type dirState struct {
 	domains []directory.AcceptedDomain
 	boxes   []directory.Mailbox
 	org     *transport.Org
+	// The domain-security lists (DS1), from the local settings.
+	sendSecure, recvSecure map[string]bool
 }
 
 // Kinds of directory objects, as the change log names them
@@ -33,9 +36,12 @@ const (
 	kindDomain  = "accepteddomain"
 	kindMailbox = "mailbox"
 	kindRoot    = "trustedroot"
+	// kindSecure is no directory object: the domain-security settings,
+	// which the transport's snapshot carries.
+	kindSecure = "domainsecure"
 )
 
-var allKinds = []string{kindServer, kindReceive, kindSend, kindDomain, kindMailbox, kindRoot}
+var allKinds = []string{kindServer, kindReceive, kindSend, kindDomain, kindMailbox, kindRoot, kindSecure}
 
 // kindsOf returns the kinds of objects the change-log keys name; an
 // unknown key means every kind.
@@ -95,9 +101,32 @@ func (b *dirState) build(ctx context.Context, kinds map[string]bool, now time.Ti
 			return nil, err
 		}
 	}
+	if all || kinds[kindSecure] {
+		if b.sendSecure, err = b.domainList(ctx, settings.TLSSendDomainSecureList); err != nil {
+			return nil, err
+		}
+		if b.recvSecure, err = b.domainList(ctx, settings.TLSReceiveDomainSecureList); err != nil {
+			return nil, err
+		}
+	}
 	st := transport.NewState(b.me, b.conns, b.send, b.domains, b.boxes, now)
 	st.Org = b.org
+	st.SendDomainSecure, st.ReceiveDomainSecure = b.sendSecure, b.recvSecure
 	return st, nil
+}
+
+// domainList reads a domain-security list setting (normalised when it
+// was written).
+func (b *dirState) domainList(ctx context.Context, key string) (map[string]bool, error) {
+	v, err := b.src.Settings.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, d := range settings.SplitList(v) {
+		out[strings.ToLower(d)] = true
+	}
+	return out, nil
 }
 
 // buildOrg indexes the organisation's servers for direct trust and

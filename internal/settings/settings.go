@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"certrelay/internal/db"
 )
@@ -19,7 +20,24 @@ const (
 	ServiceAccount = "service.account" // the account the server runs as; default: the data directory's owner
 	Proxy          = "http.proxy"      // HTTP proxy for CRL and OCSP fetches, "" for direct
 	DNSResolver    = "dns.resolver"    // ip:port of the DNS server for MX lookups, "" for the system's
-	SetupDone      = "setup.done"      // RFC 3339 time of the first setup
+	// DNSSECResolver is the ip:port of a DNSSEC-validating resolver whose
+	// AD bit DANE trusts (RFC 7672); "": no DANE.
+	DNSSECResolver = "dns.dnssec_resolver"
+	SetupDone      = "setup.done" // RFC 3339 time of the first setup
+
+	// Domain security (SPEC DS1; Exchange's TLSSendDomainSecureList and
+	// TLSReceiveDomainSecureList): partner domains, normalised, separated
+	// by commas; "" or unset for none.
+	TLSSendDomainSecureList    = "tls.send_domain_secure"
+	TLSReceiveDomainSecureList = "tls.receive_domain_secure"
+
+	// The MTA-STS policy this server publishes for its accepted domains
+	// (RFC 8461) at https://mta-sts.DOMAIN/.well-known/mta-sts.txt on the
+	// HTTPS listener: mode ("" not published), MX patterns separated by
+	// commas, max_age in seconds.
+	MTASTSMode   = "mtasts.mode"
+	MTASTSMX     = "mtasts.mx"
+	MTASTSMaxAge = "mtasts.max_age"
 
 	// The organisation's directory this server joined (setup
 	// --directory); none: the embedded directory. The bind password is in
@@ -28,6 +46,18 @@ const (
 	DirectoryBindDN = "directory.bind_dn" // the DN servers bind as
 	DirectoryCA     = "directory.ca"      // PEM: the CA of the directory's TLS certificate (StartTLS with ldap://)
 )
+
+// SplitList reads a list setting written as comma-separated values;
+// empty items are dropped, and "" is the empty list.
+func SplitList(v string) []string {
+	out := []string{}
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 // Settings is a key/value table in certrelay.db. Safe for concurrent use.
 type Settings struct{ db *sql.DB }

@@ -145,6 +145,9 @@ func NewClient(ctx context.Context, conn net.Conn, host string) (*Client, error)
 // first).
 func (c *Client) Greeting() string { return c.greeting }
 
+// RemoteAddr returns the server's address.
+func (c *Client) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
+
 func (c *Client) commandTimeout() time.Duration {
 	if c.CommandTimeout > 0 {
 		return c.CommandTimeout

@@ -155,6 +155,12 @@ func (c *Client) mailLine(from string, mo *MailOptions, utf8Needed bool) (string
 			b.WriteString(encodeXtext(mo.EnvID))
 		}
 	}
+	if mo.RequireTLS {
+		if !c.Supports("REQUIRETLS") {
+			return "", fmt.Errorf("smtp: REQUIRETLS: %w", ErrNotSupported)
+		}
+		b.WriteString(" REQUIRETLS")
+	}
 	if mo.Auth != "" && c.Supports("AUTH") {
 		b.WriteString(" AUTH=")
 		if mo.Auth == "<>" {

@@ -262,7 +262,7 @@ func TestClientSendMail(t *testing.T) {
 			t.Fatal(err)
 		}
 		ev, _, _ := h.snapshot()
-		want := `mail "élodie@exemple.test" {Size:6 Body:8BITMIME SMTPUTF8:true Ret: EnvID: Auth:}`
+		want := `mail "élodie@exemple.test" {Size:6 Body:8BITMIME SMTPUTF8:true Ret: EnvID: Auth: RequireTLS:false}`
 		found := false
 		for _, e := range ev {
 			found = found || e == want
@@ -582,7 +582,7 @@ func TestClientDSNParameters(t *testing.T) {
 	}
 	ev, _, _ := h.snapshot()
 	want := []string{
-		`mail "alice@example.test" {Size:0 Body: SMTPUTF8:false Ret:HDRS EnvID:id+1 x Auth:alice@example.test}`,
+		`mail "alice@example.test" {Size:0 Body: SMTPUTF8:false Ret:HDRS EnvID:id+1 x Auth:alice@example.test RequireTLS:false}`,
 		`rcpt "bob@example.test" {Notify:10 ORcptType:rfc822 ORcpt:bob+x@example.test}`,
 	}
 	for _, w := range want {

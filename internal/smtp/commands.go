@@ -137,6 +137,9 @@ func (c *conn) cmdHello(arg []byte, extended bool) {
 	if caps.StartTLS {
 		lines = append(lines, "STARTTLS")
 	}
+	if caps.RequireTLS && c.st.TLS != nil {
+		lines = append(lines, "REQUIRETLS")
+	}
 	if caps.AnonymousTLS {
 		lines = append(lines, "X-ANONYMOUSTLS")
 	}
@@ -173,7 +176,10 @@ func (c *conn) cmdMail(arg []byte) {
 		return
 	}
 	caps := c.capabilities()
-	opts, perr := parseMailParams(params, caps.DSN)
+	opts, perr := parseMailParams(params, caps.DSN, caps.RequireTLS)
+	if perr == nil && opts.RequireTLS && c.st.TLS == nil {
+		perr = Reply(530, "5.7.10", "REQUIRETLS needs TLS: run STARTTLS first")
+	}
 	if perr != nil {
 		c.fail(perr.Code, perr.Enhanced, perr.Message)
 		return

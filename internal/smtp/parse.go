@@ -280,8 +280,9 @@ var (
 )
 
 // parseMailParams parses MAIL FROM's parameters (RFC 1870, 6152, 6531,
-// 3461, 4954). DSN parameters are accepted only when dsn is set.
-func parseMailParams(params []byte, dsn bool) (MailOptions, *ReplyError) {
+// 3461, 4954, 8689). DSN parameters are accepted only when dsn is set,
+// REQUIRETLS only when requireTLS is.
+func parseMailParams(params []byte, dsn, requireTLS bool) (MailOptions, *ReplyError) {
 	var o MailOptions
 	for {
 		params = bytes.TrimLeft(params, " ")
@@ -316,6 +317,11 @@ func parseMailParams(params []byte, dsn bool) (MailOptions, *ReplyError) {
 				return o, errParamSyntax
 			}
 			o.SMTPUTF8 = true
+		case requireTLS && equalFold(key, "REQUIRETLS"):
+			if hasVal {
+				return o, errParamSyntax
+			}
+			o.RequireTLS = true
 		case equalFold(key, "AUTH"):
 			if string(val) == "<>" {
 				o.Auth = "<>"

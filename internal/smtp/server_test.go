@@ -289,7 +289,7 @@ func TestServerTranscripts(t *testing.T) {
 				cmd("RCPT TO:<bob@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Bx@example.test"),
 			},
 			check: all(
-				wantEvent(`mail "alice@example.test" {Size:0 Body: SMTPUTF8:false Ret:HDRS EnvID:QQ+1 Auth:<>}`),
+				wantEvent(`mail "alice@example.test" {Size:0 Body: SMTPUTF8:false Ret:HDRS EnvID:QQ+1 Auth:<> RequireTLS:false}`),
 				wantEvent(`rcpt "bob@example.test" {Notify:6 ORcptType:rfc822 ORcpt:bob+x@example.test}`))},
 		{name: "fail/dsn-parameters-not-offered", h: &fakeHandler{}, steps: []step{ehlo,
 			cmd("MAIL FROM:<alice@example.test> RET=HDRS"), mailA,

@@ -182,6 +182,10 @@ type Capabilities struct {
 	// DSN advertises DSN (RFC 3461) and accepts its MAIL and RCPT
 	// parameters; without it they are refused with 555 5.5.4.
 	DSN bool
+	// RequireTLS advertises REQUIRETLS (RFC 8689) in sessions under TLS,
+	// and accepts MAIL's REQUIRETLS parameter there; in plain text it is
+	// neither advertised nor accepted (530 5.7.10).
+	RequireTLS bool
 }
 
 // MailOptions are the ESMTP parameters of MAIL FROM.
@@ -192,6 +196,10 @@ type MailOptions struct {
 	Ret      string // RET= "FULL" or "HDRS" (RFC 3461); "" when absent
 	EnvID    string // ENVID= (RFC 3461), xtext-decoded
 	Auth     string // AUTH= (RFC 4954 5), xtext-decoded; "<>" when unknown
+	// RequireTLS is MAIL's REQUIRETLS (RFC 8689): the message may only be
+	// relayed over TLS to a server authenticated by DANE or MTA-STS that
+	// also supports REQUIRETLS.
+	RequireTLS bool
 }
 
 // RcptOptions are the ESMTP parameters of RCPT TO (RFC 3461).

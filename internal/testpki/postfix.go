@@ -1,6 +1,7 @@
 package testpki
 
 import (
+	"crypto/x509"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,6 +36,10 @@ type PostfixOptions struct {
 	// TLS offers STARTTLS with a certificate made at run time, asks for
 	// client certificates and records TLS in the Received header.
 	TLS bool
+	// TLSLeaf, with TLS, is the certificate Postfix presents instead of
+	// a self-signed one for Hostname, followed by TLSChain.
+	TLSLeaf  *Leaf
+	TLSChain []*x509.Certificate
 }
 
 var postfixMu sync.Mutex // alternate_config_directories is one global list
@@ -111,10 +116,13 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 			"virtual_uid_maps = static:65534", "virtual_gid_maps = static:65534", "virtual_minimum_uid = 100")
 	}
 	if o.TLS {
-		leaf := SelfSigned(t, Options{CommonName: o.Hostname, DNSNames: []string{o.Hostname}})
+		leaf := o.TLSLeaf
+		if leaf == nil {
+			leaf = SelfSigned(t, Options{CommonName: o.Hostname, DNSNames: []string{o.Hostname}})
+		}
 		cert := filepath.Join(dir, "tls-cert.pem")
 		key := filepath.Join(dir, "tls-key.pem")
-		if err := os.WriteFile(cert, PEM(leaf.Cert), 0o644); err != nil {
+		if err := os.WriteFile(cert, PEM(append([]*x509.Certificate{leaf.Cert}, o.TLSChain...)...), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(key, KeyPEM(t, leaf.Key), 0o600); err != nil {

@@ -33,7 +33,12 @@ type Record struct {
 	// credential"); empty for other hosts.
 	PeerServer string `json:",omitempty"`
 	Auth       string `json:",omitempty"`
-	Result     string // "delivered", "deferred: …", "failed: …"
+	// Policy is the TLS policy applied ("domain security",
+	// "opportunistic", …) and PolicyWhy why it applied and how the
+	// peer's certificate fared.
+	Policy    string `json:",omitempty"`
+	PolicyWhy string `json:",omitempty"`
+	Result    string // "delivered", "deferred: …", "failed: …"
 }
 
 // Log appends records to a file. Safe for concurrent use.

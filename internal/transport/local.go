@@ -33,6 +33,10 @@ type LocalDeliverer struct {
 	Lookup func(address string) (mailbox string, ok bool)
 	// DeliveredTo adds a Delivered-To header line (see above).
 	DeliveredTo bool
+	// Delivered, when set, is given each message delivered to at least
+	// one mailbox (TLS reports are recognised there); it must not block
+	// for long, and its errors are its own to log.
+	Delivered func(ctx context.Context, body []byte)
 }
 
 var _ queue.Deliverer = (*LocalDeliverer)(nil)
@@ -42,12 +46,18 @@ var _ queue.Deliverer = (*LocalDeliverer)(nil)
 // (the queue retries them), including a full disk or quota.
 func (dv *LocalDeliverer) Deliver(ctx context.Context, d queue.Delivery) []queue.Outcome {
 	out := make([]queue.Outcome, 0, len(d.Recipients))
+	delivered := false
 	for _, r := range d.Recipients {
 		if err := ctx.Err(); err != nil {
 			out = append(out, queue.Outcome{Idx: r.Idx, Err: err})
 			continue
 		}
-		out = append(out, queue.Outcome{Idx: r.Idx, Err: dv.deliverOne(d, r)})
+		err := dv.deliverOne(d, r)
+		delivered = delivered || err == nil
+		out = append(out, queue.Outcome{Idx: r.Idx, Err: err})
+	}
+	if delivered && dv.Delivered != nil {
+		dv.Delivered(ctx, d.Body)
 	}
 	return out
 }

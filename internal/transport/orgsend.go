@@ -62,7 +62,7 @@ func (s *Sender) deliverOrg(ctx context.Context, st *State, name string, d queue
 // tryOrg runs one session with an organisation server at addr.
 func (s *Sender) tryOrg(ctx context.Context, st *State, peer *OrgServer, in serving.Internal, hubs bool, addr string, d queue.Delivery) ([]queue.Outcome, error) {
 	me := st.Server
-	rec := tracking.Record{Time: time.Now(), MessageID: d.MsgID, Connector: "organisation server " + peer.Name, Host: addr, ClientCert: in.Thumbprint, PeerServer: peer.Name}
+	rec := tracking.Record{Time: time.Now(), MessageID: d.MsgID, Connector: "organisation server " + peer.Name, Host: addr, ClientCert: in.Thumbprint, PeerServer: peer.Name, Policy: PolicyDirectTrust}
 	for _, r := range d.Recipients {
 		rec.Recipients = append(rec.Recipients, r.Address)
 	}
@@ -124,6 +124,9 @@ func (s *Sender) tryOrg(ctx context.Context, st *State, peer *OrgServer, in serv
 	if d.Meta.BodyType == "8BITMIME" {
 		opts.Mail.Body = "8BITMIME"
 	}
+	// REQUIRETLS (RFC 8689) travels on between the organisation's
+	// servers, which direct trust authenticates.
+	opts.Mail.RequireTLS = d.Meta.RequireTLS && client.Supports("REQUIRETLS")
 	results, err := client.SendMail(ctx, d.Sender, rcpts, bytes.NewReader(d.Body), opts)
 	if err != nil && results == nil {
 		return nil, s.track(rec, sessionError(addr, "the transaction", err))

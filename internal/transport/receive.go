@@ -49,6 +49,7 @@ type Envelope struct {
 	EnvID      string // DSN ENVID=
 	BodyType   string // BODY= (7BIT or 8BITMIME)
 	SMTPUTF8   bool
+	RequireTLS bool // MAIL's REQUIRETLS (RFC 8689)
 }
 
 // Spool stores accepted messages durably. Enqueue must return only once
@@ -102,6 +103,9 @@ type Receiver struct {
 	// Trace, when set, receives each session's decisions (SPEC D2):
 	// selections, TLS negotiated, direct-trust checks.
 	Trace *trace.Hub
+	// Peers validates partners' client certificates for domain security
+	// (DS1); nil: mail from a domain-secured domain is refused.
+	Peers PeerVerifier
 
 	state atomic.Pointer[State]
 	srv   *smtp.Server
@@ -264,12 +268,18 @@ type session struct {
 	trust    Trust
 	peer     *OrgServer
 	peerAuth string
+
+	// Domain security (domainsecure.go): the domain the current
+	// transaction's sender was authenticated for ("" when none) and how;
+	// each domain's verdict, checked once per session.
+	secured, securedWhy string
+	verified            map[string]verdict
 }
 
 func (s *session) Greeting() (string, string) { return s.fqdn, "certrelay ESMTP ready" }
 
 func (s *session) Capabilities(st smtp.State) smtp.Capabilities {
-	caps := smtp.Capabilities{MaxSize: s.c.MaxMessageSize, DSN: true}
+	caps := smtp.Capabilities{MaxSize: s.c.MaxMessageSize, DSN: true, RequireTLS: true}
 	if has(s.c.AuthMechanism, "Tls") && st.TLS == nil {
 		// The current snapshot, not the connection's: a certificate made
 		// since the connection opened is offered at once (S7).
@@ -357,6 +367,9 @@ func (s *session) Mail(st smtp.State, from string, opts smtp.MailOptions) error 
 	}
 	if st.AuthMechanism == "" && s.peer == nil && !has(s.c.PermissionGroups, "AnonymousUsers") {
 		return smtp.Reply(530, "5.7.1", "Client was not authenticated")
+	}
+	if err := s.checkDomainSecureSender(st, from); err != nil {
+		return err
 	}
 	if sc, ok := s.r.Spool.(SpaceChecker); ok {
 		if err := sc.CheckSpace(opts.Size); err != nil {
@@ -449,7 +462,11 @@ func (s *session) Data(st smtp.State, r io.Reader) (string, error) {
 	now := s.r.Now()
 	var buf bytes.Buffer
 	buf.Grow(4096 + 512)
-	writeReceived(&buf, st, s.fqdn, id, now, s.anonymousTrace(st))
+	trace := s.anonymousTrace(st)
+	if s.secured != "" {
+		trace = "domain-secured " + s.secured + ": " + s.securedWhy
+	}
+	writeReceived(&buf, st, s.fqdn, id, now, trace)
 	start := buf.Len()
 	if _, err := buf.ReadFrom(r); err != nil {
 		return "", err
@@ -462,7 +479,7 @@ func (s *session) Data(st smtp.State, r io.Reader) (string, error) {
 		ID: id, From: st.MailFrom, Recipients: append([]Recipient(nil), s.rcpts...),
 		Helo: st.Hello, ClientAddr: st.RemoteAddr.String(), Connector: s.c.Name,
 		AuthUser: st.AuthUsername, Received: now, TLS: tlsSummary(st.TLS),
-		Ret: st.Mail.Ret, EnvID: st.Mail.EnvID, BodyType: st.Mail.Body, SMTPUTF8: st.Mail.SMTPUTF8,
+		Ret: st.Mail.Ret, EnvID: st.Mail.EnvID, BodyType: st.Mail.Body, SMTPUTF8: st.Mail.SMTPUTF8, RequireTLS: st.Mail.RequireTLS,
 	}
 	qid, err := s.r.Spool.Enqueue(s.ctx, env, buf.Bytes())
 	if err != nil {
@@ -475,7 +492,11 @@ func (s *session) Data(st smtp.State, r io.Reader) (string, error) {
 	return qid, nil
 }
 
-func (s *session) Reset(st smtp.State) { s.rcpts = s.rcpts[:0]; clear(s.local) }
+func (s *session) Reset(st smtp.State) {
+	s.rcpts = s.rcpts[:0]
+	clear(s.local)
+	s.secured, s.securedWhy = "", ""
+}
 func (s *session) Close(st smtp.State) {}
 
 func (r *Receiver) newID() string {

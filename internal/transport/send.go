@@ -15,6 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mjl-/mox/mtasts"
+	moxtlsrpt "github.com/mjl-/mox/tlsrpt"
+
 	"certrelay/internal/directory"
 	"certrelay/internal/queue"
 	"certrelay/internal/selection"
@@ -22,10 +25,11 @@ import (
 	"certrelay/internal/serving"
 	"certrelay/internal/smtp"
 	"certrelay/internal/store"
+	"certrelay/internal/tlsrpt"
 )
 
 // Sender delivers the queue's remote recipients through send connectors
-// (SPEC S1, S4a, DS2): it routes the destination domain to a connector,
+// (SPEC S1, S4a, DS1, DS2): it routes the destination domain to a connector,
 // tries its smart hosts (or the domain's MX hosts) in order, offers the
 // certificate selection picks for the connector's FQDN as the client
 // certificate over STARTTLS, and reports each recipient's outcome.
@@ -36,7 +40,20 @@ type Sender struct {
 	Resolver *net.Resolver  // MX and address lookups; nil: the system's
 	Log      *slog.Logger
 	Track    func(tracking.Record) // optional: the message trace
-	Events   EventSink             // optional: direct trust's events (2018, 2019, 12019, 12012–12024)
+	Events   EventSink             // optional: direct trust's events (2018, 2019, 12019, 12012–12024), domain security's (11013–11020)
+	// DNSSEC is the validating resolver the administrator named, whose
+	// AD bit DANE trusts (RFC 7672); nil: no DANE (MX lookups go through
+	// Resolver).
+	DNSSEC *DNSSECResolver
+	// STS fetches and caches MTA-STS policies (RFC 8461); nil: none.
+	STS *STS
+	// Results, when set, is told the TLS outcome of every session with a
+	// domain's MX host, for TLS reporting (RFC 8460); it must not block
+	// for long.
+	Results func(ctx context.Context, r tlsrpt.Result)
+	// Peers validates partners' certificates for domain security (DS1);
+	// nil: mail to a domain-secured domain is deferred.
+	Peers PeerVerifier
 	// Credential is this server's organisation credential (servercred),
 	// for hubs that cannot authenticate by certificate; nil: none.
 	Credential *servercred.Key
@@ -84,13 +101,44 @@ func (s *Sender) Deliver(ctx context.Context, d queue.Delivery) []queue.Outcome 
 	if conn.TlsCertificateName != "" && dec.Winner == nil {
 		return all(tempf("454 4.7.5", "the certificate send connector %q names (%s) is not in the personal store or cannot be used: %s", conn.Name, conn.TlsCertificateName, dec.Why))
 	}
-	hosts, err := s.hosts(ctx, conn, d.Destination)
+	hosts, mxSecure, err := s.hosts(ctx, conn, d.Destination)
 	if err != nil {
 		return all(err)
 	}
+	domain := strings.ToLower(d.Destination)
+	secured := st.SendDomainSecure[domain] || conn.DomainSecureEnabled
+	var pol hostPolicy
+	// RFC 8689 5: a message marked "TLS-Required: No" (and not sent with
+	// REQUIRETLS) asks that DANE and MTA-STS failures not stop it; domain
+	// security, the administrator's agreement with a partner, still holds.
+	pol.optOut = !secured && !d.Meta.RequireTLS && tlsRequiredNo(d.Body)
+	if !secured && !pol.optOut && len(conn.SmartHosts) == 0 && s.STS != nil {
+		pol.sts, pol.stsWhy = s.STS.Policy(ctx, domain)
+		pol.stsText = s.STS.Text(domain)
+	}
+	pol.report = !secured && len(conn.SmartHosts) == 0
 	var lastErr error
 	for _, host := range hosts {
-		outs, err := s.tryHost(ctx, st, conn, dec, host, d)
+		pol.dane = nil
+		if mxSecure && !secured && !pol.optOut {
+			// RFC 7672 2.2: the MX answer was validated, so each MX
+			// host's TLSA records say whether DANE applies to it.
+			if pol.dane, err = s.daneFor(ctx, host); err != nil {
+				lastErr = tempf("4.7.5", "DANE: the TLSA lookup for %s failed, so it is skipped: %v", host, err)
+				continue
+			}
+		}
+		if pol.dane == nil && pol.sts != nil && pol.sts.Mode == mtasts.ModeEnforce && !stsMatches(pol.sts, hostName(host)) {
+			// RFC 8461 4.1: an MX host the policy does not list is not used.
+			lastErr = tempf("4.7.5", "MTA-STS: the policy of %s (mode enforce; %s) does not list the MX host %s, so it is skipped", domain, pol.stsWhy, hostName(host))
+			var rpt tlsrpt.Result
+			stsReport(&rpt, domain, pol, hostName(host))
+			rpt.ResultType, rpt.Reason = string(moxtlsrpt.ResultValidationFailure), "mx-not-in-policy"
+			s.report(ctx, rpt)
+			s.track(tracking.Record{Time: time.Now(), MessageID: d.MsgID, Connector: conn.Name, Host: host, Policy: PolicyMTASTS, PolicyWhy: pol.stsWhy}, lastErr)
+			continue
+		}
+		outs, err := s.tryHost(ctx, st, conn, dec, host, d, pol)
 		if err == nil {
 			return outs
 		}
@@ -105,7 +153,7 @@ func (s *Sender) Deliver(ctx context.Context, d queue.Delivery) []queue.Outcome 
 // hosts returns the addresses to try, in order: the smart hosts, or the
 // MX hosts by preference (the domain itself when it has no MX, RFC 5321
 // 5.1).
-func (s *Sender) hosts(ctx context.Context, c *directory.SendConnector, domain string) ([]string, error) {
+func (s *Sender) hosts(ctx context.Context, c *directory.SendConnector, domain string) (hosts []string, mxSecure bool, err error) {
 	port := strconv.Itoa(c.Port)
 	if c.Port == 0 {
 		port = "25"
@@ -121,38 +169,44 @@ func (s *Sender) hosts(ctx context.Context, c *directory.SendConnector, domain s
 		for i, h := range c.SmartHosts {
 			out[i] = withPort(h)
 		}
-		return out, nil
+		return out, false, nil
 	}
 	r := s.Resolver
 	if r == nil {
 		r = net.DefaultResolver
 	}
-	mxs, err := r.LookupMX(ctx, domain)
+	var mxs []*net.MX
+	if s.DNSSEC != nil {
+		mxs, mxSecure, err = s.DNSSEC.LookupMX(ctx, domain)
+	} else {
+		mxs, err = r.LookupMX(ctx, domain)
+	}
 	var dnsErr *net.DNSError
 	switch {
 	case err == nil && len(mxs) == 1 && mxs[0].Host == ".":
-		return nil, permf("5.1.10", "%s accepts no mail (null MX, RFC 7505)", domain)
+		return nil, false, permf("5.1.10", "%s accepts no mail (null MX, RFC 7505)", domain)
 	case err == nil && len(mxs) > 0:
 		sort.SliceStable(mxs, func(i, j int) bool { return mxs[i].Pref < mxs[j].Pref })
 		out := make([]string, len(mxs))
 		for i, mx := range mxs {
 			out[i] = withPort(mx.Host)
 		}
-		return out, nil
+		return out, mxSecure, nil
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
-		// No MX: the domain's own address (implicit MX).
+		// No MX: the domain's own address (implicit MX; RFC 7672 2.2.2
+		// then looks for TLSA records at the domain itself).
 		if _, err := r.LookupHost(ctx, domain); err != nil {
-			return nil, permf("5.1.2", "%s has no MX and no address: the domain does not exist", domain)
+			return nil, false, permf("5.1.2", "%s has no MX and no address: the domain does not exist", domain)
 		}
-		return []string{withPort(domain)}, nil
+		return []string{withPort(domain)}, mxSecure, nil
 	}
-	return nil, tempf("4.4.3", "MX lookup for %s failed: %v", domain, err)
+	return nil, false, tempf("4.4.3", "MX lookup for %s failed: %v", domain, err)
 }
 
 // tryHost runs one SMTP session with host. It returns an error when the
 // host could not take the message (try the next one), and otherwise the
 // per-recipient outcomes.
-func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnector, dec *selection.Decision, host string, d queue.Delivery) ([]queue.Outcome, error) {
+func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnector, dec *selection.Decision, host string, d queue.Delivery, pol hostPolicy) ([]queue.Outcome, error) {
 	rec := tracking.Record{Time: time.Now(), MessageID: d.MsgID, Connector: c.Name, Host: host}
 	for _, r := range d.Recipients {
 		rec.Recipients = append(rec.Recipients, r.Address)
@@ -166,6 +220,57 @@ func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnec
 	client.LocalName = fqdn
 	if err := client.Hello(ctx, fqdn); err != nil {
 		return nil, s.track(rec, sessionError(host, "EHLO", err))
+	}
+	if st.SendDomainSecure[strings.ToLower(d.Destination)] || c.DomainSecureEnabled {
+		if err := s.domainSecureTLS(ctx, client, c, dec, host, d.Destination, &rec); err != nil {
+			_ = client.Quit(ctx)
+			return nil, s.track(rec, err)
+		}
+		return s.transact(ctx, client, rec, host, d)
+	}
+	// The session's TLS outcome for the daily report (RFC 8460), for
+	// deliveries to a domain's MX hosts.
+	rpt := tlsrpt.Result{PolicyType: "no-policy-found", PolicyDomain: strings.ToLower(d.Destination), MXHost: hostName(host), ReceivingIP: remoteHost(client)}
+	if pol.sts != nil {
+		stsReport(&rpt, strings.ToLower(d.Destination), pol, hostName(host))
+	}
+	if pol.report {
+		defer func() { s.report(ctx, rpt) }()
+	}
+	if pol.dane != nil {
+		if err := s.daneTLS(ctx, client, c, dec, host, strings.ToLower(d.Destination), pol.dane, &rec, &rpt); err != nil {
+			_ = client.Quit(ctx)
+			return nil, s.track(rec, err)
+		}
+		return s.transact(ctx, client, rec, host, d)
+	}
+	if pol.sts != nil && pol.sts.Mode == mtasts.ModeEnforce {
+		if err := s.stsTLS(ctx, client, dec, host, strings.ToLower(d.Destination), pol, &rec, &rpt); err != nil {
+			_ = client.Quit(ctx)
+			return nil, s.track(rec, err)
+		}
+		return s.transact(ctx, client, rec, host, d)
+	}
+	if d.Meta.RequireTLS {
+		// RFC 8689 4.2.1: no DANE, MTA-STS enforce or domain security
+		// authenticates this host; a smart host may still be checked by
+		// its configured name against the trusted roots.
+		if err := s.requireTLSSmartHost(ctx, client, c, dec, host, &rec); err != nil {
+			rpt.ResultType, rpt.Reason = string(moxtlsrpt.ResultValidationFailure), "requiretls-unauthenticated"
+			_ = client.Quit(ctx)
+			return nil, s.track(rec, err)
+		}
+		rpt.OK = true
+		return s.transact(ctx, client, rec, host, d)
+	}
+	rec.Policy = PolicyOpportunistic
+	rec.PolicyWhy = "no domain security, DANE or MTA-STS policy applies: STARTTLS when offered, any certificate accepted"
+	if pol.optOut {
+		rec.PolicyWhy = "the message says TLS-Required: No (RFC 8689), so DANE and MTA-STS were not applied: STARTTLS when offered, any certificate accepted"
+	}
+	if pol.sts != nil { // mode testing: delivered as without a policy, the outcome reported
+		rec.Policy = PolicyMTASTS + " testing"
+		rec.PolicyWhy = "mode testing (" + pol.stsWhy + "): STARTTLS not offered, which enforce would refuse"
 	}
 	plainRetry := false
 	if client.Supports("STARTTLS") {
@@ -184,6 +289,11 @@ func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnec
 				return nil, s.track(rec, tempf("4.7.5", "TLS with %s failed and send connector %q requires it: %v", host, c.Name, err))
 			}
 			plainRetry = true
+			rt, reason := moxtlsrpt.TLSFailureDetails(err)
+			rpt.ResultType, rpt.Reason = string(rt), reason
+			if pol.sts != nil {
+				rec.PolicyWhy = "mode testing (" + pol.stsWhy + "): TLS failed (" + err.Error() + "), which enforce would refuse; sent in plain text"
+			}
 			s.Log.Warn("STARTTLS failed; retrying in plain text", "host", host, "err", err)
 		} else if cs, ok := client.TLSConnectionState(); ok {
 			rec.TLS = tls.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
@@ -191,10 +301,18 @@ func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnec
 				rec.PeerCert = cs.PeerCertificates[0].Subject.String()
 				rec.PeerThumb = thumbprint(cs.PeerCertificates[0].Raw)
 			}
+			if pol.sts != nil {
+				rec.PolicyWhy = s.stsTestingOutcome(ctx, cs, host, pol, &rpt)
+			} else {
+				rpt.OK = true
+			}
 		}
 	} else if c.RequireTLS {
+		rpt.ResultType = string(moxtlsrpt.ResultSTARTTLSNotSupported)
 		_ = client.Quit(ctx)
 		return nil, s.track(rec, tempf("4.7.10", "send connector %q requires TLS and %s does not offer STARTTLS; the message waits", c.Name, host))
+	} else {
+		rpt.ResultType = string(moxtlsrpt.ResultSTARTTLSNotSupported)
 	}
 	if plainRetry {
 		client.Close()
@@ -207,6 +325,12 @@ func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnec
 			return nil, s.track(rec, sessionError(host, "EHLO", err))
 		}
 	}
+	return s.transact(ctx, client, rec, host, d)
+}
+
+// transact sends the message in an established session and reports each
+// recipient's outcome.
+func (s *Sender) transact(ctx context.Context, client *smtp.Client, rec tracking.Record, host string, d queue.Delivery) ([]queue.Outcome, error) {
 	rcpts := make([]string, len(d.Recipients))
 	for i, r := range d.Recipients {
 		rcpts[i] = r.Address
@@ -215,6 +339,15 @@ func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnec
 	opts.Mail.Size = int64(len(d.Body))
 	if d.Meta.BodyType == "8BITMIME" {
 		opts.Mail.Body = "8BITMIME"
+	}
+	if d.Meta.RequireTLS {
+		// RFC 8689 4.2.1: only under an authenticated policy (checked by
+		// the caller), to a server that supports REQUIRETLS.
+		if !client.Supports("REQUIRETLS") {
+			_ = client.Quit(ctx)
+			return nil, s.track(rec, permf("5.7.10", "REQUIRETLS: %s does not support REQUIRETLS, and the sender required it (RFC 8689)", host))
+		}
+		opts.Mail.RequireTLS = true
 	}
 	results, err := client.SendMail(ctx, d.Sender, rcpts, bytes.NewReader(d.Body), opts)
 	if err != nil && results == nil {

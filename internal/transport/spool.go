@@ -23,7 +23,7 @@ func (sp QueueSpool) Enqueue(ctx context.Context, env Envelope, body []byte) (st
 	m := &queue.Message{
 		ID: env.ID, ReceivedAt: env.Received, Sender: env.From, Body: body,
 		Meta: queue.Meta{Helo: env.Helo, ClientAddr: env.ClientAddr, AuthIdentity: env.AuthUser, TLS: env.TLS, Connector: env.Connector,
-			EnvelopeID: env.EnvID, Ret: env.Ret, BodyType: env.BodyType, SMTPUTF8: env.SMTPUTF8},
+			EnvelopeID: env.EnvID, Ret: env.Ret, BodyType: env.BodyType, SMTPUTF8: env.SMTPUTF8, RequireTLS: env.RequireTLS},
 	}
 	for i, r := range env.Recipients {
 		dest := queue.Local

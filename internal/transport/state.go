@@ -21,6 +21,10 @@ type State struct {
 	// (nil: this server alone).
 	Org   *Org
 	Built time.Time
+	// SendDomainSecure and ReceiveDomainSecure are domain security's
+	// partner domains (DS1), lower-case; nil: none.
+	SendDomainSecure    map[string]bool
+	ReceiveDomainSecure map[string]bool
 }
 
 // NewState builds a snapshot; it normalises names so lookups need no

@@ -224,3 +224,8 @@ func datesProblem(notBefore, notAfter, now time.Time) string {
 	}
 	return ""
 }
+
+// RootPool returns the snapshot's trusted roots (the system bundle and
+// those added), for PKIX checks of peers such as MTA-STS hosts. The pool
+// must not be modified.
+func (sn *Snapshot) RootPool() *x509.CertPool { return sn.roots }

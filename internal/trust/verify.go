@@ -225,3 +225,29 @@ func (sn *Snapshot) ElementThumbprints(c *x509.Certificate, now time.Time) []str
 	}
 	return out
 }
+
+// VerifyPeer judges a peer's certificate — a partner's, in domain
+// security (SPEC DS1) — as Verify does: its chain to a trusted root, then
+// the revocation of every element with checker (cached answers used until
+// they expire), but stores nothing, since the peer is not in this
+// server's store. extra are the certificates the peer sent after its
+// leaf. Only Valid passes: a revocation status that cannot be established
+// is RevocationCheckFailure, as for the server's own certificates. It
+// honours ctx; each fetch is bounded by the checker's timeout.
+func (sn *Snapshot) VerifyPeer(ctx context.Context, checker *revocation.Checker, c *x509.Certificate, extra []*x509.Certificate, now time.Time) Result {
+	r := sn.Evaluate(c, extra, now)
+	if r.Status != Valid {
+		return r
+	}
+	records := map[string]Record{}
+	for i := 0; i < len(r.Chain)-1; i++ {
+		el, issuer := r.Chain[i], r.Chain[i+1]
+		if el.Cert == nil || issuer.Cert == nil || !hasSources(el.Cert) {
+			continue
+		}
+		res := checker.Check(ctx, el.Cert, issuer.Cert, false)
+		records[el.Thumbprint] = Record{Thumbprint: el.Thumbprint, CheckedAt: now, Result: res}
+	}
+	applyRevocation(&r, records, now)
+	return r
+}

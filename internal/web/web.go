@@ -100,6 +100,7 @@ func (h *Handler) routes() {
 	assets, _ := fs.Sub(assetFS, "assets")
 	files := http.FileServerFS(assets)
 	m.Handle("GET /assets/", http.StripPrefix("/assets/", cacheForever(files)))
+	m.HandleFunc("GET /.well-known/mta-sts.txt", h.mtaSTSPolicy)
 	m.HandleFunc("GET /login", h.loginPage)
 	m.HandleFunc("POST /login", h.login)
 	m.Handle("POST /logout", h.page(h.logout))

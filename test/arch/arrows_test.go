@@ -16,7 +16,7 @@ import (
 var layers = [][]string{
 	{"internal/dnsname", "internal/safeio", "internal/testpki", "internal/certprop", "internal/memo", "internal/fswatch", "internal/parallel", "internal/metrics", "internal/servercred", "internal/trace", "internal/probe"},
 	{"internal/certinfo", "internal/db", "internal/smtp", "internal/revocation", "internal/tracking", "internal/maildir", "internal/pop3", "internal/sip"},
-	{"internal/settings", "internal/events", "internal/directory", "internal/store", "internal/acme", "internal/trust", "internal/queue", "internal/accounts", "internal/imapd"},
+	{"internal/settings", "internal/events", "internal/directory", "internal/store", "internal/acme", "internal/trust", "internal/queue", "internal/accounts", "internal/imapd", "internal/tlsrpt", "internal/policycache"},
 	{"internal/selection"},
 	{"internal/certview", "internal/serving"},
 	{"internal/transport", "internal/access", "internal/diagnose"},
