@@ -111,17 +111,21 @@ func (a *Admin) explainDomain(ctx context.Context, srv directory.Server, domain 
 			}
 			dane := false
 			for _, h := range hosts {
-				recs, sec, err := r.UsableTLSA(ctx, h, port)
+				base, recs, sec, err := r.TLSAFor(ctx, h, port)
 				switch {
 				case err != nil:
-					step("DANE: the TLSA lookup of _%d._tcp.%s failed (%v): that host is skipped", port, h, err)
+					step("DANE: the TLSA lookup of _%d._tcp.%s failed (%v): that host is skipped", port, base, err)
 					dane = true
 				case sec && len(recs) > 0:
 					list := make([]string, len(recs))
 					for i, t := range recs {
 						list[i] = t.Record()
 					}
-					step("DANE: %s publishes usable, DNSSEC-validated TLSA records at _%d._tcp.%s (%s): its certificate must match one", h, port, h, strings.Join(list, "; "))
+					alias := ""
+					if base != h {
+						alias = " (its CNAME target, RFC 7672 2.2.2)"
+					}
+					step("DANE: %s publishes usable, DNSSEC-validated TLSA records at _%d._tcp.%s%s (%s): its certificate must match one", h, port, base, alias, strings.Join(list, "; "))
 					dane = true
 				default:
 					step("DANE: %s has no usable validated TLSA record", h)

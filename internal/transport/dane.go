@@ -130,7 +130,8 @@ func usableTLSA(records []adns.TLSA) []adns.TLSA {
 
 // danePolicy is what DANE requires of one MX host.
 type danePolicy struct {
-	host    string // the MX host name (TLSA base domain, SNI)
+	host    string // the TLSA base domain (SNI): the MX host, or its CNAME target
+	mxHost  string // the MX host name as the MX record gave it
 	port    int
 	records []adns.TLSA
 }
@@ -138,25 +139,73 @@ type danePolicy struct {
 // daneFor looks up the TLSA records of an MX host found through a
 // DNSSEC-validated MX answer (RFC 7672 2.2). It returns nil when DANE does
 // not apply to the host (no validated records, or none usable), and an
-// error when the lookup failed: the host must then be skipped (2.2.1).
+// error when a lookup failed: the host must then be skipped (2.2.1).
+//
+// An MX host that is an alias (CNAME) is followed (2.2.2): when the whole
+// expansion was validated, the TLSA records of the final name are used if
+// it has any, else those of the MX host's own name; an expansion that was
+// not validated leaves only the MX host's name. Either name is accepted in
+// a DANE-TA certificate (2.2.3); SNI is the TLSA base domain (8.1).
 func (s *Sender) daneFor(ctx context.Context, hostport string) (*danePolicy, error) {
 	host, p, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return nil, nil
 	}
+	host = strings.TrimSuffix(host, ".")
 	port := 25
 	fmt.Sscan(p, &port)
-	records, secure, err := s.DNSSEC.LookupTLSA(ctx, host, port)
-	if err != nil {
+	base, usable, secure, err := s.DNSSEC.TLSAFor(ctx, host, port)
+	if err != nil || !secure || len(usable) == 0 {
 		return nil, err
 	}
-	if !secure {
-		return nil, nil
+	return &danePolicy{host: base, mxHost: host, port: port, records: usable}, nil
+}
+
+// TLSAFor finds the TLSA base domain of an MX host (the host, or its
+// CNAME target: see daneFor) and returns it with the records RFC 7672
+// lets SMTP use, whether they were validated, and a lookup's error.
+func (r *DNSSECResolver) TLSAFor(ctx context.Context, host string, port int) (string, []adns.TLSA, bool, error) {
+	host = strings.TrimSuffix(host, ".")
+	expanded, authentic, err := r.expand(ctx, host)
+	if err != nil {
+		return host, nil, false, err
 	}
-	if u := usableTLSA(records); len(u) > 0 {
-		return &danePolicy{host: strings.TrimSuffix(host, "."), port: port, records: u}, nil
+	if authentic && !strings.EqualFold(expanded, host) {
+		records, secure, err := r.LookupTLSA(ctx, expanded, port)
+		if err != nil {
+			return expanded, nil, false, err
+		}
+		if secure && len(records) > 0 {
+			return expanded, usableTLSA(records), true, nil
+		}
 	}
-	return nil, nil
+	records, secure, err := r.LookupTLSA(ctx, host, port)
+	return host, usableTLSA(records), secure, err
+}
+
+// expand follows the CNAME chain of host in the validating resolver's
+// answer to its address query: the final name, and whether the answer
+// was validated. A host that is no alias is itself.
+func (r *DNSSECResolver) expand(ctx context.Context, host string) (string, bool, error) {
+	resp, err := r.query(ctx, host, dns.TypeA)
+	if err != nil {
+		return host, false, err
+	}
+	name := dns.Fqdn(host)
+	for hops := 0; hops < 10; hops++ {
+		next := ""
+		for _, rr := range resp.Answer {
+			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, name) {
+				next = c.Target
+				break
+			}
+		}
+		if next == "" {
+			break
+		}
+		name = next
+	}
+	return strings.TrimSuffix(name, "."), resp.AuthenticatedData, nil
 }
 
 // daneTLS is DANE on an open session (RFC 7672 2.2, 3): STARTTLS is
@@ -202,7 +251,11 @@ func (s *Sender) daneTLS(ctx context.Context, client *smtp.Client, c *directory.
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	ok, matched, err := dane.Verify(log, p.records, cs, moxdns.Domain{ASCII: p.host}, []moxdns.Domain{{ASCII: domain}}, nil)
+	more := []moxdns.Domain{{ASCII: domain}}
+	if p.mxHost != p.host {
+		more = append(more, moxdns.Domain{ASCII: p.mxHost})
+	}
+	ok, matched, err := dane.Verify(log, p.records, cs, moxdns.Domain{ASCII: p.host}, more, nil)
 	if !ok {
 		why := fmt.Sprintf("the certificate %s of %s matches none of its %s", rec.PeerThumb, p.host, desc)
 		if err != nil {
@@ -215,12 +268,4 @@ func (s *Sender) daneTLS(ctx context.Context, client *smtp.Client, c *directory.
 	rec.PolicyWhy = fmt.Sprintf("the certificate %s of %s matches TLSA %s, DNSSEC-validated by the resolver %s", rec.PeerThumb, p.host, matched.Record(), s.DNSSEC.Addr)
 	rpt.OK = true
 	return nil
-}
-
-// UsableTLSA looks up the TLSA records of _port._tcp.host and returns
-// those RFC 7672 lets SMTP use, whether the answer was validated, and
-// the lookup's error; for explanations (`cert explain --domain`).
-func (r *DNSSECResolver) UsableTLSA(ctx context.Context, host string, port int) ([]adns.TLSA, bool, error) {
-	records, secure, err := r.LookupTLSA(ctx, host, port)
-	return usableTLSA(records), secure, err
 }
