@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"certrelay/internal/admin"
 	"certrelay/internal/certinfo"
@@ -36,6 +38,7 @@ var groups = map[string]string{
 	"acme account":      "ACME accounts (RFC 8555)",
 	"mtasts":            "The MTA-STS policy published for the accepted domains (RFC 8461)",
 	"tlsrpt":            "SMTP TLS reports (RFC 8460): send this server's, list those received",
+	"edge":              "Edge subscriptions and EdgeSync (SPEC X3, X4)",
 }
 
 // faces are what the CLI does around each operation beyond the
@@ -70,6 +73,27 @@ var faces = map[string]face{
 			return printThumbprint(c, res)
 		},
 	},
+	"New-EdgeSubscription": {
+		jsonHelp:  "print the subscription as JSON",
+		outWhat:   "subscription file",
+		outHelp:   "file to write the subscription to (- for standard output); an existing file is replaced only with --force",
+		forceHelp: "replace the subscription file if it exists",
+		output: func(c *call, res *admin.Result) error {
+			s := res.Data.(admin.EdgeSubscription)
+			if c.out != "-" && s.Expires != nil {
+				fmt.Fprintf(c.a.stderr, "Wrote the subscription of %s to %s, valid until %s. Copy it to a hub, then there: certrelay edge import %s\n", s.Name, c.out, s.Expires.Format(time.RFC3339), filepath.Base(c.out))
+			}
+			if c.json {
+				return printJSON(c.a.stdout, res.Data)
+			}
+			return nil
+		},
+	},
+	"New-EdgeSubscription/FileData": {jsonHelp: "print the subscription as JSON", human: func(c *call, res *admin.Result) error {
+		s := res.Data.(admin.EdgeSubscription)
+		fmt.Fprintf(c.a.stdout, "Edge %s (%s) subscribed, with internal transport certificate %s; the hubs synchronise it at %s (certrelay edge status)\n", s.Name, s.Fqdn, s.InternalTransportCertificateThumbprint, s.SyncAddress)
+		return nil
+	}},
 	"Import-ExchangeCertificate": {jsonHelp: "print the imported certificate as JSON", human: printThumbprint,
 		example: `  certrelay cert enable "$(certrelay cert import cert.pem)" --services POP`},
 	"Enable-ExchangeCertificate": {use: "THUMBPRINT --services LIST", jsonHelp: "print the certificate as JSON", human: func(c *call, res *admin.Result) error {

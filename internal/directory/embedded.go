@@ -31,7 +31,8 @@ func OpenEmbedded(ctx context.Context, d *sql.DB) (*Embedded, error) {
 	err := db.Migrate(ctx, d, "directory",
 		`CREATE TABLE IF NOT EXISTS dir_objects (kind TEXT NOT NULL, key TEXT NOT NULL, object TEXT NOT NULL, PRIMARY KEY(kind, key))`,
 		`CREATE TABLE IF NOT EXISTS dir_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
-		`INSERT OR IGNORE INTO dir_meta(key, value) VALUES('generation', 0)`)
+		`INSERT OR IGNORE INTO dir_meta(key, value) VALUES('generation', 0)`,
+		`CREATE TABLE IF NOT EXISTS dir_leases (edge TEXT PRIMARY KEY, value TEXT NOT NULL)`)
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +139,23 @@ func (e *Embedded) Servers(ctx context.Context) ([]Server, error) {
 // PutServer implements Directory.
 func (e *Embedded) PutServer(ctx context.Context, s Server) error {
 	return e.put(ctx, kindServer, key(s.Name), s)
+}
+
+// DeleteServer removes a server object and its receive connectors (an
+// edge whose subscription is removed).
+func (e *Embedded) DeleteServer(ctx context.Context, name string) error {
+	return db.Tx(ctx, e.db, func(ctx context.Context, tx *sql.Tx) error {
+		conns, err := e.ReceiveConnectors(ctx, name)
+		if err != nil {
+			return err
+		}
+		for _, c := range conns {
+			if err := e.del(ctx, kindReceive, connKey(c.Server, c.Name)); err != nil {
+				return err
+			}
+		}
+		return notFound(e.del(ctx, kindServer, key(name)), fmt.Sprintf("server %q", name))
+	})
 }
 
 func connKey(server, name string) string { return key(server) + `\` + key(name) }
