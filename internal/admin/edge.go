@@ -67,7 +67,7 @@ func (a *Admin) SubscribeEdge(ctx context.Context, binding string, deliver func(
 	}
 	if srv.Role != directory.RoleEdge {
 		return EdgeSubscription{}, errorf(op, failed(Conflict, "this server is a %s: the subscription file is written on the edge, and imported on a hub", srv.Role).
-			fix("on the edge, run %s; here, import its file with {New-EdgeSubscription/FileData -FileData FILE}", cmd("New-EdgeSubscription", "-FileName", "EdgeSubscription.xml")))
+			fix("on the edge, run %s; here, import its file with {New-EdgeSubscription/FileData -FileData FILE}", cmd("New-EdgeSubscription")))
 	}
 	if url, _ := a.Settings.Get(ctx, settings.DirectoryURL); url != "" {
 		return EdgeSubscription{}, errorf(op, failed(Conflict, "this edge joined the directory %s itself; an edge that subscribes keeps the embedded directory", url).
@@ -155,7 +155,7 @@ func (a *Admin) ImportEdgeSubscription(ctx context.Context, data []byte) (EdgeSu
 	if err != nil {
 		return EdgeSubscription{}, errorf(op, err)
 	}
-	again := msgf("on the edge, write a new file with %s and import it", cmd("New-EdgeSubscription", "-FileName", "EdgeSubscription.xml"))
+	again := msgf("on the edge, write a new file with %s and import it", cmd("New-EdgeSubscription"))
 	if me.Role != directory.RoleHub {
 		return EdgeSubscription{}, errorf(op, failed(Conflict, "this server is an edge: a subscription file is imported on a hub of the organisation").
 			fix("copy the file to a hub and import it there"))
@@ -182,12 +182,12 @@ func (a *Admin) ImportEdgeSubscription(ctx context.Context, data []byte) (EdgeSu
 	}
 	if _, err := a.Store.Get(ctx, thumb); err == nil {
 		return EdgeSubscription{}, errorf(op, invalid("FileData", "", "the subscription carries certificate %s, which is this hub's own, not an edge's", thumb).
-			fix("write the subscription file on the edge, with %s there", cmd("New-EdgeSubscription", "-FileName", "EdgeSubscription.xml")))
+			fix("write the subscription file on the edge, with %s there", cmd("New-EdgeSubscription")))
 	}
 	for _, s := range servers {
 		if bytes.Equal(s.InternalTransportCertificate, sub.Certificate.Raw) && !strings.EqualFold(s.Name, name) {
 			return EdgeSubscription{}, errorf(op, invalid("FileData", "", "the subscription carries certificate %s, which is the internal transport certificate of %s %s", thumb, s.Role, s.Name).
-				fix("write the subscription file on the edge, with %s there", cmd("New-EdgeSubscription", "-FileName", "EdgeSubscription.xml")))
+				fix("write the subscription file on the edge, with %s there", cmd("New-EdgeSubscription")))
 		}
 		if strings.EqualFold(s.Name, name) && !s.Subscribed() {
 			return EdgeSubscription{}, errorf(op, failed(Conflict, "the organisation has a %s named %s already, which is no subscribed edge", s.Role, s.Name).field("FileData", "").

@@ -172,7 +172,8 @@ func Parse(data []byte, now time.Time) (*Subscription, error) {
 	dec := xml.NewDecoder(bytes.NewReader(data))
 	dec.Strict = true
 	if err := dec.Decode(&s); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || strings.Contains(err.Error(), "unexpected EOF") {
+		truncated := errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || strings.Contains(err.Error(), "unexpected EOF")
+		if truncated && bytes.HasPrefix(bytes.TrimSpace(data), []byte("<")) {
 			return nil, refuse("the file ends before its XML does (truncated?): %v", err)
 		}
 		return nil, refuse("the file is not a subscription file's XML: %v", err)

@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"certrelay/internal/certinfo"
+	"certrelay/internal/edgesync"
 	"certrelay/internal/testpki"
 )
 
@@ -168,4 +172,87 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestEdgeSubscriptionRefusals: bad subscription files — expired,
+// truncated, an XML entity bomb, 50 MB, one carrying the hub's own
+// certificate, one whose signature or certificate was changed by hand —
+// are each refused by edge import with an error that says what is wrong
+// and what to do, and the organisation's directory is left as it was.
+func TestEdgeSubscriptionRefusals(t *testing.T) {
+	o := newOrg(t)
+	h1 := o.join("hub1")
+	edge := newEdge(t, "edge1")
+	good := mustRead(t, edge.subscribe())
+	state := func() string {
+		return h1.e.ok("server", "list", "--json") + h1.e.ok("connector", "send", "list", "--json") + h1.e.ok("edge", "list", "--json")
+	}
+	before := state()
+
+	// The hub's own certificate, in a file signed with the hub's key.
+	hubThumb := h1.internal()
+	h1.e.ok("cert", "export", hubThumb, "--out", "hub.pem")
+	hubBundle, err := certinfo.ParseBundle(mustRead(t, h1.e.path("hub.pem")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubCert := hubBundle.Certificates
+	keys, _ := filepath.Glob(filepath.Join(h1.e.data, "keys", "*.key"))
+	if len(keys) != 1 {
+		t.Fatalf("hub keys: %v", keys)
+	}
+	hubKey, err := certinfo.ParsePrivateKeyPEM(mustRead(t, keys[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := edgesync.New("edge1", "edge1.org.test", hubCert[0], hubKey, "ESRA.edge1.x", "secret", time.Now(), 50636, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := edgesync.New("edge1", "edge1.org.test", hubCert[0], hubKey, "ESRA.edge1.x", "secret", time.Now().Add(-25*time.Hour), 50636, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherEdge := newEdge(t, "edge2")
+	otherFile := string(mustRead(t, otherEdge.subscribe()))
+	blob := func(s string) string {
+		i, j := strings.Index(s, "<EdgeCertificateBlob>"), strings.Index(s, "</EdgeCertificateBlob>")
+		return s[i:j]
+	}
+	bomb := `<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">]><EdgeSubscriptionData><EdgeServerName>&lol2;</EdgeServerName></EdgeSubscriptionData>`
+	for _, c := range []struct {
+		name string
+		data []byte
+		want []string
+	}{
+		{"expired", expired.Marshal(), []string{"expired at", "certrelay edge subscribe"}},
+		{"truncated", good[:len(good)*2/3], []string{"truncated", "certrelay edge subscribe"}},
+		{"entity-bomb", []byte(bomb), []string{"entity bomb"}},
+		{"50MB", append(good, bytes.Repeat([]byte(" "), 50<<20)...), []string{"bytes; a subscription file is a few kilobytes", "this is not one"}},
+		{"hub-certificate", own.Marshal(), []string{"this hub's own", "on the edge"}},
+		{"fqdn-changed", bytes.Replace(good, []byte("<EdgeServerFQDN>edge1.org.test"), []byte("<EdgeServerFQDN>mx.evil.test"), 1), []string{"changed after the edge wrote it"}},
+		{"certificate-changed", []byte(strings.Replace(string(good), blob(string(good)), blob(otherFile), 1)), []string{"changed after the edge wrote it"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h1.e.write("bad.xml", c.data)
+			r := h1.e.run("", "edge", "import", "bad.xml")
+			if r.code == 0 {
+				t.Fatalf("accepted: %s", r.stdout)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("error lacks %q:\n%s", w, r.stderr)
+				}
+			}
+			if after := state(); after != before {
+				t.Errorf("the directory changed:\n%s\n%s", before, after)
+			}
+		})
+	}
+	// The good file still imports.
+	h1.e.write("good.xml", good)
+	h1.e.ok("edge", "import", "good.xml")
+	if state() == before {
+		t.Errorf("the good file changed nothing")
+	}
 }
