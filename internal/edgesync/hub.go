@@ -3,9 +3,12 @@ package edgesync
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -70,8 +73,21 @@ type Syncer struct {
 
 type worker struct {
 	edge   string
-	poke   chan string // a kind to push now ("" for both)
+	poke   chan struct{} // something is pending
 	cancel context.CancelFunc
+
+	mu                    sync.Mutex
+	pendConfig, pendRcpts bool // rounds asked for since the worker last looked
+	forced                bool // a round asked for by a person: run it even if nothing changed
+}
+
+// take returns and clears what is pending.
+func (w *worker) take() (cfg, rcpts, forced bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	cfg, rcpts, forced = w.pendConfig, w.pendRcpts, w.forced
+	w.pendConfig, w.pendRcpts, w.forced = false, false, false
+	return
 }
 
 // Run starts and stops a worker per subscribed edge as the directory
@@ -109,7 +125,7 @@ func (s *Syncer) Refresh(ctx context.Context) {
 		want[k] = true
 		if s.workers[k] == nil {
 			wctx, cancel := context.WithCancel(ctx)
-			w := &worker{edge: srv.Name, poke: make(chan string, 4), cancel: cancel}
+			w := &worker{edge: srv.Name, poke: make(chan struct{}, 1), cancel: cancel}
 			s.workers[k] = w
 			go s.run(wctx, w)
 		}
@@ -122,14 +138,21 @@ func (s *Syncer) Refresh(ctx context.Context) {
 	}
 }
 
-// Changed asks for a round of kind (configuration or recipients; "" both)
-// with every edge now.
+// Changed asks for a round of kind (configuration or recipients; "" both,
+// as a person asks with Start-EdgeSynchronization) with every edge now. A
+// configuration round whose content the edge has already is skipped,
+// unless a person asked.
 func (s *Syncer) Changed(kind string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, w := range s.workers {
+		w.mu.Lock()
+		w.pendConfig = w.pendConfig || kind != KindRecipients
+		w.pendRcpts = w.pendRcpts || kind != KindConfiguration
+		w.forced = w.forced || kind == ""
+		w.mu.Unlock()
 		select {
-		case w.poke <- kind:
+		case w.poke <- struct{}{}:
 		default:
 		}
 	}
@@ -137,8 +160,9 @@ func (s *Syncer) Changed(kind string) {
 
 // run is one edge's worker.
 func (s *Syncer) run(ctx context.Context, w *worker) {
-	var lastConfig, lastRecipients time.Time
-	dueConfig, dueRecipients := true, true
+	var lastConfig, lastRecipients, leaseUntil, waitAgain time.Time
+	dueConfig, dueRecipients, forced := true, true, true
+	lastCfg := "" // fingerprint of the configuration the edge has
 	failing := false
 	retry := time.Second
 	var waitDone chan Response
@@ -157,33 +181,49 @@ func (s *Syncer) run(ctx context.Context, w *worker) {
 		select {
 		case <-ctx.Done():
 			return
-		case k := <-w.poke:
-			dueConfig = dueConfig || k != KindRecipients
-			dueRecipients = dueRecipients || k != KindConfiguration
+		case <-w.poke:
 		case r, ok := <-waitDone:
 			waitCancel, waitDone = nil, nil
-			if ok && r.Generation != gen {
-				// The edge changed its own objects: publish them now.
+			if !ok {
+				waitAgain = s.Now().Add(time.Second) // the edge did not answer: not in a loop
+			} else if r.Generation != gen {
+				// The edge changed its own objects: publish them now, and
+				// tell the edge what the organisation holds.
 				if err := s.publish(ctx, w.edge, r); err != nil {
 					s.Log.Warn("EdgeSync: cannot publish the edge's objects", "edge", w.edge, "err", err)
 				}
 				gen = r.Generation
-				dueConfig = true
+				dueConfig, forced = true, true
 			}
 		case <-timer.C:
 		}
+		c, r, f := w.take()
+		dueConfig, dueRecipients, forced = dueConfig || c, dueRecipients || r, forced || f
 		now := s.Now()
 		if now.Sub(lastConfig) >= ConfigEvery {
-			dueConfig = true
+			dueConfig, forced = true, true
 		}
 		if now.Sub(lastRecipients) >= RecipientsEvery {
 			dueRecipients = true
 		}
-		held, err := s.Leaser.TakeEdgeLease(ctx, w.edge, s.Self, now, LeaseTTL)
-		if err != nil || !held {
-			stopWait()
-			timer.Reset(LeaseTTL / 3)
-			continue
+		// The lease is taken, then renewed when a third of it is left:
+		// each renewal is a change of the edge's object every hub sees.
+		if now.After(leaseUntil.Add(-LeaseTTL / 3 * 2)) {
+			held, err := s.Leaser.TakeEdgeLease(ctx, w.edge, s.Self, now, LeaseTTL)
+			if err != nil || !held {
+				leaseUntil = time.Time{}
+				stopWait()
+				timer.Reset(LeaseTTL / 3)
+				continue
+			}
+			leaseUntil = now.Add(LeaseTTL)
+		}
+		if dueConfig && !forced {
+			// A change somewhere in the directory: push only if the
+			// edge's configuration is different.
+			if cfg, err := s.configuration(ctx, w.edge); err == nil && fingerprint(cfg) == lastCfg {
+				dueConfig = false
+			}
 		}
 		if dueConfig || dueRecipients {
 			var kinds []string
@@ -193,7 +233,7 @@ func (s *Syncer) run(ctx context.Context, w *worker) {
 			if dueRecipients {
 				kinds = append(kinds, KindRecipients)
 			}
-			r, err := s.Round(ctx, w.edge, kinds...)
+			r, cfg, err := s.round(ctx, w.edge, kinds...)
 			if err != nil {
 				if !failing && s.Problem != nil {
 					s.Problem(w.edge, err.Error())
@@ -209,22 +249,33 @@ func (s *Syncer) run(ctx context.Context, w *worker) {
 			}
 			failing, retry = false, time.Second
 			if dueConfig {
-				lastConfig = now
+				lastConfig, lastCfg = now, cfg
 			}
 			if dueRecipients {
 				lastRecipients = now
 			}
-			dueConfig, dueRecipients = false, false
+			dueConfig, dueRecipients, forced = false, false, false
 			gen = r.Generation
 			stopWait()
 		}
-		if waitDone == nil {
+		if waitDone == nil && !now.Before(waitAgain) {
 			wctx, cancel := context.WithCancel(ctx)
 			waitCancel, waitDone = cancel, make(chan Response, 1)
 			go s.wait(wctx, w.edge, gen, waitDone)
 		}
-		timer.Reset(LeaseTTL / 3)
+		next := LeaseTTL / 3
+		if waitDone == nil {
+			next = min(next, max(time.Until(waitAgain), 10*time.Millisecond))
+		}
+		timer.Reset(next)
 	}
+}
+
+// fingerprint is a digest of v's JSON.
+func fingerprint(v any) string {
+	b, _ := json.Marshal(v)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }
 
 // wait long-polls the edge for a change of its own objects.
@@ -333,17 +384,22 @@ func (s *Syncer) exchange(c *conn, req Request, resp *Response) error {
 	return readMsg(c, resp)
 }
 
-// Round runs a round of each kind with edge now (Start-EdgeSynchronization
-// runs one through the server) and records it; it returns the edge's last
-// answer.
+// Round runs a round of each kind with edge now, and records it; it
+// returns the edge's last answer.
 func (s *Syncer) Round(ctx context.Context, edge string, kinds ...string) (Response, error) {
+	r, _, err := s.round(ctx, edge, kinds...)
+	return r, err
+}
+
+// round is Round, which also returns the fingerprint of the configuration
+// it pushed.
+func (s *Syncer) round(ctx context.Context, edge string, kinds ...string) (last Response, cfgPrint string, err error) {
 	c, base, err := s.connect(ctx, edge)
 	if err != nil {
 		s.recordFailure(ctx, edge, kinds, err)
-		return Response{}, err
+		return Response{}, "", err
 	}
 	defer c.Close()
-	var last Response
 	for _, kind := range kinds {
 		start := s.Now()
 		req := *base
@@ -353,14 +409,14 @@ func (s *Syncer) Round(ctx context.Context, edge string, kinds ...string) (Respo
 		case KindConfiguration:
 			cfg, err := s.configuration(ctx, edge)
 			if err != nil {
-				return last, err
+				return last, "", err
 			}
-			req.Config = cfg
+			req.Config, cfgPrint = cfg, fingerprint(cfg)
 			n = len(cfg.Servers) + len(cfg.ReceiveConnectors) + len(cfg.SendConnectors) + len(cfg.AcceptedDomains) + len(cfg.TrustedRoots)
 		case KindRecipients:
 			boxes, err := s.Dir.Mailboxes(ctx)
 			if err != nil {
-				return last, err
+				return last, "", err
 			}
 			req.Recipients = make([]Recipient, len(boxes))
 			for i, m := range boxes {
@@ -377,16 +433,15 @@ func (s *Syncer) Round(ctx context.Context, edge string, kinds ...string) (Respo
 		if err != nil {
 			round.Error = err.Error()
 			_ = Record(ctx, s.DB, round)
-			return last, err
+			return last, "", err
 		}
 		_ = Record(ctx, s.DB, round)
 		last = resp
 		if err := s.publish(ctx, edge, resp); err != nil {
-			return last, fmt.Errorf("publish %s's own objects in the organisation: %w", edge, err)
+			return last, "", fmt.Errorf("publish %s's own objects in the organisation: %w", edge, err)
 		}
-		base.Bootstrap = nil
 	}
-	return last, nil
+	return last, cfgPrint, nil
 }
 
 func (s *Syncer) recordFailure(ctx context.Context, edge string, kinds []string, err error) {

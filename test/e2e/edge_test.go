@@ -63,6 +63,69 @@ func (h *hub) waitMailbox(addr string, present bool, limit time.Duration) time.D
 	}
 }
 
+// edgeOrg is the three processes: hub1 and hub2 on slapd, an
+// edge with its embedded directory, subscribed through hub1, and a
+// Postfix peer standing for the internet (example.net), reached through
+// the edge's connector to the internet.
+type edgeOrg struct {
+	o            *org
+	h1, h2, edge *hub
+	pf           *testpki.Postfix
+}
+
+// newEdgeOrg sets up and starts the three, with contoso.test accepted,
+// bob@contoso.test homed on hub2 and alice@contoso.test on hub1, and
+// waits until the edge holds both recipients.
+func newEdgeOrg(t *testing.T) *edgeOrg {
+	t.Helper()
+	o := newOrg(t)
+	x := &edgeOrg{o: o, h1: o.join("hub1"), h2: o.join("hub2")}
+	x.h1.e.ok("domain", "add", "contoso.test")
+	x.h2.e.write("bob.pw", []byte("bob-secret-1\n"))
+	x.h2.e.ok("mailbox", "add", "bob@contoso.test", "--password-file", "bob.pw")
+	x.h1.e.write("alice.pw", []byte(alicePassword+"\n"))
+	x.h1.e.ok("mailbox", "add", "alice@contoso.test", "--password-file", "alice.pw")
+	x.edge = newEdge(t, "edge1")
+	x.h1.e.write("EdgeSubscription.xml", mustRead(t, x.edge.subscribe()))
+	if out := x.h1.e.ok("edge", "import", "EdgeSubscription.xml"); !strings.Contains(out, "edge1") {
+		t.Fatalf("edge import: %s", out)
+	}
+	var subs []struct{ Name, Status, InternalTransportCertificateThumbprint string }
+	x.h2.e.jsonOf(&subs, "edge", "list")
+	if len(subs) != 1 || subs[0].Name != "edge1" || subs[0].InternalTransportCertificateThumbprint != x.edge.internal() {
+		t.Fatalf("edge list on hub2: %+v (edge's certificate %s)", subs, x.edge.internal())
+	}
+	x.pf = testpki.StartPostfix(t, testpki.PostfixOptions{Hostname: "mx.example.net", Mailboxes: []string{"dave@example.net"}, TLS: true})
+	x.h1.e.ok("connector", "send", "set", "EdgeSync - edge1 to Internet", "--smart-host", x.pf.Addr)
+	x.edge.start() // first: the hubs' first round finds its endpoint
+	x.h1.start()
+	x.h2.start()
+	x.edge.waitMailbox("bob@contoso.test", true, 20*time.Second)
+	x.edge.waitMailbox("alice@contoso.test", true, 20*time.Second)
+	return x
+}
+
+// fromInternet sends a message from the internet to the edge.
+func (x *edgeOrg) fromInternet(t *testing.T, to, subject string) {
+	t.Helper()
+	out, code := swaks(t, "--server", x.edge.addr, "--from", "carol@example.org", "--to", to, "--header", "Subject: "+subject)
+	if code != 0 {
+		t.Fatalf("swaks to the edge: %d\n%s", code, out)
+	}
+}
+
+// toInternet sends a message from bob, a mailbox user of hub2, to
+// dave@example.net, and waits for Postfix to have it.
+func (x *edgeOrg) toInternet(t *testing.T, subject string) string {
+	t.Helper()
+	out, code := swaks(t, "--server", x.h2.addr, "--from", "bob@contoso.test", "--to", "dave@example.net", "--tls",
+		"--auth", "PLAIN", "--auth-user", "bob@contoso.test", "--auth-password", "bob-secret-1", "--header", "Subject: "+subject)
+	if code != 0 {
+		t.Fatalf("submission on hub2: %d\n%s", code, out)
+	}
+	return waitMbox(t, x.pf, "dave@example.net", "Subject: "+subject)
+}
+
 // TestEdgeSubscriptionAndMail: hub1 and hub2 on slapd, an edge with its
 // embedded directory. After subscribe, import and the first rounds: mail
 // from the internet to the edge reaches a mailbox on hub2 over
@@ -72,55 +135,24 @@ func (h *hub) waitMailbox(addr string, present bool, limit time.Duration) time.D
 // reaches the edge at once; and the replicated objects are read-only on
 // the edge, with an error naming the hub-side command.
 func TestEdgeSubscriptionAndMail(t *testing.T) {
-	o := newOrg(t)
-	h1, h2 := o.join("hub1"), o.join("hub2")
-	h1.e.ok("domain", "add", "contoso.test")
-	h2.e.write("bob.pw", []byte("bob-secret-1\n"))
-	h2.e.ok("mailbox", "add", "bob@contoso.test", "--password-file", "bob.pw")
-	edge := newEdge(t, "edge1")
-	file := edge.subscribe()
-	data := h1.e.write("EdgeSubscription.xml", mustRead(t, file))
-	_ = data
-	out := h1.e.ok("edge", "import", "EdgeSubscription.xml")
-	if !strings.Contains(out, "edge1") {
-		t.Fatalf("edge import: %s", out)
-	}
-	var subs []struct{ Name, Status, InternalTransportCertificateThumbprint string }
-	h2.e.jsonOf(&subs, "edge", "list")
-	if len(subs) != 1 || subs[0].Name != "edge1" || subs[0].InternalTransportCertificateThumbprint != edge.internal() {
-		t.Fatalf("edge list on hub2: %+v (edge's certificate %s)", subs, edge.internal())
-	}
-	pf := testpki.StartPostfix(t, testpki.PostfixOptions{Hostname: "mx.example.net", Mailboxes: []string{"dave@example.net"}, TLS: true})
-	h1.e.ok("connector", "send", "set", "EdgeSync - edge1 to Internet", "--smart-host", pf.Addr)
-
-	h1.start()
-	h2.start()
-	edge.start()
-	edge.waitMailbox("bob@contoso.test", true, 20*time.Second)
+	x := newEdgeOrg(t)
+	h1, h2, edge := x.h1, x.h2, x.edge
 
 	// The internet to the organisation, through the edge.
-	out, code := swaks(t, "--server", edge.addr, "--from", "carol@example.org", "--to", "bob@contoso.test", "--header", "Subject: from the internet")
-	if code != 0 {
-		t.Fatalf("swaks to the edge: %d\n%s", code, out)
-	}
+	x.fromInternet(t, "bob@contoso.test", "from the internet")
 	msgs := h2.waitMail("contoso.test", "bob", 1, 30*time.Second)
 	if auth, sender, _, _ := hop(t, msgs[0]); auth != "direct trust" || sender != "edge1" {
 		t.Errorf("the hop from the edge: %s from %s\n%s", auth, sender, msgs[0])
 	}
 
 	// An unknown recipient: 550 5.1.1 at RCPT, no DATA.
-	out, code = swaks(t, "--server", edge.addr, "--from", "carol@example.org", "--to", "nobody@contoso.test")
+	out, code := swaks(t, "--server", edge.addr, "--from", "carol@example.org", "--to", "nobody@contoso.test")
 	if code == 0 || !strings.Contains(out, "550 5.1.1") || strings.Contains(out, "-> DATA") {
 		t.Errorf("unknown recipient at the edge: %d\n%s", code, out)
 	}
 
 	// The organisation to the internet, through the edge.
-	out, code = swaks(t, "--server", h2.addr, "--from", "bob@contoso.test", "--to", "dave@example.net", "--tls",
-		"--auth", "PLAIN", "--auth-user", "bob@contoso.test", "--auth-password", "bob-secret-1", "--header", "Subject: to the internet")
-	if code != 0 {
-		t.Fatalf("submission on hub2: %d\n%s", code, out)
-	}
-	box := waitMbox(t, pf, "dave@example.net", "Subject: to the internet")
+	box := x.toInternet(t, "to the internet")
 	if !strings.Contains(box, "from edge1.org.test") {
 		t.Errorf("the message did not leave through the edge:\n%s", box)
 	}
@@ -128,6 +160,11 @@ func TestEdgeSubscriptionAndMail(t *testing.T) {
 	// A mailbox added on hub2 is accepted by the edge at once.
 	h2.e.write("erin.pw", []byte("erin-secret-1\n"))
 	h2.e.ok("mailbox", "add", "erin@contoso.test", "--password-file", "erin.pw")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("hub1:\n%s\nhub2:\n%s", h1.p.Logs(), h2.p.Logs())
+		}
+	})
 	took := edge.waitMailbox("erin@contoso.test", true, 10*time.Second)
 	t.Logf("a new mailbox reached the edge in %v", took)
 	if took > time.Second {
@@ -255,4 +292,100 @@ func TestEdgeSubscriptionRefusals(t *testing.T) {
 	if state() == before {
 		t.Errorf("the good file changed nothing")
 	}
+}
+
+// serverThumb returns the internal certificate a server's directory holds
+// for name.
+func (h *hub) serverThumb(name string) string {
+	var servers []struct{ Name, InternalTransportCertificateThumbprint string }
+	h.e.jsonOf(&servers, "server", "list")
+	for _, s := range servers {
+		if s.Name == name {
+			return s.InternalTransportCertificateThumbprint
+		}
+	}
+	return ""
+}
+
+// waitServerThumb waits until h's directory holds thumb for name, and
+// returns how long it took.
+func (h *hub) waitServerThumb(name, thumb string, limit time.Duration) time.Duration {
+	h.e.t.Helper()
+	start := time.Now()
+	for h.serverThumb(name) != thumb {
+		if time.Since(start) > limit {
+			h.e.t.Fatalf("%s: the directory holds %s for %s after %v, want %s\n%s", h.name, h.serverThumb(name), name, limit, thumb, h.p.Logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// noTrustFailures fails the test if a server logged a failed
+// direct-trust session.
+func noTrustFailures(t *testing.T, hs ...*hub) {
+	t.Helper()
+	for _, h := range hs {
+		for _, id := range []int{1036, 1037, 2018, 2019, 16091} {
+			if evs := h.events(id); len(evs) > 0 {
+				t.Errorf("%s logged %d: %+v", h.name, id, evs)
+			}
+		}
+	}
+}
+
+// TestEdgeRenewalsPropagate (X4): a new internal transport certificate
+// on the edge reaches the organisation through EdgeSync, authenticated
+// with the old one, and a new one on hub1 reaches the edge; mail keeps
+// flowing both ways, with no new subscription and no failed session.
+func TestEdgeRenewalsPropagate(t *testing.T) {
+	x := newEdgeOrg(t)
+	x.fromInternet(t, "bob@contoso.test", "before the renewals")
+	x.h2.waitMail("contoso.test", "bob", 1, 30*time.Second)
+	x.toInternet(t, "before the renewals")
+
+	// The edge renews.
+	oldEdge := x.edge.internal()
+	start := time.Now()
+	x.edge.e.ok("cert", "new", "--force")
+	newEdge := x.edge.internal()
+	if newEdge == oldEdge {
+		t.Fatal("cert new made no new internal certificate on the edge")
+	}
+	x.h2.waitServerThumb("edge1", newEdge, 20*time.Second)
+	t.Logf("the edge's new certificate reached hub2's directory in %v", time.Since(start))
+	x.h1.waitEvent(16093, newEdge, 10*time.Second)
+	x.fromInternet(t, "bob@contoso.test", "after the edge renewed")
+	msgs := x.h2.waitMail("contoso.test", "bob", 2, 30*time.Second)
+	var after string
+	for _, m := range msgs {
+		if strings.Contains(m, "after the edge renewed") {
+			after = m
+		}
+	}
+	if _, sender, senderCert, _ := hop(t, after); sender != "edge1" || senderCert != newEdge {
+		t.Errorf("after the edge's renewal, the hop from the edge presented %s (%s), want %s", senderCert, sender, newEdge)
+	}
+	x.toInternet(t, "after the edge renewed")
+
+	// hub1 renews.
+	oldHub := x.h1.internal()
+	start = time.Now()
+	x.h1.e.ok("cert", "new", "--force")
+	newHub := x.h1.internal()
+	if newHub == oldHub {
+		t.Fatal("cert new made no new internal certificate on hub1")
+	}
+	x.edge.waitServerThumb("hub1", newHub, 20*time.Second)
+	t.Logf("hub1's new certificate reached the edge in %v", time.Since(start))
+	x.fromInternet(t, "alice@contoso.test", "after hub1 renewed")
+	msgs = x.h1.waitMail("contoso.test", "alice", 1, 30*time.Second)
+	if _, sender, _, receiverCert := hop(t, msgs[0]); sender != "edge1" || receiverCert != newHub {
+		t.Errorf("after hub1's renewal, hub1 presented %s to %s, want %s", receiverCert, sender, newHub)
+	}
+	x.toInternet(t, "after hub1 renewed")
+	if n := len(x.h1.events(16090)); n != 1 {
+		t.Errorf("%d subscriptions imported, want the first one only", n)
+	}
+	noTrustFailures(t, x.h1, x.h2, x.edge)
 }
