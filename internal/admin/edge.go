@@ -415,12 +415,16 @@ func (a *Admin) RequestEdgeSync(ctx context.Context, wait time.Duration) ([]edge
 			return nil, errorf(op, err)
 		}
 		var fresh []edgesync.Round
+		done := map[string]bool{}
 		for _, r := range rounds {
 			if !r.Time.Before(start.Add(-time.Second)) {
 				fresh = append(fresh, r)
+				if r.Kind != edgesync.KindConfiguration {
+					done[strings.ToLower(r.Edge)] = true // recipients come last; or the lease is another hub's
+				}
 			}
 		}
-		if len(fresh) >= 2*len(edges) || time.Now().After(deadline) {
+		if len(done) >= len(edges) || time.Now().After(deadline) {
 			if fresh == nil {
 				fresh = []edgesync.Round{}
 			}

@@ -15,16 +15,29 @@ import (
 )
 
 // Leaser grants the lease that lets exactly one hub synchronise an edge
-// at a time (SPEC X3, EdgeSync): TakeEdgeLease returns true when holder
+// at a time (SPEC X3, EdgeSync): TakeEdgeLease returns Held when holder
 // now holds the lease on edge until now+ttl — it was free, had expired,
-// or holder held it already (a renewal) — and false when another hub
-// holds it. Taking is atomic against every other process and server: in
+// or holder held it already (a renewal) — and otherwise who holds it and
+// until when. Taking is atomic against every other process and server: in
 // LDAP a compare-and-swap of the attribute (a modify that deletes the
 // value read, which fails if it changed), in the embedded directory one
 // SQLite transaction. A hub that dies holding the lease loses it when it
 // expires. Safe for concurrent use.
 type Leaser interface {
-	TakeEdgeLease(ctx context.Context, edge, holder string, now time.Time, ttl time.Duration) (bool, error)
+	TakeEdgeLease(ctx context.Context, edge, holder string, now time.Time, ttl time.Duration) (Lease, error)
+}
+
+// Lease says who holds an edge's lease.
+type Lease struct {
+	Held   bool      // the caller holds it now
+	Holder string    // else: the hub that does
+	Until  time.Time // and until when
+}
+
+// other describes the lease cur, held by someone else.
+func other(cur string) Lease {
+	h, until, _ := parseLease(cur)
+	return Lease{Holder: h, Until: until}
 }
 
 var (
@@ -61,10 +74,10 @@ func free(cur, holder string, now time.Time) bool {
 }
 
 // TakeEdgeLease implements Leaser.
-func (l *LDAP) TakeEdgeLease(ctx context.Context, edge, holder string, now time.Time, ttl time.Duration) (bool, error) {
+func (l *LDAP) TakeEdgeLease(ctx context.Context, edge, holder string, now time.Time, ttl time.Duration) (Lease, error) {
 	s := Server{Name: edge}
 	dn := serverCodec.dn(l.base, &s)
-	won := false
+	var won Lease
 	err := l.c.do(ctx, func(conn *ldap.Conn) error {
 		res, err := conn.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false, "(objectClass=certrelayServer)", []string{leaseAttr}, nil))
 		if err != nil {
@@ -75,6 +88,7 @@ func (l *LDAP) TakeEdgeLease(ctx context.Context, edge, holder string, now time.
 		}
 		cur := res.Entries[0].GetAttributeValue(leaseAttr)
 		if !free(cur, holder, now) {
+			won = other(cur)
 			return nil
 		}
 		m := ldap.NewModifyRequest(dn, nil)
@@ -86,18 +100,18 @@ func (l *LDAP) TakeEdgeLease(ctx context.Context, edge, holder string, now time.
 		if ldap.IsErrorAnyOf(err, ldap.LDAPResultNoSuchAttribute, ldap.LDAPResultAttributeOrValueExists, ldap.LDAPResultConstraintViolation) {
 			return nil // lost the race
 		}
-		won = err == nil
+		won = Lease{Held: err == nil, Holder: holder, Until: now.Add(ttl)}
 		return err
 	})
 	if err != nil {
-		return false, classify(err, "take the EdgeSync lease of "+edge)
+		return Lease{}, classify(err, "take the EdgeSync lease of "+edge)
 	}
 	return won, nil
 }
 
 // TakeEdgeLease implements Leaser: in the database's own table.
-func (e *Embedded) TakeEdgeLease(ctx context.Context, edge, holder string, now time.Time, ttl time.Duration) (bool, error) {
-	won := false
+func (e *Embedded) TakeEdgeLease(ctx context.Context, edge, holder string, now time.Time, ttl time.Duration) (Lease, error) {
+	var won Lease
 	err := db.Tx(ctx, e.db, func(ctx context.Context, tx *sql.Tx) error {
 		var cur string
 		err := tx.QueryRowContext(ctx, `SELECT value FROM dir_leases WHERE edge = ?`, key(edge)).Scan(&cur)
@@ -105,36 +119,37 @@ func (e *Embedded) TakeEdgeLease(ctx context.Context, edge, holder string, now t
 			return err
 		}
 		if !free(cur, holder, now) {
+			won = other(cur)
 			return nil
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO dir_leases(edge, value) VALUES(?, ?) ON CONFLICT(edge) DO UPDATE SET value = excluded.value`, key(edge), leaseValue(holder, now.Add(ttl)))
-		won = err == nil
+		won = Lease{Held: err == nil, Holder: holder, Until: now.Add(ttl)}
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("take the EdgeSync lease of %s: %w", edge, err)
+		return Lease{}, fmt.Errorf("take the EdgeSync lease of %s: %w", edge, err)
 	}
 	return won, nil
 }
 
 // TakeEdgeLease implements Leaser, on the directory itself.
-func (r *Replica) TakeEdgeLease(ctx context.Context, edge, holder string, now time.Time, ttl time.Duration) (bool, error) {
+func (r *Replica) TakeEdgeLease(ctx context.Context, edge, holder string, now time.Time, ttl time.Duration) (Lease, error) {
 	if r.l == nil {
-		return false, errCopy
+		return Lease{}, errCopy
 	}
 	return r.l.TakeEdgeLease(ctx, edge, holder, now, ttl)
 }
 
 // TakeEdgeLease implements Leaser, on the directory itself.
-func (f *Fallback) TakeEdgeLease(ctx context.Context, edge, holder string, now time.Time, ttl time.Duration) (bool, error) {
+func (f *Fallback) TakeEdgeLease(ctx context.Context, edge, holder string, now time.Time, ttl time.Duration) (Lease, error) {
 	return f.Primary.TakeEdgeLease(ctx, edge, holder, now, ttl)
 }
 
 // TakeEdgeLease implements Leaser: the organisation's.
-func (j *Joined) TakeEdgeLease(ctx context.Context, edge, holder string, now time.Time, ttl time.Duration) (bool, error) {
+func (j *Joined) TakeEdgeLease(ctx context.Context, edge, holder string, now time.Time, ttl time.Duration) (Lease, error) {
 	l, ok := j.Org.(Leaser)
 	if !ok {
-		return false, fmt.Errorf("the organisation's directory grants no EdgeSync lease")
+		return Lease{}, fmt.Errorf("the organisation's directory grants no EdgeSync lease")
 	}
 	return l.TakeEdgeLease(ctx, edge, holder, now, ttl)
 }

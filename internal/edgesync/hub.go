@@ -209,8 +209,14 @@ func (s *Syncer) run(ctx context.Context, w *worker) {
 		// The lease is taken, then renewed when a third of it is left:
 		// each renewal is a change of the edge's object every hub sees.
 		if now.After(leaseUntil.Add(-LeaseTTL / 3 * 2)) {
-			held, err := s.Leaser.TakeEdgeLease(ctx, w.edge, s.Self, now, LeaseTTL)
-			if err != nil || !held {
+			lease, err := s.Leaser.TakeEdgeLease(ctx, w.edge, s.Self, now, LeaseTTL)
+			if err != nil || !lease.Held {
+				if forced && err == nil {
+					// A person asked here: say where the rounds run.
+					_ = Record(ctx, s.DB, Round{Edge: w.edge, Kind: KindLease, Hub: lease.Holder, Time: now,
+						Error: fmt.Sprintf("%s holds the EdgeSync lease of %s until %s and synchronises it; its rounds are on the edge (edge status there) and on %s", lease.Holder, w.edge, lease.Until.UTC().Format(time.RFC3339), lease.Holder)})
+					forced = false
+				}
 				leaseUntil = time.Time{}
 				stopWait()
 				timer.Reset(LeaseTTL / 3)

@@ -22,6 +22,9 @@ const MaxMessage = 256 << 20
 const (
 	KindConfiguration = "configuration"
 	KindRecipients    = "recipients"
+	// KindLease is a Round that records why a hub asked for a round ran
+	// none: another hub holds the edge's lease.
+	KindLease = "lease"
 )
 
 // Operations.

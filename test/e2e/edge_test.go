@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,24 +180,37 @@ func TestEdgeSubscriptionAndMail(t *testing.T) {
 		t.Errorf("mailbox remove on the edge: %d %s", r.code, r.stderr)
 	}
 
-	var rounds []struct {
+	// edge sync on both hubs: the lease holder runs the rounds, the other
+	// names it; the edge shows what it received, and from which hub.
+	type round struct {
 		Edge, Kind, Hub, Error string
-		Objects                int
+		Objects, Changed       int
 	}
-	h1.e.jsonOf(&rounds, "edge", "status")
-	h2rounds := []byte(h2.e.ok("edge", "status", "--json"))
-	var r2 []struct{ Kind, Error string }
-	_ = json.Unmarshal(h2rounds, &r2)
-	if len(rounds)+len(r2) == 0 {
-		t.Errorf("edge status shows no round on either hub")
+	var r1, r2, onEdge []round
+	h1.e.jsonOf(&r1, "edge", "sync")
+	h2.e.jsonOf(&r2, "edge", "sync")
+	holder, ran := "", 0
+	for _, rs := range [][]round{r1, r2} {
+		for _, r := range rs {
+			switch {
+			case r.Kind == "lease" && strings.Contains(r.Error, "holds the EdgeSync lease of edge1"):
+				holder = r.Hub
+			case r.Error == "" && (r.Kind == "configuration" || r.Kind == "recipients"):
+				ran++
+				if r.Kind == "recipients" && r.Objects != 3 {
+					t.Errorf("recipients round: %+v, want 3 recipients", r)
+				}
+			default:
+				t.Errorf("edge sync: %+v", r)
+			}
+		}
 	}
-	var er []struct {
-		Kind, Hub string
-		Objects   int
+	if ran != 2 || holder == "" {
+		t.Errorf("edge sync on hub1: %+v; on hub2: %+v; want one hub's two rounds and the other naming it", r1, r2)
 	}
-	edge.e.jsonOf(&er, "edge", "status")
-	if len(er) != 2 {
-		t.Errorf("edge status on the edge: %+v", er)
+	edge.e.jsonOf(&onEdge, "edge", "status")
+	if len(onEdge) != 2 || onEdge[0].Hub != holder || onEdge[1].Hub != holder || onEdge[1].Kind != "recipients" || onEdge[1].Objects != 3 {
+		t.Errorf("edge status on the edge: %+v (lease holder %s)", onEdge, holder)
 	}
 }
 
