@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -400,4 +401,60 @@ func TestEdgeRenewalsPropagate(t *testing.T) {
 		t.Errorf("%d subscriptions imported, want the first one only", n)
 	}
 	noTrustFailures(t, x.h1, x.h2, x.edge)
+}
+
+// hubOutage is how long the hubs stay down in TestEdgeQueuesWhileHubsAreDown
+// (the minute).
+const hubOutage = time.Minute
+
+// TestEdgeQueuesWhileHubsAreDown: both hubs stopped for a minute while
+// mail from the internet keeps coming into the edge: the edge accepts it
+// (its recipients are replicated), queues it, and once the hubs are back
+// every message is delivered exactly once.
+func TestEdgeQueuesWhileHubsAreDown(t *testing.T) {
+	x := newEdgeOrg(t)
+	x.h1.p.stop()
+	x.h2.p.stop()
+	stopped := time.Now()
+	const n = 20
+	for i := range n {
+		to := "bob@contoso.test"
+		if i%2 == 1 {
+			to = "alice@contoso.test"
+		}
+		x.fromInternet(t, to, fmt.Sprintf("while the hubs are down %02d", i))
+	}
+	x.edge.e.waitQueue("every message tried once", func(items []queueItem) bool {
+		tried := 0
+		for _, it := range items {
+			for _, r := range it.Recipients {
+				if r.Status == "pending" && r.Attempts >= 1 {
+					tried++
+				}
+			}
+		}
+		return tried == n
+	})
+	time.Sleep(time.Until(stopped.Add(hubOutage)))
+	x.h1.start()
+	x.h2.start()
+	x.edge.e.ok("queue", "retry")
+	x.edge.e.waitQueue("empty", func(items []queueItem) bool { return len(items) == 0 })
+	got := append(x.h2.waitMail("contoso.test", "bob", n/2, 30*time.Second), x.h1.waitMail("contoso.test", "alice", n/2, 30*time.Second)...)
+	seen := map[string]int{}
+	for _, m := range got {
+		for i := range n {
+			if strings.Contains(m, fmt.Sprintf("Subject: while the hubs are down %02d", i)) {
+				seen[fmt.Sprint(i)]++
+			}
+		}
+	}
+	if len(got) != n || len(seen) != n {
+		t.Fatalf("delivered %d messages, %d distinct, want %d once each: %v", len(got), len(seen), n, seen)
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Errorf("message %s delivered %d times", k, c)
+		}
+	}
 }
