@@ -10,6 +10,7 @@ import (
 	"certrelay/internal/admin"
 	"certrelay/internal/certinfo"
 	"certrelay/internal/directory"
+	"certrelay/internal/edgesync"
 	"certrelay/internal/events"
 	"certrelay/internal/queue"
 	"certrelay/internal/tlsrpt"
@@ -256,6 +257,24 @@ var faces = map[string]face{
 		table(c.a.stdout, []string{"Identity", "EventLevel"}, t)
 		return nil
 	}},
+	"Test-EdgeSynchronization":  {human: printRounds},
+	"Start-EdgeSynchronization": {human: printRounds},
+	"Get-EdgeSubscription": {human: func(c *call, res *admin.Result) error {
+		var t [][]string
+		for _, s := range res.Data.([]admin.EdgeSubscription) {
+			last := ""
+			if s.LastSync != nil {
+				last = formatTime(*s.LastSync)
+			}
+			t = append(t, []string{s.Name, s.Status, s.Fqdn, s.SyncAddress, s.InternalTransportCertificateThumbprint, last})
+		}
+		if len(t) == 0 {
+			fmt.Fprintln(c.a.stdout, "No edge subscription: on an edge, certrelay edge subscribe --out FILE; on a hub, certrelay edge import FILE.")
+			return nil
+		}
+		table(c.a.stdout, []string{"Name", "Status", "Fqdn", "SyncAddress", "InternalTransportCertificate", "LastSync"}, t)
+		return nil
+	}},
 	"Get-TransportServer": {human: func(c *call, res *admin.Result) error {
 		var t [][]string
 		for _, s := range res.Data.([]admin.OrgServer) {
@@ -449,5 +468,19 @@ func printQueue(c *call, res *admin.Result) error {
 		}
 	}
 	table(c.a.stdout, []string{"Id", "From", "To", "Destination", "Status", "Attempts", "NextAttempt", "LastError"}, rows)
+	return nil
+}
+
+// printRounds prints EdgeSync rounds, one a line.
+func printRounds(c *call, res *admin.Result) error {
+	var t [][]string
+	for _, r := range res.Data.([]edgesync.Round) {
+		t = append(t, []string{r.Edge, r.Kind, r.Hub, formatTime(r.Time), fmt.Sprint(r.Objects), fmt.Sprint(r.Changed), r.Duration, r.Error})
+	}
+	if len(t) == 0 {
+		fmt.Fprintln(c.a.stdout, "No EdgeSync round yet.")
+		return nil
+	}
+	table(c.a.stdout, []string{"Edge", "Kind", "Hub", "Time", "Objects", "Changed", "Duration", "Error"}, t)
 	return nil
 }
