@@ -78,6 +78,15 @@ PROBES ?= 200
 bench-renew: deps
 	RENEWS=$(RENEWS) PROBES=$(PROBES) $(GO) test -tags bench -run '^TestRenew$$' -count=1 -v -timeout 30m ./test/bench/
 
+# The edge (issue 12): 100,000 recipients replicated to a new edge (time,
+# the edge's memory) and an incremental change to the edge; the "edge"
+# section of docs/PERFORMANCE.md (~3 min).
+EDGE_MAILBOXES ?= 100000
+EDGE_CHANGES ?= 10
+.PHONY: bench-edge
+bench-edge: deps
+	EDGE_MAILBOXES=$(EDGE_MAILBOXES) EDGE_CHANGES=$(EDGE_CHANGES) $(GO) test -tags bench -run '^TestEdgeBench$$' -count=1 -v -timeout 60m ./test/bench/
+
 # A slapd with certrelay's schema and LDAP Sync, for trying an
 # organisation on one machine (docs/DIRECTORY.md): scripts/slapd.sh.
 SLAPD_DIR ?= ./slapd
