@@ -141,6 +141,14 @@ func (e *Embedded) PutServer(ctx context.Context, s Server) error {
 	return e.put(ctx, kindServer, key(s.Name), s)
 }
 
+// Count returns how many objects of kind (KindMailbox, …) the directory
+// holds.
+func (e *Embedded) Count(ctx context.Context, kind string) (int, error) {
+	var n int
+	err := db.Q(ctx, e.db).QueryRowContext(ctx, `SELECT COUNT(*) FROM dir_objects WHERE kind = ?`, kind).Scan(&n)
+	return n, err
+}
+
 // DeleteServer removes a server object and its receive connectors (an
 // edge whose subscription is removed).
 func (e *Embedded) DeleteServer(ctx context.Context, name string) error {

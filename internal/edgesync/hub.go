@@ -3,6 +3,7 @@ package edgesync
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -163,6 +164,8 @@ func (s *Syncer) run(ctx context.Context, w *worker) {
 	var lastConfig, lastRecipients, leaseUntil, waitAgain time.Time
 	dueConfig, dueRecipients, forced := true, true, true
 	lastCfg := "" // fingerprint of the configuration the edge has
+	rcpts := &recipientsState{}
+	wholeRecipients := true
 	failing := false
 	retry := time.Second
 	var waitDone chan Response
@@ -204,7 +207,10 @@ func (s *Syncer) run(ctx context.Context, w *worker) {
 			dueConfig, forced = true, true
 		}
 		if now.Sub(lastRecipients) >= RecipientsEvery {
-			dueRecipients = true
+			dueRecipients, wholeRecipients = true, true
+		}
+		if forced {
+			wholeRecipients = true
 		}
 		// The lease is taken, then renewed when a third of it is left:
 		// each renewal is a change of the edge's object every hub sees.
@@ -239,13 +245,17 @@ func (s *Syncer) run(ctx context.Context, w *worker) {
 			if dueRecipients {
 				kinds = append(kinds, KindRecipients)
 			}
-			r, cfg, err := s.round(ctx, w.edge, kinds...)
+			if !wholeRecipients {
+				rcpts.delta = true
+			}
+			r, cfg, err := s.round(ctx, w.edge, rcpts, kinds...)
 			if err != nil {
 				if !failing && s.Problem != nil {
 					s.Problem(w.edge, err.Error())
 				}
 				failing = true
 				s.Log.Warn("EdgeSync round failed", "edge", w.edge, "err", err)
+				rcpts.reset()
 				timer.Reset(retry)
 				retry = min(retry*2, time.Minute)
 				continue
@@ -257,9 +267,10 @@ func (s *Syncer) run(ctx context.Context, w *worker) {
 			if dueConfig {
 				lastConfig, lastCfg = now, cfg
 			}
-			if dueRecipients {
+			if dueRecipients && wholeRecipients {
 				lastRecipients = now
 			}
+			wholeRecipients = false
 			dueConfig, dueRecipients, forced = false, false, false
 			gen = r.Generation
 			stopWait()
@@ -393,13 +404,31 @@ func (s *Syncer) exchange(c *conn, req Request, resp *Response) error {
 // Round runs a round of each kind with edge now, and records it; it
 // returns the edge's last answer.
 func (s *Syncer) Round(ctx context.Context, edge string, kinds ...string) (Response, error) {
-	r, _, err := s.round(ctx, edge, kinds...)
+	r, _, err := s.round(ctx, edge, &recipientsState{}, kinds...)
 	return r, err
+}
+
+// recipientsState is what a worker knows of the edge's recipients: the
+// set its last recipients round left there, and that round's name, from
+// which a delta can start.
+type recipientsState struct {
+	last  map[string]string // address → home server
+	round string
+	delta bool // the next round may be a delta
+}
+
+func (r *recipientsState) reset() { r.last, r.round, r.delta = nil, "", false }
+
+// newRoundName names a recipients round.
+func newRoundName() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // round is Round, which also returns the fingerprint of the configuration
 // it pushed.
-func (s *Syncer) round(ctx context.Context, edge string, kinds ...string) (last Response, cfgPrint string, err error) {
+func (s *Syncer) round(ctx context.Context, edge string, rs *recipientsState, kinds ...string) (last Response, cfgPrint string, err error) {
 	c, base, err := s.connect(ctx, edge)
 	if err != nil {
 		s.recordFailure(ctx, edge, kinds, err)
@@ -424,14 +453,55 @@ func (s *Syncer) round(ctx context.Context, edge string, kinds ...string) (last 
 			if err != nil {
 				return last, "", err
 			}
-			req.Recipients = make([]Recipient, len(boxes))
-			for i, m := range boxes {
-				req.Recipients[i] = Recipient{Address: m.Address, Server: m.Server}
+			now := make(map[string]string, len(boxes))
+			for _, m := range boxes {
+				now[key(m.Address)] = m.Server
 			}
 			n = len(boxes)
+			req.Round = newRoundName()
+			if rs.delta && rs.last != nil {
+				req.Base = rs.round
+				for a, srv := range now {
+					if old, ok := rs.last[a]; !ok || old != srv {
+						req.Recipients = append(req.Recipients, Recipient{Address: a, Server: srv})
+					}
+				}
+				for a := range rs.last {
+					if _, ok := now[a]; !ok {
+						req.Removed = append(req.Removed, a)
+					}
+				}
+				if len(req.Recipients) == 0 && len(req.Removed) == 0 {
+					continue // the edge has them all
+				}
+			} else {
+				req.Recipients = make([]Recipient, len(boxes))
+				for i, m := range boxes {
+					req.Recipients[i] = Recipient{Address: m.Address, Server: m.Server}
+				}
+			}
+			rs.delta = false
+			defer func() {
+				if err == nil {
+					rs.last, rs.round = now, req.Round
+				} else {
+					rs.reset()
+				}
+			}()
 		}
 		var resp Response
 		err := s.exchange(c, req, &resp)
+		if err == nil && resp.NeedWhole {
+			// The edge is not where this hub thought (another hub ran a
+			// round meanwhile): every recipient, then.
+			req.Base, req.Removed = "", nil
+			req.Recipients = req.Recipients[:0]
+			for _, m := range rsNow(ctx, s) {
+				req.Recipients = append(req.Recipients, m)
+			}
+			resp = Response{}
+			err = s.exchange(c, req, &resp)
+		}
 		if err == nil && resp.Error != "" {
 			err = fmt.Errorf("the edge refused the %s round: %s", kind, resp.Error)
 		}
@@ -542,4 +612,15 @@ func (s *Syncer) publish(ctx context.Context, edge string, r Response) error {
 			return ignoreNotFound(s.Org.DeleteReceiveConnector(ctx, c.Server, c.Name))
 		}, s.Org.PutReceiveConnector)
 	return err
+}
+
+// rsNow reads every recipient again (a whole round after a delta the
+// edge refused).
+func rsNow(ctx context.Context, s *Syncer) []Recipient {
+	boxes, _ := s.Dir.Mailboxes(ctx)
+	out := make([]Recipient, len(boxes))
+	for i, m := range boxes {
+		out[i] = Recipient{Address: m.Address, Server: m.Server}
+	}
+	return out
 }

@@ -47,6 +47,14 @@ type Request struct {
 	EdgeThumbprint string      `json:",omitempty"`
 	Config         *Config     `json:",omitempty"`
 	Recipients     []Recipient `json:",omitempty"`
+	// A recipients round is whole (every recipient: the edge's become
+	// exactly these) or, when Base is set, a delta from the round Base
+	// named: Recipients added or changed, Removed addresses. The edge
+	// applies a delta only if its last recipients round is Base, else
+	// answers NeedWhole. Round names this round.
+	Base    string   `json:",omitempty"`
+	Removed []string `json:",omitempty"`
+	Round   string   `json:",omitempty"`
 	// Generation (OpWait) is the edge's own objects' fingerprint the hub
 	// last saw.
 	Generation string `json:",omitempty"`
@@ -87,6 +95,10 @@ type Response struct {
 	ReceiveConnectors []directory.ReceiveConnector
 	Generation        string // fingerprint of the two above
 	Changed           int    // objects the push added, changed or removed
+	Held              int    // objects of the round's kind the edge holds after it
+	// NeedWhole: a delta's Base is not the edge's last recipients round;
+	// send every recipient.
+	NeedWhole bool `json:",omitempty"`
 	// Proof (OpHello) is the edge's server credential's signature over
 	// the session's exporter value: it authenticates an edge whose
 	// certificate is newer than the organisation's copy (X4).

@@ -139,7 +139,7 @@ func (s *srv) edgeChanges(ctx context.Context, kinds map[string]bool, settingKey
 	}
 	if s.edge.ls != nil {
 		for _, k := range settingKeys {
-			if strings.HasPrefix(k, "edgesync.") {
+			if k == settings.EdgeSyncBinding || k == settings.EdgeBootstrap || k == settings.EdgeSubscribed {
 				s.applyEdgeEndpoint(ctx)
 				break
 			}
