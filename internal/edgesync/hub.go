@@ -368,18 +368,22 @@ func (s *Syncer) connect(ctx context.Context, edge string) (*conn, *Request, err
 		tc.Close()
 		return nil, nil, fmt.Errorf("EdgeSync with %s at %s: %w", edge, srv.EdgeSyncAddress, err)
 	}
-	if r.Error != "" {
-		tc.Close()
-		return nil, nil, fmt.Errorf("%s refused this hub: %s", edge, r.Error)
-	}
 	// Direct trust: the edge's certificate must be the organisation's copy
 	// — or, after the edge renewed it (X4), the edge proves itself with
 	// its server credential, and this session publishes its new one.
 	peer := cs.PeerCertificates[0].Raw
 	if !bytes.Equal(peer, srv.InternalTransportCertificate) &&
-		(len(srv.ServerCredential) == 0 || servercred.Verify(srv.ServerCredential, servercred.Server, srv.Name, exp, r.Proof) != nil) {
+		(r.Error != "" || len(srv.ServerCredential) == 0 || servercred.Verify(srv.ServerCredential, servercred.Server, srv.Name, exp, r.Proof) != nil) {
 		tc.Close()
-		return nil, nil, fmt.Errorf("direct trust: %s presented certificate %s, not %s, which the organisation holds for it, and no proof of its server credential; if the edge was rebuilt, remove its subscription (Remove-EdgeSubscription) and subscribe it again", edge, certinfo.Thumbprint(peer), srv.InternalTransportCertificateThumbprint)
+		also := ""
+		if r.Error != "" {
+			also = "; the edge answered: " + r.Error
+		}
+		return nil, nil, fmt.Errorf("direct trust: %s presented certificate %s, not %s, which the organisation holds for it, and no proof of its server credential (an edge rebuilt from scratch?)%s", edge, certinfo.Thumbprint(peer), srv.InternalTransportCertificateThumbprint, also)
+	}
+	if r.Error != "" {
+		tc.Close()
+		return nil, nil, fmt.Errorf("%s refused this hub: %s", edge, r.Error)
 	}
 	_ = raw.SetDeadline(time.Time{})
 	if err := s.publish(ctx, edge, r); err != nil {

@@ -458,3 +458,67 @@ func TestEdgeQueuesWhileHubsAreDown(t *testing.T) {
 		}
 	}
 }
+
+// TestEdgeRebuiltAndRemoved: an edge rebuilt from scratch (a new data
+// directory under the same name and address) no longer proves itself;
+// the hub's rounds fail with 16091 naming the repair, and mail waits.
+// Removing the subscription on the hub takes the edge's server object and
+// connectors out of the organisation; on the edge, what was replicated.
+func TestEdgeRebuiltAndRemoved(t *testing.T) {
+	x := newEdgeOrg(t)
+	var sub []struct{ SyncAddress string }
+	x.edge.e.jsonOf(&sub, "edge", "list")
+	x.edge.p.stop()
+
+	// The edge rebuilt: same name, same addresses, new keys.
+	rebuilt := newEnv(t)
+	rebuilt.ok("setup", "--name", "edge1", "--fqdn", "edge1.org.test", "--role", "edge")
+	rebuilt.ok("connector", "receive", "set", "Default edge1", "--bindings", x.edge.addr)
+	_, port, _ := strings.Cut(sub[0].SyncAddress, ":")
+	rebuilt.ok("edge", "subscribe", "--out", "new.xml", "--sync-binding", "127.0.0.1:"+port)
+	r := &hub{e: rebuilt, name: "edge1", addr: x.edge.addr}
+	r.start()
+	x.h1.e.ok("edge", "sync", "--wait", "5")
+	var ev eventJSON
+	for _, h := range []*hub{x.h1, x.h2} {
+		for _, e := range h.events(16091) {
+			ev = e
+		}
+	}
+	if ev.Message == "" {
+		deadline := time.Now().Add(20 * time.Second)
+		for ev.Message == "" && time.Now().Before(deadline) {
+			for _, h := range []*hub{x.h1, x.h2} {
+				for _, e := range h.events(16091) {
+					ev = e
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if !strings.Contains(ev.Message, "direct trust") || !strings.Contains(ev.Message, "certrelay edge remove") || !strings.Contains(ev.Message, "subscribe it again") {
+		t.Fatalf("16091 for the rebuilt edge: %+v", ev)
+	}
+	var boxes []struct{ Address string }
+	rebuilt.jsonOf(&boxes, "mailbox", "list")
+	if len(boxes) != 0 {
+		t.Errorf("the rebuilt edge got recipients from a hub that could not authenticate it: %+v", boxes)
+	}
+
+	// Remove the subscription on the hub, and on the (old) edge.
+	x.h2.e.ok("edge", "remove", "edge1", "--force")
+	if th := x.h1.serverThumb("edge1"); th != "" {
+		t.Errorf("edge1 still in the organisation: %s", th)
+	}
+	out := x.h1.e.ok("connector", "send", "list", "--json")
+	if strings.Contains(out, "EdgeSync - edge1") {
+		t.Errorf("the edge's connectors are still there: %s", out)
+	}
+	x.edge.e.ok("edge", "remove", "--force")
+	var left []struct{ Address string }
+	x.edge.e.jsonOf(&left, "mailbox", "list")
+	if len(left) != 0 {
+		t.Errorf("replicated recipients left on the edge: %+v", left)
+	}
+	x.edge.e.ok("domain", "add", "fabrikam.test") // no longer read-only
+}
