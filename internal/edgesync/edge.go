@@ -320,13 +320,18 @@ func (e *Endpoint) applyConfig(ctx context.Context, self string, c *Config) (cha
 		s.EdgeSyncBootstrap = ""
 		servers[strings.ToLower(s.Name)] = s
 	}
-	n, err := replace(ctx, e.Dir.Servers, func(s directory.Server) string { return strings.ToLower(s.Name) }, servers,
-		func(ctx context.Context, s directory.Server) error {
-			if strings.EqualFold(s.Name, self) {
-				return nil
+	others := func(ctx context.Context) ([]directory.Server, error) {
+		list, err := e.Dir.Servers(ctx)
+		out := list[:0]
+		for _, s := range list {
+			if !strings.EqualFold(s.Name, self) {
+				out = append(out, s)
 			}
-			return e.Dir.DeleteServer(ctx, s.Name)
-		}, e.Dir.PutServer)
+		}
+		return out, err
+	}
+	n, err := replace(ctx, others, func(s directory.Server) string { return strings.ToLower(s.Name) }, servers,
+		func(ctx context.Context, s directory.Server) error { return e.Dir.DeleteServer(ctx, s.Name) }, e.Dir.PutServer)
 	changed += n
 	if err != nil {
 		return changed, 0, err
