@@ -150,3 +150,86 @@ func memory(t *testing.T, r *relay) (rss, hwm float64) {
 	}
 	return rss, hwm
 }
+
+// TestEdgeIngest is the edge's part of `make bench` (and `make
+// bench-edge`): mail from the internet into an edge — STARTTLS (ECDSA
+// P-256), its recipient checked against the recipients EdgeSync
+// replicated, queued durably for its hub (which is stopped, so every
+// message waits in the queue) — beside certrelay as a hub with delivery
+// deferred and Postfix relaying to discard with relay_recipient_maps,
+// alternating, EDGE_ROUNDS times. It writes the "edge-ingest" section of
+// docs/PERFORMANCE.md and asserts only that no message failed.
+func TestEdgeIngest(t *testing.T) {
+	build(t)
+	rounds := envInt(t, "EDGE_ROUNDS", envInt(t, "ROUNDS", 3))
+	n := envInt(t, "TLS_N", 3000)
+	clients := envInt(t, "CLIENTS", 32)
+	started := time.Now().UTC()
+	l := load{Name: "edge-starttls-ecdsa", Clients: clients, Messages: n, Size: 4096, TLS: true, Curves: "X25519"}
+	targets := []struct {
+		name, label string
+		start       func(t *testing.T) string
+	}{
+		{"certrelay-edge", "certrelay edge: replicated recipients, queued for its hub", startIngestEdge},
+		{"certrelay-deferred", "certrelay hub: its own mailbox, delivery deferred", func(t *testing.T) string {
+			r := newRelay(t, relayOptions{KeyType: "ecdsa", HoldDelivery: true})
+			r.start()
+			return r.addr
+		}},
+		{"postfix-rcpt", "Postfix: relay_recipient_maps, discard", func(t *testing.T) string {
+			return newPostfix(t, postfixOptions{KeyType: "ecdsa", RecipientChecks: true}).Addr
+		}},
+	}
+	rates := map[string][]float64{}
+	p99 := map[string][]float64{}
+	for round := 1; round <= rounds; round++ {
+		k := (round - 1) % len(targets)
+		order := append(append(targets[:0:0], targets[k:]...), targets[:k]...)
+		for _, tg := range order {
+			t.Run(fmt.Sprintf("round%d/%s", round, tg.name), func(t *testing.T) {
+				addr := tg.start(t)
+				warm := l
+				warm.Messages = max(100, l.Messages/10)
+				runLoad(t, addr, warm)
+				rep := runLoad(t, addr, l)
+				if rep.Failed > 0 {
+					t.Errorf("%d of %d failed: %v %v %v", rep.Failed, rep.OK+rep.Failed, rep.Errors, rep.Replies, rep.FirstErrors)
+				}
+				fmt.Printf("round %d  %-20s %8.1f/s  p50 %7.2f ms  p99 %7.2f ms  failed %d\n", round, tg.name, rep.Rate, rep.Latency.P50, rep.Latency.P99, rep.Failed)
+				rates[tg.name] = append(rates[tg.name], rep.Rate)
+				p99[tg.name] = append(p99[tg.name], rep.Latency.P99)
+			})
+		}
+	}
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("## Edge ingest: `make bench-edge EDGE_ROUNDS=%d TLS_N=%d CLIENTS=%d` on %s\n\n", rounds, n, clients, started.Format("2006-01-02 15:04 UTC"))
+	w("Machine: %s.\n\n", machine(t))
+	w("smtpload, %d clients, %d messages of 4 KiB, a connection per message, STARTTLS with an ECDSA P-256 certificate (X25519), to user@bench.test; the servers alternate, %d rounds (median).\n\n", clients, n, rounds)
+	w("| server | messages/s (each round) | median | p99 latency, median of rounds |\n|---|---|---:|---:|\n")
+	for _, tg := range targets {
+		w("| %s | %s | %.0f | %.1f ms |\n", tg.label, floats(rates[tg.name]), median(rates[tg.name]), median(p99[tg.name]))
+	}
+	doc := b.String()
+	fmt.Println(doc)
+	writeSection(t, "edge-ingest", doc)
+}
+
+// startIngestEdge sets up a hub (embedded directory, the mailbox
+// user@bench.test) and an edge subscribed to it, waits until the edge has
+// the recipient, stops the hub, and returns the edge's address.
+func startIngestEdge(t *testing.T) string {
+	t.Helper()
+	hub := newRelay(t, relayOptions{})
+	edge := newEdgeRelay(t)
+	edge.cli("connector", "receive", "set", "Default edge1", "--fqdn", connectorFqdn, "--max-inbound-connection-per-source", "5000")
+	edge.newCert("ecdsa")
+	sub := filepath.Join(edge.dir, "EdgeSubscription.xml")
+	edge.cli("edge", "subscribe", "--out", sub, "--sync-binding", testpki.FreePort(t))
+	edge.start()
+	hub.start()
+	hub.cli("edge", "import", sub)
+	waitRecipients(t, edge, 1, time.Minute)
+	hub.stop()
+	return edge.addr
+}
