@@ -87,8 +87,14 @@ func (s *srv) edgeServerTLS() (*tls.Config, error) {
 	}
 	names := me.DNSNames()
 	in := s.layer.Internal(serving.InternalRequest{Thumbprint: thumb, PhysicalFQDN: names[2].Name, HostName: me.Name, FQDN: me.Fqdn})
+	if in.Source != serving.InternalConfigured && thumb != me.InternalTransportCertificateThumbprint {
+		// The old certificate is gone (removed before the organisation
+		// had the new one): the current one, which the hubs accept with
+		// this edge's server credential.
+		in = s.layer.Internal(serving.InternalRequest{Thumbprint: me.InternalTransportCertificateThumbprint, PhysicalFQDN: names[2].Name, HostName: me.Name, FQDN: me.Fqdn})
+	}
 	if in.Source != serving.InternalConfigured {
-		return nil, fmt.Errorf("the internal transport certificate %s the organisation holds for this edge cannot be used (%s): make a new one with certrelay cert new, which EdgeSync cannot publish without the old one — then remove and renew the subscription", thumb, in.Why)
+		return nil, fmt.Errorf("the internal transport certificate %s the organisation holds for this edge cannot be used (%s): restore its key, or make a new internal certificate (New-ExchangeCertificate) and subscribe this edge again (Remove-EdgeSubscription on a hub, New-EdgeSubscription here)", thumb, in.Why)
 	}
 	return in.Server, nil
 }
