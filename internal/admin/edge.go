@@ -213,21 +213,30 @@ func (a *Admin) ImportEdgeSubscription(ctx context.Context, data []byte) (EdgeSu
 			_ = org.DeleteSendConnector(context.WithoutCancel(ctx), n)
 		}
 	}
-	for _, c := range conns {
-		if _, err := org.SendConnector(ctx, c.Name); err == nil {
-			continue // a renewed subscription keeps the connectors as they were changed
+	// With the embedded directory all of it is one SQLite transaction;
+	// with LDAP, undo takes back what was written.
+	err = a.atomically(ctx, func(ctx context.Context) error {
+		for _, c := range conns {
+			if _, err := org.SendConnector(ctx, c.Name); err == nil {
+				continue // a renewed subscription keeps the connectors as they were changed
+			}
+			if err := org.PutSendConnector(ctx, c); err != nil {
+				return err
+			}
+			written = append(written, c.Name)
 		}
-		if err := org.PutSendConnector(ctx, c); err != nil {
+		if err := org.PutServer(ctx, edge); err != nil {
+			return err
+		}
+		a.raise(ctx, 16090, name, name, edge.Fqdn, thumb, edge.EdgeSyncAddress)
+		return nil
+	})
+	if err != nil {
+		if a.src.Org != nil {
 			undo()
-			return EdgeSubscription{}, errorf(op, err)
 		}
-		written = append(written, c.Name)
-	}
-	if err := org.PutServer(ctx, edge); err != nil {
-		undo()
 		return EdgeSubscription{}, errorf(op, err)
 	}
-	a.raise(ctx, 16090, name, name, edge.Fqdn, thumb, edge.EdgeSyncAddress)
 	return EdgeSubscription{Name: name, Fqdn: edge.Fqdn, SyncAddress: edge.EdgeSyncAddress, InternalTransportCertificateThumbprint: thumb, Status: "Bootstrapping"}, nil
 }
 
@@ -314,26 +323,44 @@ func (a *Admin) RemoveEdgeSubscription(ctx context.Context, name string) error {
 		}
 		return errorf(op, a.atomically(ctx, func(ctx context.Context) error { return a.unsubscribeHere(ctx, me.Name) }))
 	}
+	if strings.TrimSpace(name) == "" {
+		return errorf(op, usage("Identity", "name the edge whose subscription to remove ({Get-EdgeSubscription} lists them)"))
+	}
 	org := a.orgDirectory()
 	srv, err := org.Server(ctx, name)
 	if err != nil || !srv.Subscribed() {
+		// What a removal stopped half-way left: the connectors alone.
+		left := false
+		for _, c := range []string{edgeToInternet(name), edgeToOrg(name)} {
+			if _, err := org.SendConnector(ctx, c); err == nil {
+				left = true
+				if err := org.DeleteSendConnector(ctx, c); err != nil {
+					return errorf(op, err)
+				}
+			}
+		}
+		if left {
+			return nil
+		}
 		return errorf(op, failed(NotFound, "%s is no subscribed edge of the organisation", name).field("Identity", name).fix("list them with {Get-EdgeSubscription}"))
 	}
 	del, ok := org.(directory.ServerDeleter)
 	if !ok {
 		return errorf(op, fmt.Errorf("this directory cannot remove server objects"))
 	}
-	// The server object first: the hubs stop synchronising the edge.
-	if err := del.DeleteServer(ctx, srv.Name); err != nil {
-		return errorf(op, err)
-	}
-	for _, c := range []string{edgeToInternet(srv.Name), edgeToOrg(srv.Name)} {
-		if err := org.DeleteSendConnector(ctx, c); err != nil && !errors.Is(err, directory.ErrNotFound) {
-			return errorf(op, err)
+	// The server object first: the hubs stop synchronising the edge; a
+	// failure after it is repaired by running the command again.
+	return errorf(op, a.atomically(ctx, func(ctx context.Context) error {
+		if err := del.DeleteServer(ctx, srv.Name); err != nil {
+			return err
 		}
-	}
-	_ = edgesync.Forget(ctx, a.db, srv.Name)
-	return nil
+		for _, c := range []string{edgeToInternet(srv.Name), edgeToOrg(srv.Name)} {
+			if err := org.DeleteSendConnector(ctx, c); err != nil && !errors.Is(err, directory.ErrNotFound) {
+				return err
+			}
+		}
+		return edgesync.Forget(ctx, a.db, srv.Name)
+	}))
 }
 
 // unsubscribeHere drops, on an edge, what EdgeSync replicated.
