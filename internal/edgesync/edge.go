@@ -14,6 +14,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -48,11 +49,31 @@ type Endpoint struct {
 	// which it proves itself when its certificate is newer than the
 	// organisation's copy.
 	Credential *servercred.Key
+	// MaxConnections bounds the connections served at once (default
+	// DefaultMaxConnections); beyond, a connection is closed at once and
+	// logged.
+	MaxConnections int
+
+	active atomic.Int32
 }
+
+// DefaultMaxConnections is the endpoint's limit of connections at once:
+// each hub holds at most two (a round and a wait).
+const DefaultMaxConnections = 16
 
 // Handle serves one connection from a hub until it closes.
 func (e *Endpoint) Handle(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
+	limit := e.MaxConnections
+	if limit <= 0 {
+		limit = DefaultMaxConnections
+	}
+	if n := e.active.Add(1); n > int32(limit) {
+		e.active.Add(-1)
+		e.Log.Warn("EdgeSync: connection limit reached; connection closed", "limit", limit, "client", conn.RemoteAddr().String())
+		return
+	}
+	defer e.active.Add(-1)
 	cfg, err := e.TLS()
 	if err != nil {
 		e.Log.Warn("EdgeSync: no certificate to present", "err", err)
@@ -77,7 +98,15 @@ func (e *Endpoint) Handle(ctx context.Context, conn net.Conn) {
 	for {
 		_ = conn.SetDeadline(e.Now().Add(5 * time.Minute))
 		var req Request
-		if err := readMsg(tc, &req); err != nil {
+		limit := uint32(MaxMessage)
+		if authed == "" {
+			limit = MaxHello // nothing large before the hub is authenticated
+		}
+		if err := readLimited(tc, &req, limit); err != nil {
+			if errors.Is(err, errTooLarge) {
+				e.Log.Warn("EdgeSync: message refused", "client", conn.RemoteAddr().String(), "err", err)
+				_ = writeMsg(tc, Response{Error: err.Error()})
+			}
 			return
 		}
 		if authed == "" || !strings.EqualFold(authed, req.Hub) {

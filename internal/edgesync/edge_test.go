@@ -136,7 +136,12 @@ func TestEndpointRounds(t *testing.T) {
 	hub := directory.Server{Name: "hub1", Fqdn: "hub1.contoso.test", Role: directory.RoleHub,
 		InternalTransportCertificateThumbprint: certinfo.Thumbprint(hubLeaf.Cert.Raw), InternalTransportCertificate: hubLeaf.Cert.Raw}
 
+	// Before authentication nothing large is read.
 	h := dialEdge(t, e.addr, hubCert)
+	if r := h.do(Request{Op: OpHello, Hub: "hub1", Recipients: recipients(2000, "x")}); !strings.Contains(r.Error, "more than EdgeSync allows here") {
+		t.Fatalf("a large first message: %+v", r)
+	}
+	h = dialEdge(t, e.addr, hubCert)
 	if r := h.do(Request{Op: OpHello, Hub: "hub1"}); !strings.Contains(r.Error, "bootstrap") {
 		t.Fatalf("hello without the bootstrap account: %+v", r)
 	}
@@ -206,3 +211,25 @@ func TestEndpointRounds(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// TestEndpointConnectionLimit: beyond MaxConnections at once, a
+// connection is closed before its handshake.
+func TestEndpointConnectionLimit(t *testing.T) {
+	e := newEdgeSide(t)
+	e.ep.MaxConnections = 2
+	leaf := testpki.SelfSigned(t, testpki.Options{CommonName: "x", Key: testpki.ECKey(t)})
+	cert := tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key}
+	dialEdge(t, e.addr, cert)
+	dialEdge(t, e.addr, cert)
+	time.Sleep(50 * time.Millisecond)
+	c, err := tls.Dial("tcp", e.addr, &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}})
+	if err == nil {
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+	}
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("a third connection was served (%v)", err)
+	}
+}

@@ -3,6 +3,7 @@ package edgesync
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -16,7 +17,11 @@ import (
 // and that many bytes of JSON.
 
 // MaxMessage bounds one message: 100,000 recipients take about 8 MB.
-const MaxMessage = 256 << 20
+// MaxHello bounds what the edge reads before the hub is authenticated.
+const (
+	MaxMessage = 256 << 20
+	MaxHello   = 64 << 10
+)
 
 // Kinds of rounds.
 const (
@@ -105,6 +110,8 @@ type Response struct {
 	Proof []byte `json:",omitempty"`
 }
 
+var errTooLarge = errors.New("message too large")
+
 func writeMsg(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -122,14 +129,17 @@ func writeMsg(w io.Writer, v any) error {
 	return err
 }
 
-func readMsg(r io.Reader, v any) error {
+func readMsg(r io.Reader, v any) error { return readLimited(r, v, MaxMessage) }
+
+// readLimited reads a message of at most limit bytes.
+func readLimited(r io.Reader, v any, limit uint32) error {
 	var n [4]byte
 	if _, err := io.ReadFull(r, n[:]); err != nil {
 		return err
 	}
 	size := binary.BigEndian.Uint32(n[:])
-	if size > MaxMessage {
-		return fmt.Errorf("message of %d bytes is larger than EdgeSync allows (%d)", size, MaxMessage)
+	if size > limit {
+		return fmt.Errorf("%w: a message of %d bytes, more than EdgeSync allows here (%d)", errTooLarge, size, limit)
 	}
 	b := make([]byte, size)
 	if _, err := io.ReadFull(r, b); err != nil {
