@@ -83,3 +83,59 @@ func TestEdgeLease(t *testing.T) {
 		})
 	}
 }
+
+// TestReplicaIgnoresLeaseRenewals: a renewal of an edge's EdgeSync lease
+// changes the edge's entry in LDAP, but nothing the copy keeps: running
+// servers are told nothing (they would rebuild their direct-trust view
+// every few seconds), while a real change of the edge is told.
+func TestReplicaIgnoresLeaseRenewals(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	writer, _ := newLDAP(t)
+	edge := sampleServer(t, "edge1")
+	edge.Role, edge.EdgeSyncAddress = RoleEdge, "127.0.0.1:50636"
+	if err := writer.PutServer(ctx, edge); err != nil {
+		t.Fatal(err)
+	}
+	rc := newRecorder()
+	o := ReplicaOptions{}
+	rc.options(&o)
+	r, err := StartReplica(ctx, writer.c.cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := r.Server(ctx, "edge1"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replica never held edge1")
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	rc.mu.Lock()
+	rc.keys = nil
+	rc.mu.Unlock()
+	now := time.Now()
+	for i := range 3 {
+		if l, err := writer.TakeEdgeLease(ctx, "edge1", "hub1", now.Add(time.Duration(i)*time.Second), time.Minute); err != nil || !l.Held {
+			t.Fatalf("lease: %+v %v", l, err)
+		}
+	}
+	edge.Fqdn = "edge1.fabrikam.test"
+	if err := writer.PutServer(ctx, edge); err != nil {
+		t.Fatal(err)
+	}
+	rc.waitFor(t, 5*time.Second, "the edge's change", func() bool { return contains(rc.keys, "server/edge1") })
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	n := 0
+	for _, k := range rc.keys {
+		if k == "server/edge1" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the replica told of edge1 %d times (keys %v), want once: the lease renewals are not changes", n, rc.keys)
+	}
+}
