@@ -213,7 +213,7 @@ func (s *Syncer) run(ctx context.Context, w *worker) {
 			wholeRecipients = true
 		}
 		// The lease is taken, then renewed when a third of it is left:
-		// each renewal is a change of the edge's object every hub sees.
+		// each renewal is a write of the directory (which the replicas ignore).
 		if now.After(leaseUntil.Add(-LeaseTTL / 3 * 2)) {
 			lease, err := s.Leaser.TakeEdgeLease(ctx, w.edge, s.Self, now, LeaseTTL)
 			if err != nil || !lease.Held {

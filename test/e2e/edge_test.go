@@ -554,3 +554,32 @@ func TestEdgeRebuiltAndRemoved(t *testing.T) {
 	}
 	x.edge.e.ok("domain", "add", "fabrikam.test") // no longer read-only
 }
+
+// TestEdgeLeaseTakeover: exactly one hub synchronises the edge; when it
+// is killed (SIGKILL, mid-lease), the other takes the lease once it has
+// expired and a mailbox added meanwhile reaches the edge.
+func TestEdgeLeaseTakeover(t *testing.T) {
+	x := newEdgeOrg(t)
+	type round struct{ Kind, Hub, Error string }
+	var onEdge []round
+	x.edge.e.jsonOf(&onEdge, "edge", "status")
+	if len(onEdge) != 2 || onEdge[0].Hub != onEdge[1].Hub {
+		t.Fatalf("edge status: %+v", onEdge)
+	}
+	holder, other := x.h1, x.h2
+	if onEdge[0].Hub == "hub2" {
+		holder, other = x.h2, x.h1
+	}
+	holder.p.kill()
+	killed := time.Now()
+	other.e.write("frank.pw", []byte("frank-secret-1\n"))
+	other.e.ok("mailbox", "add", "frank@contoso.test", "--password-file", "frank.pw")
+	x.edge.waitMailbox("frank@contoso.test", true, 60*time.Second)
+	t.Logf("the mailbox reached the edge %v after the holder was killed", time.Since(killed).Round(time.Millisecond))
+	x.edge.e.jsonOf(&onEdge, "edge", "status")
+	for _, r := range onEdge {
+		if r.Kind == "recipients" && r.Hub != other.name {
+			t.Errorf("the recipients round after the takeover came from %s, want %s", r.Hub, other.name)
+		}
+	}
+}
