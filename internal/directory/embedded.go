@@ -260,3 +260,47 @@ func (e *Embedded) PutTrustedRoot(ctx context.Context, r TrustedRoot) error {
 func (e *Embedded) DeleteTrustedRoot(ctx context.Context, thumbprint string) error {
 	return notFound(e.del(ctx, kindRoot, key(thumbprint)), fmt.Sprintf("trusted root %s", thumbprint))
 }
+
+// ChangeMailboxes writes put and deletes the addresses in del, in one
+// transaction with one entry in the change log for the kind (EdgeSync's
+// recipients rounds: 100,000 at a time). It returns how many rows
+// changed.
+func (e *Embedded) ChangeMailboxes(ctx context.Context, put []Mailbox, del []string) (int, error) {
+	n := 0
+	err := db.Tx(ctx, e.db, func(ctx context.Context, tx *sql.Tx) error {
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO dir_objects(kind, key, object) VALUES(?, ?, ?) ON CONFLICT(kind, key) DO UPDATE SET object = excluded.object`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		rm, err := tx.PrepareContext(ctx, `DELETE FROM dir_objects WHERE kind = ? AND key = ?`)
+		if err != nil {
+			return err
+		}
+		defer rm.Close()
+		for _, m := range put {
+			obj, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if _, err := ins.ExecContext(ctx, kindMailbox, key(m.Address), string(obj)); err != nil {
+				return fmt.Errorf("write mailbox %q: %w", m.Address, err)
+			}
+			n++
+		}
+		for _, a := range del {
+			res, err := rm.ExecContext(ctx, kindMailbox, key(a))
+			if err != nil {
+				return fmt.Errorf("delete mailbox %q: %w", a, err)
+			}
+			if c, _ := res.RowsAffected(); c > 0 {
+				n++
+			}
+		}
+		if n == 0 {
+			return nil
+		}
+		return e.bump(ctx, tx, kindMailbox, "*")
+	})
+	return n, err
+}

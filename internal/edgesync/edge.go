@@ -318,28 +318,6 @@ func (e *Endpoint) push(ctx context.Context, req Request) (Response, error) {
 
 var errNeedWhole = errors.New("the delta's base is not this edge's last recipients round")
 
-// applyRecipientsDelta adds, changes and removes the recipients named.
-func (e *Endpoint) applyRecipientsDelta(ctx context.Context, put []Recipient, removed []string) (changed, objects int, err error) {
-	for _, a := range removed {
-		if err := e.Dir.DeleteMailbox(ctx, key(a)); err != nil && !errors.Is(err, directory.ErrNotFound) {
-			return changed, 0, err
-		}
-		changed++
-	}
-	for _, r := range put {
-		a := key(r.Address)
-		if a == "" || !strings.Contains(a, "@") {
-			continue
-		}
-		if err := e.Dir.PutMailbox(ctx, directory.Mailbox{Address: a, Server: r.Server}); err != nil {
-			return changed, 0, err
-		}
-		changed++
-	}
-	n, err := e.Dir.Count(ctx, directory.KindMailbox)
-	return changed, n, err
-}
-
 func (e *Endpoint) applyConfig(ctx context.Context, self string, c *Config) (changed, objects int, err error) {
 	servers := map[string]directory.Server{}
 	for _, s := range c.Servers {
@@ -430,15 +408,50 @@ func (e *Endpoint) applyConfig(ctx context.Context, self string, c *Config) (cha
 func (e *Endpoint) applyRecipients(ctx context.Context, rs []Recipient) (changed, objects int, err error) {
 	boxes := make(map[string]directory.Mailbox, len(rs))
 	for _, r := range rs {
-		a := strings.ToLower(strings.TrimSpace(r.Address))
+		a := key(r.Address)
 		if a == "" || !strings.Contains(a, "@") {
 			continue
 		}
 		boxes[a] = directory.Mailbox{Address: a, Server: r.Server}
 	}
-	n, err := replace(ctx, e.Dir.Mailboxes, func(m directory.Mailbox) string { return strings.ToLower(m.Address) }, boxes,
-		func(ctx context.Context, m directory.Mailbox) error { return e.Dir.DeleteMailbox(ctx, m.Address) }, e.Dir.PutMailbox)
+	have, err := e.Dir.Mailboxes(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	var put []directory.Mailbox
+	var del []string
+	seen := make(map[string]bool, len(have))
+	for _, h := range have {
+		k := key(h.Address)
+		seen[k] = true
+		if w, ok := boxes[k]; !ok {
+			del = append(del, h.Address)
+		} else if w != h {
+			put = append(put, w)
+		}
+	}
+	for k, w := range boxes {
+		if !seen[k] {
+			put = append(put, w)
+		}
+	}
+	n, err := e.Dir.ChangeMailboxes(ctx, put, del)
 	return n, len(boxes), err
+}
+
+// applyRecipientsDelta adds, changes and removes the recipients named.
+func (e *Endpoint) applyRecipientsDelta(ctx context.Context, put []Recipient, removed []string) (changed, objects int, err error) {
+	boxes := make([]directory.Mailbox, 0, len(put))
+	for _, r := range put {
+		if a := key(r.Address); a != "" && strings.Contains(a, "@") {
+			boxes = append(boxes, directory.Mailbox{Address: a, Server: r.Server})
+		}
+	}
+	if changed, err = e.Dir.ChangeMailboxes(ctx, boxes, removed); err != nil {
+		return changed, 0, err
+	}
+	n, err := e.Dir.Count(ctx, directory.KindMailbox)
+	return changed, n, err
 }
 
 // replace makes the objects list returns exactly want: it deletes those
