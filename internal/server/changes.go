@@ -212,7 +212,9 @@ func (s *srv) apply(ctx context.Context, p pending) {
 		}
 	}
 	if dirKinds != nil || len(edgeKeys) > 0 {
-		defer s.edgeChanges(ctx, maps.Clone(dirKinds), edgeKeys)
+		// First: EdgeSync reads the directory itself, and need not wait
+		// for this server's own rebuild (100,000 mailboxes take a while).
+		s.edgeChanges(ctx, maps.Clone(dirKinds), edgeKeys)
 	}
 	if dirKinds[kindRoot] { // a root the organisation distributes (T2)
 		p.rejudge = true
