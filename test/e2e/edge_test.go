@@ -531,6 +531,22 @@ func TestEdgeRebuiltAndRemoved(t *testing.T) {
 	if !strings.Contains(ev.Message, "direct trust") || !strings.Contains(ev.Message, "certrelay edge remove") || !strings.Contains(ev.Message, "subscribe it again") {
 		t.Fatalf("16091 for the rebuilt edge: %+v", ev)
 	}
+	// diagnose (Q9) on the hub that ran the rounds names the fix.
+	found := false
+	for _, h := range []*hub{x.h1, x.h2} {
+		out := h.e.run("", "diagnose").stdout
+		if strings.Contains(out, "EdgeSubscriptionStale") {
+			found = true
+			for _, w := range []string{"certrelay edge remove edge1 --force", "certrelay edge subscribe", "certrelay edge import EdgeSubscription.xml"} {
+				if !strings.Contains(out, w) {
+					t.Errorf("diagnose on %s lacks %q:\n%s", h.name, w, out)
+				}
+			}
+		}
+	}
+	if !found {
+		t.Errorf("diagnose found no stale subscription on either hub")
+	}
 	var boxes []struct{ Address string }
 	rebuilt.jsonOf(&boxes, "mailbox", "list")
 	if len(boxes) != 0 {
