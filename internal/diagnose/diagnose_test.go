@@ -181,7 +181,7 @@ func TestChecks(t *testing.T) {
 			f.Servers = []directory.Server{f.Server}
 			f.EdgeSubscribed = now.Add(-48 * time.Hour)
 			f.EdgeRounds = []EdgeRound{{Edge: "hub1", Kind: "recipients", Hub: "hub2", Time: now.Add(-40 * time.Minute)}}
-		}, []int{16091}, now.Add(-40*time.Minute).Format(time.RFC3339), []string{"{Remove-EdgeSubscription hub1 -Force}", "{New-EdgeSubscription}", "{New-EdgeSubscription/FileData EdgeSubscription.xml}"}},
+		}, []int{16091}, now.Add(-40 * time.Minute).Format(time.RFC3339), []string{"{Remove-EdgeSubscription hub1 -Force}", "{New-EdgeSubscription}", "{New-EdgeSubscription/FileData EdgeSubscription.xml}"}},
 	}
 	checks := map[string]Check{}
 	for _, c := range Checks {
