@@ -136,10 +136,17 @@ func TestEndpointRounds(t *testing.T) {
 	hub := directory.Server{Name: "hub1", Fqdn: "hub1.contoso.test", Role: directory.RoleHub,
 		InternalTransportCertificateThumbprint: certinfo.Thumbprint(hubLeaf.Cert.Raw), InternalTransportCertificate: hubLeaf.Cert.Raw}
 
-	// Before authentication nothing large is read.
+	// Before authentication nothing large is read: the length alone is
+	// refused, before any of the message.
 	h := dialEdge(t, e.addr, hubCert)
-	if r := h.do(Request{Op: OpHello, Hub: "hub1", Recipients: recipients(2000, "x")}); !strings.Contains(r.Error, "more than EdgeSync allows here") {
-		t.Fatalf("a large first message: %+v", r)
+	var size [4]byte
+	binary.BigEndian.PutUint32(size[:], MaxHello+1)
+	if _, err := h.c.Write(size[:]); err != nil {
+		t.Fatal(err)
+	}
+	var big Response
+	if err := readMsg(h.c, &big); err != nil || !strings.Contains(big.Error, "more than EdgeSync allows here") {
+		t.Fatalf("a large first message: %+v %v", big, err)
 	}
 	h = dialEdge(t, e.addr, hubCert)
 	if r := h.do(Request{Op: OpHello, Hub: "hub1"}); !strings.Contains(r.Error, "bootstrap") {
