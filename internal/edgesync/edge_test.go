@@ -30,7 +30,7 @@ type edgeSide struct {
 	addr string
 }
 
-func newEdgeSide(t *testing.T) *edgeSide {
+func newEdgeSide(t *testing.T, maxConns int) *edgeSide {
 	t.Helper()
 	ctx := context.Background()
 	d, err := db.Open(t.TempDir())
@@ -59,7 +59,7 @@ func newEdgeSide(t *testing.T) *edgeSide {
 	leaf := testpki.SelfSigned(t, testpki.Options{CommonName: "edge1", DNSNames: []string{"edge1", "edge1.contoso.test"}, Key: testpki.ECKey(t)})
 	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key}}, ClientAuth: tls.RequireAnyClientCert, MinVersion: tls.VersionTLS12}
 	e := &edgeSide{ep: &Endpoint{DB: d, Dir: dir, Settings: st, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		TLS: func() (*tls.Config, error) { return cfg, nil }, WaitFor: 200 * time.Millisecond}}
+		TLS: func() (*tls.Config, error) { return cfg, nil }, WaitFor: 200 * time.Millisecond, MaxConnections: maxConns}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +130,7 @@ func (e *edgeSide) boxes(t *testing.T) []directory.Mailbox {
 // answered NeedWhole and changes nothing; a hub whose certificate the
 // edge does not hold is refused.
 func TestEndpointRounds(t *testing.T) {
-	e := newEdgeSide(t)
+	e := newEdgeSide(t, 0)
 	hubLeaf := testpki.SelfSigned(t, testpki.Options{CommonName: "hub1", DNSNames: []string{"hub1", "hub1.contoso.test"}, Key: testpki.ECKey(t)})
 	hubCert := tls.Certificate{Certificate: [][]byte{hubLeaf.Cert.Raw}, PrivateKey: hubLeaf.Key}
 	hub := directory.Server{Name: "hub1", Fqdn: "hub1.contoso.test", Role: directory.RoleHub,
@@ -222,8 +222,7 @@ func errorsAs(err error, target any) bool { return errors.As(err, target) }
 // TestEndpointConnectionLimit: beyond MaxConnections at once, a
 // connection is closed before its handshake.
 func TestEndpointConnectionLimit(t *testing.T) {
-	e := newEdgeSide(t)
-	e.ep.MaxConnections = 2
+	e := newEdgeSide(t, 2)
 	leaf := testpki.SelfSigned(t, testpki.Options{CommonName: "x", Key: testpki.ECKey(t)})
 	cert := tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key}
 	dialEdge(t, e.addr, cert)
