@@ -42,14 +42,15 @@ clean:
 # Benchmarks side by side with Postfix (loads by cmd/smtpload, medians of
 # ROUNDS alternating rounds), the Go benchmarks, hot swap under load, and
 # IMAP4/POP3 sessions against Dovecot with the memory of idle IMAP4
-# connections (TestAccessBench; ACCESS_SECONDS, ACCESS_CLIENTS, IDLE_CONNS); prints
-# the results and writes them into docs/PERFORMANCE.md. Never run by `make
+# connections (TestAccessBench; ACCESS_SECONDS, ACCESS_CLIENTS, IDLE_CONNS),
+# and an edge's ingest beside Postfix with recipient checks (TestEdgeIngest,
+# EDGE_ROUNDS, default ROUNDS); prints the results and writes them into docs/PERFORMANCE.md. Never run by `make
 # test`. PLAIN_N, TLS_N, SWAPS and CLIENTS adjust the loads (test/bench).
 .PHONY: bench bench-swap crashtest
 ROUNDS ?= 5
 bench:
 	./scripts/install-deps.sh bench
-	ROUNDS=$(ROUNDS) $(GO) test -tags bench -run '^(TestBench|TestAccessBench)$$' -count=1 -v -timeout 180m ./test/bench/
+	ROUNDS=$(ROUNDS) $(GO) test -tags bench -run '^(TestBench|TestAccessBench|TestEdgeIngest)$$' -count=1 -v -timeout 180m ./test/bench/
 
 # Hot swap (small store and 10,000 certificates), server start with
 # 10,000 certificates, selection and serving-layer benchmarks: the numbers
@@ -77,6 +78,16 @@ PROBES ?= 200
 .PHONY: bench-renew
 bench-renew: deps
 	RENEWS=$(RENEWS) PROBES=$(PROBES) $(GO) test -tags bench -run '^TestRenew$$' -count=1 -v -timeout 30m ./test/bench/
+
+# The edge (issue 12): 100,000 recipients replicated to a new edge (time,
+# the edge's memory) and an incremental change to the edge, and the edge's
+# ingest beside Postfix; the "edge" and "edge-ingest" sections of
+# docs/PERFORMANCE.md (~5 min).
+EDGE_MAILBOXES ?= 100000
+EDGE_CHANGES ?= 10
+.PHONY: bench-edge
+bench-edge: deps
+	EDGE_MAILBOXES=$(EDGE_MAILBOXES) EDGE_CHANGES=$(EDGE_CHANGES) $(GO) test -tags bench -run '^(TestEdgeBench|TestEdgeIngest)$$' -count=1 -v -timeout 60m ./test/bench/
 
 # A slapd with certrelay's schema and LDAP Sync, for trying an
 # organisation on one machine (docs/DIRECTORY.md): scripts/slapd.sh.

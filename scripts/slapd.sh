@@ -54,8 +54,8 @@ index objectClass,cn,certrelayAddress eq
 index entryUUID,entryCSN eq
 # The servers read every object of the organisation.
 limits dn.exact="cn=certrelay,$suffix" size=unlimited time=unlimited
-# Mailboxes' password hashes: the servers only.
-access to attrs=certrelayPasswordHash
+# Mailboxes' password hashes and edge subscriptions' bootstrap secrets: the servers only.
+access to attrs=certrelayPasswordHash,certrelayEdgeSyncBootstrap
 	by dn.exact="cn=certrelay,$suffix" write
 	by * none
 # The organisation's tree: the servers write it, other accounts read it.

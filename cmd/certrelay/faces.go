@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"certrelay/internal/admin"
 	"certrelay/internal/certinfo"
 	"certrelay/internal/directory"
+	"certrelay/internal/edgesync"
 	"certrelay/internal/events"
 	"certrelay/internal/queue"
 	"certrelay/internal/tlsrpt"
@@ -36,6 +39,7 @@ var groups = map[string]string{
 	"acme account":      "ACME accounts (RFC 8555)",
 	"mtasts":            "The MTA-STS policy published for the accepted domains (RFC 8461)",
 	"tlsrpt":            "SMTP TLS reports (RFC 8460): send this server's, list those received",
+	"edge":              "Edge subscriptions and EdgeSync (SPEC X3, X4)",
 }
 
 // faces are what the CLI does around each operation beyond the
@@ -70,6 +74,27 @@ var faces = map[string]face{
 			return printThumbprint(c, res)
 		},
 	},
+	"New-EdgeSubscription": {
+		jsonHelp:  "print the subscription as JSON",
+		outWhat:   "subscription file",
+		outHelp:   "file to write the subscription to (- for standard output); an existing file is replaced only with --force",
+		forceHelp: "replace the subscription file if it exists",
+		output: func(c *call, res *admin.Result) error {
+			s := res.Data.(admin.EdgeSubscription)
+			if c.out != "-" && s.Expires != nil {
+				fmt.Fprintf(c.a.stderr, "Wrote the subscription of %s to %s, valid until %s. Copy it to a hub, then there: certrelay edge import %s\n", s.Name, c.out, s.Expires.Format(time.RFC3339), filepath.Base(c.out))
+			}
+			if c.json {
+				return printJSON(c.a.stdout, res.Data)
+			}
+			return nil
+		},
+	},
+	"New-EdgeSubscription/FileData": {jsonHelp: "print the subscription as JSON", human: func(c *call, res *admin.Result) error {
+		s := res.Data.(admin.EdgeSubscription)
+		fmt.Fprintf(c.a.stdout, "Edge %s (%s) subscribed, with internal transport certificate %s; the hubs synchronise it at %s (certrelay edge status)\n", s.Name, s.Fqdn, s.InternalTransportCertificateThumbprint, s.SyncAddress)
+		return nil
+	}},
 	"Import-ExchangeCertificate": {jsonHelp: "print the imported certificate as JSON", human: printThumbprint,
 		example: `  certrelay cert enable "$(certrelay cert import cert.pem)" --services POP`},
 	"Enable-ExchangeCertificate": {use: "THUMBPRINT --services LIST", jsonHelp: "print the certificate as JSON", human: func(c *call, res *admin.Result) error {
@@ -230,6 +255,24 @@ var faces = map[string]face{
 			t = append(t, []string{r.Identity, r.EventLevel})
 		}
 		table(c.a.stdout, []string{"Identity", "EventLevel"}, t)
+		return nil
+	}},
+	"Test-EdgeSynchronization":  {human: printRounds},
+	"Start-EdgeSynchronization": {human: printRounds},
+	"Get-EdgeSubscription": {human: func(c *call, res *admin.Result) error {
+		var t [][]string
+		for _, s := range res.Data.([]admin.EdgeSubscription) {
+			last := ""
+			if s.LastSync != nil {
+				last = formatTime(*s.LastSync)
+			}
+			t = append(t, []string{s.Name, s.Status, s.Fqdn, s.SyncAddress, s.InternalTransportCertificateThumbprint, last})
+		}
+		if len(t) == 0 {
+			fmt.Fprintln(c.a.stdout, "No edge subscription: on an edge, certrelay edge subscribe --out FILE; on a hub, certrelay edge import FILE.")
+			return nil
+		}
+		table(c.a.stdout, []string{"Name", "Status", "Fqdn", "SyncAddress", "InternalTransportCertificate", "LastSync"}, t)
 		return nil
 	}},
 	"Get-TransportServer": {human: func(c *call, res *admin.Result) error {
@@ -425,5 +468,19 @@ func printQueue(c *call, res *admin.Result) error {
 		}
 	}
 	table(c.a.stdout, []string{"Id", "From", "To", "Destination", "Status", "Attempts", "NextAttempt", "LastError"}, rows)
+	return nil
+}
+
+// printRounds prints EdgeSync rounds, one a line.
+func printRounds(c *call, res *admin.Result) error {
+	var t [][]string
+	for _, r := range res.Data.([]edgesync.Round) {
+		t = append(t, []string{r.Edge, r.Kind, r.Hub, formatTime(r.Time), fmt.Sprint(r.Objects), fmt.Sprint(r.Changed), r.Duration, r.Error})
+	}
+	if len(t) == 0 {
+		fmt.Fprintln(c.a.stdout, "No EdgeSync round yet.")
+		return nil
+	}
+	table(c.a.stdout, []string{"Edge", "Kind", "Hub", "Time", "Objects", "Changed", "Duration", "Error"}, t)
 	return nil
 }

@@ -188,7 +188,7 @@ func TestShellExitStatus(t *testing.T) {
 		{[]string{"shell", "-c", "Get-ExchangeCertificate -Bogus"}, 2, "A parameter cannot be found"},
 		{[]string{"shell", "-c", "Get-ExchangeCertificate 'unclosed"}, 2, "ParserError"},
 		{[]string{"shell", "-c", "Get-ExchangeCertificate " + strings.Repeat("AB", 20)}, 1, "Get-ExchangeCertificate : "},
-		{[]string{"shell", "-c", "Get-EdgeSubscription"}, 1, "not available yet"},
+		{[]string{"shell", "-c", "Get-UMServer"}, 1, "not available yet"},
 		{[]string{"shell", "-f", script}, 2, "(stopped: 1 more command(s)"},
 		{[]string{"shell", "-c", "x", "-f", script}, 2, "not both"},
 		{[]string{"shell", "-c", "Get-ExchangeServer; exit 3; Get-Bogus"}, 3, ""},

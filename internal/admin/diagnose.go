@@ -13,6 +13,7 @@ import (
 	"certrelay/internal/certview"
 	"certrelay/internal/diagnose"
 	"certrelay/internal/directory"
+	"certrelay/internal/edgesync"
 	"certrelay/internal/events"
 	"certrelay/internal/probe"
 	"certrelay/internal/selection"
@@ -141,6 +142,16 @@ func (a *Admin) diagnoseFacts(ctx context.Context, server string) (*diagnose.Fac
 		}
 	}
 	f.ServiceAccount = a.Store.Account().Name
+	// Q9: the EdgeSync rounds recorded here, and on an edge whether it is
+	// subscribed.
+	if rounds, err := edgesync.Rounds(ctx, a.db); err == nil {
+		for _, r := range rounds {
+			f.EdgeRounds = append(f.EdgeRounds, diagnose.EdgeRound{Edge: r.Edge, Kind: r.Kind, Hub: r.Hub, Time: r.Time, Error: r.Error})
+		}
+	}
+	if v, _ := a.Settings.Get(ctx, settings.EdgeSubscribed); v != "" {
+		f.EdgeSubscribed, _ = time.Parse(time.RFC3339, v)
+	}
 	// Backups: PKCS#12 exports (16007) whose file is still there.
 	exports, err := a.Events.List(ctx, events.Filter{ID: 16007})
 	if err != nil {

@@ -155,7 +155,11 @@ func asError(err error) *Error {
 		return e
 	}
 	out := &Error{Kind: Internal, Err: err}
+	var rep *directory.ReplicatedError
 	switch {
+	case errors.As(err, &rep):
+		out.Kind = Conflict
+		out.Fix = replicatedFix(rep.Kind)
 	case errors.As(err, &e):
 		out.Kind, out.Field, out.Value = e.Kind, e.Field, e.Value
 	case errors.Is(err, store.ErrNotFound):
@@ -207,3 +211,22 @@ var ErrCancelled = errors.New("cancelled: nothing was changed")
 
 // cancelled is the Error of a no to such a question.
 func cancelled() *Error { return &Error{Kind: Cancelled, Err: ErrCancelled} }
+
+// replicatedFix names, for an object EdgeSync replicates to an edge,
+// the command that changes it on a hub.
+func replicatedFix(kind string) string {
+	var where markup
+	switch kind {
+	case directory.KindAcceptedDomain:
+		where = "{New-AcceptedDomain} or {Remove-AcceptedDomain}"
+	case directory.KindMailbox:
+		where = "{New-Mailbox} or {Remove-Mailbox}"
+	case directory.KindSendConnector:
+		where = "{Set-SendConnector}, {New-SendConnector} or {Remove-SendConnector}"
+	case directory.KindTrustedRoot:
+		where = "{Add-CertrelayTrustedCertificate} or {Remove-CertrelayTrustedCertificate}"
+	default:
+		return msgf("change it on the server it belongs to; EdgeSync brings the change to this edge")
+	}
+	return msgf("run %s on a hub of the organisation; EdgeSync brings the change to this edge at once ({Start-EdgeSynchronization} on the hub forces a round)", where)
+}

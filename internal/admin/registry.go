@@ -172,6 +172,7 @@ func init() {
 		acmeOperations(),
 		secureOperations(),
 		reportOperations(),
+		edgeOperations(),
 	)
 }
 

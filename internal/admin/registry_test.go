@@ -13,7 +13,8 @@ var exchangeNouns = map[string]bool{
 	"ExchangeCertificate": true, "ReceiveConnector": true, "SendConnector": true, "ExchangeServer": true,
 	"AcceptedDomain": true, "Mailbox": true, "Message": true, "Queue": true, "EventLogLevel": true, "MessageTrackingLog": true,
 	"POPSettings": true, "IMAPSettings": true, "UMService": true, // issue 14
-	"TransportServer": true, // issue 11
+	"TransportServer":  true,                              // issue 11
+	"EdgeSubscription": true, "EdgeSynchronization": true, // issue 12
 }
 
 // TestRegistryDeclarations: every registered operation has a cmdlet
@@ -24,7 +25,7 @@ func TestRegistryDeclarations(t *testing.T) {
 	if len(ops) < 39 {
 		t.Fatalf("%d operations registered; the CLI had 39 commands besides serve", len(ops))
 	}
-	cmdlet := regexp.MustCompile(`^(Get|Set|New|Remove|Enable|Import|Export|Add|Test|Install|Retry|Watch|Update|Disable|Send)-([A-Z][A-Za-z]+)$`)
+	cmdlet := regexp.MustCompile(`^(Get|Set|New|Remove|Enable|Import|Export|Add|Test|Install|Retry|Watch|Update|Disable|Send|Start)-([A-Z][A-Za-z]+)$`)
 	sets := map[string]bool{}
 	for _, op := range ops {
 		t.Run(op.Name, func(t *testing.T) {

@@ -99,7 +99,14 @@ func Open(ctx context.Context, dataDir string, o OpenOptions) (*Source, error) {
 	if s.Embedded, err = directory.OpenEmbedded(ctx, d); err != nil {
 		return fail(err)
 	}
-	s.Dir = s.Embedded
+	// An edge's replicated objects are read-only once it is subscribed
+	// (SPEC X3): the guard refuses commands' writes of them.
+	s.Dir = &directory.EdgeGuard{Embedded: s.Embedded,
+		Self: func(ctx context.Context) (string, error) { return s.Settings.Get(ctx, settings.ServerName) },
+		Subscribed: func(ctx context.Context) (bool, error) {
+			v, err := s.Settings.Get(ctx, settings.EdgeSubscribed)
+			return v != "", err
+		}}
 	cfg, joined, err := DirectoryConfig(ctx, s.Settings, abs)
 	if err != nil {
 		return fail(err)

@@ -16,9 +16,6 @@
 // Adding a check: write a func(*Facts) []Finding in the file of its area,
 // give it a unit test that builds the broken state in Facts and sees the
 // finding (and a clean state and sees none), and add a line to Checks.
-// The stale edge subscription (Q9) is such a line still to write: it
-// needs the edge's subscription records (issue 12), which Facts will
-// carry as a field of their own.
 //
 // Fixes are command lines in the marks of internal/admin's texts
 // ({Enable-ExchangeCertificate T -Services SMTP}), so each face renders
@@ -107,6 +104,11 @@ type Facts struct {
 	// Probes are the self-probes of this server's listeners (SPEC L2),
 	// made by the caller when the server is this one.
 	Probes []Probe
+	// EdgeRounds are the EdgeSync rounds this server recorded (SPEC X3),
+	// and EdgeSubscribed, on an edge, when its first round came (zero:
+	// not subscribed).
+	EdgeRounds     []EdgeRound
+	EdgeSubscribed time.Time
 }
 
 // Check is one troubleshooter.
@@ -127,6 +129,7 @@ var Checks = []Check{
 	{"Q6", "InternalCertificateMissing", "the configured internal transport certificate is missing from the store (12012/12013/12024)", checkInternalMissing},
 	{"Q7", "RootCATypeInconsistent", "a self-signed certificate with a root type, or a root trusted on this server only (C7)", checkRootCAType},
 	{"Q8", "CertificateInUseUnfit", "a certificate enabled for a service is expired, expires soon, is not Valid or has no private key (12015–12018)", checkInUse},
+	{"Q9", "EdgeSubscriptionStale", "an edge subscription has gone stale: EdgeSync fails direct trust, or an edge gets no rounds (16091)", checkEdgeStale},
 	{"L2", "ListenerServesOtherCertificate", "a listener serves another certificate than selection intends, found by the self-probe (16106)", checkProbes},
 }
 

@@ -169,6 +169,19 @@ func TestChecks(t *testing.T) {
 		{"Q8/no-private-key", "Q8", func(f *Facts) {
 			mutate(f, mailT, func(v *certview.Certificate, _ *selection.Candidate) { v.HasPrivateKey = false })
 		}, []int{12014}, mailT, []string{"{Remove-ExchangeCertificate " + mailT + " -Force}"}},
+		{"Q9/hub-edge-rebuilt", "Q9", func(f *Facts) {
+			f.Servers = append(f.Servers, subscribedEdge())
+			f.EdgeRounds = []EdgeRound{
+				{Edge: "edge1", Kind: "configuration", Hub: "hub1", Time: now.Add(-time.Hour)},
+				{Edge: "edge1", Kind: "recipients", Hub: "hub1", Time: now.Add(-time.Minute), Error: "direct trust: edge1 presented certificate AB, not CD, which the organisation holds for it"},
+			}
+		}, []int{16091, 1036, 2018}, "direct trust: edge1 presented", []string{"{Remove-EdgeSubscription edge1 -Force}", "{New-EdgeSubscription}", "{New-EdgeSubscription/FileData EdgeSubscription.xml}"}},
+		{"Q9/edge-no-rounds", "Q9", func(f *Facts) {
+			f.Server.Role = directory.RoleEdge
+			f.Servers = []directory.Server{f.Server}
+			f.EdgeSubscribed = now.Add(-48 * time.Hour)
+			f.EdgeRounds = []EdgeRound{{Edge: "hub1", Kind: "recipients", Hub: "hub2", Time: now.Add(-40 * time.Minute)}}
+		}, []int{16091}, now.Add(-40 * time.Minute).Format(time.RFC3339), []string{"{Remove-EdgeSubscription hub1 -Force}", "{New-EdgeSubscription}", "{New-EdgeSubscription/FileData EdgeSubscription.xml}"}},
 	}
 	checks := map[string]Check{}
 	for _, c := range Checks {
@@ -300,5 +313,36 @@ func TestProbeFinding(t *testing.T) {
 	if len(got) != 1 || got[0].Severity != Error || !strings.Contains(got[0].Problem, "BB") || !strings.Contains(got[0].Problem, "AA") ||
 		got[0].Fix[0].Command != "{Test-CertrelayCertificateServing}" || got[0].Events[0] != 16106 {
 		t.Fatalf("findings %+v", got)
+	}
+}
+
+func subscribedEdge() directory.Server {
+	return directory.Server{Name: "edge1", Fqdn: "edge1.contoso.test", Role: directory.RoleEdge, EdgeSyncAddress: "192.0.2.1:50636",
+		InternalTransportCertificateThumbprint: "3333333333333333333333333333333333333333"}
+}
+
+// TestEdgeSubscriptionsWorking: Q9 says nothing of an edge whose rounds
+// work (a failure other than direct trust is 16091's, not a stale
+// subscription), nor of an edge that received a round recently.
+func TestEdgeSubscriptionsWorking(t *testing.T) {
+	f := healthy()
+	f.Servers = append(f.Servers, subscribedEdge())
+	f.EdgeRounds = []EdgeRound{
+		{Edge: "edge1", Kind: "recipients", Hub: "hub1", Time: now.Add(-2 * time.Minute)},
+		{Edge: "edge1", Kind: "lease", Hub: "hub2", Time: now, Error: "hub2 holds the EdgeSync lease of edge1"},
+	}
+	if got := checkEdgeStale(f); len(got) != 0 {
+		t.Errorf("hub with a working edge: %+v", got)
+	}
+	f.EdgeRounds[0].Error = "cannot reach the EdgeSync endpoint of edge1 at 192.0.2.1:50636: connection refused"
+	if got := checkEdgeStale(f); len(got) != 0 {
+		t.Errorf("an edge that is down is not a stale subscription: %+v", got)
+	}
+	e := healthy()
+	e.Server.Role = directory.RoleEdge
+	e.EdgeSubscribed = now.Add(-48 * time.Hour)
+	e.EdgeRounds = []EdgeRound{{Edge: "hub1", Kind: "recipients", Hub: "hub2", Time: now.Add(-3 * time.Minute)}}
+	if got := checkEdgeStale(e); len(got) != 0 {
+		t.Errorf("an edge with a recent round: %+v", got)
 	}
 }

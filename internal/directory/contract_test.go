@@ -63,7 +63,7 @@ func sampleServer(t *testing.T, name string) Server {
 	return Server{Name: name, Fqdn: name + ".contoso.test", PhysicalHostName: "m-" + name, PhysicalFqdn: "m-" + name + ".dc1.contoso.test",
 		Role: RoleHub, NLBNames: []string{"mail.contoso.test", "smtp.contoso.test"},
 		InternalTransportCertificateThumbprint: certinfo.Thumbprint(leaf.Cert.Raw), InternalTransportCertificate: leaf.Cert.Raw,
-		ServerCredential: []byte{0x30, 0x2a, 0, 1, 2, 3, 0xff}}
+		ServerCredential: []byte{0x30, 0x2a, 0, 1, 2, 3, 0xff}, EdgeSyncAddress: "192.0.2.7:50636", EdgeSyncBootstrap: "ESRA.x p4ss"}
 }
 
 func sampleReceive(server, name string) ReceiveConnector {

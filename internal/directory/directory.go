@@ -50,7 +50,20 @@ type Server struct {
 	// other when one of them has no internal transport certificate to
 	// present (S6: the ephemeral fallback); see docs/DIRECTORY.md.
 	ServerCredential []byte `json:",omitempty"`
+
+	// EdgeSyncAddress is, for an edge that joined by subscription (SPEC
+	// X3), where its EdgeSync endpoint listens (HOST:PORT); "" for every
+	// other server.
+	EdgeSyncAddress string `json:",omitempty"`
+	// EdgeSyncBootstrap is the subscription's bootstrap account and
+	// password ("ACCOUNT PASSWORD"), with which the first synchronisation
+	// authenticates to the edge; the hub that completes it clears it.
+	// Never printed.
+	EdgeSyncBootstrap string `json:",omitempty"`
 }
+
+// Subscribed reports whether s is an edge that joined by subscription.
+func (s Server) Subscribed() bool { return s.Role == RoleEdge && s.EdgeSyncAddress != "" }
 
 // DNSName is one of a server's names with the property that holds it.
 type DNSName struct {

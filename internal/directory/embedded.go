@@ -31,7 +31,8 @@ func OpenEmbedded(ctx context.Context, d *sql.DB) (*Embedded, error) {
 	err := db.Migrate(ctx, d, "directory",
 		`CREATE TABLE IF NOT EXISTS dir_objects (kind TEXT NOT NULL, key TEXT NOT NULL, object TEXT NOT NULL, PRIMARY KEY(kind, key))`,
 		`CREATE TABLE IF NOT EXISTS dir_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
-		`INSERT OR IGNORE INTO dir_meta(key, value) VALUES('generation', 0)`)
+		`INSERT OR IGNORE INTO dir_meta(key, value) VALUES('generation', 0)`,
+		`CREATE TABLE IF NOT EXISTS dir_leases (edge TEXT PRIMARY KEY, value TEXT NOT NULL)`)
 	if err != nil {
 		return nil, err
 	}
@@ -140,6 +141,31 @@ func (e *Embedded) PutServer(ctx context.Context, s Server) error {
 	return e.put(ctx, kindServer, key(s.Name), s)
 }
 
+// Count returns how many objects of kind (KindMailbox, …) the directory
+// holds.
+func (e *Embedded) Count(ctx context.Context, kind string) (int, error) {
+	var n int
+	err := db.Q(ctx, e.db).QueryRowContext(ctx, `SELECT COUNT(*) FROM dir_objects WHERE kind = ?`, kind).Scan(&n)
+	return n, err
+}
+
+// DeleteServer removes a server object and its receive connectors (an
+// edge whose subscription is removed).
+func (e *Embedded) DeleteServer(ctx context.Context, name string) error {
+	return db.Tx(ctx, e.db, func(ctx context.Context, tx *sql.Tx) error {
+		conns, err := e.ReceiveConnectors(ctx, name)
+		if err != nil {
+			return err
+		}
+		for _, c := range conns {
+			if err := e.del(ctx, kindReceive, connKey(c.Server, c.Name)); err != nil {
+				return err
+			}
+		}
+		return notFound(e.del(ctx, kindServer, key(name)), fmt.Sprintf("server %q", name))
+	})
+}
+
 func connKey(server, name string) string { return key(server) + `\` + key(name) }
 
 // ReceiveConnectors implements Directory.
@@ -233,4 +259,48 @@ func (e *Embedded) PutTrustedRoot(ctx context.Context, r TrustedRoot) error {
 // DeleteTrustedRoot implements Directory.
 func (e *Embedded) DeleteTrustedRoot(ctx context.Context, thumbprint string) error {
 	return notFound(e.del(ctx, kindRoot, key(thumbprint)), fmt.Sprintf("trusted root %s", thumbprint))
+}
+
+// ChangeMailboxes writes put and deletes the addresses in del, in one
+// transaction with one entry in the change log for the kind (EdgeSync's
+// recipients rounds: 100,000 at a time). It returns how many rows
+// changed.
+func (e *Embedded) ChangeMailboxes(ctx context.Context, put []Mailbox, del []string) (int, error) {
+	n := 0
+	err := db.Tx(ctx, e.db, func(ctx context.Context, tx *sql.Tx) error {
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO dir_objects(kind, key, object) VALUES(?, ?, ?) ON CONFLICT(kind, key) DO UPDATE SET object = excluded.object`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		rm, err := tx.PrepareContext(ctx, `DELETE FROM dir_objects WHERE kind = ? AND key = ?`)
+		if err != nil {
+			return err
+		}
+		defer rm.Close()
+		for _, m := range put {
+			obj, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if _, err := ins.ExecContext(ctx, kindMailbox, key(m.Address), string(obj)); err != nil {
+				return fmt.Errorf("write mailbox %q: %w", m.Address, err)
+			}
+			n++
+		}
+		for _, a := range del {
+			res, err := rm.ExecContext(ctx, kindMailbox, key(a))
+			if err != nil {
+				return fmt.Errorf("delete mailbox %q: %w", a, err)
+			}
+			if c, _ := res.RowsAffected(); c > 0 {
+				n++
+			}
+		}
+		if n == 0 {
+			return nil
+		}
+		return e.bump(ctx, tx, kindMailbox, "*")
+	})
+	return n, err
 }

@@ -328,6 +328,8 @@ func AllReceiveConnectors(ctx context.Context, d Directory) ([]ReceiveConnector,
 	switch d := d.(type) {
 	case *Embedded:
 		return list[ReceiveConnector](ctx, d, kindReceive, "")
+	case *EdgeGuard:
+		return list[ReceiveConnector](ctx, d.Embedded, kindReceive, "")
 	case *Replica:
 		return listCopy(d, &d.receive), nil
 	case *Joined:

@@ -171,6 +171,8 @@ var serverCodec = codec[Server]{
 		str("certrelayInternalCertThumbprint", func(s *Server) *string { return &s.InternalTransportCertificateThumbprint }),
 		binary("certrelayInternalCert", func(s *Server) *[]byte { return &s.InternalTransportCertificate }),
 		binary("certrelayServerCredential", func(s *Server) *[]byte { return &s.ServerCredential }),
+		str("certrelayEdgeSyncAddress", func(s *Server) *string { return &s.EdgeSyncAddress }),
+		str("certrelayEdgeSyncBootstrap", func(s *Server) *string { return &s.EdgeSyncBootstrap }),
 	},
 	check: func(s *Server) error { return s.Check() },
 }

@@ -471,6 +471,15 @@ func (r *Replica) upsert(id string, e *ldap.Entry) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old, had := r.byUUID[id]
+	if had && kind == kindServer && old.kind == kindServer {
+		// A change of what the copy does not keep (an edge's EdgeSync
+		// lease, renewed every few seconds): nothing changed.
+		if v, err := serverCodec.decode(e); err == nil && key(v.Name) == old.key {
+			if cur, ok := r.servers.by[old.key]; ok && sameObject(&serverCodec, &cur, &v) {
+				return nil
+			}
+		}
+	}
 	r.pend[id] = true
 	var keys []string
 	if had {

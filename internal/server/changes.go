@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 	"time"
@@ -126,6 +127,7 @@ func (s *srv) apply(ctx context.Context, p pending) {
 	start := time.Now()
 	certs, full, web, accessChanged := false, false, false, false
 	var dirKinds map[string]bool
+	var edgeKeys []string // EdgeSync's settings that changed
 	if p.check {
 		changes, next, complete, err := db.ChangesSince(ctx, s.src.DB, s.seq)
 		if err != nil {
@@ -148,6 +150,12 @@ func (s *srv) apply(ctx context.Context, p pending) {
 				case db.ScopeDirectory:
 					dirKeys = append(dirKeys, c.Key)
 				case db.ScopeSettings:
+					if strings.HasPrefix(c.Key, "edgesync.") {
+						edgeKeys = append(edgeKeys, c.Key)
+						if c.Key == settings.EdgePresented {
+							dirKeys = append(dirKeys, kindServer+"/") // the internal certificate in use (X4)
+						}
+					}
 					switch c.Key {
 					case settings.ConsoleBindings, settings.ConsoleHostName, settings.MetricsBindings:
 						web = true
@@ -202,6 +210,11 @@ func (s *srv) apply(ctx context.Context, p pending) {
 		for k := range kindsOf(p.dirKeys) {
 			dirKinds[k] = true
 		}
+	}
+	if dirKinds != nil || len(edgeKeys) > 0 {
+		// First: EdgeSync reads the directory itself, and need not wait
+		// for this server's own rebuild (100,000 mailboxes take a while).
+		s.edgeChanges(ctx, maps.Clone(dirKinds), edgeKeys)
 	}
 	if dirKinds[kindRoot] { // a root the organisation distributes (T2)
 		p.rejudge = true

@@ -34,6 +34,7 @@ import (
 	"certrelay/internal/policycache"
 	"certrelay/internal/queue"
 	"certrelay/internal/selection"
+	"certrelay/internal/servercred"
 	"certrelay/internal/serving"
 	"certrelay/internal/settings"
 	"certrelay/internal/store"
@@ -109,6 +110,7 @@ func Run(ctx context.Context, o Options) error {
 	s.windowSet = o.ExpiryWindow != DefaultExpiryWindow
 	s.hub = livetrace.NewHub(me.Name)
 	cred := s.loadCredential(o.DataDir)
+	s.cred = cred
 	s.layer = serving.New(serving.Options{LoadKey: src.Store.PrivateKeyByID, KeyFault: s.keyFault, Events: evlog, Log: logger, Now: src.Now})
 	s.met = metrics.New(metricsSource{s}, src.Now)
 	if s.fileLimit, err = raiseOpenFileLimit(); err != nil {
@@ -191,6 +193,10 @@ func Run(ctx context.Context, o Options) error {
 	s.traceDecisions(st)
 	s.startAccess(ctx, o.DataDir)
 	defer s.acc.Close()
+	s.startEdgeSync(ctx)
+	if s.edge.ls != nil {
+		defer s.edge.ls.Close()
+	}
 	s.checkExpiry(ctx)
 	if s.acme, err = acme.Open(ctx, src.DB, o.DataDir, src.Now); err != nil {
 		return err
@@ -288,6 +294,9 @@ type srv struct {
 	orgMu          sync.Mutex
 	reconcileTimer *time.Timer
 	reconcileMu    sync.Mutex
+	// EdgeSync (edge.go).
+	edge edgeSync
+	cred *servercred.Key
 }
 
 // loop applies the changes the watch reports (see changes.go), judges

@@ -72,6 +72,7 @@ func (b *dirState) build(ctx context.Context, kinds map[string]bool, now time.Ti
 		if b.me, err = b.src.LocalServer(ctx); err != nil {
 			return nil, err
 		}
+		b.me = b.presentedInternal(ctx, b.me)
 		if !all {
 			kinds[kindReceive] = true // the server's name picks its connectors
 		}

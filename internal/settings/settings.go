@@ -139,3 +139,23 @@ func ExpiryWarningDays(ctx context.Context, s *Settings) (int, error) {
 	}
 	return n, nil
 }
+
+// Keys of EdgeSync (SPEC X3; issue 12). On an edge: where its endpoint
+// listens, the subscription's bootstrap account while it is valid, when
+// the first synchronisation came, and which of its certificates the
+// organisation holds for it. On a hub: a counter `edge sync` raises to
+// ask the running server for a round now.
+const (
+	EdgeSyncBinding = "edgesync.binding"    // IP:PORT of the edge's EdgeSync endpoint; default DefaultEdgeSyncBinding
+	EdgeBootstrap   = "edgesync.bootstrap"  // "ACCOUNT BCRYPT-HASH UNIX-EXPIRY" of the subscription's bootstrap account
+	EdgeSubscribed  = "edgesync.subscribed" // RFC 3339 time of the first synchronisation; "": not subscribed
+	EdgePresented   = "edgesync.presented"  // thumbprint the organisation holds for this edge
+	// EdgeRecipientsRound names the last recipients round the edge
+	// applied, the base a hub's delta must start from.
+	EdgeRecipientsRound = "edgesync.recipients_round"
+	EdgeSyncRequested   = "edgesync.request" // a counter: a round is wanted now
+)
+
+// DefaultEdgeSyncBinding is where an edge's EdgeSync endpoint listens
+// when nothing else is set (Exchange's EdgeSync uses LDAPS on 50636).
+const DefaultEdgeSyncBinding = "0.0.0.0:50636"

@@ -49,10 +49,6 @@ func init() {
 	for _, c := range []string{"Get-UMServer", "Set-UMServer"} {
 		planned[strings.ToLower(c)] = "certrelay names it " + strings.Replace(c, "UMServer", "UMService", 1) + " (Exchange 2013's name for the UM listener's settings): run that instead."
 	}
-	edge := "edge subscriptions and EdgeSync come with issue 12 (New-EdgeSubscription on the edge writes the subscription file, the hub imports it, Start-EdgeSynchronization replicates at once)."
-	for _, c := range []string{"New-EdgeSubscription", "Get-EdgeSubscription", "Remove-EdgeSubscription", "Start-EdgeSynchronization", "Test-EdgeSynchronization"} {
-		planned[strings.ToLower(c)] = edge
-	}
 }
 
 // isFormatter reports whether a command only shows what it is given (it

@@ -339,7 +339,7 @@ func TestErrorsInPowerShellShape(t *testing.T) {
 		{"bind/plain-securestring", `Import-ExchangeCertificate -Path x.pfx -Password (ConvertTo-SecureString -String 'P@ss' -AsPlainText -Force)`, true, []string{"ConvertTo-SecureString : Cannot bind parameter 'String'"}},
 		{"command/unknown", `Get-ExchangeCertificat`, true, []string{"The term 'Get-ExchangeCertificat' is not recognized", "Did you mean Get-ExchangeCertificate?"}},
 		{"command/not-yet", `Get-UMServer | fl *`, false, []string{"Get-UMServer : not available yet", "Get-UMService"}},
-		{"command/not-yet-edge", `New-EdgeSubscription –FileName “C:\EdgeSubscription-1.xml”`, false, []string{"issue 12"}},
+		{"refused/edge-subscription-on-a-hub", `New-EdgeSubscription –FileName “C:\EdgeSubscription-1.xml”`, false, []string{"New-EdgeSubscription : ", "this server is a hub", "on the edge"}},
 		{"refused/remove-internal", `Remove-ExchangeCertificate -Thumbprint ` + it + ` -Confirm:$false`, false, []string{"Remove-ExchangeCertificate : ", "New-ExchangeCertificate"}},
 		{"refused/not-found", `Get-ExchangeCertificate ` + strings.Repeat("AB", 20), false, []string{"Get-ExchangeCertificate : ", "Get-ExchangeCertificate"}},
 		{"refused/restart-other", `restart-service spooler`, false, []string{"Cannot find any service with service name 'spooler'"}},

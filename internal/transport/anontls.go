@@ -82,9 +82,22 @@ func (s *session) orgCapabilities(st smtp.State, cur *State, caps *smtp.Capabili
 	if st.TLS == nil && acceptsServers(s.c) && s.r.Serving != nil {
 		caps.AnonymousTLS = s.r.Serving.Internal(internalRequest(cur.Server, cur.Server.Role == directory.RoleHub)).Source != serving.InternalNone
 	}
-	if st.AnonymousTLS && s.peer == nil && cur.Server.Role == directory.RoleHub && s.r.Credential != nil {
+	if st.AnonymousTLS && s.r.Credential != nil && s.offersCredential(cur) {
 		caps.ServerAuth = []string{CredentialMechanism}
 	}
+}
+
+// offersCredential says whether X-EXPS is offered after X-ANONYMOUSTLS:
+// to a client direct trust did not accept (a hub may prove itself with
+// its credential: between hubs, and to an edge that does not hold the
+// hub's renewed certificate yet, X4), and, on a hub, to an edge it
+// accepted, which may not hold this hub's renewed certificate and asks
+// for its proof.
+func (s *session) offersCredential(cur *State) bool {
+	if s.peer == nil {
+		return cur.Server.Role == directory.RoleHub || s.trust.Server == nil || s.trust.Server.Role == directory.RoleHub
+	}
+	return cur.Server.Role == directory.RoleHub && s.peer.Role == directory.RoleEdge
 }
 
 // anonymousTLSConfig is the configuration of X-ANONYMOUSTLS: this
@@ -124,8 +137,8 @@ func (s *session) checkPeer(st smtp.State) error {
 		}
 		return nil
 	}
-	if cur.Server.Role == directory.RoleHub && s.r.Credential != nil && (t.Server == nil || t.Server.Role == directory.RoleHub) {
-		return nil // X-EXPS may still prove it; MAIL checks
+	if s.r.Credential != nil && (t.Server == nil || t.Server.Role == directory.RoleHub) {
+		return nil // a hub's X-EXPS may still prove it; MAIL checks
 	}
 	return s.trustFailed(st, "")
 }
@@ -168,7 +181,9 @@ func (s *session) ServerAuth(st smtp.State, mech string, resp []byte) (string, [
 		return fail(fmt.Sprintf("its server credential names %q, no server of the organisation", name))
 	case !claims(cur.Org, st.Hello, srv):
 		return fail(fmt.Sprintf("its server credential is %s's, but its EHLO claims %q", srv.Name, st.Hello))
-	case srv.Role != directory.RoleHub:
+	case srv.Role != directory.RoleHub && (s.peer != srv || s.peerAuth != byDirectTrust || cur.Server.Role != directory.RoleHub):
+		// An edge proves its credential only to ask for a hub's proof,
+		// once direct trust has accepted it.
 		return fail(fmt.Sprintf("%s is an edge server: edges authenticate by direct trust only", srv.Name))
 	}
 	exp, err := st.TLS.ExportKeyingMaterial(servercred.ExporterLabel, nil, servercred.ExporterLength)
@@ -178,7 +193,9 @@ func (s *session) ServerAuth(st smtp.State, mech string, resp []byte) (string, [
 	if err := servercred.Verify(srv.ServerCredential, servercred.Client, srv.Name, exp, proof); err != nil {
 		return fail("its server credential does not verify: " + err.Error())
 	}
-	s.peer, s.peerAuth = srv, byCredential
+	if s.peer == nil {
+		s.peer, s.peerAuth = srv, byCredential
+	}
 	answer := append([]byte(cur.Server.Name+"\x00"), s.r.Credential.Prove(servercred.Server, cur.Server.Name, exp)...)
 	return srv.Name, answer, nil
 }

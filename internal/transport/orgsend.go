@@ -98,9 +98,22 @@ func (s *Sender) tryOrg(ctx context.Context, st *State, peer *OrgServer, in serv
 			s.raise(ctx, 12019, peer.Name+" "+peer.InternalTransportCertificateThumbprint, peer.Name, peer.InternalTransportCertificateThumbprint)
 		}
 	}
-	// The credentials: when this side presented a certificate direct
-	// trust cannot accept (a fallback), or the peer did.
-	if hubs && (!t.OK || in.Source != serving.InternalConfigured) && s.Credential != nil && has(client.ServerAuthMechanisms(), CredentialMechanism) {
+	// The credentials: between hubs, when this side presented a
+	// certificate direct trust cannot accept (a fallback), or the peer
+	// did; between a hub and an edge (X4), when the peer asks for this
+	// hub's proof (the edge does not hold its renewed certificate yet), or
+	// when an edge does not hold the hub's renewed certificate: the edge
+	// then proves itself and checks the hub's proof. An edge itself is
+	// only ever accepted by direct trust.
+	offered := s.Credential != nil && has(client.ServerAuthMechanisms(), CredentialMechanism)
+	useCred := hubs && (!t.OK || in.Source != serving.InternalConfigured)
+	switch {
+	case me.Role == directory.RoleHub && peer.Role == directory.RoleEdge:
+		useCred = t.OK
+	case me.Role == directory.RoleEdge && peer.Role == directory.RoleHub:
+		useCred = !t.OK
+	}
+	if useCred && offered {
 		if err := s.proveCredential(ctx, client, &cs, me, peer); err != nil {
 			if !t.OK {
 				return nil, s.trustFailed(ctx, rec, t, der, addr, err.Error())

@@ -14,6 +14,35 @@ import (
 // "*.suffix", then "*"), then the lowest cost, then the name. It returns
 // nil and the reason when none matches.
 func Route(conns []directory.SendConnector, server, domain string) (*directory.SendConnector, string) {
+	c := route(conns, domain, func(c *directory.SendConnector) bool { return usableFrom(c, server) })
+	if c == nil {
+		domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+		return nil, fmt.Sprintf("no send connector routes %s: add one with certrelay connector send add NAME --address-space 'smtp:%s;1' (or '*')", domain, domain)
+	}
+	return c, ""
+}
+
+// RouteVia picks, when no connector this server may use routes domain,
+// one that other servers of the organisation may use (an edge's
+// connector to the internet, SPEC X3), by the same rules as Route, and
+// the server to relay the mail to: its first source server that is not
+// this one. It returns nil when there is none.
+func RouteVia(conns []directory.SendConnector, server, domain string) (*directory.SendConnector, string) {
+	c := route(conns, domain, func(c *directory.SendConnector) bool {
+		return len(c.SourceTransportServers) > 0 && !usableFrom(c, server)
+	})
+	if c == nil {
+		return nil, ""
+	}
+	for _, s := range c.SourceTransportServers {
+		if !strings.EqualFold(s, server) {
+			return c, s
+		}
+	}
+	return nil, ""
+}
+
+func route(conns []directory.SendConnector, domain string, ok func(*directory.SendConnector) bool) *directory.SendConnector {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	type match struct {
 		c           *directory.SendConnector
@@ -23,7 +52,7 @@ func Route(conns []directory.SendConnector, server, domain string) (*directory.S
 	var ms []match
 	for i := range conns {
 		c := &conns[i]
-		if !c.Enabled || !usableFrom(c, server) {
+		if !c.Enabled || !ok(c) {
 			continue
 		}
 		best := -1
@@ -38,7 +67,7 @@ func Route(conns []directory.SendConnector, server, domain string) (*directory.S
 		}
 	}
 	if len(ms) == 0 {
-		return nil, fmt.Sprintf("no send connector routes %s: add one with certrelay connector send add NAME --address-space 'smtp:%s;1' (or '*')", domain, domain)
+		return nil
 	}
 	sort.Slice(ms, func(i, j int) bool {
 		if ms[i].specificity != ms[j].specificity {
@@ -49,7 +78,7 @@ func Route(conns []directory.SendConnector, server, domain string) (*directory.S
 		}
 		return ms[i].c.Name < ms[j].c.Name
 	})
-	return ms[0].c, ""
+	return ms[0].c
 }
 
 // specificity scores how an address space matches domain: -1 not at all,

@@ -91,6 +91,11 @@ func (s *Sender) Deliver(ctx context.Context, d queue.Delivery) []queue.Outcome 
 	}
 	conn, why := Route(st.Send, st.Server.Name, d.Destination)
 	if conn == nil {
+		// A connector of another server (an edge's to the internet):
+		// the mail goes to that server, over X-AnonymousTLS.
+		if _, via := RouteVia(st.Send, st.Server.Name, d.Destination); via != "" {
+			return s.deliverOrg(ctx, st, via, d)
+		}
 		return all(tempf("4.4.4", "%s", why))
 	}
 	if conn.MaxMessageSize > 0 && int64(len(d.Body)) > conn.MaxMessageSize {

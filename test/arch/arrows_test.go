@@ -19,7 +19,7 @@ var layers = [][]string{
 	{"internal/settings", "internal/events", "internal/directory", "internal/store", "internal/acme", "internal/trust", "internal/queue", "internal/accounts", "internal/imapd", "internal/tlsrpt", "internal/policycache"},
 	{"internal/selection"},
 	{"internal/certview", "internal/serving"},
-	{"internal/transport", "internal/access", "internal/diagnose"},
+	{"internal/transport", "internal/access", "internal/diagnose", "internal/edgesync"},
 	{"internal/server", "internal/admin"},
 	// Faces over admin's registry. The HTTPS face (web): the serve command
 	// builds it and hands it to the server as an http.Handler, so server

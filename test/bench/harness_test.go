@@ -304,6 +304,9 @@ type postfixOptions struct {
 	// Maildir delivers bench.test with virtual(8) to a Maildir instead of
 	// discarding it.
 	Maildir bool
+	// RecipientChecks refuses every bench.test recipient but user@bench.test
+	// (relay_recipient_maps), as an edge checks its replicated recipients.
+	RecipientChecks bool
 }
 
 // newPostfix starts Debian's Postfix from a temporary directory, with its
@@ -333,6 +336,9 @@ func newPostfix(t *testing.T, o postfixOptions) *testpki.Postfix {
 		)
 	} else {
 		main = append(main, "relay_domains = bench.test", "relay_transport = discard:")
+		if o.RecipientChecks {
+			main = append(main, "relay_recipient_maps = inline:{ "+mailbox+"=ok }")
+		}
 	}
 	if o.KeyType != "" {
 		key, cert := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")

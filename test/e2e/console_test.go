@@ -182,6 +182,7 @@ func TestAPIJSONEqualsCLI(t *testing.T) {
 		"Get-CertrelayCertificateTlsa":       {map[string]any{"Thumbprint": s.iis}, []string{"cert", "tlsa", s.iis}},
 		"Get-CertrelayMtaStsPolicy":          {nil, []string{"mtasts", "show"}},
 		"Get-CertrelayTlsReport":             {nil, []string{"tlsrpt", "list"}},
+		"Get-EdgeSubscription":               {nil, []string{"edge", "list"}},
 	}
 	e.ok("connector", "send", "add", "Out", "--address-space", "*", "--smart-host", "127.0.0.1:1")
 	for _, op := range admin.Operations() {

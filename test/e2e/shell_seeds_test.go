@@ -265,10 +265,17 @@ func TestShellRunsEverySeedCommand(t *testing.T) {
 		t.Errorf("%s answered no: the internal certificate changed, or none was made\n%s", seedEvent2, r.stderr)
 	}
 
-	// 004: edge subscriptions come with issue 12.
+	// 004: the edge subscription, on an edge (issue 12); on this hub it is
+	// refused, naming where it runs.
 	r = e.run("", "shell", "-c", seedEdge)
-	if admin.LookupCmdlet("New-EdgeSubscription", nil) == nil && (r.code != 1 || !strings.Contains(r.stderr, "not available yet") || !strings.Contains(r.stderr, "issue 12")) {
-		t.Errorf("%s: %d %s", seedEdge, r.code, r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "this server is a hub") {
+		t.Errorf("%s on a hub: %d %s", seedEdge, r.code, r.stderr)
+	}
+	edge := newEnv(t)
+	edge.ok("setup", "--name", "edge1", "--fqdn", "edge1.fourthcoffee.com", "--role", "edge")
+	r = edge.run("", "shell", "-c", seedEdge)
+	if b, err := os.ReadFile(edge.path("EdgeSubscription-1.xml")); r.code != 0 || err != nil || !strings.Contains(string(b), "<EdgeServerFQDN>edge1.fourthcoffee.com</EdgeServerFQDN>") {
+		t.Errorf("%s on an edge: %d %s %v", seedEdge, r.code, r.stderr, err)
 	}
 
 	// certutil -verify -urlfetch (seed 003 names certutil for PKI tests).
