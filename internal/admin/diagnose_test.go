@@ -109,3 +109,22 @@ func TestDiagnoseThroughTheRegistry(t *testing.T) {
 		t.Errorf("diagnose --server nosuch: %v", err)
 	}
 }
+
+// TestFixMarksNameTheOutputFile: a fix may tell an operation that hands
+// a file to its caller where to write it (-FileName): the CLI writes
+// --out, the shell -FileName; an operation that writes no file does not
+// take it (the mark is left as text: no certrelay command for the CLI).
+func TestFixMarksNameTheOutputFile(t *testing.T) {
+	for _, c := range []struct{ mark, cli, cmdlet string }{
+		{"{New-EdgeSubscription -FileName EdgeSubscription.xml}", "certrelay edge subscribe --out EdgeSubscription.xml", "New-EdgeSubscription -FileName EdgeSubscription.xml"},
+		{"{New-EdgeSubscription -FileName 'my file.xml'}", "certrelay edge subscribe --out 'my file.xml'", "New-EdgeSubscription -FileName 'my file.xml'"},
+		{"{Remove-EdgeSubscription edge1 -FileName x}", "Remove-EdgeSubscription edge1 -FileName x", "Remove-EdgeSubscription edge1 -FileName x"},
+	} {
+		if got := Render(c.mark, nil, CLISyntax{}); got != c.cli {
+			t.Errorf("%s for the CLI: %q, want %q", c.mark, got, c.cli)
+		}
+		if got := Render(c.mark, nil, CmdletSyntax{}); got != c.cmdlet {
+			t.Errorf("%s for the shell: %q, want %q", c.mark, got, c.cmdlet)
+		}
+	}
+}

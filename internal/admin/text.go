@@ -197,6 +197,9 @@ func resolveMark(mark string, at *Operation) (op *Operation, p *Param, args []Ar
 			continue
 		}
 		p := op.Param(t.text[1:])
+		if p == nil && op.File && strings.EqualFold(t.text[1:], outputFile.Name) {
+			p = outputFile
+		}
 		if p == nil {
 			return nil, nil, nil, false
 		}
@@ -209,6 +212,13 @@ func resolveMark(mark string, at *Operation) (op *Operation, p *Param, args []Ar
 	}
 	return op, nil, args, true
 }
+
+// outputFile is where an operation that hands a file to its caller
+// (Operation.File) has it written, as its faces name it: the shell's
+// -FileName (Exchange's), the CLI's --out. It is no parameter of the
+// operation (the face writes the file), but a command mark may name it,
+// so that a fix diagnose prints can be run as it is.
+var outputFile = &Param{Name: "FileName", CLI: "out", Type: TypeString}
 
 type token struct {
 	text   string

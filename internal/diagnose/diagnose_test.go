@@ -175,13 +175,13 @@ func TestChecks(t *testing.T) {
 				{Edge: "edge1", Kind: "configuration", Hub: "hub1", Time: now.Add(-time.Hour)},
 				{Edge: "edge1", Kind: "recipients", Hub: "hub1", Time: now.Add(-time.Minute), Error: "direct trust: edge1 presented certificate AB, not CD, which the organisation holds for it"},
 			}
-		}, []int{16091, 1036, 2018}, "direct trust: edge1 presented", []string{"{Remove-EdgeSubscription edge1 -Force}", "{New-EdgeSubscription}", "{New-EdgeSubscription/FileData EdgeSubscription.xml}"}},
+		}, []int{16091, 1036, 2018}, "direct trust: edge1 presented", []string{"{Remove-EdgeSubscription edge1 -Force}", "{New-EdgeSubscription -FileName EdgeSubscription.xml}", "{New-EdgeSubscription/FileData EdgeSubscription.xml}"}},
 		{"Q9/edge-no-rounds", "Q9", func(f *Facts) {
 			f.Server.Role = directory.RoleEdge
 			f.Servers = []directory.Server{f.Server}
 			f.EdgeSubscribed = now.Add(-48 * time.Hour)
 			f.EdgeRounds = []EdgeRound{{Edge: "hub1", Kind: "recipients", Hub: "hub2", Time: now.Add(-40 * time.Minute)}}
-		}, []int{16091}, now.Add(-40 * time.Minute).Format(time.RFC3339), []string{"{Remove-EdgeSubscription hub1 -Force}", "{New-EdgeSubscription}", "{New-EdgeSubscription/FileData EdgeSubscription.xml}"}},
+		}, []int{16091}, now.Add(-40 * time.Minute).Format(time.RFC3339), []string{"{Remove-EdgeSubscription hub1 -Force}", "{New-EdgeSubscription -FileName EdgeSubscription.xml}", "{New-EdgeSubscription/FileData EdgeSubscription.xml}"}},
 	}
 	checks := map[string]Check{}
 	for _, c := range Checks {

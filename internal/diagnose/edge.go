@@ -32,7 +32,7 @@ func checkEdgeStale(f *Facts) []Finding {
 	resubscribe := func(edge string) []Step {
 		return []Step{
 			cmd("Remove-EdgeSubscription", edge, "-Force"),
-			cmd("New-EdgeSubscription"),
+			cmd("New-EdgeSubscription", "-FileName", "EdgeSubscription.xml"),
 			cmd("New-EdgeSubscription/FileData", "EdgeSubscription.xml"),
 		}
 	}
