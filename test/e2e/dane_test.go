@@ -28,14 +28,7 @@ func startSecureDNS(t *testing.T, zone map[string][]dns.RR, signed map[string]bo
 // startSecureDNSAt is startSecureDNS on the address addr.
 func startSecureDNSAt(t *testing.T, addr string, zone map[string][]dns.RR, signed map[string]bool) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, ln := listenUDPAndTCP(t, addr)
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		msg := new(dns.Msg)
 		msg.SetReply(r)

@@ -225,17 +225,35 @@ func mustRR(t *testing.T, s string) dns.RR {
 	return rr
 }
 
+// listenUDPAndTCP listens on one port for both UDP and TCP, as a DNS
+// server does. addr is HOST:PORT; with port 0, the port UDP gets is tried
+// for TCP, and another one when a TCP socket has it already (an outgoing
+// connection of another test may: they share the ephemeral range).
+func listenUDPAndTCP(t *testing.T, addr string) (net.PacketConn, net.Listener) {
+	t.Helper()
+	var err error
+	for i := 0; i < 20; i++ {
+		var pc net.PacketConn
+		if pc, err = net.ListenPacket("udp", addr); err != nil {
+			break
+		}
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			return pc, ln
+		}
+		pc.Close()
+		if _, port, _ := net.SplitHostPort(addr); port != "0" {
+			break
+		}
+	}
+	t.Fatal(err)
+	return nil, nil
+}
+
 // startDNS serves the given records over UDP and TCP on 127.0.0.1.
 func startDNS(t *testing.T, zone map[string][]dns.RR) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, ln := listenUDPAndTCP(t, "127.0.0.1:0")
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		msg := new(dns.Msg)
 		msg.SetReply(r)
