@@ -1,9 +1,12 @@
 // Package maildir delivers messages into Maildir mailboxes, as described
 // in D. J. Bernstein's specification (https://cr.yp.to/proto/maildir.html):
-// a message is written under tmp/, fsynced, renamed into new/, and new/ is
-// fsynced, so a reader sees a whole message or none and a delivered
-// message survives a crash. Readers later move it to cur/, adding
-// ":2,FLAGS" to its name.
+// a message is written under tmp/, made durable, renamed into new/, and
+// new/ is fsynced, so a reader sees a whole message or none and a
+// delivered message survives a crash. Concurrent deliveries share those
+// syncs: a batch of files under tmp/ is made durable by one syncfs(2) of
+// the file system, renamed, and each new/ of the batch fsynced once
+// (batch.go) — the per-message fsync was most of a delivery's cost.
+// Readers later move a message to cur/, adding ":2,FLAGS" to its name.
 //
 // Unlike the specification's time-and-process-based unique names, the
 // name of a delivery is deterministic — "<seconds>.<msgID>_<idx>.<host>",
@@ -112,24 +115,23 @@ func DeliverWithPrefix(root, mailbox string, k Key, prefix, body []byte) (Result
 	}
 	mb := mailboxOf(dir)
 	mb.writers <- struct{}{}
-	err := writeNew(dir, name, prefix, body)
+	err := writeTmp(dir, name, prefix, body)
 	<-mb.writers
 	if err != nil {
 		return Result{}, err
 	}
-	// The rename is durable once new/ is fsynced; deliveries that finish
-	// together share that fsync.
-	if err := mb.syncNew(filepath.Join(dir, "new")); err != nil {
-		return Result{}, fmt.Errorf("maildir deliver to %s: %w", dir, err)
+	// Durable in new/ with the other deliveries of its batch (batch.go).
+	if err := durable.commit(&pending{dir: dir, name: name}); err != nil {
+		return Result{}, err
 	}
-	announce(filepath.Clean(dir)) // readers in IDLE (folder.go)
 	return Result{Path: newPath}, nil
 }
 
-// create makes the file in tmp/. A file already there is a leftover of a
-// crash in the middle of this same delivery: it is replaced.
-// writeNew writes the message to tmp/, fsyncs it and renames it into new/.
-func writeNew(dir, name string, prefix, body []byte) error {
+// writeTmp writes the message to tmp/ and closes it, without an fsync:
+// its batch makes it durable and renames it into new/ (batch.go). A file
+// already there is a leftover of a crash in the middle of this same
+// delivery: it is replaced.
+func writeTmp(dir, name string, prefix, body []byte) error {
 	tmpPath := filepath.Join(dir, "tmp", name)
 	f, err := create(tmpPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -155,13 +157,7 @@ func writeNew(dir, name string, prefix, body []byte) error {
 	if _, err := f.Write(body); err != nil {
 		return fmt.Errorf("maildir deliver to %s: write: %w", dir, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("maildir deliver to %s: fsync: %w", dir, err)
-	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("maildir deliver to %s: %w", dir, err)
-	}
-	if err := os.Rename(tmpPath, filepath.Join(dir, "new", name)); err != nil {
 		return fmt.Errorf("maildir deliver to %s: %w", dir, err)
 	}
 	ok = true
@@ -170,16 +166,9 @@ func writeNew(dir, name string, prefix, body []byte) error {
 
 // mailbox is the per-Maildir state deliveries share: a bound on
 // concurrent writers (many writers in one directory only contend for its
-// lock) and the group commit of new/'s fsync.
+// lock).
 type mailbox struct {
 	writers chan struct{}
-
-	mu      sync.Mutex
-	cond    *sync.Cond
-	running bool
-	started uint64 // fsyncs of new/ started
-	done    uint64 // the last fsync that completed
-	err     error  // its result
 }
 
 // MaxWritersPerMailbox bounds concurrent deliveries into one Maildir.
@@ -192,35 +181,8 @@ func mailboxOf(dir string) *mailbox {
 		return m.(*mailbox)
 	}
 	m := &mailbox{writers: make(chan struct{}, MaxWritersPerMailbox)}
-	m.cond = sync.NewCond(&m.mu)
 	actual, _ := mailboxes.LoadOrStore(dir, m)
 	return actual.(*mailbox)
-}
-
-// syncNew returns once an fsync of dir that started after the call has
-// completed: the caller's rename is then durable. Concurrent callers share
-// one fsync (group commit).
-func (m *mailbox) syncNew(dir string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	need := m.started + 1 // an fsync starting after this point
-	for {
-		if m.done >= need {
-			return m.err
-		}
-		if !m.running {
-			m.running = true
-			m.started++
-			gen := m.started
-			m.mu.Unlock()
-			err := safeio.SyncDir(dir)
-			m.mu.Lock()
-			m.running, m.done, m.err = false, gen, err
-			m.cond.Broadcast()
-			continue
-		}
-		m.cond.Wait()
-	}
 }
 
 func create(path string) (*os.File, error) {

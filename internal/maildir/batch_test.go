@@ -1,0 +1,277 @@
+package maildir
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// hookSyncs replaces the sync hooks for one test.
+func hookSyncs(t *testing.T, fs func(dir string) error, dir func(dir string) error) {
+	t.Helper()
+	oldFS, oldDir := syncFS, syncDir
+	syncFS, syncDir = fs, dir
+	t.Cleanup(func() { syncFS, syncDir = oldFS, oldDir })
+}
+
+func namesIn(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	m := map[string]bool{}
+	es, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		m[e.Name()] = true
+	}
+	return m
+}
+
+func body(i int) []byte { return []byte(fmt.Sprintf("Subject: %d\n\nmessage %d\n", i, i)) }
+
+// TestBatchSharesSyncs: 64 concurrent deliveries into one Maildir share a
+// few syncs of the file system, none is in new/ before a sync of the file
+// system that started after it was written, and none returns before an
+// fsync of new/ that followed its rename.
+func TestBatchSharesSyncs(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "bob")
+	if err := makeMaildir(dir); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	dataSynced := map[string]bool{}   // in tmp/ when a syncfs completed
+	renameSynced := map[string]bool{} // in new/ when an fsync of new/ completed
+	fsSyncs, dirSyncs := 0, 0
+	var violations []string
+	hookSyncs(t, func(d string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		fsSyncs++
+		for n := range namesIn(t, filepath.Join(dir, "new")) {
+			if !dataSynced[n] {
+				violations = append(violations, n+" in new/ before a sync of its data")
+			}
+		}
+		pending := namesIn(t, filepath.Join(dir, "tmp"))
+		time.Sleep(20 * time.Millisecond) // the others gather into the next batch
+		err := syncfs(d)
+		for n := range pending {
+			dataSynced[n] = true
+		}
+		return err
+	}, func(d string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		dirSyncs++
+		inNew := namesIn(t, d)
+		err := safeSyncDir(d)
+		for n := range inNew {
+			renameSynced[n] = true
+		}
+		return err
+	})
+
+	const n = 64
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			k := Key{MsgID: fmt.Sprintf("m%03d", i), Received: received, Fresh: true}
+			res, err := Deliver(root, "bob", k, body(i))
+			if err == nil {
+				mu.Lock()
+				if !renameSynced[Name(k)] {
+					err = fmt.Errorf("%s returned before an fsync of new/ after its rename", Name(k))
+				}
+				mu.Unlock()
+				if b, rerr := os.ReadFile(res.Path); rerr != nil || string(b) != string(body(i)) {
+					err = fmt.Errorf("%s holds %q, %v", res.Path, b, rerr)
+				}
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if len(violations) > 0 {
+		t.Errorf("%d violations, first: %s", len(violations), violations[0])
+	}
+	if got := len(namesIn(t, filepath.Join(dir, "new"))); got != n {
+		t.Errorf("new/ holds %d files, want %d", got, n)
+	}
+	if left := namesIn(t, filepath.Join(dir, "tmp")); len(left) != 0 {
+		t.Errorf("tmp/ holds %v", left)
+	}
+	// A sync per delivery would be 64 of each.
+	if fsSyncs > n/4 || dirSyncs > n/4 {
+		t.Errorf("%d deliveries took %d syncs of the file system and %d of new/; want at most %d each (batched)", n, fsSyncs, dirSyncs, n/4)
+	}
+	t.Logf("%d deliveries: %d syncfs, %d fsyncs of new/", n, fsSyncs, dirSyncs)
+}
+
+func safeSyncDir(d string) error {
+	f, err := os.Open(d)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// TestBatchSyncFailureDeliversNothing: when the file system's sync fails,
+// every delivery of the batch fails, nothing is in new/ or left in tmp/,
+// and the queue's next attempt delivers each message once.
+func TestBatchSyncFailureDeliversNothing(t *testing.T) {
+	root := t.TempDir()
+	fail := true
+	var mu sync.Mutex
+	hookSyncs(t, func(d string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return fmt.Errorf("syncfs: %w", syscall.EIO)
+		}
+		return syncfs(d)
+	}, safeSyncDir)
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = Deliver(root, "bob", Key{MsgID: fmt.Sprintf("m%d", i), Received: received, Fresh: true}, body(i))
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.Is(err, syscall.EIO) {
+			t.Errorf("delivery %d: %v, want the sync's EIO", i, err)
+		}
+	}
+	dir := filepath.Join(root, "bob")
+	if got := namesIn(t, filepath.Join(dir, "new")); len(got) != 0 {
+		t.Errorf("new/ holds %v after a failed sync", got)
+	}
+	if got := namesIn(t, filepath.Join(dir, "tmp")); len(got) != 0 {
+		t.Errorf("tmp/ holds %v after a failed sync", got)
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	for i := range n {
+		res, err := Deliver(root, "bob", Key{MsgID: fmt.Sprintf("m%d", i), Received: received}, body(i))
+		if err != nil || res.Duplicate {
+			t.Fatalf("retry %d: %+v, %v", i, res, err)
+		}
+	}
+	if got := namesIn(t, filepath.Join(dir, "new")); len(got) != n {
+		t.Errorf("new/ holds %d after the retries, want %d", len(got), n)
+	}
+}
+
+// TestRecoveryAfterKillAtEachStep copies the Maildir at each step of a
+// batch's commit — what a kill -9 there would leave on disk — and
+// recovers each copy as the queue does after a restart (every delivery
+// again, MaybeDelivered): each message ends up in the Maildir exactly once
+// and whole, and tmp/ empty. A reader moving messages to cur/ before the
+// recovery is covered too.
+func TestRecoveryAfterKillAtEachStep(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "bob")
+	snaps := t.TempDir()
+	var mu sync.Mutex
+	var steps []string
+	snap := func(step string) {
+		to := filepath.Join(snaps, fmt.Sprintf("%02d-%s", len(steps), step))
+		if err := os.CopyFS(to, os.DirFS(dir)); err != nil {
+			t.Error(err)
+		}
+		steps = append(steps, to)
+	}
+	hookSyncs(t, func(d string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		snap("before-syncfs")
+		err := syncfs(d)
+		snap("after-syncfs")
+		return err
+	}, func(d string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		snap("renamed")
+		err := safeSyncDir(d)
+		snap("new-synced")
+		return err
+	})
+	const n = 6
+	keys := make([]Key, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		keys[i] = Key{MsgID: fmt.Sprintf("k%d", i), Received: received, Fresh: true}
+		wg.Go(func() {
+			if _, err := Deliver(root, "bob", keys[i], body(i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	hookSyncs(t, syncfs, safeSyncDir)
+	if len(steps) < 4 {
+		t.Fatalf("%d snapshots, want the four steps of at least one batch", len(steps))
+	}
+	for _, readerMoved := range []bool{false, true} {
+		for _, s := range steps {
+			name := filepath.Base(s)
+			if readerMoved {
+				name += "+reader"
+			}
+			t.Run(name, func(t *testing.T) {
+				r := t.TempDir()
+				mbox := filepath.Join(r, "bob")
+				if err := os.CopyFS(mbox, os.DirFS(s)); err != nil {
+					t.Fatal(err)
+				}
+				if readerMoved { // a reader saw new/ and moved it all to cur/ with flags
+					for n := range namesIn(t, filepath.Join(mbox, "new")) {
+						rename(t, filepath.Join(mbox, "new", n), filepath.Join(mbox, "cur", n+":2,S"))
+					}
+				}
+				for i, k := range keys {
+					k.Fresh = false // MaybeDelivered: the queue's recovery
+					if _, err := Deliver(r, "bob", k, body(i)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				count := map[string]int{}
+				for _, sub := range []string{"new", "cur"} {
+					for f := range namesIn(t, filepath.Join(mbox, sub)) {
+						key, _, _ := strings.Cut(f, ":")
+						count[key]++
+						b, _ := os.ReadFile(filepath.Join(mbox, sub, f))
+						var i int
+						fmt.Sscanf(strings.SplitN(key, ".", 3)[1], "k%d_0", &i)
+						if string(b) != string(body(i)) {
+							t.Errorf("%s/%s holds %q", sub, f, b)
+						}
+					}
+				}
+				for _, k := range keys {
+					if c := count[Name(k)]; c != 1 {
+						t.Errorf("%s delivered %d times", Name(k), c)
+					}
+				}
+				if left := namesIn(t, filepath.Join(mbox, "tmp")); len(left) != 0 {
+					t.Errorf("tmp/ holds %v", left)
+				}
+			})
+		}
+	}
+}
