@@ -9,51 +9,59 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-
-	"certrelay/internal/safeio"
 )
 
 // Durability in batches. A delivery writes its file under tmp/ without an
-// fsync of its own and waits for the next batch; one goroutine at a time
-// commits a batch:
+// fsync of its own and joins the next round; one goroutine at a time
+// runs a round:
 //
-//  1. syncfs(2) of each file system the batch's mailboxes are on: every
-//     file of the batch is on disk, still under tmp/;
-//  2. each file renamed into new/;
-//  3. an fsync of each new/ directory of the batch: the renames are on disk.
+//  1. syncfs(2) of each file system the round's mailboxes are on. The
+//     files written since the last round are then on disk, still under
+//     tmp/; and the renames into new/ of the last round are on disk, so
+//     those deliveries are done and their Deliver calls return (and the
+//     queue records them delivered).
+//  2. Each file written since the last round is renamed into new/; it
+//     waits for the next round's sync, which the goroutine runs at once
+//     if no other delivery starts one.
 //
-// Only then do the batch's Deliver calls return (and the queue records the
-// deliveries). Deliveries that arrive while a batch is committed form the
-// next one, so under load a batch holds about as many messages as there
-// are delivery workers, and costs two syncs instead of two per message.
+// Deliveries that arrive while a round runs form the next one, so under
+// load a round holds about half the delivery workers' messages and costs
+// one sync of the file system, in place of an fsync of each file and of
+// new/ per message.
 //
-// What a kill leaves, at each point: before 1 or 2, files under tmp/ only
-// — the queue still holds every message as undelivered, and the repeated
-// delivery replaces the leftover (create) and goes through a batch again;
-// between 2 and 3 or after 3, files in new/ that the queue has not marked
-// delivered — the repeated delivery is marked MaybeDelivered, finds its
-// file in new/ (or in cur/ if a reader moved it) and writes nothing. A
-// file reaches new/ only after its bytes are on disk, so even a power cut
-// cannot leave a truncated message there for the repeated delivery to
-// take for a complete one; syncfs(2) also reports a write-back error of
-// any file of the batch (Linux 5.8 and later), which then fails the whole
-// batch, nothing renamed.
+// What a kill leaves, at each point: files under tmp/ not yet renamed —
+// the queue still holds those messages as undelivered, and the repeated
+// delivery replaces the leftover (create) and goes through a round again;
+// files in new/ that the queue has not recorded as delivered (renamed,
+// before or after the sync that made the rename durable) — the repeated
+// delivery is MaybeDelivered, finds its file in new/ (or in cur/ if a
+// reader moved it) and writes nothing. A file reaches new/ only after a
+// sync that started after it was written, so even a power cut cannot
+// leave a truncated message in new/ for the repeated delivery to take for
+// a complete one. syncfs(2) also reports a write-back error of any file
+// on the file system (Linux 5.8 and later): the round's deliveries then
+// fail (files not yet renamed are removed; renamed ones are found by the
+// queue's next attempt).
+//
+// syncfs(2) writes back everything dirty on the file system, not only
+// the mailboxes: other writers to the data directory's file system share
+// its cost (the queue's SQLite fsyncs its own writes anyway).
 
-// pending is one delivery waiting for its batch.
+// pending is one delivery waiting for its rounds.
 type pending struct {
 	dir  string // the Maildir
 	name string
+	done bool // durable in new/, or failed (err)
 	err  error
 }
 
-// batcher commits batches one at a time (group commit).
+// batcher runs rounds one at a time (group commit).
 type batcher struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
-	queue   []*pending
+	written []*pending // in tmp/, waiting for a round
+	renamed []*pending // in new/, waiting for the next round's sync
 	running bool
-	started uint64 // batches started
-	done    uint64 // the last batch committed
 }
 
 var durable = func() *batcher {
@@ -62,12 +70,9 @@ var durable = func() *batcher {
 	return b
 }()
 
-// Hooks for tests: the sync of a file system (given a directory on it)
-// and of a directory.
-var (
-	syncFS  = syncfs
-	syncDir = safeio.SyncDir
-)
+// syncFS makes everything written on the file system of dir durable; a
+// variable for tests.
+var syncFS = syncfs
 
 func syncfs(dir string) error {
 	d, err := os.Open(dir)
@@ -89,82 +94,84 @@ func syncfs(dir string) error {
 
 // commit returns once p's file is durable in new/ (nil) or its delivery
 // failed (the file is then removed from tmp/, or is in new/ without a
-// successful fsync of new/: the queue tries again and finds it).
+// completed sync: the queue tries again and finds it).
 func (b *batcher) commit(p *pending) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.queue = append(b.queue, p)
-	need := b.started + 1 // the first batch to start after p joined the queue
-	for b.done < need {
+	b.written = append(b.written, p)
+	for !p.done {
 		if b.running {
 			b.cond.Wait()
 			continue
 		}
 		b.running = true
-		b.started++
-		gen, batch := b.started, b.queue
-		b.queue = nil
+		written, renamed := b.written, b.renamed
+		b.written, b.renamed = nil, nil
 		b.mu.Unlock()
-		commitBatch(batch)
+		next := round(written, renamed)
 		b.mu.Lock()
-		b.running, b.done = false, gen
+		b.renamed = append(b.renamed, next...)
+		b.running = false
 		b.cond.Broadcast()
 	}
 	return p.err
 }
 
-// commitBatch makes a batch durable (steps 1–3 above) and sets each
-// pending's err.
-func commitBatch(batch []*pending) {
-	// 1. Every file system once.
+// round runs steps 1 and 2 above: it finishes renamed (done, with the
+// sync's error) and returns those of written now in new/.
+func round(written, renamed []*pending) (next []*pending) {
 	type fsOf struct {
 		dev uint64
 		err error
 	}
 	synced := map[uint64]error{}
 	devs := map[string]fsOf{}
-	for _, p := range batch {
+	syncOf := func(p *pending) {
 		d, ok := devs[p.dir]
 		if !ok {
 			d.dev, d.err = device(p.dir)
 			devs[p.dir] = d
 		}
-		dev, err := d.dev, d.err
+		err := d.err
 		if err == nil {
-			var done bool
-			if err, done = synced[dev]; !done {
+			var ok bool
+			if err, ok = synced[d.dev]; !ok {
 				err = syncFS(filepath.Join(p.dir, "tmp"))
-				synced[dev] = err
+				synced[d.dev] = err
 			}
 		}
 		if err != nil {
 			p.err = fmt.Errorf("maildir deliver to %s: %w", p.dir, err)
 		}
 	}
+	// 1. Every file system once.
+	for _, p := range written {
+		syncOf(p)
+	}
+	announced := map[string]bool{}
+	for _, p := range renamed {
+		syncOf(p)
+		p.done = true
+		if p.err == nil && !announced[p.dir] {
+			announced[p.dir] = true
+			announce(filepath.Clean(p.dir)) // readers in IDLE (folder.go)
+		}
+	}
 	// 2. Into new/.
-	dirs := map[string][]*pending{}
-	for _, p := range batch {
+	for _, p := range written {
 		tmp := filepath.Join(p.dir, "tmp", p.name)
 		if p.err == nil {
-			if err := os.Rename(tmp, filepath.Join(p.dir, "new", p.name)); err != nil {
-				p.err = fmt.Errorf("maildir deliver to %s: %w", p.dir, err)
-			} else {
-				dirs[p.dir] = append(dirs[p.dir], p)
+			err := os.Rename(tmp, filepath.Join(p.dir, "new", p.name))
+			if err == nil {
+				next = append(next, p)
 				continue
 			}
+			p.err = fmt.Errorf("maildir deliver to %s: %w", p.dir, err)
 		}
 		os.Remove(tmp)
+		p.done = true
 	}
-	// 3. The renames.
-	for dir, ps := range dirs {
-		if err := syncDir(filepath.Join(dir, "new")); err != nil {
-			for _, p := range ps {
-				p.err = fmt.Errorf("maildir deliver to %s: %w", dir, err)
-			}
-			continue
-		}
-		announce(filepath.Clean(dir)) // readers in IDLE (folder.go)
-	}
+	return next
 }
 
 // device returns the file system (st_dev) of the Maildir dir.

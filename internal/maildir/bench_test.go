@@ -17,19 +17,14 @@ func BenchmarkDeliverConcurrent4K(b *testing.B) {
 	for i := range body {
 		body[i] = 'a' + byte(i%26)
 	}
-	var fsN, dirN, fsNs, dirNs atomic.Int64
-	oldFS, oldDir := syncFS, syncDir
+	var fsN, fsNs atomic.Int64
+	oldFS := syncFS
 	syncFS = func(d string) error {
 		t := time.Now()
 		defer func() { fsN.Add(1); fsNs.Add(int64(time.Since(t))) }()
 		return oldFS(d)
 	}
-	syncDir = func(d string) error {
-		t := time.Now()
-		defer func() { dirN.Add(1); dirNs.Add(int64(time.Since(t))) }()
-		return oldDir(d)
-	}
-	b.Cleanup(func() { syncFS, syncDir = oldFS, oldDir })
+	b.Cleanup(func() { syncFS = oldFS })
 	var next atomic.Int64
 	start := time.Now()
 	b.SetBytes(int64(len(body)))
@@ -53,10 +48,7 @@ func BenchmarkDeliverConcurrent4K(b *testing.B) {
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 	if n := fsN.Load(); n > 0 {
-		b.ReportMetric(float64(b.N)/float64(n), "msgs/batch")
+		b.ReportMetric(float64(b.N)/float64(n), "msgs/syncfs")
 		b.ReportMetric(float64(fsNs.Load())/float64(n)/1e6, "ms/syncfs")
-	}
-	if n := dirN.Load(); n > 0 {
-		b.ReportMetric(float64(dirNs.Load())/float64(n)/1e6, "ms/dirsync")
 	}
 }
