@@ -4,8 +4,9 @@
 // new/ is fsynced, so a reader sees a whole message or none and a
 // delivered message survives a crash. Concurrent deliveries share those
 // syncs: a batch of files under tmp/ is made durable by one syncfs(2) of
-// the file system, renamed, and each new/ of the batch fsynced once
-// (batch.go) — the per-message fsync was most of a delivery's cost.
+// the file system, renamed, and the renames made durable by the next
+// syncfs(2), which makes the next batch durable too (batch.go) — the
+// per-message fsyncs were most of a delivery's cost.
 // Readers later move a message to cur/, adding ":2,FLAGS" to its name.
 //
 // Unlike the specification's time-and-process-based unique names, the
