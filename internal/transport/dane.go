@@ -217,8 +217,9 @@ func (s *Sender) daneTLS(ctx context.Context, client *smtp.Client, c *directory.
 	for i, t := range p.records {
 		list[i] = t.Record()
 	}
-	// RFC 8460: DANE results are reported against the TLSA base domain.
-	rpt.PolicyType, rpt.PolicyDomain, rpt.PolicyString, rpt.MXHost = "tlsa", p.host, list, p.host
+	// RFC 8460: DANE results are reported against the TLSA base domain,
+	// for the MX host as the MX record named it.
+	rpt.PolicyType, rpt.PolicyDomain, rpt.PolicyString, rpt.MXHost = "tlsa", p.host, list, p.mxHost
 	desc := fmt.Sprintf("%d usable TLSA record(s) at _%d._tcp.%s (%s)", len(p.records), p.port, p.host, strings.Join(list, "; "))
 	if !client.Supports("STARTTLS") {
 		rec.PolicyWhy = p.host + " has " + desc + " but does not offer STARTTLS"
