@@ -319,90 +319,56 @@ func (e *Endpoint) push(ctx context.Context, req Request) (Response, error) {
 var errNeedWhole = errors.New("the delta's base is not this edge's last recipients round")
 
 func (e *Endpoint) applyConfig(ctx context.Context, self string, c *Config) (changed, objects int, err error) {
-	servers := map[string]directory.Server{}
-	for _, s := range c.Servers {
-		if strings.EqualFold(s.Name, self) {
-			continue
-		}
+	// The edge's own objects are its own: never replaced by a hub's copy.
+	servers := make([]directory.Server, len(c.Servers))
+	for i, s := range c.Servers {
 		s.EdgeSyncBootstrap = ""
-		servers[strings.ToLower(s.Name)] = s
+		servers[i] = s
 	}
-	others := func(ctx context.Context) ([]directory.Server, error) {
-		list, err := e.Dir.Servers(ctx)
-		out := list[:0]
-		for _, s := range list {
-			if !strings.EqualFold(s.Name, self) {
-				out = append(out, s)
+	steps := []func() (int, int, error){
+		func() (int, int, error) {
+			return replace(ctx, e.Dir.Servers, func(s directory.Server) string { return strings.ToLower(s.Name) },
+				func(s directory.Server) bool { return strings.EqualFold(s.Name, self) }, servers,
+				func(ctx context.Context, s directory.Server) error { return e.Dir.DeleteServer(ctx, s.Name) }, e.Dir.PutServer)
+		},
+		func() (int, int, error) {
+			all := func(ctx context.Context) ([]directory.ReceiveConnector, error) {
+				return directory.AllReceiveConnectors(ctx, e.Dir)
 			}
+			return replace(ctx, all, func(rc directory.ReceiveConnector) string { return strings.ToLower(rc.Server + `\` + rc.Name) },
+				func(rc directory.ReceiveConnector) bool { return strings.EqualFold(rc.Server, self) }, c.ReceiveConnectors,
+				func(ctx context.Context, rc directory.ReceiveConnector) error {
+					return ignoreNotFound(e.Dir.DeleteReceiveConnector(ctx, rc.Server, rc.Name))
+				}, e.Dir.PutReceiveConnector)
+		},
+		func() (int, int, error) {
+			return replace(ctx, e.Dir.SendConnectors, func(sc directory.SendConnector) string { return strings.ToLower(sc.Name) }, nil, c.SendConnectors,
+				func(ctx context.Context, sc directory.SendConnector) error {
+					return e.Dir.DeleteSendConnector(ctx, sc.Name)
+				}, e.Dir.PutSendConnector)
+		},
+		func() (int, int, error) {
+			return replace(ctx, e.Dir.AcceptedDomains, func(d directory.AcceptedDomain) string { return strings.ToLower(d.DomainName) }, nil, c.AcceptedDomains,
+				func(ctx context.Context, d directory.AcceptedDomain) error {
+					return e.Dir.DeleteAcceptedDomain(ctx, d.DomainName)
+				}, e.Dir.PutAcceptedDomain)
+		},
+		func() (int, int, error) {
+			return replace(ctx, e.Dir.TrustedRoots, func(r directory.TrustedRoot) string { return strings.ToLower(r.Thumbprint) }, nil, c.TrustedRoots,
+				func(ctx context.Context, r directory.TrustedRoot) error {
+					return e.Dir.DeleteTrustedRoot(ctx, r.Thumbprint)
+				}, e.Dir.PutTrustedRoot)
+		},
+	}
+	for _, step := range steps {
+		n, wanted, err := step()
+		changed += n
+		objects += wanted
+		if err != nil {
+			return changed, 0, err
 		}
-		return out, err
 	}
-	n, err := replace(ctx, others, func(s directory.Server) string { return strings.ToLower(s.Name) }, servers,
-		func(ctx context.Context, s directory.Server) error { return e.Dir.DeleteServer(ctx, s.Name) }, e.Dir.PutServer)
-	changed += n
-	if err != nil {
-		return changed, 0, err
-	}
-	conns := map[string]directory.ReceiveConnector{}
-	for _, rc := range c.ReceiveConnectors {
-		if strings.EqualFold(rc.Server, self) {
-			continue
-		}
-		conns[strings.ToLower(rc.Server+`\`+rc.Name)] = rc
-	}
-	all := func(ctx context.Context) ([]directory.ReceiveConnector, error) {
-		list, err := directory.AllReceiveConnectors(ctx, e.Dir)
-		var out []directory.ReceiveConnector
-		for _, rc := range list {
-			if !strings.EqualFold(rc.Server, self) {
-				out = append(out, rc)
-			}
-		}
-		return out, err
-	}
-	n, err = replace(ctx, all, func(rc directory.ReceiveConnector) string { return strings.ToLower(rc.Server + `\` + rc.Name) }, conns,
-		func(ctx context.Context, rc directory.ReceiveConnector) error {
-			return ignoreNotFound(e.Dir.DeleteReceiveConnector(ctx, rc.Server, rc.Name))
-		}, e.Dir.PutReceiveConnector)
-	changed += n
-	if err != nil {
-		return changed, 0, err
-	}
-	send := map[string]directory.SendConnector{}
-	for _, sc := range c.SendConnectors {
-		send[strings.ToLower(sc.Name)] = sc
-	}
-	n, err = replace(ctx, e.Dir.SendConnectors, func(sc directory.SendConnector) string { return strings.ToLower(sc.Name) }, send,
-		func(ctx context.Context, sc directory.SendConnector) error {
-			return e.Dir.DeleteSendConnector(ctx, sc.Name)
-		}, e.Dir.PutSendConnector)
-	changed += n
-	if err != nil {
-		return changed, 0, err
-	}
-	domains := map[string]directory.AcceptedDomain{}
-	for _, d := range c.AcceptedDomains {
-		domains[strings.ToLower(d.DomainName)] = d
-	}
-	n, err = replace(ctx, e.Dir.AcceptedDomains, func(d directory.AcceptedDomain) string { return strings.ToLower(d.DomainName) }, domains,
-		func(ctx context.Context, d directory.AcceptedDomain) error {
-			return e.Dir.DeleteAcceptedDomain(ctx, d.DomainName)
-		}, e.Dir.PutAcceptedDomain)
-	changed += n
-	if err != nil {
-		return changed, 0, err
-	}
-	roots := map[string]directory.TrustedRoot{}
-	for _, r := range c.TrustedRoots {
-		roots[strings.ToLower(r.Thumbprint)] = r
-	}
-	n, err = replace(ctx, e.Dir.TrustedRoots, func(r directory.TrustedRoot) string { return strings.ToLower(r.Thumbprint) }, roots,
-		func(ctx context.Context, r directory.TrustedRoot) error {
-			return e.Dir.DeleteTrustedRoot(ctx, r.Thumbprint)
-		}, e.Dir.PutTrustedRoot)
-	changed += n
-	objects = len(servers) + len(conns) + len(send) + len(domains) + len(roots)
-	return changed, objects, err
+	return changed, objects, nil
 }
 
 func (e *Endpoint) applyRecipients(ctx context.Context, rs []Recipient) (changed, objects int, err error) {
@@ -454,23 +420,34 @@ func (e *Endpoint) applyRecipientsDelta(ctx context.Context, put []Recipient, re
 	return changed, n, err
 }
 
-// replace makes the objects list returns exactly want: it deletes those
-// not wanted and writes those new or different, and counts them.
-func replace[T any](ctx context.Context, list func(context.Context) ([]T, error), keyOf func(T) string, want map[string]T,
-	del func(context.Context, T) error, put func(context.Context, T) error) (int, error) {
+// replace makes the objects list returns exactly want (both without
+// those skip names, when skip is set): it deletes those not wanted and
+// writes those new or different. It returns how many it changed and how
+// many are wanted.
+func replace[T any](ctx context.Context, list func(context.Context) ([]T, error), keyOf func(T) string, skip func(T) bool, wantList []T,
+	del func(context.Context, T) error, put func(context.Context, T) error) (int, int, error) {
+	want := make(map[string]T, len(wantList))
+	for _, w := range wantList {
+		if skip == nil || !skip(w) {
+			want[keyOf(w)] = w
+		}
+	}
 	have, err := list(ctx)
 	if err != nil {
-		return 0, err
+		return 0, len(want), err
 	}
 	n := 0
 	seen := make(map[string]bool, len(have))
 	for _, h := range have {
+		if skip != nil && skip(h) {
+			continue
+		}
 		k := keyOf(h)
 		seen[k] = true
 		w, ok := want[k]
 		if !ok {
 			if err := del(ctx, h); err != nil {
-				return n, err
+				return n, len(want), err
 			}
 			n++
 			continue
@@ -479,7 +456,7 @@ func replace[T any](ctx context.Context, list func(context.Context) ([]T, error)
 			continue
 		}
 		if err := put(ctx, w); err != nil {
-			return n, err
+			return n, len(want), err
 		}
 		n++
 	}
@@ -488,11 +465,11 @@ func replace[T any](ctx context.Context, list func(context.Context) ([]T, error)
 			continue
 		}
 		if err := put(ctx, w); err != nil {
-			return n, err
+			return n, len(want), err
 		}
 		n++
 	}
-	return n, nil
+	return n, len(want), nil
 }
 
 func same[T any](a, b T) bool {

@@ -605,13 +605,13 @@ func (s *Syncer) publish(ctx context.Context, edge string, r Response) error {
 	if err != nil && !errors.Is(err, directory.ErrNotFound) {
 		return err
 	}
-	want := map[string]directory.ReceiveConnector{}
-	for _, c := range r.ReceiveConnectors {
+	want := make([]directory.ReceiveConnector, len(r.ReceiveConnectors))
+	for i, c := range r.ReceiveConnectors {
 		c.Server = cur.Name
-		want[strings.ToLower(c.Name)] = c
+		want[i] = c
 	}
-	_, err = replace(ctx, func(context.Context) ([]directory.ReceiveConnector, error) { return have, nil },
-		func(c directory.ReceiveConnector) string { return strings.ToLower(c.Name) }, want,
+	_, _, err = replace(ctx, func(context.Context) ([]directory.ReceiveConnector, error) { return have, nil },
+		func(c directory.ReceiveConnector) string { return strings.ToLower(c.Name) }, nil, want,
 		func(ctx context.Context, c directory.ReceiveConnector) error {
 			return ignoreNotFound(s.Org.DeleteReceiveConnector(ctx, c.Server, c.Name))
 		}, s.Org.PutReceiveConnector)
