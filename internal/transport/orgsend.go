@@ -128,24 +128,9 @@ func (s *Sender) tryOrg(ctx context.Context, st *State, peer *OrgServer, in serv
 	if !t.OK && rec.Auth == "" {
 		return nil, s.trustFailed(ctx, rec, t, der, addr, "")
 	}
-	rcpts := make([]string, len(d.Recipients))
-	for i, r := range d.Recipients {
-		rcpts[i] = r.Address
-	}
-	opts := &smtp.SendOptions{}
-	opts.Mail.Size = int64(len(d.Body))
-	if d.Meta.BodyType == "8BITMIME" {
-		opts.Mail.Body = "8BITMIME"
-	}
 	// REQUIRETLS (RFC 8689) travels on between the organisation's
 	// servers, which direct trust authenticates.
-	opts.Mail.RequireTLS = d.Meta.RequireTLS && client.Supports("REQUIRETLS")
-	results, err := client.SendMail(ctx, d.Sender, rcpts, bytes.NewReader(d.Body), opts)
-	if err != nil && results == nil {
-		return nil, s.track(rec, sessionError(addr, "the transaction", err))
-	}
-	_ = client.Quit(ctx)
-	return s.outcomes(rec, addr, d, results), nil
+	return s.sendMessage(ctx, client, rec, addr, d, d.Meta.RequireTLS && client.Supports("REQUIRETLS"))
 }
 
 // proveCredential runs X-EXPS: this server's proof out, the peer's back.

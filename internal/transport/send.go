@@ -336,6 +336,20 @@ func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnec
 // transact sends the message in an established session and reports each
 // recipient's outcome.
 func (s *Sender) transact(ctx context.Context, client *smtp.Client, rec tracking.Record, host string, d queue.Delivery) ([]queue.Outcome, error) {
+	if d.Meta.RequireTLS && !client.Supports("REQUIRETLS") {
+		// RFC 8689 4.2.1: only under an authenticated policy (checked by
+		// the caller), to a server that supports REQUIRETLS.
+		_ = client.Quit(ctx)
+		return nil, s.track(rec, permf("5.7.10", "REQUIRETLS: %s does not support REQUIRETLS, and the sender required it (RFC 8689)", host))
+	}
+	return s.sendMessage(ctx, client, rec, host, d, d.Meta.RequireTLS)
+}
+
+// sendMessage sends d on an open session (MAIL, RCPT, DATA with SIZE,
+// 8BITMIME and REQUIRETLS as d and requireTLS say), ends it, and returns
+// each recipient's outcome — or the session's error when no recipient got
+// an answer.
+func (s *Sender) sendMessage(ctx context.Context, client *smtp.Client, rec tracking.Record, peer string, d queue.Delivery, requireTLS bool) ([]queue.Outcome, error) {
 	rcpts := make([]string, len(d.Recipients))
 	for i, r := range d.Recipients {
 		rcpts[i] = r.Address
@@ -345,21 +359,13 @@ func (s *Sender) transact(ctx context.Context, client *smtp.Client, rec tracking
 	if d.Meta.BodyType == "8BITMIME" {
 		opts.Mail.Body = "8BITMIME"
 	}
-	if d.Meta.RequireTLS {
-		// RFC 8689 4.2.1: only under an authenticated policy (checked by
-		// the caller), to a server that supports REQUIRETLS.
-		if !client.Supports("REQUIRETLS") {
-			_ = client.Quit(ctx)
-			return nil, s.track(rec, permf("5.7.10", "REQUIRETLS: %s does not support REQUIRETLS, and the sender required it (RFC 8689)", host))
-		}
-		opts.Mail.RequireTLS = true
-	}
+	opts.Mail.RequireTLS = requireTLS
 	results, err := client.SendMail(ctx, d.Sender, rcpts, bytes.NewReader(d.Body), opts)
 	if err != nil && results == nil {
-		return nil, s.track(rec, sessionError(host, "the transaction", err))
+		return nil, s.track(rec, sessionError(peer, "the transaction", err))
 	}
 	_ = client.Quit(ctx)
-	return s.outcomes(rec, host, d, results), nil
+	return s.outcomes(rec, peer, d, results), nil
 }
 
 // heloName is the name certrelay gives in EHLO through c: its FQDN, or the
