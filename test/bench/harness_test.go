@@ -552,12 +552,21 @@ func machine(t *testing.T) string {
 }
 
 // writeSection replaces the text between "<!-- NAME:begin -->" and
-// "<!-- NAME:end -->" in docs/PERFORMANCE.md (adding the markers at the
-// end when missing), leaving what people wrote around them alone.
+// "<!-- NAME:end -->" in the file of docs/PERFORMANCE.md or
+// docs/performance/*.md that holds them (adding them at the end of
+// docs/PERFORMANCE.md when no file does), leaving what people wrote around
+// them alone.
 func writeSection(t *testing.T, name, body string) {
 	t.Helper()
-	path := filepath.Join(repoRoot(), "docs", "PERFORMANCE.md")
 	begin, end := "<!-- "+name+":begin -->", "<!-- "+name+":end -->"
+	path := filepath.Join(repoRoot(), "docs", "PERFORMANCE.md")
+	topics, _ := filepath.Glob(filepath.Join(repoRoot(), "docs", "performance", "*.md"))
+	for _, p := range append([]string{path}, topics...) {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), begin) {
+			path = p
+			break
+		}
+	}
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
