@@ -54,7 +54,7 @@ bench:
 
 # Hot swap (small store and 10,000 certificates), server start with
 # 10,000 certificates, selection and serving-layer benchmarks: the numbers
-# of issue 10, in the "swap" section of docs/PERFORMANCE.md (~5 min).
+# of issue 10, in the "swap" section of docs/performance/swap.md (~5 min).
 SWAPS ?= 20
 bench-swap: deps
 	SWAPS=$(SWAPS) $(GO) test -tags bench -run '^TestHotSwap$$' -count=1 -v -timeout 60m ./test/bench/
@@ -62,7 +62,7 @@ bench-swap: deps
 # The organisation (issue 11): a new internal certificate on one hub to
 # its use by the other (two certrelay serve on one slapd), serve start and
 # memory with 1,000 servers and 100,000 mailboxes in the directory, the
-# direct-trust check; the "org" section of docs/PERFORMANCE.md (~5 min).
+# direct-trust check; the "org" section of docs/performance/org.md (~5 min).
 ORG_SWAPS ?= 50
 ORG_MAILBOXES ?= 100000
 .PHONY: bench-org slapd
@@ -72,7 +72,7 @@ bench-org: deps
 # Renewal and self-probe (issue 18): `cert renew` of the connector's
 # self-signed certificate to the first handshake with the renewed one under
 # STARTTLS sessions, and the self-probe's cost per listener; the "renew"
-# section of docs/PERFORMANCE.md (~1 min).
+# section of docs/performance/renew.md (~1 min).
 RENEWS ?= 20
 PROBES ?= 200
 .PHONY: bench-renew
@@ -82,7 +82,7 @@ bench-renew: deps
 # The edge (issue 12): 100,000 recipients replicated to a new edge (time,
 # the edge's memory) and an incremental change to the edge, and the edge's
 # ingest beside Postfix; the "edge" and "edge-ingest" sections of
-# docs/PERFORMANCE.md (~5 min).
+# docs/performance/edge.md (~5 min).
 EDGE_MAILBOXES ?= 100000
 EDGE_CHANGES ?= 10
 .PHONY: bench-edge
@@ -98,7 +98,7 @@ slapd: deps
 
 # SIGKILL certrelay serve under load TRIALS times, restart, and compare the
 # messages acknowledged with 250 with those delivered; fails if one is lost.
-# Prints (and writes into docs/PERFORMANCE.md) the drain after the last
+# Prints (and writes into docs/performance/crash.md) the drain after the last
 # restart: messages recovered, time until all delivered and the queue empty;
 # fails if the recovered mail is deferred, stops draining for 30 s, or is
 # not gone 30 s + 1 s per 100 messages after the restart. SEED=N repeats a

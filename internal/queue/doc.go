@@ -95,7 +95,7 @@
 // Run starts dispatching at once; the sweep for messages a crash left
 // finished (all recipients done, bounce or removal not yet made) runs
 // beside delivery in the finalizer's goroutine. `make crashtest` measures
-// the drain after its last restart (docs/PERFORMANCE.md).
+// the drain after its last restart (docs/performance/crash.md).
 //
 // A recipient whose destination has no deliverer stays pending with
 // last_error "no route yet for destination …" and is looked at again

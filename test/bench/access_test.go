@@ -38,7 +38,7 @@ const benchPassword = "bench-password-1"
 // ACCESS_SECONDS seconds per protocol and server, alternating which server
 // goes first, ACCESS_CLIENTS clients each running whole sessions back to
 // back; then IDLE_CONNS IMAP4 connections left in IDLE. It writes the
-// "access" section of docs/PERFORMANCE.md.
+// "access" section of docs/performance/access.md.
 func TestAccessBench(t *testing.T) {
 	build(t)
 	rounds := envInt(t, "ROUNDS", 5)

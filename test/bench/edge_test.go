@@ -26,7 +26,7 @@ import (
 //   - an incremental change: a mailbox added on the hub until the edge
 //     has it, EDGE_CHANGES times.
 //
-// It writes the "edge" section of docs/PERFORMANCE.md and asserts nothing
+// It writes the "edge" section of docs/performance/edge.md and asserts nothing
 // about timings.
 func TestEdgeBench(t *testing.T) {
 	build(t)
@@ -177,7 +177,7 @@ func memory(t *testing.T, r *relay) (rss, hwm float64) {
 // message waits in the queue) — beside certrelay as a hub with delivery
 // deferred and Postfix relaying to discard with relay_recipient_maps,
 // alternating, EDGE_ROUNDS times. It writes the "edge-ingest" section of
-// docs/PERFORMANCE.md and asserts only that no message failed.
+// docs/performance/edge.md and asserts only that no message failed.
 func TestEdgeIngest(t *testing.T) {
 	build(t)
 	rounds := envInt(t, "EDGE_ROUNDS", envInt(t, "ROUNDS", 3))

@@ -38,7 +38,7 @@ import (
 //     directory without mailboxes (the difference per mailbox);
 //   - the Go benchmark of the cached direct-trust check.
 //
-// It writes the "org" section of docs/PERFORMANCE.md and asserts nothing
+// It writes the "org" section of docs/performance/org.md and asserts nothing
 // about timings.
 func TestOrg(t *testing.T) {
 	build(t)

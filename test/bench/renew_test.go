@@ -21,7 +21,7 @@ import (
 // clients running sessions back to back; and the self-probe's cost per
 // listener per run (wall time, and CPU of the server and of the probing
 // process), with its share of one core at the server's 5-minute interval.
-// It writes the "renew" section of docs/PERFORMANCE.md and asserts
+// It writes the "renew" section of docs/performance/renew.md and asserts
 // nothing about timings.
 func TestRenew(t *testing.T) {
 	build(t)

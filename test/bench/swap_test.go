@@ -13,7 +13,7 @@ import (
 // side-by-side loads of TestBench — hot swap under load with a small
 // store, then with 10,000 certificates (from BenchmarkStore10k) the
 // server start and hot swaps, and the Go benchmarks of selection and the
-// serving layer. It writes the "swap" section of docs/PERFORMANCE.md and
+// serving layer. It writes the "swap" section of docs/performance/swap.md and
 // asserts nothing about timings.
 func TestHotSwap(t *testing.T) {
 	build(t)
