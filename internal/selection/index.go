@@ -9,8 +9,10 @@ import (
 
 // Index answers selection requests for one state of the store, memoizing
 // each decision (up to MaxMemo of them): the first request for a name
-// walks the candidates, every later one is a map lookup without locks or
-// allocations. Build a new
+// walks the candidates that hold it, found through an index of names
+// (SelectHolding's decision: the holders only, so with 10,000
+// certificates it costs what a handful does), every later one is a map
+// lookup without locks or allocations. Build a new
 // Index on every store or trust change (S7) and when ValidUntil passes.
 // Safe for concurrent use.
 type Index struct {
@@ -19,6 +21,9 @@ type Index struct {
 	validUntil time.Time
 	memo       atomic.Pointer[map[Request]*Decision]
 	mu         sync.Mutex // serialises writers of memo
+
+	namesOnce sync.Once
+	byName    *names // the candidates by the names they hold, built at the first decision by name
 }
 
 // MaxMemo bounds the decisions an Index remembers; beyond it, a request
@@ -79,7 +84,7 @@ func (ix *Index) Select(req Request) *Decision {
 			return d
 		}
 	}
-	d := Select(ix.cands, req, ix.now)
+	d := ix.decide(req)
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	old := *ix.memo.Load()
@@ -96,4 +101,68 @@ func (ix *Index) Select(req Request) *Decision {
 	next[req] = &d
 	ix.memo.Store(&next)
 	return &d
+}
+
+// decide makes the decision for req: SelectHolding's, the holders found
+// through the index of names.
+func (ix *Index) decide(req Request) Decision {
+	if !ByName(req) {
+		return Select(ix.cands, req, ix.now)
+	}
+	ix.namesOnce.Do(func() { ix.byName = buildNames(ix.cands) })
+	pos, ok := ix.byName.lookup(req.FQDN)
+	if !ok {
+		return SelectHolding(ix.cands, req, ix.now)
+	}
+	held := make([]Candidate, 0, len(pos))
+	for _, p := range pos {
+		if c := &ix.cands[p]; Holds(c, req.FQDN) {
+			held = append(held, *c)
+		}
+	}
+	return Select(held, req, ix.now)
+}
+
+// Warm decides every request of reqs not decided yet and memoizes them
+// at once (up to MaxMemo in all): a new index answers the requests of the
+// one it replaces before it is published, without copying the memo once
+// per request. It returns the decisions, in the order of reqs.
+func (ix *Index) Warm(reqs []Request) []*Decision {
+	out := make([]*Decision, len(reqs))
+	old := *ix.memo.Load()
+	fresh := map[Request]*Decision{}
+	for i, r := range reqs {
+		r.FQDN = strings.ToLower(r.FQDN)
+		if d, ok := old[r]; ok {
+			out[i] = d
+			continue
+		}
+		if d, ok := fresh[r]; ok {
+			out[i] = d
+			continue
+		}
+		d := ix.decide(r)
+		out[i] = &d
+		fresh[r] = &d
+	}
+	if len(fresh) == 0 {
+		return out
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	old = *ix.memo.Load()
+	next := make(map[Request]*Decision, min(len(old)+len(fresh), MaxMemo))
+	for k, v := range old {
+		next[k] = v
+	}
+	for k, v := range fresh {
+		if len(next) >= MaxMemo {
+			break
+		}
+		if _, ok := next[k]; !ok {
+			next[k] = v
+		}
+	}
+	ix.memo.Store(&next)
+	return out
 }

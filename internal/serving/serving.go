@@ -94,45 +94,57 @@ func New(o Options) *Layer {
 	return l
 }
 
-// maxWarm bounds the requests a new snapshot answers before it is
-// published.
+// maxWarm is the least number of served configurations the layer keeps
+// across snapshots before it drops those no request chose.
 const maxWarm = 64
 
 // Publish makes cands (as judged at now) the snapshot every later
 // handshake selects from. Before it is published, the new snapshot
-// answers the requests the previous one was asked (every listener's),
-// loading the winners' keys, so the first handshake after a change costs
-// what any other does; a winner whose key cannot be loaded is passed over
-// there and then. The layer keeps cands: the caller must not change the
-// slice afterwards.
+// answers every request the previous one was asked (every listener's, up
+// to selection.MaxMemo; each walks only the certificates that hold its
+// name), loading the winners' keys, so the first handshake after a change
+// costs what any other does; a winner whose key cannot be loaded is
+// passed over there and then. The layer keeps cands: the caller must not
+// change the slice afterwards.
 func (l *Layer) Publish(cands []selection.Candidate, now time.Time) {
 	l.pubMu.Lock()
 	defer l.pubMu.Unlock()
-	l.install(cands, now, l.index.Load().Requests(maxWarm))
-	if l.nserve.Load() > 4*maxWarm {
-		l.served.Range(func(k, _ any) bool { l.served.Delete(k); return true })
-		l.nserve.Store(0)
+	_, winners := l.install(cands, now, l.index.Load().Requests(selection.MaxMemo))
+	if n := int(l.nserve.Load()); n > 4*max(maxWarm, len(winners)) {
+		// Drop the configurations of certificates no request chose.
+		l.served.Range(func(k, _ any) bool {
+			if !winners[k.(string)] {
+				l.served.Delete(k)
+				n--
+			}
+			return true
+		})
+		l.nserve.Store(int32(n))
 	}
 }
 
 // install builds an index over cands with the known key faults applied,
 // answers reqs with it — a key that fails to load becomes a fault and the
-// index is built again — and publishes it. The caller holds pubMu.
-func (l *Layer) install(cands []selection.Candidate, now time.Time, reqs []selection.Request) *selection.Index {
+// index is built again — and publishes it. It returns the index and the
+// thumbprints of the winners. The caller holds pubMu.
+func (l *Layer) install(cands []selection.Candidate, now time.Time, reqs []selection.Request) (*selection.Index, map[string]bool) {
 	for attempt := 0; ; attempt++ {
 		ix := selection.NewIndex(l.applyFaults(cands), now)
 		failed := false
-		for _, r := range reqs {
-			if d := ix.Select(r); d.Winner != nil {
-				if _, err := l.serve(d.Winner); err != nil {
-					failed = true
-					break
-				}
+		winners := map[string]bool{}
+		for _, d := range ix.Warm(reqs) {
+			if d.Winner == nil {
+				continue
+			}
+			winners[d.Winner.Thumbprint] = true
+			if _, err := l.serve(d.Winner); err != nil {
+				failed = true
+				break
 			}
 		}
 		if !failed || attempt >= 16 {
 			l.index.Store(ix)
-			return ix
+			return ix, winners
 		}
 	}
 }
@@ -190,7 +202,7 @@ func (l *Layer) get(req selection.Request, depth int) (*servedCert, *selection.D
 	// it (unless another goroutine did), and ask again.
 	l.pubMu.Lock()
 	if l.index.Load() == ix {
-		l.install(ix.Candidates(), ix.Built(), append(ix.Requests(maxWarm), req))
+		l.install(ix.Candidates(), ix.Built(), append(ix.Requests(selection.MaxMemo), req))
 	}
 	l.pubMu.Unlock()
 	return l.get(req, depth+1)
