@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"time"
+
 	"certrelay/internal/access"
 	"certrelay/internal/dnsname"
 	"certrelay/internal/settings"
@@ -120,11 +122,21 @@ func (a *Admin) Explain(ctx context.Context, o ExplainOptions) (Explanation, err
 	default:
 		return ex, errorf(op, usage("Fqdn", "give {-Connector} or {-Fqdn} (with {-Service} POP or IMAP, the name their X509CertificateName setting holds is the default)"))
 	}
-	cands, now, err := a.NewCandidateBuilder().Build(ctx)
+	// A decision by name reads only the certificates that may hold the
+	// name, and lists those that do: what the server's index decides
+	// (selection.SelectHolding).
+	b := a.NewCandidateBuilder()
+	build := b.Build
+	if selection.ByName(req) {
+		build = func(ctx context.Context) ([]selection.Candidate, time.Time, error) {
+			return b.BuildHolding(ctx, req.FQDN)
+		}
+	}
+	cands, now, err := build(ctx)
 	if err != nil {
 		return ex, errorf(op, err)
 	}
-	d := selection.Select(cands, req, now)
+	d := selection.SelectHolding(cands, req, now)
 	ex.Fqdn, ex.Explicit, ex.How, ex.Why, ex.Candidates = req.FQDN, req.Explicit, d.How, d.Why, d.Considered
 	if ex.Candidates == nil {
 		ex.Candidates = []selection.Consideration{}

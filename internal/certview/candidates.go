@@ -69,6 +69,27 @@ func (b *CandidateBuilder) Build(ctx context.Context) ([]selection.Candidate, ti
 	return v.candidates(entries), v.now, nil
 }
 
+// BuildHolding returns the candidates that may hold the DNS name fqdn
+// (a superset of those selection.Holds accepts, from
+// store.ListHolding), as of now, ordered by thumbprint: what
+// selection.SelectHolding needs to decide a request by that name, without
+// reading the rest of the store. When the store cannot narrow the search
+// (a name that is not ASCII), it returns every candidate, as Build does.
+func (b *CandidateBuilder) BuildHolding(ctx context.Context, fqdn string) ([]selection.Candidate, time.Time, error) {
+	entries, ok, err := b.src.Store.ListHolding(ctx, fqdn)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	if !ok {
+		return b.Build(ctx)
+	}
+	v, err := b.src.Viewer(ctx)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return v.candidates(entries), v.now, nil
+}
+
 // candidates describes entries as Candidate does, on every core: with
 // thousands of certificates, checking each self-signature (C6) and chain
 // is most of a server's start.

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"certrelay/internal/certinfo"
@@ -151,4 +152,58 @@ func (s *Store) backfillFacts(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// ListHolding returns the certificates (not pending requests) that may
+// hold the DNS name fqdn, ordered by thumbprint: every certificate that
+// holds it exactly or through a wildcard (SPEC S3, ASCII case-insensitive)
+// is among them, and a few others may be (a wildcard that covers it only
+// across several labels, a certificate with a name that is not ASCII):
+// the caller tests each (selection.Holds). ok is false when the store
+// cannot narrow the search for this name (it is not ASCII or is a
+// wildcard, or the names of an older store are not recorded yet, in a
+// data directory opened read-only): use List. With 10,000 certificates it
+// reads the handful that hold a name instead of parsing them all (cert
+// explain), through the table of names (names.go).
+func (s *Store) ListHolding(ctx context.Context, fqdn string) (entries []Entry, ok bool, err error) {
+	fqdn = strings.TrimSuffix(fqdn, ".")
+	if fqdn == "" || strings.Contains(fqdn, "*") || nameKey(fqdn) == "" {
+		return nil, false, nil
+	}
+	if ready, err := s.namesReady(ctx); err != nil || !ready {
+		return nil, false, err
+	}
+	fqdn = nameKey(fqdn)
+	keys := []any{fqdn, ""} // the name itself; names that are not ASCII
+	for i := 1; i < len(fqdn); i++ {
+		if fqdn[i] == '.' {
+			keys = append(keys, "*"+fqdn[i:]) // wildcards that may cover it
+		}
+	}
+	marks := strings.TrimSuffix(strings.Repeat("?,", len(keys)), ",")
+	rows, err := db.Q(ctx, s.db).QueryContext(ctx, `SELECT `+columns+` FROM certificates WHERE der IS NOT NULL AND thumbprint IN
+		(SELECT thumbprint FROM certificate_names WHERE name IN (`+marks+`)) ORDER BY thumbprint`, keys...)
+	if err != nil {
+		return nil, false, fmt.Errorf("list certificates holding %s: %w", fqdn, err)
+	}
+	defer rows.Close()
+	var raw []row
+	for rows.Next() {
+		w, err := scanRow(rows)
+		if err != nil {
+			return nil, false, err
+		}
+		raw = append(raw, w)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	for _, w := range raw {
+		e, err := s.decode(w)
+		if err != nil {
+			return nil, false, err
+		}
+		entries = append(entries, e)
+	}
+	return entries, true, nil
 }

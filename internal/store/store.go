@@ -119,7 +119,9 @@ func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now f
 		keyFaultSchema,
 		// The certificate's fields (certinfo.MarshalFacts), so a listing
 		// needs no parsing (see ListFacts).
-		`ALTER TABLE certificates ADD COLUMN facts TEXT`); err != nil {
+		`ALTER TABLE certificates ADD COLUMN facts TEXT`,
+		// The names each certificate holds, for ListHolding (names.go).
+		namesSchema, namesTrigger); err != nil {
 		return nil, err
 	}
 	if err := (&Store{db: d}).migrateStaged(ctx); err != nil {
@@ -139,6 +141,9 @@ func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now f
 	s.account.Store(&account)
 	if err := s.backfillFacts(ctx); err != nil {
 		return nil, fmt.Errorf("record the facts of stored certificates: %w", err)
+	}
+	if err := s.backfillNames(ctx); err != nil {
+		return nil, fmt.Errorf("record the names of stored certificates: %w", err)
 	}
 	if err := s.sweep(ctx, ""); err != nil {
 		return nil, fmt.Errorf("clean up after an interrupted operation: %w", err)
@@ -417,6 +422,9 @@ func (s *Store) AddCertificate(ctx context.Context, n NewCertificate) (Entry, er
 		info := certinfo.Describe(cert)
 		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates(thumbprint, der, key_id, services, friendly_name, exportable, added_at, self_signed, facts) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			t, n.DER, keyID, int(n.Services), n.FriendlyName, boolInt(n.Exportable), s.now().UTC().Format(time.RFC3339Nano), info.IsSelfSigned, factsOf(info)); err != nil {
+			return err
+		}
+		if err := putNames(ctx, tx, t, info.CertificateDomains); err != nil {
 			return err
 		}
 		e, err = s.Get(ctx, t)

@@ -107,9 +107,9 @@ func TestSelectScale(t *testing.T) {
 	failed := 0
 	for s := 0; s < swaps; s++ {
 		k := (s*37 + 11) % scaleConnectors
-		l, f := scaleSwap(t, r, addrs[k], scaleFqdn(k))
+		l, ok, f := scaleSwap(t, r, addrs[k], scaleFqdn(k))
 		failed += f
-		if l >= 0 {
+		if ok {
 			lat = append(lat, l)
 		}
 		time.Sleep(300 * time.Millisecond)
@@ -162,8 +162,10 @@ func TestSelectScale(t *testing.T) {
 // scaleSwap makes a new certificate for fqdn while two probes run
 // STARTTLS sessions on addr back to back, and returns the milliseconds
 // from `cert new` returning to the STARTTLS of the first session served
-// it (-1 if none was within 30 s), and the failed probes.
-func scaleSwap(t *testing.T, r *relay, addr, fqdn string) (float64, int) {
+// it (negative when a probe's STARTTLS, sent before the command had
+// returned, was already served it; ok false if none was within 30 s), and
+// the failed probes.
+func scaleSwap(t *testing.T, r *relay, addr, fqdn string) (ms float64, ok bool, failed int) {
 	var mu sync.Mutex
 	var probes []probe
 	stop := make(chan struct{})
@@ -196,7 +198,7 @@ func scaleSwap(t *testing.T, r *relay, addr, fqdn string) (float64, int) {
 		if i >= 0 {
 			at = probes[i].at
 		}
-		failed := 0
+		failed = 0
 		for _, p := range probes {
 			if p.err != nil {
 				failed++
@@ -204,9 +206,9 @@ func scaleSwap(t *testing.T, r *relay, addr, fqdn string) (float64, int) {
 		}
 		mu.Unlock()
 		if i >= 0 {
-			return float64(at.Sub(returned).Microseconds()) / 1000, failed
+			return float64(at.Sub(returned).Microseconds()) / 1000, true, failed
 		}
 	}
 	t.Errorf("connector %s (%s): certificate %s never served", addr, fqdn, thumb)
-	return -1, 0
+	return 0, false, failed
 }
