@@ -31,32 +31,49 @@ func printJSON(w io.Writer, v any) error {
 const parallelJSON = 256
 
 // printJSONSlice writes what printJSON writes for a slice, byte for byte,
-// with its elements encoded in parallel.
+// with its elements encoded in parallel and written as they are ready, a
+// chunk at a time: a listing of 10,000 certificates (8 MB of JSON) is
+// never held whole, and each element's buffer is reused for the next
+// chunk.
 func printJSONSlice(w io.Writer, rv reflect.Value) error {
-	parts := make([][]byte, rv.Len())
-	errs := make([]error, rv.Len())
+	n := rv.Len()
 	certs, _ := rv.Interface().([]admin.Certificate)
-	parallel.Each(rv.Len(), func(i int) {
-		if certs != nil {
-			parts[i] = appendCertificateJSON(nil, &certs[i], "  ")
-			return
-		}
-		var b bytes.Buffer
-		enc := json.NewEncoder(&b)
-		enc.SetIndent("  ", "  ")
-		enc.SetEscapeHTML(false)
-		errs[i] = enc.Encode(rv.Index(i).Interface())
-		parts[i] = bytes.TrimSuffix(b.Bytes(), []byte("\n"))
-	})
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
+	parts := make([][]byte, min(n, jsonChunk))
+	errs := make([]error, len(parts))
 	bw := bufio.NewWriterSize(w, 1<<16)
 	bw.WriteString("[\n  ")
-	bw.Write(bytes.Join(parts, []byte(",\n  ")))
+	for start := 0; start < n; start += jsonChunk {
+		end := min(n, start+jsonChunk)
+		parallel.Each(end-start, func(k int) {
+			i := start + k
+			if certs != nil {
+				parts[k] = appendCertificateJSON(parts[k][:0], &certs[i], "  ")
+				return
+			}
+			b := bytes.NewBuffer(parts[k][:0])
+			enc := json.NewEncoder(b)
+			enc.SetIndent("  ", "  ")
+			enc.SetEscapeHTML(false)
+			errs[k] = enc.Encode(rv.Index(i).Interface())
+			parts[k] = bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+		})
+		if err := errors.Join(errs[:end-start]...); err != nil {
+			return err
+		}
+		for k, p := range parts[:end-start] {
+			if start+k > 0 {
+				bw.WriteString(",\n  ")
+			}
+			bw.Write(p)
+		}
+	}
 	bw.WriteString("\n]\n")
 	return bw.Flush()
 }
+
+// jsonChunk is how many elements printJSONSlice encodes before writing
+// them.
+const jsonChunk = 512
 
 // emit prints v as JSON when asJSON is set, else as a Format-List.
 func (a *app) emit(v any, asJSON bool) error {

@@ -90,3 +90,41 @@ func TestCertificateJSONIsEncodingJSONs(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamedListingIsEncodingJSONs: a long list is encoded in parallel
+// and written a chunk at a time (printJSONSlice), and the bytes are
+// exactly those encoding/json writes for the whole slice at once — for
+// certificates (the hand-written encoder) and for any other type, at
+// chunk boundaries and between them, and for lists shorter than a chunk.
+func TestStreamedListingIsEncodingJSONs(t *testing.T) {
+	nb := time.Date(2026, 11, 30, 7, 30, 0, 0, time.UTC)
+	for _, n := range []int{parallelJSON, jsonChunk, jsonChunk + 1, 2*jsonChunk + 37} {
+		certs := make([]admin.Certificate, n)
+		type other struct {
+			N    int
+			Name string
+		}
+		others := make([]other, n)
+		for i := range certs {
+			at := nb.Add(time.Duration(i) * time.Second)
+			certs[i] = admin.Certificate{Thumbprint: fmt.Sprintf("%040X", i), Subject: fmt.Sprintf("CN=host%05d.example <&>", i),
+				CertificateDomains: []string{fmt.Sprintf("host%05d.example", i)}, NotBefore: &at, Services: []string{"SMTP"}, AccessRules: []store.AccessRule{}}
+			others[i] = other{i, fmt.Sprintf("n\"%d\u2028", i)}
+		}
+		for _, v := range []any{certs, others} {
+			var want, got bytes.Buffer
+			enc := json.NewEncoder(&want)
+			enc.SetIndent("", "  ")
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(v); err != nil {
+				t.Fatal(err)
+			}
+			if err := printJSON(&got, v); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Bytes(), want.Bytes()) {
+				t.Errorf("%d elements of %T: the streamed listing differs from encoding/json's (%d and %d bytes)", n, v, got.Len(), want.Len())
+			}
+		}
+	}
+}

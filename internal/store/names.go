@@ -58,7 +58,7 @@ func (s *Store) backfillNames(ctx context.Context) error {
 	if db.ReadOnly(s.db) {
 		return nil
 	}
-	if ok, err := s.namesReady(ctx); err != nil || ok {
+	if ok, err := s.metaFlag(ctx, namesFilled); err != nil || ok {
 		return err
 	}
 	return db.Tx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
@@ -105,11 +105,10 @@ func (s *Store) backfillNames(ctx context.Context) error {
 	})
 }
 
-// namesReady reports whether certificate_names holds every certificate's
-// names.
-func (s *Store) namesReady(ctx context.Context) (bool, error) {
+// metaFlag reports whether the store_meta key is set to 1.
+func (s *Store) metaFlag(ctx context.Context, key string) (bool, error) {
 	var v int
-	err := db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = ?`, namesFilled).Scan(&v)
+	err := db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = ?`, key).Scan(&v)
 	if err == sql.ErrNoRows {
 		return false, nil
 	}
