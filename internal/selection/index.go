@@ -1,6 +1,7 @@
 package selection
 
 import (
+	"hash/maphash"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,15 +13,19 @@ import (
 // walks the candidates that hold it, found through an index of names
 // (SelectHolding's decision: the holders only, so with 10,000
 // certificates it costs what a handful does), every later one is a map
-// lookup without locks or allocations. Build a new
-// Index on every store or trust change (S7) and when ValidUntil passes.
-// Safe for concurrent use.
+// lookup without locks or allocations. The memo is split in shards by
+// name, each replaced whole when a decision is added, so that adding the
+// decisions of 1,000 connectors one by one copies a sixty-fourth of the
+// memo each time, not all of it. Build a new Index on every store or
+// trust change (S7) and when ValidUntil passes. Safe for concurrent use.
 type Index struct {
 	cands      []Candidate
 	now        time.Time
 	validUntil time.Time
-	memo       atomic.Pointer[map[Request]*Decision]
+	seed       maphash.Seed
+	memo       [memoShards]atomic.Pointer[map[Request]*Decision]
 	mu         sync.Mutex // serialises writers of memo
+	memoized   int        // decisions in memo, under mu
 
 	namesOnce sync.Once
 	byName    *names // the candidates by the names they hold, built at the first decision by name
@@ -30,12 +35,18 @@ type Index struct {
 // not yet answered is decided anew each time.
 const MaxMemo = 4096
 
+// memoShards is how many parts the memo is split into.
+const memoShards = 64
+
+var emptyMemo = map[Request]*Decision{}
+
 // NewIndex builds an index over cands as of now. The index keeps cands:
 // the caller must not change the slice afterwards.
 func NewIndex(cands []Candidate, now time.Time) *Index {
-	ix := &Index{cands: cands, now: now}
-	m := map[Request]*Decision{}
-	ix.memo.Store(&m)
+	ix := &Index{cands: cands, now: now, seed: maphash.MakeSeed()}
+	for i := range ix.memo {
+		ix.memo[i].Store(&emptyMemo)
+	}
 	// Decisions change when a candidate becomes valid or expires.
 	for _, c := range cands {
 		for _, t := range []time.Time{c.NotBefore, c.NotAfter} {
@@ -60,47 +71,105 @@ func (ix *Index) ValidUntil() time.Time { return ix.validUntil }
 // Requests returns up to max of the requests answered so far, so that
 // the index built after a change can answer them before it is used.
 func (ix *Index) Requests(max int) []Request {
-	m := *ix.memo.Load()
-	out := make([]Request, 0, min(len(m), max))
-	for r := range m {
-		if len(out) == max {
-			break
+	var out []Request
+	for i := range ix.memo {
+		for r := range *ix.memo[i].Load() {
+			if len(out) == max {
+				return out
+			}
+			out = append(out, r)
 		}
-		out = append(out, r)
 	}
 	return out
+}
+
+// shard returns the part of the memo that holds decisions for fqdn.
+func (ix *Index) shard(fqdn string) *atomic.Pointer[map[Request]*Decision] {
+	return &ix.memo[maphash.String(ix.seed, fqdn)%memoShards]
 }
 
 // Select returns the decision for req. req.FQDN should be lower-case
 // (callers normalise connector FQDNs once); it is lower-cased here when it
 // is not, at the cost of an allocation.
 func (ix *Index) Select(req Request) *Decision {
-	if d, ok := (*ix.memo.Load())[req]; ok {
+	if d, ok := (*ix.shard(req.FQDN).Load())[req]; ok {
 		return d
 	}
 	if lower := strings.ToLower(req.FQDN); lower != req.FQDN {
 		req.FQDN = lower
-		if d, ok := (*ix.memo.Load())[req]; ok {
+		if d, ok := (*ix.shard(req.FQDN).Load())[req]; ok {
 			return d
 		}
 	}
 	d := ix.decide(req)
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	old := *ix.memo.Load()
-	if prev, ok := old[req]; ok {
-		return prev
+	return ix.add(map[Request]*Decision{req: &d})[req]
+}
+
+// add memoizes the decisions of fresh not memoized yet (while there is
+// room), copying each shard they fall in once, and returns, for each
+// request of fresh, the decision memoized for it (an earlier one, if
+// another goroutine made it first) or fresh's. The caller holds mu.
+func (ix *Index) add(fresh map[Request]*Decision) map[Request]*Decision {
+	byShard := map[*atomic.Pointer[map[Request]*Decision]][]Request{}
+	for r := range fresh {
+		sh := ix.shard(r.FQDN)
+		if prev, ok := (*sh.Load())[r]; ok {
+			fresh[r] = prev
+			continue
+		}
+		byShard[sh] = append(byShard[sh], r)
 	}
-	if len(old) >= MaxMemo {
-		return &d // names chosen by clients (SNI) must not grow the memo without end
+	for sh, reqs := range byShard {
+		room := MaxMemo - ix.memoized
+		if room <= 0 {
+			break // names chosen by clients (SNI) must not grow the memo without end
+		}
+		old := *sh.Load()
+		next := make(map[Request]*Decision, len(old)+min(len(reqs), room))
+		for k, v := range old {
+			next[k] = v
+		}
+		for _, r := range reqs[:min(len(reqs), room)] {
+			next[r] = fresh[r]
+		}
+		ix.memoized += len(next) - len(old)
+		sh.Store(&next)
 	}
-	next := make(map[Request]*Decision, len(old)+1)
-	for k, v := range old {
-		next[k] = v
+	return fresh
+}
+
+// Warm decides every request of reqs not decided yet and memoizes them
+// at once (up to MaxMemo in all), copying each shard of the memo once: a
+// new index answers the requests of the one it replaces before it is
+// published. It returns the decisions, in the order of reqs.
+func (ix *Index) Warm(reqs []Request) []*Decision {
+	fresh := map[Request]*Decision{}
+	for _, r := range reqs {
+		r.FQDN = strings.ToLower(r.FQDN)
+		if _, ok := fresh[r]; ok {
+			continue
+		}
+		if _, ok := (*ix.shard(r.FQDN).Load())[r]; ok {
+			continue
+		}
+		d := ix.decide(r)
+		fresh[r] = &d
 	}
-	next[req] = &d
-	ix.memo.Store(&next)
-	return &d
+	ix.mu.Lock()
+	ix.add(fresh)
+	ix.mu.Unlock()
+	out := make([]*Decision, len(reqs))
+	for i, r := range reqs {
+		r.FQDN = strings.ToLower(r.FQDN)
+		if d, ok := fresh[r]; ok {
+			out[i] = d
+		} else {
+			out[i] = ix.Select(r)
+		}
+	}
+	return out
 }
 
 // decide makes the decision for req: SelectHolding's, the holders found
@@ -121,48 +190,4 @@ func (ix *Index) decide(req Request) Decision {
 		}
 	}
 	return Select(held, req, ix.now)
-}
-
-// Warm decides every request of reqs not decided yet and memoizes them
-// at once (up to MaxMemo in all): a new index answers the requests of the
-// one it replaces before it is published, without copying the memo once
-// per request. It returns the decisions, in the order of reqs.
-func (ix *Index) Warm(reqs []Request) []*Decision {
-	out := make([]*Decision, len(reqs))
-	old := *ix.memo.Load()
-	fresh := map[Request]*Decision{}
-	for i, r := range reqs {
-		r.FQDN = strings.ToLower(r.FQDN)
-		if d, ok := old[r]; ok {
-			out[i] = d
-			continue
-		}
-		if d, ok := fresh[r]; ok {
-			out[i] = d
-			continue
-		}
-		d := ix.decide(r)
-		out[i] = &d
-		fresh[r] = &d
-	}
-	if len(fresh) == 0 {
-		return out
-	}
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	old = *ix.memo.Load()
-	next := make(map[Request]*Decision, min(len(old)+len(fresh), MaxMemo))
-	for k, v := range old {
-		next[k] = v
-	}
-	for k, v := range fresh {
-		if len(next) >= MaxMemo {
-			break
-		}
-		if _, ok := next[k]; !ok {
-			next[k] = v
-		}
-	}
-	ix.memo.Store(&next)
-	return out
 }
