@@ -417,3 +417,38 @@ func BenchmarkConfig(b *testing.B) {
 		l.Config(mailReq)
 	}
 }
+
+// TestPublishWarmsEveryRequest: a new snapshot answers every request the
+// old one was asked before it is published — 300 connectors' names here,
+// more than the 64 a snapshot once warmed — so no handshake after a
+// change walks the store, and the winners' configurations are ready.
+func TestPublishWarmsEveryRequest(t *testing.T) {
+	kr := &keyring{}
+	l := New(Options{LoadKey: kr.load})
+	var cands []selection.Candidate
+	var reqs []selection.Request
+	for i := 0; i < 300; i++ {
+		name := fmt.Sprintf("host%03d.contoso.test", i)
+		cands = append(cands, kr.candidateFor(t, name, 2))
+		reqs = append(reqs, selection.Request{FQDN: name, Service: certprop.SMTP})
+	}
+	l.Publish(cands, time.Now())
+	for _, r := range reqs {
+		if cfg, d := l.Config(r); cfg == nil {
+			t.Fatalf("%s: no certificate: %s", r.FQDN, d.Why)
+		}
+	}
+	l.Publish(append([]selection.Candidate(nil), cands...), time.Now())
+	if got := len(l.Index().Requests(selection.MaxMemo)); got != len(reqs) {
+		t.Fatalf("the new snapshot was published knowing %d requests, want %d", got, len(reqs))
+	}
+	loads := kr.loads.Load()
+	for _, r := range reqs {
+		if cfg, _ := l.Config(r); cfg == nil {
+			t.Fatalf("%s: no certificate after the swap", r.FQDN)
+		}
+	}
+	if kr.loads.Load() != loads {
+		t.Errorf("handshakes after the swap loaded %d keys: the snapshot was not warmed", kr.loads.Load()-loads)
+	}
+}
