@@ -50,7 +50,11 @@ func TestSelectScale(t *testing.T) {
 	if cache == "" {
 		cache = t.TempDir()
 	}
-	runGoBenchmarks(t, []goRun{{"./internal/admin/", "BenchmarkStore10k/IndexFirstSelect", "1x", []string{"CERTRELAY_BENCH_STORE_DIR=" + cache}}})
+	gob := runGoBenchmarks(t, []goRun{
+		{"./internal/admin/", "BenchmarkStore10k/IndexFirstSelect", "1x", []string{"CERTRELAY_BENCH_STORE_DIR=" + cache}}, // fills the store once
+		{"./internal/selection/", "BenchmarkSelect/memoized/10000|BenchmarkWarmByName", "1s", nil},
+		{"./internal/serving/", "BenchmarkConfig", "1s", nil},
+	})
 	data := filepath.Join(t.TempDir(), "data")
 	if out, err := exec.Command("cp", "-a", cache, data).CombinedOutput(); err != nil {
 		t.Fatalf("cp -a %s %s: %v\n%s", cache, data, err, out)
@@ -153,10 +157,24 @@ func TestSelectScale(t *testing.T) {
 	w("| hot swap: `certrelay cert new --domain FQDN --services SMTP --key-type ecdsa` returns → first STARTTLS on that connector served the new certificate (a different connector each time) | %d | %.1f ms | %.1f ms | %.1f ms | — |\n", len(lat), median(lat), p99, nearestRank(lat, 100))
 	w("| `certrelay cert explain --connector NAME --json`, server running | %d | %.1f ms | — | %.1f ms | %.1f ms |\n\n", len(wall), ex, nearestRank(wall, 100), median(cpu))
 	w("Failed probe sessions during the swaps: %d.\n\n", failed)
+	w("```\n")
+	pkg := ""
+	for _, l := range gob {
+		if l.Pkg != pkg {
+			w("# %s\n", l.Pkg)
+			pkg = l.Pkg
+		}
+		w("%s\n", l.Raw)
+	}
+	w("```\n\n")
+	sel, selAllocs := metric(gob, "BenchmarkSelect/memoized/10000", "ns/op"), metric(gob, "BenchmarkSelect/memoized/10000", "allocs/op")
+	cfg, cfgAllocs := metric(gob, "BenchmarkConfig", "ns/op"), metric(gob, "BenchmarkConfig", "allocs/op")
 	w("| goal (issue 19) | measured | |\n|---|---|---|\n")
 	w("| `serve` start ≤ 2 s with %d connectors and %d certificates | %.0f ms | %s |\n", scaleConnectors, certs, start, verdict(start <= 2000, fmt.Sprintf("%.0f%% of the limit", start/20)))
 	w("| hot swap p99 ≤ 100 ms | %.1f ms | %s |\n", p99, verdict(p99 <= 100 && len(lat) == swaps && failed == 0, fmt.Sprintf("%.0f%% of the limit", p99)))
 	w("| `cert explain` ≤ 50 ms | %.1f ms (CPU %.1f ms) | %s |\n", ex, median(cpu), verdict(ex <= 50, fmt.Sprintf("%.0f%% of the limit", ex*2)))
+	w("| selection lookup ≤ 200 ns, 0 allocations | %.1f ns, %.0f allocs (through the serving layer: %.1f ns, %.0f allocs) | %s |\n",
+		sel, selAllocs, cfg, cfgAllocs, verdict(sel > 0 && sel <= 200 && selAllocs == 0 && cfg <= 200 && cfgAllocs == 0, "memoized"))
 	doc := b.String()
 	fmt.Println(doc)
 	writeSection(t, "selectscale", doc)
