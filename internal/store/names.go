@@ -27,6 +27,10 @@ const namesSchema = `CREATE TABLE IF NOT EXISTS certificate_names (
 const namesTrigger = `CREATE TRIGGER IF NOT EXISTS certificate_names_gone AFTER DELETE ON certificates
 BEGIN DELETE FROM certificate_names WHERE thumbprint = old.thumbprint; END`
 
+// namesByThumbprint lets the trigger find a removed certificate's names
+// without reading the table.
+const namesByThumbprint = `CREATE INDEX IF NOT EXISTS certificate_names_thumbprint ON certificate_names(thumbprint)`
+
 // namesFilled is the store_meta key set once every stored certificate's
 // names are in certificate_names.
 const namesFilled = "names_filled"

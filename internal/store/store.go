@@ -121,7 +121,7 @@ func Open(ctx context.Context, d *sql.DB, dataDir string, account Account, now f
 		// needs no parsing (see ListFacts).
 		`ALTER TABLE certificates ADD COLUMN facts TEXT`,
 		// The names each certificate holds, for ListHolding (names.go).
-		namesSchema, namesTrigger); err != nil {
+		namesSchema, namesTrigger, namesByThumbprint); err != nil {
 		return nil, err
 	}
 	if err := (&Store{db: d}).migrateStaged(ctx); err != nil {
