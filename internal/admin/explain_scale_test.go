@@ -38,6 +38,10 @@ func TestExplainReadsOnlyHolders(t *testing.T) {
 	if _, err := a.RemoveCertificate(ctx, gone, &answer{yes: true}); err != nil {
 		t.Fatal(err)
 	}
+	var left int
+	if err := a.db.QueryRowContext(ctx, `SELECT count(*) FROM certificate_names WHERE thumbprint = ?`, gone).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("the removed certificate left %d names (%v)", left, err)
+	}
 	if _, err := a.RequestCertificate(ctx, RequestOptions{Domains: []string{"mail.contoso.com"}}); err != nil {
 		t.Fatal(err)
 	}
