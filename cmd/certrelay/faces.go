@@ -411,6 +411,13 @@ func printExplanation(c *call, res *admin.Result) error {
 		rows = append(rows, []string{cand.Thumbprint, string(cand.Verdict), cand.Reason})
 	}
 	table(w, []string{"Thumbprint", "Verdict", "Reason"}, rows)
+	switch ex.NotHolding {
+	case 0:
+	case 1:
+		fmt.Fprintf(w, "(1 other certificate in the store holds no name matching %s and was not considered: cert list shows it)\n", ex.Fqdn)
+	default:
+		fmt.Fprintf(w, "(%d other certificates in the store hold no name matching %s and were not considered: cert list shows them)\n", ex.NotHolding, ex.Fqdn)
+	}
 	if ex.Winner != "" {
 		fmt.Fprintf(w, "\nChosen: %s — %s\n", ex.Winner, ex.Why)
 	} else {

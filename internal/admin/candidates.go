@@ -39,6 +39,10 @@ type Explanation struct {
 	How        string `json:",omitempty"`
 	Why        string
 	Candidates []selection.Consideration
+	// NotHolding counts the certificates in the store that hold no name
+	// matching Fqdn (exactly or by wildcard): a decision by name does not
+	// consider them, so they are not among Candidates.
+	NotHolding int `json:",omitempty"`
 	// STARTTLS says what the connector does with this decision.
 	STARTTLS string
 	// DomainPolicy, for a destination domain, is the TLS policy that
@@ -143,6 +147,13 @@ func (a *Admin) Explain(ctx context.Context, o ExplainOptions) (Explanation, err
 	}
 	if d.Winner != nil {
 		ex.Winner = d.Winner.Thumbprint
+	}
+	if selection.ByName(req) {
+		n, err := a.Store.CountCertificates(ctx)
+		if err != nil {
+			return ex, errorf(op, err)
+		}
+		ex.NotHolding = max(0, n-len(ex.Candidates))
 	}
 	ex.STARTTLS = startTLSBehaviour(ex.STARTTLS, &d, now)
 	if o.Direction == "out" && d.Winner == nil && req.Explicit != "" {

@@ -69,6 +69,13 @@ func TestExplainReadsOnlyHolders(t *testing.T) {
 				if want == nil {
 					want = []selection.Consideration{}
 				}
+				var issued int
+				if err := a.db.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE der IS NOT NULL`).Scan(&issued); err != nil {
+					t.Fatal(err)
+				}
+				if ex.NotHolding+len(ex.Candidates) != issued || n == "nobody.example" && ex.NotHolding != issued {
+					t.Errorf("%s: explain %s for %s: %d certificates not holding the name beside %d considered, %d in the store", when, n, svc, ex.NotHolding, len(ex.Candidates), issued)
+				}
 				if ex.Winner != winner || ex.How != full.How || ex.Why != full.Why || !reflect.DeepEqual(ex.Candidates, want) {
 					t.Errorf("%s: explain %s for %s: winner %s %s %q, candidates %+v\nselection over the store: winner %s %s %q, holders %+v",
 						when, n, svc, ex.Winner, ex.How, ex.Why, ex.Candidates, winner, full.How, full.Why, want)

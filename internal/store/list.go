@@ -229,3 +229,13 @@ func (s *Store) ListHolding(ctx context.Context, fqdn string) (entries []Entry, 
 	}
 	return entries, true, nil
 }
+
+// CountCertificates counts the certificates in the store (pending
+// requests, which hold no certificate yet, are not counted).
+func (s *Store) CountCertificates(ctx context.Context) (int, error) {
+	var n int
+	if err := db.Q(ctx, s.db).QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE der IS NOT NULL`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count certificates: %w", err)
+	}
+	return n, nil
+}

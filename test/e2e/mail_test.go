@@ -280,6 +280,12 @@ func TestStartTLSCertificatePerConnector(t *testing.T) {
 			t.Errorf("newer self-signed: %s (%s)", c.Verdict, c.Reason)
 		}
 	}
+	// The internal certificate and the wildcard hold no name matching
+	// mail.contoso.test: not considered, and counted, so the listing does
+	// not look like the whole store.
+	if out := e.ok("cert", "explain", "--connector", "Internet"); !strings.Contains(out, "2 other certificates in the store hold no name matching mail.contoso.test") {
+		t.Errorf("cert explain does not count the certificates it did not consider:\n%s", out)
+	}
 }
 
 // TestNoCertificateNoStartTLS: a connector whose FQDN no certificate holds
