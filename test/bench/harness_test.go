@@ -307,6 +307,8 @@ type postfixOptions struct {
 	// RecipientChecks refuses every bench.test recipient but user@bench.test
 	// (relay_recipient_maps), as an edge checks its replicated recipients.
 	RecipientChecks bool
+	// Main are extra main.cf lines, after the others.
+	Main []string
 }
 
 // newPostfix starts Debian's Postfix from a temporary directory, with its
@@ -360,6 +362,7 @@ func newPostfix(t *testing.T, o postfixOptions) *testpki.Postfix {
 			"smtpd_tls_loglevel = 0",
 		)
 	}
+	main = append(main, o.Main...)
 	return testpki.StartPostfix(t, testpki.PostfixOptions{Hostname: connectorFqdn, Main: main})
 }
 
