@@ -65,6 +65,10 @@ type conn struct {
 
 	stopping atomic.Bool // Shutdown or ctx: end at the next command
 	idle     atomic.Bool // blocked waiting for a command
+
+	readSize int                 // the input buffer's size
+	first    [firstReadSize]byte // what waitInput reads without buffers
+	pending  []byte              // input read by waitInput, not yet buffered (in first)
 }
 
 var (
@@ -74,14 +78,19 @@ var (
 	_ io.Writer   = (*connWriter)(nil)
 )
 
-// connReader is the source of conn.br. It flushes pending replies before
-// every read that reaches the network (so pipelined replies leave in one
-// write, and never after the server blocks) and, during DATA, refreshes the
-// read deadline.
+// connReader is the source of conn.br. It first returns what waitInput
+// read (conn.pending). It flushes pending replies before every read that
+// reaches the network (so pipelined replies leave in one write, and never
+// after the server blocks) and, during DATA, refreshes the read deadline.
 type connReader struct{ c *conn }
 
 func (r *connReader) Read(p []byte) (int, error) {
 	c := r.c
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
 	if c.bw.Buffered() > 0 {
 		if err := c.bw.Flush(); err != nil {
 			return 0, err
@@ -109,9 +118,8 @@ func (w *connWriter) Write(p []byte) (int, error) {
 
 func newConn(s *Server, nc net.Conn, lim connLimits) *conn {
 	c := &conn{srv: s, cfg: &s.cfg, nc: nc, c: nc, lim: lim, sessionEnd: time.Now().Add(lim.sessionTimeout)}
-	size := max(readBufferSize, c.cfg.maxLine)
-	c.br = bufio.NewReaderSize(&connReader{c}, size)
-	c.bw = bufio.NewWriterSize(&connWriter{c}, writeBufferSize)
+	c.readSize = max(readBufferSize, c.cfg.maxLine)
+	c.takeBuffers()
 	c.st.ID = s.nextID.Add(1)
 	c.st.LocalAddr = nc.LocalAddr()
 	c.st.RemoteAddr = nc.RemoteAddr()
@@ -209,6 +217,9 @@ func (c *conn) run(parent context.Context) {
 // with unread input would make TCP reset the connection and could destroy
 // our last reply, so a TCP connection is half-closed and briefly drained.
 func (c *conn) finish() {
+	if c.bw == nil { // a panic while the buffers were in the pool
+		c.takeBuffers()
+	}
 	c.nc.SetWriteDeadline(time.Now().Add(closingWriteTimeout))
 	flushErr := c.bw.Flush()
 	if tc, ok := c.nc.(*net.TCPConn); ok && !c.closeHard && flushErr == nil {
@@ -218,6 +229,7 @@ func (c *conn) finish() {
 		}
 	}
 	c.nc.Close()
+	c.releaseBuffers() // what is left in them is dropped with the connection
 	if c.dbg {
 		c.log.Debug("smtp session end")
 	}
@@ -243,6 +255,11 @@ func (c *conn) readCommand() ([]byte, error) {
 	c.setReadDeadline()
 	if c.stopping.Load() {
 		return nil, errStopping
+	}
+	if c.br.Buffered() == 0 {
+		if err := c.waitInput(); err != nil {
+			return nil, err
+		}
 	}
 	return c.readLine()
 }
@@ -442,9 +459,10 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 	}
 	// RFC 3207 5 and CVE-2011-0411: whatever the client sent after the
 	// command in plain text must not be read as if it had come over TLS.
-	if n := c.br.Buffered(); n > 0 {
+	if n := c.br.Buffered() + len(c.pending); n > 0 {
 		c.log.Warn("smtp plaintext after STARTTLS discarded (command injection attempt?)", "bytes", n)
 	}
+	c.pending = nil
 	tc := tls.Server(c.nc, cfg)
 	hd := time.Now().Add(c.cfg.tlsHandshakeTimeout)
 	if c.sessionEnd.Before(hd) {

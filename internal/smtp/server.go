@@ -141,6 +141,7 @@ type Server struct {
 
 	initOnce sync.Once
 	cfg      config
+	bufs     bufferPool // buffers of sessions waiting for a command
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
