@@ -108,6 +108,8 @@ type relay struct {
 	data string
 	addr string // the connector's binding
 	name string // the server's name
+	// serveArgs are more arguments of certrelay serve.
+	serveArgs []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -207,7 +209,7 @@ func (r *relay) cli(args ...string) string {
 func (r *relay) start() time.Duration {
 	r.t.Helper()
 	began := time.Now()
-	cmd := exec.Command(r.bin, "--data", r.data, "serve")
+	cmd := exec.Command(r.bin, append([]string{"--data", r.data, "serve"}, r.serveArgs...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		r.t.Fatal(err)

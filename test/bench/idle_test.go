@@ -62,6 +62,12 @@ func TestIdleConns(t *testing.T) {
 	r.cli("access", "imap", "set", "--enabled", "--unencrypted-or-tls-bindings", imapAddr, "--ssl-bindings", "", "--x509-certificate-name", connectorFqdn,
 		"--max-connections", strconv.Itoa(n+100), "--max-connection-from-single-ip", strconv.Itoa(perSource))
 	r.cli("console", "set", "--metrics-bindings", metricsAddr)
+	// IDLE_PROFILE=DIR keeps a heap profile of each batch, taken at the
+	// measurement, in DIR (go tool pprof).
+	profDir := os.Getenv("IDLE_PROFILE")
+	if profDir != "" {
+		r.serveArgs = []string{"--memprofile", filepath.Join(r.dir, "heap.pprof")}
+	}
 	r.start()
 	waitPort(t, imapAddr)
 	waitPort(t, metricsAddr)
@@ -111,6 +117,9 @@ func TestIdleConns(t *testing.T) {
 		opened := time.Since(began)
 		time.Sleep(3 * time.Second)
 		after := snapshot(t, pid, metricsAddr)
+		if profDir != "" {
+			heapProfile(t, r, filepath.Join(profDir, fmt.Sprintf("idle-%d.pprof", k+1)))
+		}
 		res := idlePhase{name: ph.name, n: n, before: before, after: after, opened: opened}
 		// The sessions still work: use a sample, spread over the batch.
 		for k := 0; k < 10; k++ {
@@ -162,6 +171,25 @@ func TestIdleConns(t *testing.T) {
 	doc := b.String()
 	fmt.Println(doc)
 	writeSection(t, "idle", doc)
+}
+
+// heapProfile asks the server for a heap profile (SIGUSR1 with
+// --memprofile) and copies it to dst.
+func heapProfile(t *testing.T, r *relay, dst string) {
+	src := filepath.Join(r.dir, "heap.pprof")
+	os.Remove(src)
+	syscall.Kill(r.pid(), syscall.SIGUSR1)
+	for i := 0; i < 300; i++ {
+		if b, err := os.ReadFile(src); err == nil {
+			if err := os.WriteFile(dst, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("heap profile in %s", dst)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("certrelay wrote no heap profile:\n%s", r.Logs())
 }
 
 func goalVerdict(v, goal float64) string {
