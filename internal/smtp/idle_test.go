@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -140,4 +141,53 @@ func repeat(s string, n int) []string {
 		out[i] = s
 	}
 	return out
+}
+
+// The inactivity timeout still ends a session that waits without its
+// buffers, in plain text and after STARTTLS: 421 4.4.2, then the close.
+func TestIdleWaitInactivityTimeout(t *testing.T) {
+	for _, starttls := range []bool{false, true} {
+		name := "fail/plain-text"
+		if starttls {
+			name = "fail/after-starttls"
+		}
+		t.Run(name, func(t *testing.T) {
+			srv := newTestServer(&fakeHandler{caps: allCaps, tlsConfig: getPKI(t).serverConfig()})
+			srv.ReadTimeout = 300 * time.Millisecond
+			addr, _ := startServer(t, srv)
+			var c net.Conn = idleClient(t, addr)
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			if starttls {
+				io.WriteString(c, "STARTTLS\r\n")
+				if l, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(l, "220 ") {
+					t.Fatalf("STARTTLS: %q %v", l, err)
+				}
+				tc := tls.Client(c, getPKI(t).clientConfig())
+				if err := tc.Handshake(); err != nil {
+					t.Fatal(err)
+				}
+				c, br = tc, bufio.NewReader(tc)
+				io.WriteString(c, "EHLO idle.example.test\r\n")
+				for {
+					l, err := br.ReadString('\n')
+					if err != nil {
+						t.Fatal(err)
+					}
+					if strings.HasPrefix(l, "250 ") {
+						break
+					}
+				}
+			}
+			began := time.Now()
+			l, err := br.ReadString('\n')
+			if got := strings.TrimRight(l, "\r\n"); got != "421 4.4.2 Timeout waiting for command, closing connection" {
+				t.Fatalf("after %v waiting: %q, %v; want 421 4.4.2 Timeout waiting for command", time.Since(began).Round(time.Millisecond), got, err)
+			}
+			if _, err := br.ReadString('\n'); err == nil {
+				t.Error("the connection is still open after the 421")
+			}
+		})
+	}
 }
