@@ -68,10 +68,13 @@ func TestIdleConns(t *testing.T) {
 	if profDir != "" {
 		r.serveArgs = []string{"--memprofile", filepath.Join(r.dir, "heap.pprof")}
 	}
-	r.start()
+	hard := startLowFiles(t, r)
 	waitPort(t, imapAddr)
 	waitPort(t, metricsAddr)
 	fileLimit, sessions := serverFileLimit(t, r.Logs())
+	if fileLimit != hard {
+		t.Errorf("certrelay started with a soft open-file limit of %d runs with %d, want the hard limit %d: it must raise it itself", lowFiles, fileLimit, hard)
+	}
 	if sessions < n {
 		t.Fatalf("certrelay caps SMTP sessions at %d for its open-file limit %d, below IDLE_N=%d: raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower IDLE_N", sessions, fileLimit, n)
 	}
@@ -94,7 +97,7 @@ func TestIdleConns(t *testing.T) {
 		// this one's cost.
 		if k > 0 {
 			r.stop()
-			r.start()
+			startLowFiles(t, r)
 			waitPort(t, imapAddr)
 			waitPort(t, metricsAddr)
 		}
@@ -145,12 +148,12 @@ func TestIdleConns(t *testing.T) {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "Run %s on %s. `IDLE_N=%d go test -tags bench -run '^TestIdleConns$' ./test/bench/` (part of `make bench`). "+
-		"certrelay's soft open-file limit at start: %d (it raises it to the hard limit itself), so it allows %d SMTP sessions; the receive connector and IMAP4 were set for the test with "+
+		"certrelay was started with a soft open-file limit of %d and raised it itself to the hard limit, %d, so it allows %d SMTP sessions; the receive connector and IMAP4 were set for the test with "+
 		"`connector receive set … --max-inbound-connection %d --max-inbound-connection-per-source %d` and `access imap set … --max-connections %d --max-connection-from-single-ip %d`, "+
 		"the connections coming from %d loopback addresses (127.0.0.2 …). Memory is certrelay's resident set (VmRSS in /proc) before and 3 s after the connections were opened, "+
 		"and the Go runtime's heap in use (garbage not yet collected included) and goroutine stacks from its /metrics; per connection = (after − before) / N; each batch in a freshly started server. "+
 		"After each measurement %s sample connections were used (a message sent; IDLE ended and NOOP) and all closed.\n\n",
-		started.Format("2006-01-02"), machine(t), n, fileLimit, sessions, n+100, perSource, n+100, perSource, idleSources, usedSummary(results))
+		started.Format("2006-01-02"), machine(t), n, lowFiles, fileLimit, sessions, n+100, perSource, n+100, perSource, idleSources, usedSummary(results))
 	fmt.Fprintf(&b, "| connections (N = %d) | opened in | RSS before → after | **RSS per connection** | Go heap per connection | stacks per connection | goroutines per connection | goal ≤ 40 KiB |\n|---|---|---|---|---|---|---|---|\n", n)
 	for _, res := range results {
 		rssPer := res.per(func(s memSnap) int64 { return s.rss })
@@ -237,6 +240,32 @@ func raiseTestFileLimit(t *testing.T, need uint64) uint64 {
 		t.Fatalf("the open-file limit is %d (hard %d), below the %d this test needs: raise it (ulimit -Hn) or lower IDLE_N", lim.Cur, lim.Max, need)
 	}
 	return lim.Cur
+}
+
+// lowFiles is the soft open-file limit certrelay is started with, as
+// many systems start services (1024), below what the test needs.
+const lowFiles = 1024
+
+// startLowFiles starts the server with the soft open-file limit lowFiles
+// (the hard one unchanged), so that it has to raise it itself; it returns
+// the hard limit.
+func startLowFiles(t *testing.T, r *relay) uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = lowFiles
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	r.start()
+	return lim.Max
 }
 
 // serverFileLimit reads the open-file limit and SMTP session cap the
