@@ -135,7 +135,12 @@ func (c *conn) stop() {
 	}
 }
 
-// run is the life of the connection.
+// run is the life of the connection. Its frame, and those of the
+// functions it has called when a session waits for a command, are small
+// (the setup and the command loop are functions of their own): the
+// garbage collector halves a goroutine's stack only when less than a
+// quarter of it is in use, and an idle session should keep 4 KiB of
+// stack, not 8 (issue 19).
 func (c *conn) run(parent context.Context) {
 	// The Session's context survives a graceful stop (a message being
 	// stored must not be cut) and ends with the connection.
@@ -143,38 +148,50 @@ func (c *conn) run(parent context.Context) {
 	defer cancel()
 	stopAfter := context.AfterFunc(parent, c.stop)
 	defer stopAfter()
+	c.setLogger(ctx)
+	defer c.finish()
+	defer c.recoverPanic()
+	if !c.open(ctx) {
+		return
+	}
+	defer c.closeSession()
+	c.loop(ctx)
+}
 
+// setLogger gives the connection its logger.
+//
+//go:noinline
+func (c *conn) setLogger(ctx context.Context) {
 	remote := ""
 	if c.st.RemoteAddr != nil {
 		remote = c.st.RemoteAddr.String()
 	}
 	c.log = c.cfg.log.With("conn", c.st.ID, "remote", remote)
 	c.dbg = c.log.Enabled(ctx, slog.LevelDebug)
+}
 
-	defer c.finish()
-	defer func() {
-		if r := recover(); r != nil {
-			c.log.Error("smtp session panic", "panic", r, "stack", string(debug.Stack()))
-			c.closeHard = true
-		}
-	}()
+// recoverPanic, deferred, turns a panic of the session into its end.
+func (c *conn) recoverPanic() {
+	if r := recover(); r != nil {
+		c.log.Error("smtp session panic", "panic", r, "stack", string(debug.Stack()))
+		c.closeHard = true
+	}
+}
 
+// open asks the Handler for the Session and greets the client; it
+// reports false when the connection is refused (the reply written).
+//
+//go:noinline
+func (c *conn) open(ctx context.Context) bool {
 	sess, err := c.srv.Handler.NewSession(ctx, c.st.ConnInfo)
 	if err != nil {
 		c.domain = c.cfg.hostname
 		c.log.Info("smtp connection refused by policy", "err", err)
 		c.replyError(err, 421, "4.3.2", "Service not available")
 		c.closing = true
-		return
+		return false
 	}
 	c.sess = sess
-	defer func() {
-		if c.st.InTransaction {
-			c.resetTx()
-		}
-		c.sess.Close(c.st)
-	}()
-
 	domain, text := sess.Greeting()
 	if domain == "" {
 		domain = c.cfg.hostname
@@ -187,29 +204,50 @@ func (c *conn) run(parent context.Context) {
 	if c.dbg {
 		c.log.Debug("smtp session start")
 	}
+	return true
+}
 
+// closeSession, deferred, ends the transaction left open and tells the
+// Session the connection ends.
+func (c *conn) closeSession() {
+	if c.st.InTransaction {
+		c.resetTx()
+	}
+	c.sess.Close(c.st)
+}
+
+// loop reads and answers commands until the connection is to close.
+func (c *conn) loop(ctx context.Context) {
 	for !c.closing {
 		line, err := c.readCommand()
 		if err != nil {
-			switch {
-			case err == errLineTooLong:
-				c.fail(500, "5.5.2", "Line too long")
-				continue
-			case err == errStopping || (isTimeout(err) && c.stopping.Load()):
-				c.writeReply(421, "4.3.2", "Service shutting down, closing connection")
-			case isTimeout(err):
-				c.timeLimit(c.readCause, false)
-			default:
-				if c.dbg && err != io.EOF {
-					c.log.Debug("smtp read failed", "err", err)
-				}
-				c.closeHard = true
-			}
-			c.closing = true
+			c.readFailed(err)
 			continue
 		}
 		c.dispatch(ctx, line)
 	}
+}
+
+// readFailed answers a failed command read; all but a line too long end
+// the session.
+//
+//go:noinline
+func (c *conn) readFailed(err error) {
+	switch {
+	case err == errLineTooLong:
+		c.fail(500, "5.5.2", "Line too long")
+		return
+	case err == errStopping || (isTimeout(err) && c.stopping.Load()):
+		c.writeReply(421, "4.3.2", "Service shutting down, closing connection")
+	case isTimeout(err):
+		c.timeLimit(c.readCause, false)
+	default:
+		if c.dbg && err != io.EOF {
+			c.log.Debug("smtp read failed", "err", err)
+		}
+		c.closeHard = true
+	}
+	c.closing = true
 }
 
 // finish flushes the last replies and closes the connection. After an
@@ -267,7 +305,10 @@ func (c *conn) readCommand() ([]byte, error) {
 // readLine reads one line, without its LF or CRLF and trailing blanks. A
 // bare LF ends a command line too (see the package documentation). A line
 // longer than the limit is consumed up to its LF and reported as
-// errLineTooLong. The slice is valid until the next read.
+// errLineTooLong. The slice is valid until the next read. Not inlined:
+// readCommand's frame stays small while it waits (see conn.run).
+//
+//go:noinline
 func (c *conn) readLine() ([]byte, error) {
 	line, err := c.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
