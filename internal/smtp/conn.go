@@ -155,6 +155,7 @@ func (c *conn) run(parent context.Context) {
 		return
 	}
 	defer c.closeSession()
+	c.greet()
 	c.loop(ctx)
 }
 
@@ -178,8 +179,8 @@ func (c *conn) recoverPanic() {
 	}
 }
 
-// open asks the Handler for the Session and greets the client; it
-// reports false when the connection is refused (the reply written).
+// open asks the Handler for the Session; it reports false when the
+// connection is refused (the reply written).
 //
 //go:noinline
 func (c *conn) open(ctx context.Context) bool {
@@ -192,7 +193,14 @@ func (c *conn) open(ctx context.Context) bool {
 		return false
 	}
 	c.sess = sess
-	domain, text := sess.Greeting()
+	return true
+}
+
+// greet sends the 220 greeting.
+//
+//go:noinline
+func (c *conn) greet() {
+	domain, text := c.sess.Greeting()
 	if domain == "" {
 		domain = c.cfg.hostname
 	}
@@ -204,7 +212,6 @@ func (c *conn) open(ctx context.Context) bool {
 	if c.dbg {
 		c.log.Debug("smtp session start")
 	}
-	return true
 }
 
 // closeSession, deferred, ends the transaction left open and tells the

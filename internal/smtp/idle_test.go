@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -189,5 +190,40 @@ func TestIdleWaitInactivityTimeout(t *testing.T) {
 				t.Error("the connection is still open after the 421")
 			}
 		})
+	}
+}
+
+// greetPanicHandler's sessions panic in Greeting.
+type greetPanicHandler struct{ fakeHandler }
+
+func (h *greetPanicHandler) NewSession(ctx context.Context, c ConnInfo) (Session, error) {
+	return &greetPanicSession{fakeSession{h: &h.fakeHandler, ctx: ctx}}, nil
+}
+
+type greetPanicSession struct{ fakeSession }
+
+func (s *greetPanicSession) Greeting() (string, string) { panic("greeting bug") }
+
+// A Session whose Greeting panics is still closed (conn.run sets the
+// session up in steps of their own, see its comment).
+func TestGreetingPanicClosesSession(t *testing.T) {
+	h := &greetPanicHandler{}
+	srv := newTestServer(h)
+	addr, _ := startServer(t, srv)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if b, _ := io.ReadAll(c); len(b) != 0 {
+		t.Errorf("got %q, want the connection closed without a greeting", b)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for h.closedCount() != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := h.closedCount(); n != 1 {
+		t.Errorf("Session.Close called %d times after a panic in Greeting, want 1", n)
 	}
 }
