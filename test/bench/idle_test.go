@@ -168,7 +168,11 @@ func TestIdleConns(t *testing.T) {
 			res.perCollected(memHeap)/1024, res.perCollected(memStack)/1024, goalVerdict(rssPer, idleGoal))
 	}
 	fmt.Fprintf(&b, "\n| goal (issue 19) | measured | |\n|---|---|---|\n")
-	fmt.Fprintf(&b, "| %d concurrent idle SMTP sessions held, the open-file limit raised by the server itself | %d held in each batch (and %d IMAP4); soft limit %d raised to %d | met |\n", n, n, n, lowFiles, fileLimit)
+	raised := "met"
+	if fileLimit != hard {
+		raised = "**missed**: the limit was not raised to the hard limit"
+	}
+	fmt.Fprintf(&b, "| %d concurrent idle SMTP sessions held, the open-file limit raised by the server itself | %d held in each batch (and %d IMAP4); soft limit %d raised to %d | %s |\n", n, n, n, lowFiles, fileLimit, raised)
 	for _, res := range results {
 		rssPer := res.per(memRSS)
 		fmt.Fprintf(&b, "| ≤ 40 KiB per idle connection: %s | %.1f KiB (RSS) | %s |\n", res.name, rssPer/1024, goalVerdict(rssPer, idleGoal))
