@@ -44,15 +44,19 @@ clean:
 # IMAP4/POP3 sessions against Dovecot with the memory of idle IMAP4
 # connections (TestAccessBench; ACCESS_SECONDS, ACCESS_CLIENTS, IDLE_CONNS),
 # and an edge's ingest beside Postfix with recipient checks (TestEdgeIngest,
-# EDGE_ROUNDS, default ROUNDS), and selection at scale (TestSelectScale: 10,000
-# certificates, 1,000 receive connectors; SWAPS, default 20; its section is in
-# docs/performance/scale-selection.md); prints the results and writes them into docs/PERFORMANCE.md. Never run by `make
+# EDGE_ROUNDS, default ROUNDS), selection at scale (TestSelectScale:
+# 10,000 certificates, 1,000 receive connectors; SWAPS, default 20; into
+# docs/performance/scale-selection.md), and IDLE_N idle SMTP and IMAP4
+# connections held at once beside Postfix and Dovecot (TestIdleConns,
+# ~2 min, into docs/performance/scale-connections.md); prints the results
+# and writes them into docs/PERFORMANCE.md and docs/performance/. Never run by `make
 # test`. PLAIN_N, TLS_N, SWAPS and CLIENTS adjust the loads (test/bench).
 .PHONY: bench bench-swap crashtest
 ROUNDS ?= 5
+IDLE_N ?= 10000
 bench:
 	./scripts/install-deps.sh bench
-	ROUNDS=$(ROUNDS) $(GO) test -tags bench -run '^(TestBench|TestAccessBench|TestEdgeIngest|TestSelectScale)$$' -count=1 -v -timeout 180m ./test/bench/
+	ROUNDS=$(ROUNDS) IDLE_N=$(IDLE_N) $(GO) test -tags bench -run '^(TestBench|TestAccessBench|TestEdgeIngest|TestSelectScale|TestIdleConns)$$' -count=1 -v -timeout 180m ./test/bench/
 
 # Hot swap (small store and 10,000 certificates), server start with
 # 10,000 certificates, selection and serving-layer benchmarks: the numbers

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,7 +43,7 @@ func (a *app) serveCommand() *cobra.Command {
 	var setup admin.SetupOptions
 	var debug bool
 	var renewInterval, probeInterval, activationInterval time.Duration
-	var cpuprofile, passwordFile, caFile string
+	var cpuprofile, memprofile, passwordFile, caFile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the server (runs setup on first start)",
@@ -62,6 +65,10 @@ func (a *app) serveCommand() *cobra.Command {
 					return err
 				}
 				defer pprof.StopCPUProfile()
+			}
+			if memprofile != "" {
+				stop := heapProfileOnSignal(memprofile, logger)
+				defer stop()
 			}
 			if passwordFile != "" {
 				pw, err := a.readSecret(passwordFile)
@@ -119,5 +126,43 @@ func (a *app) serveCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&debug, "debug", false, "log protocol details and every certificate selection")
 	cmd.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile to this file until the server stops (for docs/PERFORMANCE.md)")
 	_ = cmd.Flags().MarkHidden("cpuprofile")
+	cmd.Flags().StringVar(&memprofile, "memprofile", "", "on SIGUSR1, collect garbage and write a heap profile to this file (for docs/performance)")
+	_ = cmd.Flags().MarkHidden("memprofile")
 	return cmd
+}
+
+// heapProfileOnSignal writes a heap profile to path, after a garbage
+// collection, each time the process gets SIGUSR1, until stop is called.
+// The file is replaced by rename, so a reader never sees half of one.
+func heapProfileOnSignal(path string, logger *slog.Logger) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR1)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-ch:
+				runtime.GC()
+				tmp := path + ".tmp"
+				f, err := os.Create(tmp)
+				if err == nil {
+					err = pprof.Lookup("heap").WriteTo(f, 0)
+					if cerr := f.Close(); err == nil {
+						err = cerr
+					}
+				}
+				if err == nil {
+					err = os.Rename(tmp, path)
+				}
+				if err != nil {
+					logger.Warn("heap profile not written", "file", path, "err", err)
+				} else {
+					logger.Info("heap profile written", "file", path, "goroutines", runtime.NumGoroutine())
+				}
+			}
+		}
+	}()
+	return func() { signal.Stop(ch); close(done) }
 }

@@ -65,6 +65,10 @@ type conn struct {
 
 	stopping atomic.Bool // Shutdown or ctx: end at the next command
 	idle     atomic.Bool // blocked waiting for a command
+
+	readSize int                 // the input buffer's size
+	first    [firstReadSize]byte // what waitInput reads without buffers
+	pending  []byte              // input read by waitInput, not yet buffered (in first)
 }
 
 var (
@@ -74,14 +78,19 @@ var (
 	_ io.Writer   = (*connWriter)(nil)
 )
 
-// connReader is the source of conn.br. It flushes pending replies before
-// every read that reaches the network (so pipelined replies leave in one
-// write, and never after the server blocks) and, during DATA, refreshes the
-// read deadline.
+// connReader is the source of conn.br. It first returns what waitInput
+// read (conn.pending). It flushes pending replies before every read that
+// reaches the network (so pipelined replies leave in one write, and never
+// after the server blocks) and, during DATA, refreshes the read deadline.
 type connReader struct{ c *conn }
 
 func (r *connReader) Read(p []byte) (int, error) {
 	c := r.c
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
 	if c.bw.Buffered() > 0 {
 		if err := c.bw.Flush(); err != nil {
 			return 0, err
@@ -109,9 +118,8 @@ func (w *connWriter) Write(p []byte) (int, error) {
 
 func newConn(s *Server, nc net.Conn, lim connLimits) *conn {
 	c := &conn{srv: s, cfg: &s.cfg, nc: nc, c: nc, lim: lim, sessionEnd: time.Now().Add(lim.sessionTimeout)}
-	size := max(readBufferSize, c.cfg.maxLine)
-	c.br = bufio.NewReaderSize(&connReader{c}, size)
-	c.bw = bufio.NewWriterSize(&connWriter{c}, writeBufferSize)
+	c.readSize = max(readBufferSize, c.cfg.maxLine)
+	c.takeBuffers()
 	c.st.ID = s.nextID.Add(1)
 	c.st.LocalAddr = nc.LocalAddr()
 	c.st.RemoteAddr = nc.RemoteAddr()
@@ -127,7 +135,12 @@ func (c *conn) stop() {
 	}
 }
 
-// run is the life of the connection.
+// run is the life of the connection. Its frame, and those of the
+// functions it has called when a session waits for a command, are small
+// (the setup and the command loop are functions of their own): the
+// garbage collector halves a goroutine's stack only when less than a
+// quarter of it is in use, and an idle session should keep 4 KiB of
+// stack, not 8 (issue 19).
 func (c *conn) run(parent context.Context) {
 	// The Session's context survives a graceful stop (a message being
 	// stored must not be cut) and ends with the connection.
@@ -135,39 +148,59 @@ func (c *conn) run(parent context.Context) {
 	defer cancel()
 	stopAfter := context.AfterFunc(parent, c.stop)
 	defer stopAfter()
+	c.setLogger(ctx)
+	defer c.finish()
+	defer c.recoverPanic()
+	if !c.open(ctx) {
+		return
+	}
+	defer c.closeSession()
+	c.greet()
+	c.loop(ctx)
+}
 
+// setLogger gives the connection its logger.
+//
+//go:noinline
+func (c *conn) setLogger(ctx context.Context) {
 	remote := ""
 	if c.st.RemoteAddr != nil {
 		remote = c.st.RemoteAddr.String()
 	}
 	c.log = c.cfg.log.With("conn", c.st.ID, "remote", remote)
 	c.dbg = c.log.Enabled(ctx, slog.LevelDebug)
+}
 
-	defer c.finish()
-	defer func() {
-		if r := recover(); r != nil {
-			c.log.Error("smtp session panic", "panic", r, "stack", string(debug.Stack()))
-			c.closeHard = true
-		}
-	}()
+// recoverPanic, deferred, turns a panic of the session into its end.
+func (c *conn) recoverPanic() {
+	if r := recover(); r != nil {
+		c.log.Error("smtp session panic", "panic", r, "stack", string(debug.Stack()))
+		c.closeHard = true
+	}
+}
 
+// open asks the Handler for the Session; it reports false when the
+// connection is refused (the reply written).
+//
+//go:noinline
+func (c *conn) open(ctx context.Context) bool {
 	sess, err := c.srv.Handler.NewSession(ctx, c.st.ConnInfo)
 	if err != nil {
 		c.domain = c.cfg.hostname
 		c.log.Info("smtp connection refused by policy", "err", err)
 		c.replyError(err, 421, "4.3.2", "Service not available")
 		c.closing = true
-		return
+		return false
 	}
 	c.sess = sess
-	defer func() {
-		if c.st.InTransaction {
-			c.resetTx()
-		}
-		c.sess.Close(c.st)
-	}()
+	return true
+}
 
-	domain, text := sess.Greeting()
+// greet sends the 220 greeting.
+//
+//go:noinline
+func (c *conn) greet() {
+	domain, text := c.sess.Greeting()
 	if domain == "" {
 		domain = c.cfg.hostname
 	}
@@ -179,29 +212,49 @@ func (c *conn) run(parent context.Context) {
 	if c.dbg {
 		c.log.Debug("smtp session start")
 	}
+}
 
+// closeSession, deferred, ends the transaction left open and tells the
+// Session the connection ends.
+func (c *conn) closeSession() {
+	if c.st.InTransaction {
+		c.resetTx()
+	}
+	c.sess.Close(c.st)
+}
+
+// loop reads and answers commands until the connection is to close.
+func (c *conn) loop(ctx context.Context) {
 	for !c.closing {
 		line, err := c.readCommand()
 		if err != nil {
-			switch {
-			case err == errLineTooLong:
-				c.fail(500, "5.5.2", "Line too long")
-				continue
-			case err == errStopping || (isTimeout(err) && c.stopping.Load()):
-				c.writeReply(421, "4.3.2", "Service shutting down, closing connection")
-			case isTimeout(err):
-				c.timeLimit(c.readCause, false)
-			default:
-				if c.dbg && err != io.EOF {
-					c.log.Debug("smtp read failed", "err", err)
-				}
-				c.closeHard = true
-			}
-			c.closing = true
+			c.readFailed(err)
 			continue
 		}
 		c.dispatch(ctx, line)
 	}
+}
+
+// readFailed answers a failed command read; all but a line too long end
+// the session.
+//
+//go:noinline
+func (c *conn) readFailed(err error) {
+	switch {
+	case err == errLineTooLong:
+		c.fail(500, "5.5.2", "Line too long")
+		return
+	case err == errStopping || (isTimeout(err) && c.stopping.Load()):
+		c.writeReply(421, "4.3.2", "Service shutting down, closing connection")
+	case isTimeout(err):
+		c.timeLimit(c.readCause, false)
+	default:
+		if c.dbg && err != io.EOF {
+			c.log.Debug("smtp read failed", "err", err)
+		}
+		c.closeHard = true
+	}
+	c.closing = true
 }
 
 // finish flushes the last replies and closes the connection. After an
@@ -209,6 +262,9 @@ func (c *conn) run(parent context.Context) {
 // with unread input would make TCP reset the connection and could destroy
 // our last reply, so a TCP connection is half-closed and briefly drained.
 func (c *conn) finish() {
+	if c.bw == nil { // a panic while the buffers were in the pool
+		c.takeBuffers()
+	}
 	c.nc.SetWriteDeadline(time.Now().Add(closingWriteTimeout))
 	flushErr := c.bw.Flush()
 	if tc, ok := c.nc.(*net.TCPConn); ok && !c.closeHard && flushErr == nil {
@@ -218,6 +274,7 @@ func (c *conn) finish() {
 		}
 	}
 	c.nc.Close()
+	c.releaseBuffers() // what is left in them is dropped with the connection
 	if c.dbg {
 		c.log.Debug("smtp session end")
 	}
@@ -244,13 +301,21 @@ func (c *conn) readCommand() ([]byte, error) {
 	if c.stopping.Load() {
 		return nil, errStopping
 	}
+	if c.br.Buffered() == 0 {
+		if err := c.waitInput(); err != nil {
+			return nil, err
+		}
+	}
 	return c.readLine()
 }
 
 // readLine reads one line, without its LF or CRLF and trailing blanks. A
 // bare LF ends a command line too (see the package documentation). A line
 // longer than the limit is consumed up to its LF and reported as
-// errLineTooLong. The slice is valid until the next read.
+// errLineTooLong. The slice is valid until the next read. Not inlined:
+// readCommand's frame stays small while it waits (see conn.run).
+//
+//go:noinline
 func (c *conn) readLine() ([]byte, error) {
 	line, err := c.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
@@ -442,9 +507,10 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 	}
 	// RFC 3207 5 and CVE-2011-0411: whatever the client sent after the
 	// command in plain text must not be read as if it had come over TLS.
-	if n := c.br.Buffered(); n > 0 {
+	if n := c.br.Buffered() + len(c.pending); n > 0 {
 		c.log.Warn("smtp plaintext after STARTTLS discarded (command injection attempt?)", "bytes", n)
 	}
+	c.pending = nil
 	tc := tls.Server(c.nc, cfg)
 	hd := time.Now().Add(c.cfg.tlsHandshakeTimeout)
 	if c.sessionEnd.Before(hd) {

@@ -141,6 +141,7 @@ type Server struct {
 
 	initOnce sync.Once
 	cfg      config
+	bufs     bufferPool // buffers of sessions waiting for a command
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -352,13 +353,26 @@ func (s *Server) admit(nc net.Conn) (connLimits, bool) {
 // serve runs the session of a connection admit counted.
 func (s *Server) serve(ctx context.Context, nc net.Conn, lim *connLimits) {
 	defer s.release(lim, nc.RemoteAddr())
-	c := newConn(s, nc, *lim)
-	if !s.trackConn(c, true) {
-		nc.Close()
+	c := s.track(nc, lim)
+	if c == nil {
 		return
 	}
 	defer s.trackConn(c, false)
 	c.run(ctx)
+}
+
+// track makes the conn of nc and tracks it; nil (nc closed) when the
+// server is closing. Not inlined: serve's frame stays small while the
+// session runs (see conn.run).
+//
+//go:noinline
+func (s *Server) track(nc net.Conn, lim *connLimits) *conn {
+	c := newConn(s, nc, *lim)
+	if !s.trackConn(c, true) {
+		nc.Close()
+		return nil
+	}
+	return c
 }
 
 // addSession counts a session goroutine in s.wg, unless the server is

@@ -410,7 +410,10 @@ func rss(t *testing.T, pid int) int64 {
 }
 
 // dovecot is Dovecot's IMAP4 and POP3 running from a temporary directory.
-type dovecot struct{ imap, pop string }
+type dovecot struct {
+	imap, pop string
+	pid       int // the master process
+}
 
 func dovecotVersion() string {
 	out, err := exec.Command("dovecot", "--version").Output()
@@ -428,7 +431,8 @@ func dovecotVersion() string {
 // no hashing cost at all); its auth cache is on (it keeps the hash and
 // still checks the password against it at each login). It is stopped by
 // its PID at the end of the test.
-func newDovecot(t *testing.T, domainDir string, users int, plain bool) dovecot {
+// extra are more dovecot.conf lines, at the end.
+func newDovecot(t *testing.T, domainDir string, users int, plain bool, extra ...string) dovecot {
 	bin := testpki.Tool(t, "dovecot")
 	dir, err := os.MkdirTemp("", "certrelay-bench-dovecot-")
 	if err != nil {
@@ -517,7 +521,7 @@ protocol pop3 {
   pop3_uidl_format = %%08Xu%%08Xv
 }
 # %[4]s
-`, dir, ip, pp, "certrelay bench", dh, uid, gid)
+`, dir, ip, pp, "certrelay bench", dh, uid, gid) + strings.Join(extra, "\n") + "\n"
 	cf := filepath.Join(dir, "dovecot.conf")
 	os.WriteFile(cf, []byte(conf), 0o644)
 	for _, sub := range []string{"run", "state"} {
@@ -529,6 +533,7 @@ protocol pop3 {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	d.pid = cmd.Process.Pid
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM) // the master stops its children
 		done := make(chan struct{})

@@ -108,6 +108,8 @@ type relay struct {
 	data string
 	addr string // the connector's binding
 	name string // the server's name
+	// serveArgs are more arguments of certrelay serve.
+	serveArgs []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -207,7 +209,7 @@ func (r *relay) cli(args ...string) string {
 func (r *relay) start() time.Duration {
 	r.t.Helper()
 	began := time.Now()
-	cmd := exec.Command(r.bin, "--data", r.data, "serve")
+	cmd := exec.Command(r.bin, append([]string{"--data", r.data, "serve"}, r.serveArgs...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		r.t.Fatal(err)
@@ -307,6 +309,8 @@ type postfixOptions struct {
 	// RecipientChecks refuses every bench.test recipient but user@bench.test
 	// (relay_recipient_maps), as an edge checks its replicated recipients.
 	RecipientChecks bool
+	// Main are extra main.cf lines, after the others.
+	Main []string
 }
 
 // newPostfix starts Debian's Postfix from a temporary directory, with its
@@ -360,6 +364,7 @@ func newPostfix(t *testing.T, o postfixOptions) *testpki.Postfix {
 			"smtpd_tls_loglevel = 0",
 		)
 	}
+	main = append(main, o.Main...)
 	return testpki.StartPostfix(t, testpki.PostfixOptions{Hostname: connectorFqdn, Main: main})
 }
 
