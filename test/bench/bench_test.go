@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,25 +21,27 @@ import (
 type target struct {
 	Name  string
 	Label string // for the tables
-	start func(t *testing.T, keyType string) (addr string)
+	// start starts the server; pid is certrelay's process (its CPU is
+	// measured), 0 for Postfix (many processes).
+	start func(t *testing.T, keyType string) (addr string, pid int)
 }
 
 var targets = []target{
-	{"certrelay-maildir", "certrelay, Maildir delivery", func(t *testing.T, keyType string) string {
+	{"certrelay-maildir", "certrelay, Maildir delivery", func(t *testing.T, keyType string) (string, int) {
 		r := newRelay(t, relayOptions{KeyType: keyType})
 		r.start()
-		return r.addr
+		return r.addr, r.pid()
 	}},
-	{"certrelay-deferred", "certrelay, delivery deferred", func(t *testing.T, keyType string) string {
+	{"certrelay-deferred", "certrelay, delivery deferred", func(t *testing.T, keyType string) (string, int) {
 		r := newRelay(t, relayOptions{KeyType: keyType, HoldDelivery: true})
 		r.start()
-		return r.addr
+		return r.addr, r.pid()
 	}},
-	{"postfix-discard", "Postfix, discard", func(t *testing.T, keyType string) string {
-		return newPostfix(t, postfixOptions{KeyType: keyType}).Addr
+	{"postfix-discard", "Postfix, discard", func(t *testing.T, keyType string) (string, int) {
+		return newPostfix(t, postfixOptions{KeyType: keyType}).Addr, 0
 	}},
-	{"postfix-maildir", "Postfix, virtual Maildir", func(t *testing.T, keyType string) string {
-		return newPostfix(t, postfixOptions{KeyType: keyType, Maildir: true}).Addr
+	{"postfix-maildir", "Postfix, virtual Maildir", func(t *testing.T, keyType string) (string, int) {
+		return newPostfix(t, postfixOptions{KeyType: keyType, Maildir: true}).Addr, 0
 	}},
 }
 
@@ -57,6 +60,11 @@ type result struct {
 	Load   string
 	Target string
 	Rep    loadReport
+	// ServerCPU is certrelay's CPU (user + system) per message or
+	// session, µs, from the start of the measured load until the server
+	// is idle again (deliveries after the last 250 included); 0 for
+	// Postfix. ClientCPU is smtpload's.
+	ServerCPU, ClientCPU float64
 }
 
 // TestBench is `make bench`: the same loads against certrelay and
@@ -93,6 +101,7 @@ func TestBench(t *testing.T) {
 	}
 
 	var results []result
+	floors := map[string][]floorResult{}
 	for round := 1; round <= rounds; round++ {
 		for _, l := range loads {
 			// Alternate: each round starts with another server.
@@ -102,21 +111,47 @@ func TestBench(t *testing.T) {
 			for _, name := range order {
 				tg := byName[name]
 				t.Run(fmt.Sprintf("round%d/%s/%s", round, l.Name, name), func(t *testing.T) {
-					addr := tg.start(t, l.KeyType)
+					// Every run starts with nothing dirty on the file
+					// system: the previous run's removal and queue
+					// files are written back now, not in this run's
+					// syncs.
+					dirty := quiesceFS()
+					addr, pid := tg.start(t, l.KeyType)
 					// Warm up (processes spawned, Postfix's in-flow
 					// tokens, caches), then measure.
 					warm := l.load
 					warm.Messages = max(100, l.Messages/10)
 					runLoad(t, addr, warm)
+					var before time.Duration
+					if pid != 0 {
+						before = settledCPU(t, pid, 30*time.Second)
+					}
 					rep := runLoad(t, addr, l.load)
 					if rep.Failed > 0 {
 						t.Errorf("%d of %d failed: %v %v %v", rep.Failed, rep.OK+rep.Failed, rep.Errors, rep.Replies, rep.FirstErrors)
 					}
-					fmt.Printf("round %d  %-15s %-19s %8.1f/s  p50 %7.2f ms  p99 %7.2f ms  failed %d  %s %s\n",
-						round, l.Name, name, rep.Rate, rep.Latency.P50, rep.Latency.P99, rep.Failed, rep.TLSVersion, rep.KeyExchange)
-					results = append(results, result{round, l.Name, name, rep})
+					res := result{Round: round, Load: l.Name, Target: name, Rep: rep, ClientCPU: micros(rep.ClientCPU, rep.OK)}
+					cpu := ""
+					if pid != 0 {
+						res.ServerCPU = micros(settledCPU(t, pid, 60*time.Second)-before, rep.OK)
+						cpu = fmt.Sprintf("  server %4.0f µs/msg", res.ServerCPU)
+					}
+					fmt.Printf("round %d  %-15s %-19s %8.1f/s  p50 %7.2f ms  p99 %7.2f ms  failed %d  %s %s%s  smtpload %4.0f µs/msg  (before: %s)\n",
+						round, l.Name, name, rep.Rate, rep.Latency.P50, rep.Latency.P99, rep.Failed, rep.TLSVersion, rep.KeyExchange, cpu, res.ClientCPU, dirty)
+					results = append(results, res)
 				})
 			}
+		}
+		// The floor of the session loads, measured as they are (the
+		// server's CPU per handshake), once a round.
+		for _, f := range floorLoads {
+			t.Run(fmt.Sprintf("round%d/floor/%s", round, f.Session), func(t *testing.T) {
+				dirty := quiesceFS()
+				r := measureFloor(t, f.KeyType, f.Curves, clients, tlsN)
+				fmt.Printf("round %d  floor %-20s %8.1f/s  server %4.0f µs/handshake  client %4.0f µs/handshake  (before: %s)\n",
+					round, f.Session, r.Rate, r.ServerCPU, r.ClientCPU, dirty)
+				floors[f.Session] = append(floors[f.Session], r)
+			})
 		}
 	}
 
@@ -128,9 +163,19 @@ func TestBench(t *testing.T) {
 	var store storeTimes
 	t.Run("gobench", func(t *testing.T) { gobench, store = goBenchmarks(t, swaps) })
 
-	doc := report(t, started, rounds, loads, results, swap, gobench, store)
+	doc := report(t, started, rounds, loads, results, floors, swap, gobench, store)
 	fmt.Println(doc)
 	writeSection(t, "bench", doc)
+}
+
+// floorLoads are the bare handshakes each session load is compared with.
+var floorLoads = []struct {
+	Session, KeyType string
+	Curves           []tls.CurveID
+}{
+	{"session-rsa", "rsa", []tls.CurveID{tls.X25519}},
+	{"session-ecdsa", "ecdsa", []tls.CurveID{tls.X25519}},
+	{"session-ecdsa-pq", "ecdsa", nil},
 }
 
 // swapResult is what hotSwap measured.

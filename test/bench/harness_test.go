@@ -34,12 +34,22 @@ var bins struct {
 }
 
 func TestMain(m *testing.M) {
+	if k := os.Getenv(floorEnv); k != "" {
+		floorServerMain(k)
+		return
+	}
+	var cleanup func()
+	spreadNote, cleanup = spreadTempDirs()
 	code := m.Run()
+	cleanup()
 	if bins.dir != "" {
 		os.RemoveAll(bins.dir)
 	}
 	os.Exit(code)
 }
+
+// spreadNote says where the runs' directories are (spreadTempDirs).
+var spreadNote string
 
 // repoRoot is the checkout this file is in.
 func repoRoot() string {
@@ -209,7 +219,17 @@ func (r *relay) cli(args ...string) string {
 func (r *relay) start() time.Duration {
 	r.t.Helper()
 	began := time.Now()
-	cmd := exec.Command(r.bin, append([]string{"--data", r.data, "serve"}, r.serveArgs...)...)
+	args := append([]string{"--data", r.data, "serve"}, r.serveArgs...)
+	if dir := os.Getenv("BENCH_CPUPROFILE"); dir != "" {
+		f, err := os.CreateTemp(dir, "certrelay-*.pprof")
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		f.Close()
+		args = append(args, "--cpuprofile", f.Name())
+		r.t.Logf("CPU profile of certrelay serve: %s", f.Name())
+	}
+	cmd := exec.Command(r.bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		r.t.Fatal(err)
@@ -433,6 +453,9 @@ type loadReport struct {
 	TLSVersion  string         `json:"tls_version"`
 	Cipher      string         `json:"cipher"`
 	KeyExchange string         `json:"key_exchange"`
+
+	// ClientCPU is smtpload's own CPU time (user + system), set by runLoad.
+	ClientCPU time.Duration `json:"-"`
 }
 
 // runLoad runs smtpload against addr and returns its report.
@@ -449,6 +472,9 @@ func runLoad(t *testing.T, addr string, l load) loadReport {
 	var r loadReport
 	if jerr := json.Unmarshal(out.Bytes(), &r); jerr != nil {
 		t.Fatalf("smtpload %s: %v (%v)\n%s%s", strings.Join(l.args(addr), " "), jerr, err, out.String(), errb.String())
+	}
+	if ps := cmd.ProcessState; ps != nil {
+		r.ClientCPU = ps.UserTime() + ps.SystemTime()
 	}
 	return r
 }

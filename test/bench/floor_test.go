@@ -1,0 +1,170 @@
+//go:build bench
+
+package bench
+
+import (
+	"bufio"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The crypto/tls floor measured as the sessions are: the server side of
+// bare handshakes in a process of its own (this test binary run again with
+// BENCH_FLOOR_SERVER set), its CPU read from /proc like certrelay's, the
+// clients in the test process. The server is configured as
+// BenchmarkTLSHandshake's (certrelay's receive connector: TLS 1.2
+// minimum, client certificate requested) and, like it, waits for the
+// client's close after the handshake.
+
+const floorEnv = "BENCH_FLOOR_SERVER"
+
+// floorServerMain is the floor server's process: it listens on a free
+// loopback port, prints it, and serves handshakes until stdin closes.
+func floorServerMain(keyType string) {
+	var key crypto.Signer
+	var err error
+	if keyType == "rsa" {
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	} else {
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cert := selfSigned(nil, key)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(l.Addr().String())
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		go func() {
+			defer c.Close()
+			tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert})
+			if tc.Handshake() != nil {
+				return
+			}
+			var one [1]byte
+			tc.Read(one[:])
+		}()
+	}
+}
+
+// selfCPU is this process's CPU time (user + system).
+func selfCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// floorResult is one measurement of the floor.
+type floorResult struct {
+	Handshakes int
+	Rate       float64 // handshakes/s (wall time, clients in the test process)
+	ServerCPU  float64 // µs of the server process's CPU per handshake
+	ClientCPU  float64 // µs of the clients' CPU per handshake (this process, idle otherwise)
+}
+
+// measureFloor starts a floor server with a keyType key and runs n bare
+// handshakes against it from clients goroutines offering curves (nil:
+// Go's defaults).
+func measureFloor(t *testing.T, keyType string, curves []tls.CurveID, clients, n int) floorResult {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), floorEnv+"="+keyType)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("floor server: %v", err)
+	}
+	addr := strings.TrimSpace(line)
+	conf := &tls.Config{InsecureSkipVerify: true, CurvePreferences: curves}
+	handshakes := func(n int) {
+		var left atomic.Int64
+		left.Store(int64(n))
+		var wg sync.WaitGroup
+		for range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for left.Add(-1) >= 0 {
+					c, err := net.Dial("tcp", addr)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					tc := tls.Client(c, conf)
+					if err := tc.Handshake(); err != nil {
+						t.Error(err)
+					}
+					tc.Close()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	handshakes(max(100, n/10)) // warm up, as the loads do
+	pid := cmd.Process.Pid
+	before := settledCPU(t, pid, 5*time.Second)
+	self0 := selfCPU()
+	began := time.Now()
+	handshakes(n)
+	elapsed := time.Since(began)
+	self1 := selfCPU()
+	after := settledCPU(t, pid, 5*time.Second)
+	return floorResult{Handshakes: n, Rate: float64(n) / elapsed.Seconds(), ServerCPU: micros(after-before, n), ClientCPU: micros(self1-self0, n)}
+}
