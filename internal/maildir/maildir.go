@@ -44,8 +44,11 @@ type Key struct {
 	Idx      int       // the recipient's index in the message
 	Received time.Time // when the message was received: the name's leading seconds
 	// Fresh, when set, promises that no earlier attempt can have written
-	// this key (a first attempt in this process); Deliver then skips the
-	// scan of cur/ and only stats new/.
+	// this key (a first attempt in this process); Deliver then looks for
+	// no earlier copy (no stat in new/, no scan of cur/: the stat was 4%
+	// of the server's CPU under load). Even a wrong promise cannot leave
+	// two copies in new/: the rename into new/ replaces a file of the same
+	// name, which is the same delivery.
 	Fresh bool
 }
 
@@ -102,10 +105,10 @@ func DeliverWithPrefix(root, mailbox string, k Key, prefix, body []byte) (Result
 	dir := filepath.Join(root, mailbox)
 	name := Name(k)
 	newPath := filepath.Join(dir, "new", name)
-	if _, err := os.Lstat(newPath); err == nil {
-		return Result{Path: newPath, Duplicate: true}, nil
-	}
 	if !k.Fresh {
+		if _, err := os.Lstat(newPath); err == nil {
+			return Result{Path: newPath, Duplicate: true}, nil
+		}
 		p, err := findInCur(filepath.Join(dir, "cur"), name)
 		if err != nil {
 			return Result{}, fmt.Errorf("maildir deliver to %s: %w", dir, err)
