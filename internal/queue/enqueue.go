@@ -266,39 +266,41 @@ func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
 		}
 	}()
 	s := &q.stmts
-	for _, r := range batch {
-		m := r.msg
-		if _, err := s.insMsg.ExecContext(ctx, r.id, r.recv, m.Sender, len(m.Body), r.meta, m.Body); err != nil {
-			return fmt.Errorf("insert message: %w", err)
-		}
-		for i, rc := range m.Recipients {
-			if _, err := s.insRcpt.ExecContext(ctx, r.id, i, rc.Address, rc.Destination, rc.Notify, rc.ORCPT, r.recv, r.recv); err != nil {
-				return fmt.Errorf("insert recipient: %w", err)
-			}
+	if len(batch) > 0 {
+		if err := q.insertMessages(ctx, batch); err != nil {
+			return err
 		}
 	}
+	// The results of every op, then the removal of the messages they
+	// finish with every recipient delivered, each in as few statements as
+	// the rows allow (rows.go); then each op's own removal.
 	now := ms(q.opts.Now())
-	var removed []*op
+	var updates []rowUpdate
+	var finish []string
 	for _, o := range ops {
-		for _, u := range o.rows {
-			if _, err := s.updRcpt.ExecContext(ctx, string(u.status), u.attempts, u.next, u.lastErr, now, u.msgID, u.idx); err != nil {
-				return fmt.Errorf("update recipient: %w", err)
-			}
-		}
+		updates = append(updates, o.rows...)
 		if o.finalize != "" {
-			res, err := s.delDelivered.ExecContext(ctx, o.finalize, o.finalize)
-			if err != nil {
-				return fmt.Errorf("remove delivered message: %w", err)
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return fmt.Errorf("remove delivered message: %w", err)
-			} else if n > 0 {
-				if _, err := s.delRcpts.ExecContext(ctx, o.finalize); err != nil {
-					return fmt.Errorf("remove delivered message: %w", err)
-				}
+			finish = append(finish, o.finalize)
+		}
+	}
+	if len(updates) > 0 {
+		if err := q.updateRecipients(ctx, c, updates, now); err != nil {
+			return err
+		}
+	}
+	var removed []*op
+	if len(finish) > 0 {
+		gone, err := q.removeDelivered(ctx, c, finish)
+		if err != nil {
+			return err
+		}
+		for _, o := range ops {
+			if o.finalize != "" && gone[o.finalize] {
 				removed = append(removed, o)
 			}
 		}
+	}
+	for _, o := range ops {
 		if o.deleteMsg != "" {
 			if _, err := s.delRcpts.ExecContext(ctx, o.deleteMsg); err != nil {
 				return fmt.Errorf("delete message: %w", err)
