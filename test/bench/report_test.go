@@ -184,6 +184,12 @@ func report(t *testing.T, started time.Time, rounds int, loads []benchLoad, resu
 		w("| %s | %.0f | %.0f | %.0f | %.0f |\n", l.Label, m.Server, d.Server, m.Server-d.Server, d.Client)
 	}
 	w("\n")
+	if pf := s["plain"]["postfix-discard"].Rate; pf > 0 {
+		m := cpu["plain"]["certrelay-maildir"]
+		need := 4 * pf
+		w("4× Postfix+discard in plain text is %.0f messages/s; at what certrelay with Maildir delivery and `smtpload` spend per message here (%.0f + %.0f µs) that needs %.2f cores, and the server alone may spend at most %.0f µs a message beside this `smtpload` on %d cores.\n\n",
+			need, m.Server, m.Client, need*(m.Server+m.Client)/1e6, 1e6*float64(runtime.NumCPU())/need-m.Client, runtime.NumCPU())
+	}
 
 	w("### STARTTLS sessions against the crypto/tls floor\n\n")
 	w("A session here is connect, EHLO, STARTTLS, handshake, EHLO, QUIT, no message (`smtpload -tls -session-only`, against certrelay with delivery deferred). The floor is the server side of a bare crypto/tls handshake: a Go process of its own configured as certrelay's receive connector (TLS 1.2 minimum, client certificate requested, the same key types), clients in the test process offering the same groups, run once a round between the loads. Both are measured the same way, as the server's CPU per session or handshake (`/proc/PID/stat`): the CPU a server spends is what the load generator sharing the two cores and the neighbours cannot move, and a session can at best cost its handshake. floor ÷ session is the goal's figure; the rates are shown for reference (sessions/s shares the cores with `smtpload`, the floor's handshakes/s with the Go clients).\n\n")
