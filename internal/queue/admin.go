@@ -248,6 +248,7 @@ func (q *Queue) Remove(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", id, err)
 	}
+	q.fresh.drop(id)
 	return nil
 }
 

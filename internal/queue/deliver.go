@@ -471,7 +471,11 @@ func minTime(a, b time.Time) time.Time {
 // runJob makes one delivery and hands its results to the writer, which
 // releases the leases after committing them.
 func (q *Queue) runJob(ctx context.Context, j *job) {
-	m, err := q.get(ctx, j.msgID, true)
+	m := q.fresh.take(j.msgID)
+	var err error
+	if m == nil {
+		m, err = q.get(ctx, j.msgID, true)
+	}
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) && ctx.Err() == nil {
 			q.log.Error("queue: load message for delivery", "msg", j.msgID, "err", err)

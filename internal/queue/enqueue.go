@@ -197,7 +197,20 @@ func (q *Queue) writer() {
 			}
 			continue
 		}
+		// Into the fresh cache before the commit makes the rows visible
+		// to the dispatcher's scan, so a first delivery finds its message
+		// there; out again if the commit fails (the scan never sees
+		// those rows then).
+		cache := len(batch) > 0 && !q.admin
+		if cache {
+			q.fresh.put(batch)
+		}
 		err := q.commit(batch, ops)
+		if err != nil && cache {
+			for _, r := range batch {
+				q.fresh.drop(r.id)
+			}
+		}
 		if err != nil {
 			err = fmt.Errorf("enqueue: %w: %w", ErrStorage, err)
 		}

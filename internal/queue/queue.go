@@ -188,6 +188,7 @@ type Queue struct {
 	closeOnce  sync.Once
 	closeErr   error
 	lastIDNano atomic.Int64
+	fresh      freshCache // committed messages not yet loaded by a delivery (fresh.go)
 }
 
 // Open opens the queue in dir for a server: it creates dir (0700) and
