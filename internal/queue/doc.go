@@ -51,7 +51,14 @@
 // delivered also removes the message, in that same transaction. Losing a
 // result in a crash only causes the recipient to be delivered again
 // (at-least-once; the Maildir deliverer detects such repeats, see
-// internal/maildir).
+// internal/maildir). The results of one transaction are written by one
+// multi-row UPDATE and the messages they finish by one DELETE … RETURNING
+// (rows.go): the SQLite driver compiles every statement it executes.
+//
+// The writer also keeps each committed message in memory (fresh.go, at
+// most 8 MiB of bodies) until a delivery takes it, so a first delivery
+// does not read back what was just written; later attempts and recovery
+// read the database.
 //
 // # Delivery
 //
