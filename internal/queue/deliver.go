@@ -399,6 +399,7 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 			return false, err
 		}
 		for _, g := range noRouteJobs {
+			q.fresh.drop(g.msgID) // no delivery will take it
 			deadline := recv[g.msgID].Add(expiry)
 			for _, r := range g.rcpts {
 				u := rowUpdate{msgID: g.msgID, idx: r.Idx, status: Pending, attempts: g.attempts[r.Idx],

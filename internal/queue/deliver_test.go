@@ -244,6 +244,9 @@ func TestNoRouteStaysPending(t *testing.T) {
 	if rs.Status != Pending || rs.Attempts != 0 || !rs.NextAttempt.Equal(clk.Now().Add(NoRouteRetry)) {
 		t.Errorf("state %+v", rs)
 	}
+	if q.fresh.take(id) != nil {
+		t.Error("a message with no route stays in the cache of committed messages")
+	}
 	rec := &recorder{}
 	q.Handle(AnyRemote, rec)
 	if n, err := q.Retry(context.Background(), id); err != nil || n != 1 {

@@ -1,6 +1,9 @@
 package queue
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // freshMaxBytes bounds the bodies the fresh cache holds.
 const freshMaxBytes = MaxBatchBytes
@@ -15,28 +18,45 @@ const freshMaxBytes = MaxBatchBytes
 // cache is memory only; after a restart every delivery reads the
 // database). Take removes the entry: a message with recipients at several
 // destinations, or delivered again after a deferral, is read as before.
-// When the bodies reach freshMaxBytes (delivery behind ingest), new
-// messages are left out: the oldest, kept, are delivered next. Remove drops its
+// When the bodies reach freshMaxBytes (delivery behind ingest), entries
+// older than freshMaxAge are dropped and, if that is not enough, new
+// messages are left out: the oldest, kept, are delivered next. The scan
+// drops a message it finds no route for. Remove drops its
 // message; a message removed by another process between the scan and the
 // delivery may still be delivered, as one removed during its delivery
 // always could.
 type freshCache struct {
 	mu    sync.Mutex
-	m     map[string]*Message
+	m     map[string]freshEntry
 	bytes int
 }
+
+type freshEntry struct {
+	msg *Message
+	at  time.Time // when it was put
+}
+
+// freshMaxAge is how long an entry may wait for its delivery once the
+// cache is full: a message no delivery takes (no route for its
+// destination, removed by another process, a delivery far behind) must
+// not keep the cache full for good.
+const freshMaxAge = 30 * time.Second
 
 // put remembers the committed messages of a batch.
 func (c *freshCache) put(batch []*enqReq) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[string]*Message{}
+		c.m = map[string]freshEntry{}
 	}
+	now := time.Now()
 	for _, r := range batch {
 		body := r.msg.Body
 		if body == nil {
 			body = []byte{}
+		}
+		if c.bytes+len(body) > freshMaxBytes {
+			c.expireLocked(now)
 		}
 		if c.bytes+len(body) > freshMaxBytes {
 			// Full: delivery is behind ingest. The oldest entries are the
@@ -44,7 +64,7 @@ func (c *freshCache) put(batch []*enqReq) {
 			// from the database when their turn comes).
 			break
 		}
-		c.m[r.id] = &Message{ID: r.id, ReceivedAt: fromMs(r.recv), Sender: r.msg.Sender, Meta: r.msg.Meta, Body: body}
+		c.m[r.id] = freshEntry{&Message{ID: r.id, ReceivedAt: fromMs(r.recv), Sender: r.msg.Sender, Meta: r.msg.Meta, Body: body}, now}
 		c.bytes += len(body)
 	}
 }
@@ -53,11 +73,21 @@ func (c *freshCache) put(batch []*enqReq) {
 func (c *freshCache) take(id string) *Message {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m := c.m[id]
-	if m != nil {
-		c.dropLocked(id)
+	e, ok := c.m[id]
+	if !ok {
+		return nil
 	}
-	return m
+	c.dropLocked(id)
+	return e.msg
+}
+
+// expireLocked drops the entries older than freshMaxAge.
+func (c *freshCache) expireLocked(now time.Time) {
+	for id, e := range c.m {
+		if now.Sub(e.at) > freshMaxAge {
+			c.dropLocked(id)
+		}
+	}
 }
 
 // drop forgets message id.
@@ -68,8 +98,8 @@ func (c *freshCache) drop(id string) {
 }
 
 func (c *freshCache) dropLocked(id string) {
-	if m, ok := c.m[id]; ok {
-		c.bytes -= len(m.Body)
+	if e, ok := c.m[id]; ok {
+		c.bytes -= len(e.msg.Body)
 		delete(c.m, id)
 	}
 }

@@ -62,4 +62,17 @@ func TestFreshCacheBounded(t *testing.T) {
 	if c.take("later") == nil {
 		t.Error("no room after a take")
 	}
+
+	// Entries no delivery takes do not keep a full cache full.
+	for id, e := range c.m {
+		e.at = e.at.Add(-2 * freshMaxAge)
+		c.m[id] = e
+	}
+	c.put([]*enqReq{{id: "after-expiry", msg: &Message{Body: body}}, {id: "and-another", msg: &Message{Body: body}}})
+	if c.take("after-expiry") == nil || c.take("and-another") == nil {
+		t.Error("entries older than freshMaxAge kept a full cache full")
+	}
+	if c.take(ids[1]) != nil {
+		t.Error("an entry older than freshMaxAge survived a put into a full cache")
+	}
 }
