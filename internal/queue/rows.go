@@ -11,11 +11,13 @@ import (
 // statement's SQL again on every execution, prepared or not, so in the
 // writer's transaction the cost goes by statements, not rows: in a profile
 // of ingest with Maildir delivery running, compiling SQL was 15% of the
-// server's CPU, most of it the writer's INSERT, UPDATE and DELETE of each
-// message and result. The writer therefore writes each kind of row of a
-// transaction with one statement of many VALUES, in chunks of at most
-// chunkRows rows (far below SQLite's 32,766 variables), and one row with
-// the prepared statement it always used.
+// server's CPU, most of it the writer's statements for each message and
+// result. The writer therefore applies a transaction's delivery results
+// with one UPDATE of many VALUES and removes the messages they finish with
+// one DELETE, in chunks of at most chunkRows rows (far below SQLite's
+// 32,766 variables), and one row with the prepared statement it always
+// used. New messages are still inserted a row at a time (see
+// insertMessages).
 
 const chunkRows = 500
 
