@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"strconv"
 	"strings"
 
 	"certrelay/internal/directory"
@@ -72,13 +73,38 @@ func organisationOperations() []*Operation {
 			Name: "Get-Message", Cmdlet: "Get-Message", CLI: "queue list",
 			Summary: "List queued messages with each recipient's destination, attempts, next try and last error",
 			Role:    ViewOnly, Returns: []queue.Item{},
+			Description: `Messages come oldest first, a page of {-ResultSize} messages at a time
+(default 1000, as Exchange's Get-Message); when more are queued, a note
+names the {-After} value that lists the next page. A page costs the
+same in a queue of 100,000 messages as in one of a thousand: nothing
+counts or reads the rest.`,
 			Params: []Param{
 				{Name: "Status", CLI: "status", Type: TypeString, Help: "only recipients in this state: pending, delivered or failed"},
 				{Name: "Destination", CLI: "destination", Type: TypeString, Help: "only this destination (local, or a domain)"},
+				{Name: "ResultSize", CLI: "result-size", Type: TypeInt, Default: "1000", Help: "at most this many messages (0: all of them)"},
+				{Name: "After", CLI: "after", Type: TypeString, Help: "the messages after this message ID: the next page"},
 			},
 			Run: func(in *In) (*Result, error) {
-				items, err := in.a.QueueList(in.ctx, queue.Filter{Status: queue.Status(strings.ToLower(in.String("Status"))), Destination: in.String("Destination")})
-				return dataOr(orEmpty(items), err)
+				size := in.Int("ResultSize")
+				if size < 0 {
+					return nil, invalid("ResultSize", strconv.Itoa(size), "{-ResultSize} %d: give the number of messages a page holds, or 0 for all of them", size)
+				}
+				f := queue.Filter{Status: queue.Status(strings.ToLower(in.String("Status"))), Destination: in.String("Destination"), After: in.String("After")}
+				if size > 0 {
+					f.Limit = size + 1 // one more says whether there is a next page
+				}
+				items, err := in.a.QueueList(in.ctx, f)
+				if err != nil {
+					return nil, err
+				}
+				r := &Result{Data: orEmpty(items)}
+				if size > 0 && len(items) > size {
+					items = items[:size]
+					r.Data = items
+					r.Messages = append(r.Messages, Message{Note, msgf("More messages are queued after these %d: the next page is %s",
+						size, cmd("Get-Message", "-ResultSize", strconv.Itoa(size), "-After", items[size-1].ID))})
+				}
+				return r, nil
 			},
 		},
 		{

@@ -15,7 +15,10 @@ type Filter struct {
 	ID          string // one message
 	Status      Status // messages with at least one recipient in this state
 	Destination string // messages with at least one recipient for this destination
-	Limit       int    // at most this many messages (0: no limit)
+	// After, when set, keeps the messages whose ID sorts after it: the
+	// page that follows the one whose last message it is.
+	After string
+	Limit int // at most this many messages (0: no limit)
 }
 
 // Item is one queued message as List shows it (without the body).
@@ -32,15 +35,26 @@ type Item struct {
 // SQLite find the message's recipients by the primary key (see sweepSQL).
 const hasStatusSQL = "EXISTS (SELECT 1 FROM recipients x WHERE x.msg_id = m.id AND +x.status = ?)"
 
-// List returns the messages matching f, oldest first, with all their
-// recipients. It reads a consistent snapshot and never blocks a running
-// server. An empty queue gives an empty list and no error.
+// List returns the messages matching f, oldest first (IDs sort by
+// receive time), with all their recipients. It reads a consistent snapshot
+// and never blocks a running server. An empty queue gives an empty list
+// and no error.
+//
+// With a Limit it reads only that page: the messages are taken in ID
+// order from the primary key and the scan stops at the Limit, so the
+// first page of a queue of 100,000 costs what a queue of Limit messages
+// does (docs/performance/scale-queue.md). Nothing counts the rest: ask
+// for Limit+1 to learn whether there is more.
 func (q *Queue) List(ctx context.Context, f Filter) ([]Item, error) {
 	where := []string{"1"}
 	var args []any
 	if f.ID != "" {
 		where = append(where, "m.id = ?")
 		args = append(args, f.ID)
+	}
+	if f.After != "" {
+		where = append(where, "m.id > ?")
+		args = append(args, f.After)
 	}
 	if f.Status != "" {
 		where = append(where, hasStatusSQL)
@@ -50,10 +64,16 @@ func (q *Queue) List(ctx context.Context, f Filter) ([]Item, error) {
 		where = append(where, "EXISTS (SELECT 1 FROM recipients x WHERE x.msg_id = m.id AND x.destination = ?)")
 		args = append(args, f.Destination)
 	}
+	limit := ""
+	if f.Limit > 0 {
+		limit = " LIMIT ?"
+		args = append(args, f.Limit)
+	}
 	rows, err := q.db.QueryContext(ctx, `SELECT m.id, m.received_at, m.sender, m.size, m.meta,
 		r.idx, r.address, r.destination, r.notify, r.orcpt, r.status, r.attempts, r.next_attempt, r.last_error, r.updated_at
-		FROM messages m JOIN recipients r ON r.msg_id = m.id
-		WHERE `+strings.Join(where, " AND ")+` ORDER BY m.id, r.idx`, args...)
+		FROM (SELECT m.id, m.received_at, m.sender, m.size, m.meta FROM messages m
+			WHERE `+strings.Join(where, " AND ")+` ORDER BY m.id`+limit+`) m
+		JOIN recipients r ON r.msg_id = m.id ORDER BY m.id, r.idx`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list queue: %w", err)
 	}
@@ -75,9 +95,6 @@ func (q *Queue) List(ctx context.Context, f Filter) ([]Item, error) {
 		if n := len(items); n > 0 && items[n-1].ID == it.ID {
 			items[n-1].Recipients = append(items[n-1].Recipients, rs)
 			continue
-		}
-		if f.Limit > 0 && len(items) == f.Limit {
-			break
 		}
 		it.ReceivedAt = fromMs(recv)
 		if err := json.Unmarshal([]byte(meta), &it.Meta); err != nil {

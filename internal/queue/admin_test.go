@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -135,3 +136,67 @@ func TestCountSaysWhatTheQueueHolds(t *testing.T) {
 }
 
 func withoutOldest(c Counts) Counts { c.Oldest = time.Time{}; return c }
+
+// TestListPages walks the queue a page at a time, as `queue list
+// --result-size N --after ID` does: the pages, each with all its
+// messages' recipients, add up to the whole list, in order, with none
+// twice; filters hold across pages.
+func TestListPages(t *testing.T) {
+	q := openT(t, t.TempDir(), Options{})
+	var ids []string
+	for i := range 7 {
+		rcpts := []string{"a@local.test", "b@example.org"}
+		if i%2 == 1 {
+			rcpts = []string{"c@example.net"}
+		}
+		ids = append(ids, enqueueT(t, q, testMsg("s@example.com", rcpts...)))
+	}
+	all := listT(t, q, Filter{})
+	if len(all) != len(ids) {
+		t.Fatalf("List = %d messages, want %d", len(all), len(ids))
+	}
+	for _, tc := range []struct {
+		name string
+		f    Filter
+		want []string
+	}{
+		{"ok/pages-of-3", Filter{Limit: 3}, ids},
+		{"ok/pages-of-1", Filter{Limit: 1}, ids},
+		{"ok/destination", Filter{Limit: 2, Destination: "example.net"}, []string{ids[1], ids[3], ids[5]}},
+		{"ok/no-limit", Filter{}, ids},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			f := tc.f
+			for pages := 0; ; pages++ {
+				page := listT(t, q, f)
+				if f.Limit > 0 && len(page) > f.Limit {
+					t.Fatalf("page of %d messages, limit %d", len(page), f.Limit)
+				}
+				for _, it := range page {
+					got = append(got, it.ID)
+					wantRcpts := 2
+					if it.Recipients[0].Address == "c@example.net" {
+						wantRcpts = 1
+					}
+					if len(it.Recipients) != wantRcpts {
+						t.Errorf("%s: %d recipients, want %d", it.ID, len(it.Recipients), wantRcpts)
+					}
+				}
+				if len(page) == 0 || f.Limit == 0 || len(page) < f.Limit {
+					break
+				}
+				f.After = page[len(page)-1].ID
+				if pages > len(ids) {
+					t.Fatal("the pages do not end")
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("pages gave %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if got := listT(t, q, Filter{After: ids[len(ids)-1], Limit: 5}); len(got) != 0 {
+		t.Errorf("after the last message: %d messages", len(got))
+	}
+}
