@@ -506,7 +506,7 @@ func (q *Queue) runJob(ctx context.Context, j *job) {
 	deadline := m.ReceivedAt.Add(q.opts.Expiry)
 	shutdown := ctx.Err() != nil
 	var rows []rowUpdate
-	finished := false
+	finished, reached, deferred := false, false, false
 	for _, r := range j.rcpts {
 		err, ok := byIdx[r.Idx], have[r.Idx]
 		if !ok {
@@ -517,12 +517,14 @@ func (q *Queue) runJob(ctx context.Context, j *job) {
 		case err == nil:
 			u.status, u.next = Delivered, ms(now)
 			q.delivered.Add(1)
+			reached = true
 		case IsPermanent(err):
 			u.status, u.next, u.attempts, u.lastErr = Failed, ms(now), u.attempts+1, truncate(err.Error())
 			q.failed.Add(1)
 		case shutdown:
 			continue // interrupted by the stop: not an attempt; stays as it was
 		default:
+			deferred = true
 			u.attempts++
 			u.lastErr = truncate(err.Error())
 			if !now.Before(deadline) {
@@ -542,6 +544,14 @@ func (q *Queue) runJob(ctx context.Context, j *job) {
 	o := &op{rows: rows, release: func() { q.release(j) }}
 	if finished {
 		o.finalize = j.msgID
+	}
+	switch {
+	case reached:
+		if q.hops.reached(j.dest, now) {
+			o.promote = j.dest
+		}
+	case deferred:
+		q.hops.failed(j.dest)
 	}
 	q.submit(o)
 }

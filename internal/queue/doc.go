@@ -12,7 +12,9 @@
 // tables: messages (id, received_at, sender, size, meta JSON, body) and
 // recipients (msg_id, idx, address, destination, status, attempts,
 // next_attempt, last_error, updated_at), with an index on
-// (status, next_attempt) for the due-recipient scan. Queries about the
+// (status, next_attempt) for the due-recipient scan and a partial index
+// on (destination, next_attempt) of the pending recipients, which finds
+// one destination's deferred mail when its peer comes back (below). Queries about the
 // recipients of one message (the sweep after a restart, List's status
 // filter, the removal of a delivered message) find them by the primary key
 // (msg_id, idx); their status conditions are written +status so SQLite
@@ -118,6 +120,21 @@
 // default 2 days): the last retry happens at the expiry, and a temporary
 // failure at or after it fails the recipient ("expired after …"). A
 // permanent failure fails the recipient at once.
+//
+// The schedule is per recipient, but a peer that was down comes back for
+// all of them: when a delivery to a remote destination succeeds and the
+// last one to it had failed (or it is the first success since the server
+// started), the same transaction that records it makes every recipient
+// deferred for that destination due now (hop.go), and the dispatcher
+// hands them out at once — as Exchange resumes a next-hop queue in Retry
+// when a connection succeeds. Without it, mail that had failed twice
+// waited up to 5 minutes (15, 30, 60 after more failures) after the
+// peer's return. It happens at most once per PromoteInterval (1 minute)
+// per destination, so a peer that defers some recipients (greylisting, a
+// full mailbox) while it accepts others does not have them retried at
+// every success; local deliveries, which fail per mailbox, never promote.
+// The first delivery after the peer's return still waits for some
+// recipient's next attempt (or `queue retry`).
 //
 // When no recipient of a message is pending any more, a message whose
 // recipients were all delivered is removed by the transaction that

@@ -38,6 +38,11 @@ type op struct {
 	// removed is set when the commit also removed finalize, all of whose
 	// recipients were delivered: the finalizer has nothing left to do.
 	removed bool
+	// promote, when set, is a destination a delivery just reached after
+	// failures: its deferred recipients are made due in the same
+	// transaction (see Queue.promote); promoted counts them.
+	promote  string
+	promoted int64
 }
 
 type rowUpdate struct {
@@ -224,6 +229,11 @@ func (q *Queue) writer() {
 				q.wake()
 			}
 			for _, o := range ops {
+				if o.promoted > 0 {
+					q.log.Info("queue: a destination is reachable again; its deferred mail is retried now",
+						"destination", o.promote, "recipients", o.promoted)
+					q.wake()
+				}
 				q.opDone(o, nil)
 			}
 			continue
@@ -314,6 +324,15 @@ func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
 		}
 	}
 	for _, o := range ops {
+		if o.promote != "" {
+			res, err := s.promote.ExecContext(ctx, now, o.promote, now)
+			if err != nil {
+				return fmt.Errorf("retry the deferred mail for %s: %w", o.promote, err)
+			}
+			if o.promoted, err = res.RowsAffected(); err != nil {
+				return fmt.Errorf("retry the deferred mail for %s: %w", o.promote, err)
+			}
+		}
 		if o.deleteMsg != "" {
 			if _, err := s.delRcpts.ExecContext(ctx, o.deleteMsg); err != nil {
 				return fmt.Errorf("delete message: %w", err)
@@ -343,8 +362,13 @@ const delDeliveredSQL = `DELETE FROM messages WHERE id = ? AND NOT EXISTS
 	(SELECT 1 FROM recipients WHERE msg_id = ? AND +status <> 'delivered')`
 
 type stmts struct {
-	insMsg, insRcpt, updRcpt, delRcpts, delMsg, delDelivered, bumpGen *sql.Stmt
+	insMsg, insRcpt, updRcpt, delRcpts, delMsg, delDelivered, bumpGen, promote *sql.Stmt
 }
+
+// promoteSQL makes the deferred recipients of one destination due now
+// (arguments: now, destination, now). It reads the partial index
+// recipients_hop, so it touches only that destination's pending rows.
+const promoteSQL = `UPDATE recipients SET next_attempt = ? WHERE destination = ? AND status = 'pending' AND next_attempt > ?`
 
 const bumpGenSQL = `UPDATE state SET v = v + 1 WHERE k = 'generation'`
 
@@ -360,6 +384,7 @@ func (s *stmts) prepare(ctx context.Context, c *sql.Conn) error {
 		{&s.delMsg, `DELETE FROM messages WHERE id = ?`},
 		{&s.delDelivered, delDeliveredSQL},
 		{&s.bumpGen, bumpGenSQL},
+		{&s.promote, promoteSQL},
 	} {
 		st, err := c.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -372,7 +397,7 @@ func (s *stmts) prepare(ctx context.Context, c *sql.Conn) error {
 }
 
 func (s *stmts) close() {
-	for _, st := range []*sql.Stmt{s.insMsg, s.insRcpt, s.updRcpt, s.delRcpts, s.delMsg, s.delDelivered, s.bumpGen} {
+	for _, st := range []*sql.Stmt{s.insMsg, s.insRcpt, s.updRcpt, s.delRcpts, s.delMsg, s.delDelivered, s.bumpGen, s.promote} {
 		if st != nil {
 			st.Close()
 		}

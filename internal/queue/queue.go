@@ -182,6 +182,7 @@ type Queue struct {
 	fin        atomic.Pointer[finalizer]
 	closing    bool // Close has begun (under mu)
 	leases     leaseSet
+	hops       hopState
 	openedAt   time.Time
 	delivered  atomic.Uint64
 	failed     atomic.Uint64
@@ -269,6 +270,7 @@ func open(dir string, opts Options, admin bool) (*Queue, error) {
 		routes:     map[string]Deliverer{},
 		kick:       make(chan struct{}, 1),
 		leases:     leaseSet{m: map[leaseKey]struct{}{}},
+		hops:       hopState{up: map[string]bool{}, promoted: map[string]time.Time{}},
 		openedAt:   opts.Now(),
 	}
 	if err := q.stmts.prepare(ctx, wconn); err != nil {
@@ -355,7 +357,9 @@ func openDB(path string, maxConns int) (*sql.DB, error) {
 	return d, nil
 }
 
-const schemaVersion = 1
+// schemaVersion 2 added recipients_hop, the index of the deferred
+// recipients of one destination (Queue.promote).
+const schemaVersion = 2
 
 var schema = []string{
 	`CREATE TABLE IF NOT EXISTS messages (
@@ -381,6 +385,7 @@ var schema = []string{
 		PRIMARY KEY (msg_id, idx)
 	) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS recipients_due ON recipients (status, next_attempt)`,
+	`CREATE INDEX IF NOT EXISTS recipients_hop ON recipients (destination, next_attempt) WHERE status = 'pending'`,
 	`CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID`,
 	`INSERT OR IGNORE INTO state (k, v) VALUES ('generation', 0)`,
 }

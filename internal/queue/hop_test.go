@@ -1,0 +1,145 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestPeerBackRetriesItsDeferredMail: when a delivery to a destination
+// succeeds after deliveries to it failed, the recipients deferred for that
+// destination are made due at once instead of each waiting out its own
+// back-off (the clock is frozen here, so without that nothing but the
+// retried message would ever leave); the other destinations' deferred
+// mail keeps its schedule; and it happens at most once per
+// PromoteInterval per destination.
+func TestPeerBackRetriesItsDeferredMail(t *testing.T) {
+	clk := newClock()
+	q := openT(t, t.TempDir(), Options{Now: clk.Now})
+	var down atomic.Bool
+	down.Store(true)
+	var delivered atomic.Int32
+	q.Handle(AnyRemote, &recorder{fn: func(_ context.Context, r Recipient, _ int) error {
+		if down.Load() || r.Destination == "other.example" {
+			return errors.New("dial tcp 127.0.0.1:25: connection refused")
+		}
+		delivered.Add(1)
+		return nil
+	}})
+	runT(t, q)
+	var peer []string
+	for range 4 {
+		peer = append(peer, enqueueT(t, q, testMsg("a@local.test", "b@example.org")))
+	}
+	other := enqueueT(t, q, testMsg("a@local.test", "c@other.example"))
+	tried := func(ids ...string) func() bool {
+		return func() bool {
+			for _, id := range ids {
+				if recipientState(t, q, id, 0).Attempts == 0 {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitFor(t, "every message tried once", tried(append(peer, other)...))
+
+	t.Run("ok/peer-back", func(t *testing.T) {
+		down.Store(false)
+		if _, err := q.Retry(context.Background(), peer[0]); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the peer's deferred mail delivered", func() bool { return len(listT(t, q, Filter{Destination: "example.org"})) == 0 })
+		if n := delivered.Load(); n != 4 {
+			t.Errorf("%d deliveries, want 4 (each message once)", n)
+		}
+		if rs := recipientState(t, q, other, 0); rs.Attempts != 1 || !rs.NextAttempt.After(clk.Now()) {
+			t.Errorf("another destination's deferred recipient was retried: %+v", rs)
+		}
+	})
+
+	t.Run("ok/at-most-once-per-interval", func(t *testing.T) {
+		down.Store(true)
+		var again []string
+		for range 3 {
+			again = append(again, enqueueT(t, q, testMsg("a@local.test", "b@example.org")))
+		}
+		waitFor(t, "the new messages tried", tried(again...))
+		clk.Advance(PromoteInterval / 2)
+		down.Store(false)
+		if _, err := q.Retry(context.Background(), again[0]); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the retried message delivered", func() bool { return len(listT(t, q, Filter{ID: again[0]})) == 0 })
+		// Its result and any promotion commit together: the others'
+		// next attempts are still ahead of the frozen clock.
+		for _, id := range again[1:] {
+			if rs := recipientState(t, q, id, 0); !rs.NextAttempt.After(clk.Now()) {
+				t.Errorf("%s made due again within PromoteInterval: %+v", id, rs)
+			}
+		}
+		clk.Advance(PromoteInterval)
+		waitFor(t, "the rest delivered once due", func() bool { return len(listT(t, q, Filter{Destination: "example.org"})) == 0 })
+	})
+}
+
+// TestHopStateLocalIsNeverPromoted: local deliveries fail per mailbox, so
+// a success there says nothing about the other mailboxes' deferred mail.
+func TestHopStateLocalIsNeverPromoted(t *testing.T) {
+	h := hopState{up: map[string]bool{}, promoted: map[string]time.Time{}}
+	now := time.Now()
+	if h.reached(Local, now) {
+		t.Error("a local delivery promoted the local deferred mail")
+	}
+	if !h.reached("example.org", now) {
+		t.Error("the first success to example.org did not promote its deferred mail")
+	}
+	if h.reached("example.org", now.Add(time.Second)) {
+		t.Error("a second success in a row promoted again")
+	}
+	h.failed("example.org")
+	if h.reached("example.org", now.Add(2*time.Second)) {
+		t.Error("promoted twice within PromoteInterval")
+	}
+	h.failed("example.org")
+	if !h.reached("example.org", now.Add(PromoteInterval+3*time.Second)) {
+		t.Error("not promoted after PromoteInterval")
+	}
+}
+
+// TestMigrateAddsHopIndex: a queue written by the previous schema (version
+// 1, without recipients_hop) opens, keeps its mail and gets the index.
+func TestMigrateAddsHopIndex(t *testing.T) {
+	dir := t.TempDir()
+	d, err := openDB(dir+"/"+FileName, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range schema {
+		if !strings.Contains(s, "recipients_hop") {
+			if _, err := d.Exec(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := d.Exec(`INSERT INTO messages VALUES ('m1', 1, 's@example.com', 3, '{}', x'787878');
+		INSERT INTO recipients (msg_id, idx, address, destination, next_attempt, updated_at) VALUES ('m1', 0, 'r@example.org', 'example.org', 1, 1);
+		PRAGMA user_version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	q := openT(t, dir, Options{})
+	var n int
+	if err := q.db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'recipients_hop'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("recipients_hop: %d (%v)", n, err)
+	}
+	if err := q.db.QueryRow(`PRAGMA user_version`).Scan(&n); err != nil || n != schemaVersion {
+		t.Fatalf("user_version %d (%v), want %d", n, err, schemaVersion)
+	}
+	if items := listT(t, q, Filter{}); len(items) != 1 || items[0].ID != "m1" {
+		t.Fatalf("mail after the migration: %+v", items)
+	}
+}
