@@ -46,17 +46,21 @@ clean:
 # and an edge's ingest beside Postfix with recipient checks (TestEdgeIngest,
 # EDGE_ROUNDS, default ROUNDS), selection at scale (TestSelectScale:
 # 10,000 certificates, 1,000 receive connectors; SWAPS, default 20; into
-# docs/performance/scale-selection.md), and IDLE_N idle SMTP and IMAP4
+# docs/performance/scale-selection.md), IDLE_N idle SMTP and IMAP4
 # connections held at once beside Postfix and Dovecot (TestIdleConns,
-# ~2 min, into docs/performance/scale-connections.md); prints the results
+# ~2 min, into docs/performance/scale-connections.md), and the queue at
+# scale (TestQueueScale: QUEUE_N messages waiting for a smart host that is
+# down, default 100,000: `queue list`, restart, memory, the drain when it
+# returns; ~2 min, into docs/performance/scale-queue.md); prints the results
 # and writes them into docs/PERFORMANCE.md and docs/performance/. Never run by `make
 # test`. PLAIN_N, TLS_N, SWAPS and CLIENTS adjust the loads (test/bench).
 .PHONY: bench bench-swap crashtest
 ROUNDS ?= 5
 IDLE_N ?= 10000
+QUEUE_N ?= 100000
 bench:
 	./scripts/install-deps.sh bench
-	ROUNDS=$(ROUNDS) IDLE_N=$(IDLE_N) $(GO) test -tags bench -run '^(TestBench|TestAccessBench|TestEdgeIngest|TestSelectScale|TestIdleConns)$$' -count=1 -v -timeout 180m ./test/bench/
+	ROUNDS=$(ROUNDS) IDLE_N=$(IDLE_N) QUEUE_N=$(QUEUE_N) $(GO) test -tags bench -run '^(TestBench|TestAccessBench|TestEdgeIngest|TestSelectScale|TestIdleConns|TestQueueScale)$$' -count=1 -v -timeout 180m ./test/bench/
 
 # Hot swap (small store and 10,000 certificates), server start with
 # 10,000 certificates, selection and serving-layer benchmarks: the numbers
