@@ -114,6 +114,9 @@ type Counts struct {
 	Messages int // messages in the queue
 	Pending  int // recipients pending
 	Deferred int // pending recipients already tried (Attempts > 0)
+	// Waiting counts the pending recipients not due yet: deferred after
+	// a failure, or held while their destination cannot be reached.
+	Waiting int
 	// Oldest is when the oldest message in the queue was received (zero
 	// when the queue is empty).
 	Oldest time.Time
@@ -125,8 +128,8 @@ func (q *Queue) Count(ctx context.Context) (Counts, error) {
 	var c Counts
 	var oldest sql.NullInt64
 	err := q.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM messages), (SELECT min(received_at) FROM messages),
-		count(*), coalesce(sum(attempts > 0), 0) FROM recipients WHERE status = 'pending'`).
-		Scan(&c.Messages, &oldest, &c.Pending, &c.Deferred)
+		count(*), coalesce(sum(attempts > 0), 0), coalesce(sum(next_attempt > ?), 0) FROM recipients WHERE status = 'pending'`, ms(q.opts.Now())).
+		Scan(&c.Messages, &oldest, &c.Pending, &c.Deferred, &c.Waiting)
 	if err != nil {
 		return Counts{}, fmt.Errorf("count queue: %w", err)
 	}

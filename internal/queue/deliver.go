@@ -90,6 +90,28 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// UnreachableError marks a temporary failure that says the destination
+// itself could not be reached: no connection to any of its hosts. The
+// queue then holds the destination's other due recipients without trying
+// them until this recipient's next attempt (see "Retry schedule" in the
+// package doc).
+type UnreachableError struct{ Err error }
+
+// Error returns the wrapped error's text.
+func (e *UnreachableError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the wrapped error.
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Unreachable wraps err (which must not be nil) as an UnreachableError.
+func Unreachable(err error) error { return &UnreachableError{Err: err} }
+
+// IsUnreachable reports whether err is, or wraps, an UnreachableError.
+func IsUnreachable(err error) bool {
+	var u *UnreachableError
+	return errors.As(err, &u)
+}
+
 // Handle registers d for destination: Local, AnyRemote, or an exact
 // destination (which takes precedence over AnyRemote). A nil d removes the
 // registration. It may be called while Run runs.
@@ -260,6 +282,7 @@ func (q *Queue) dispatch(ctx context.Context, jobs chan<- *job, maxInflight int)
 	genTick := time.NewTicker(genInterval)
 	defer genTick.Stop()
 	lastGen, _ := q.generation(ctx)
+	q.hops.generation(lastGen)
 	more := true
 	for {
 		for more && ctx.Err() == nil {
@@ -366,21 +389,37 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 		return false, err
 	}
 
+	if q.hops.holding() {
+		// An administrator's change (Retry-Queue) lifts the holds. The
+		// counter is read after the rows, so a change whose rows this
+		// scan read is seen here, and one committed later is seen by the
+		// next scan, which the change prompts.
+		if g, err := q.generation(ctx); err == nil {
+			q.hops.generation(g)
+		}
+	}
 	var noRoute []rowUpdate
 	var noRouteJobs []*job
 	expiry := q.opts.Expiry
+	var heldJobs []*job
 	for i, g := range order {
 		g.d = q.route(g.dest)
 		if g.d == nil {
 			noRouteJobs = append(noRouteJobs, g)
 			continue
 		}
+		if _, _, held := q.hops.held(g.dest, now); held {
+			heldJobs = append(heldJobs, g)
+			continue
+		}
 		if room == 0 {
 			for _, rest := range order[i:] {
-				if rest.d != nil || q.route(rest.dest) != nil {
-					q.release(rest)
-				} else {
+				if rest.d == nil && q.route(rest.dest) == nil {
 					noRouteJobs = append(noRouteJobs, rest)
+				} else if _, _, held := q.hops.held(rest.dest, now); held {
+					heldJobs = append(heldJobs, rest)
+				} else {
+					q.release(rest)
 				}
 			}
 			break
@@ -390,10 +429,13 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 		q.leases.inflight.Add(1)
 		jobs <- g
 	}
-	if len(noRouteJobs) > 0 {
-		recv, err := q.receivedTimes(ctx, noRouteJobs)
+	if len(noRouteJobs)+len(heldJobs) > 0 {
+		recv, err := q.receivedTimes(ctx, append(append([]*job(nil), noRouteJobs...), heldJobs...))
 		if err != nil {
 			for _, g := range noRouteJobs {
+				q.release(g)
+			}
+			for _, g := range heldJobs {
 				q.release(g)
 			}
 			return false, err
@@ -413,6 +455,22 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 				noRoute = append(noRoute, u)
 			}
 		}
+		for _, g := range heldJobs {
+			deadline := recv[g.msgID].Add(expiry)
+			until, why, _ := q.hops.held(g.dest, now)
+			for _, r := range g.rcpts {
+				u := rowUpdate{msgID: g.msgID, idx: r.Idx, status: Pending, attempts: g.attempts[r.Idx],
+					next:    ms(minTime(until, deadline)),
+					lastErr: truncate("not tried: " + g.dest + " could not be reached (" + why + "); tried again with it at " + until.Format(time.RFC3339))}
+				if !now.Before(deadline) {
+					u.status, u.next = Failed, ms(now)
+					u.lastErr = truncate(fmt.Sprintf("expired after %v: %s could not be reached: %s", expiry, g.dest, why))
+					q.failed.Add(1)
+				}
+				noRoute = append(noRoute, u)
+			}
+		}
+		noRouteJobs = append(noRouteJobs, heldJobs...)
 		jobsCopy := noRouteJobs
 		q.submit(&op{rows: noRoute, release: func() {
 			for _, g := range jobsCopy {
@@ -507,6 +565,8 @@ func (q *Queue) runJob(ctx context.Context, j *job) {
 	shutdown := ctx.Err() != nil
 	var rows []rowUpdate
 	finished, reached, deferred := false, false, false
+	var unreachable error
+	var holdUntil int64
 	for _, r := range j.rcpts {
 		err, ok := byIdx[r.Idx], have[r.Idx]
 		if !ok {
@@ -534,6 +594,9 @@ func (q *Queue) runJob(ctx context.Context, j *job) {
 			} else {
 				u.status = Pending
 				u.next = ms(minTime(now.Add(jitter(Backoff(u.attempts))), deadline))
+				if IsUnreachable(err) {
+					unreachable, holdUntil = err, max(holdUntil, u.next)
+				}
 			}
 		}
 		if u.status != Pending {
@@ -552,6 +615,9 @@ func (q *Queue) runJob(ctx context.Context, j *job) {
 		}
 	case deferred:
 		q.hops.failed(j.dest)
+		if unreachable != nil {
+			q.hops.hold(j.dest, fromMs(holdUntil), truncate(unreachable.Error()))
+		}
 	}
 	q.submit(o)
 }

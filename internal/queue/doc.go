@@ -136,6 +136,19 @@
 // The first delivery after the peer's return still waits for some
 // recipient's next attempt (or `queue retry`).
 //
+// The other way round, a deliverer that could not reach the destination at
+// all (no connection to any of its hosts) says so with Unreachable; the
+// destination is then held until that recipient's next attempt: the
+// dispatcher defers its other due recipients to that time without handing
+// them to a worker (last_error "not tried: … could not be reached",
+// attempts not counted), so a queue of 100,000 messages for a host that
+// is down costs a few connection attempts per round of the schedule, not
+// 100,000 — each of which, against a host that drops packets, would hold
+// a worker for the dial timeout and starve every other destination. The
+// holds live in memory: a restart, a success, the hold's time, and any
+// administrative change (the generation counter: `queue retry` tries at
+// once) lift them.
+//
 // When no recipient of a message is pending any more, a message whose
 // recipients were all delivered is removed by the transaction that
 // recorded the last delivery. Otherwise the finalizer calls the Bouncer

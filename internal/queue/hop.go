@@ -23,10 +23,76 @@ const maxHops = 10000
 // destination, so a peer that defers some recipients (greylisting, a
 // full mailbox) while accepting others does not have them retried at
 // every success.
+//
+// The other way round, a delivery that could not reach its destination at
+// all (UnreachableError: no connection to any host) holds the
+// destination: until that recipient's next attempt, the dispatcher defers
+// the destination's other due recipients without handing them to a
+// worker, as Exchange leaves the messages of a next-hop queue in Retry
+// alone and retries the queue. Without it, every message tried its own
+// connection to a host that was down: 100,000 connection attempts on
+// every round of the retry schedule, each holding a worker for the dial
+// timeout (30 s) when the host drops packets instead of refusing them.
+// The hold is lifted by a success, when its time comes, and by any change
+// an administrator makes to the queue (Retry-Queue must try at once).
 type hopState struct {
 	mu       sync.Mutex
 	up       map[string]bool      // destination → the last delivery reached it
 	promoted map[string]time.Time // destination → when its deferred mail was last made due
+	holds    map[string]hopHold   // destination → held until
+	gen      int64                // the queue's generation when the holds were last checked
+}
+
+type hopHold struct {
+	until time.Time
+	why   string
+}
+
+// hold holds dest until the given time, with the error that says why.
+func (h *hopState) hold(dest string, until time.Time, why string) {
+	if dest == Local {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.holds == nil || len(h.holds) >= maxHops {
+		h.holds = map[string]hopHold{}
+	}
+	h.holds[dest] = hopHold{until: until, why: why}
+}
+
+// held reports whether dest is held at now, until when and why.
+func (h *hopState) held(dest string, now time.Time) (time.Time, string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hd, ok := h.holds[dest]
+	if !ok {
+		return time.Time{}, "", false
+	}
+	if !now.Before(hd.until) {
+		delete(h.holds, dest)
+		return time.Time{}, "", false
+	}
+	return hd.until, hd.why, true
+}
+
+// holding reports whether any destination is held.
+func (h *hopState) holding() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.holds) > 0
+}
+
+// generation records the queue's generation counter; a change (an
+// administrator's Retry-Queue, Remove-Message, … in any process) lifts
+// every hold, so `queue retry` tries at once.
+func (h *hopState) generation(g int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if g != h.gen {
+		h.gen = g
+		clear(h.holds)
+	}
 }
 
 // reached records a delivery that reached dest and reports whether its
@@ -37,6 +103,7 @@ func (h *hopState) reached(dest string, now time.Time) bool {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	delete(h.holds, dest)
 	if h.up[dest] {
 		return false
 	}

@@ -143,3 +143,80 @@ func TestMigrateAddsHopIndex(t *testing.T) {
 		t.Fatalf("mail after the migration: %+v", items)
 	}
 }
+
+// TestUnreachableDestinationIsHeld: once a delivery finds its destination
+// unreachable (UnreachableError), the destination's other due mail is
+// deferred to that recipient's next attempt without a delivery attempt
+// each (the frozen clock keeps the hold); Retry-Queue lifts the hold and
+// tries everything at once; a success ends the hold; other destinations
+// are not held.
+func TestUnreachableDestinationIsHeld(t *testing.T) {
+	clk := newClock()
+	q := openT(t, t.TempDir(), Options{Now: clk.Now})
+	var down atomic.Bool
+	down.Store(true)
+	var calls, otherCalls atomic.Int32
+	q.Handle(AnyRemote, &recorder{fn: func(_ context.Context, r Recipient, _ int) error {
+		if r.Destination == "other.example" {
+			otherCalls.Add(1)
+			return nil
+		}
+		calls.Add(1)
+		if down.Load() {
+			return Unreachable(errors.New("4.4.1 cannot connect to 127.0.0.1:25: connection refused"))
+		}
+		return nil
+	}})
+	runT(t, q)
+	first := enqueueT(t, q, testMsg("a@local.test", "b@example.org"))
+	waitFor(t, "the first attempt", func() bool { return recipientState(t, q, first, 0).Attempts == 1 })
+	probe := recipientState(t, q, first, 0)
+
+	var held []string
+	for range 20 {
+		held = append(held, enqueueT(t, q, testMsg("a@local.test", "b@example.org")))
+	}
+	other := enqueueT(t, q, testMsg("a@local.test", "c@other.example"))
+	waitFor(t, "the held mail deferred", func() bool {
+		for _, id := range held {
+			if rs := recipientState(t, q, id, 0); rs.LastError == "" {
+				return false
+			}
+		}
+		return true
+	})
+	t.Run("ok/held-not-tried", func(t *testing.T) {
+		if n := calls.Load(); n != 1 {
+			t.Errorf("%d delivery attempts to the unreachable destination, want 1", n)
+		}
+		for _, id := range held {
+			rs := recipientState(t, q, id, 0)
+			if rs.Attempts != 0 || !rs.NextAttempt.Equal(probe.NextAttempt) || !strings.HasPrefix(rs.LastError, "not tried: example.org could not be reached (4.4.1 cannot connect") {
+				t.Errorf("held recipient %s: %+v (the probe's next attempt %v)", id, rs, probe.NextAttempt)
+			}
+		}
+		waitFor(t, "the other destination delivered", func() bool { return len(listT(t, q, Filter{ID: other})) == 0 })
+	})
+	t.Run("ok/retry-lifts-the-hold", func(t *testing.T) {
+		if _, err := q.Retry(context.Background(), ""); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "every held message tried", func() bool {
+			for _, id := range held {
+				if recipientState(t, q, id, 0).Attempts == 0 {
+					return false
+				}
+			}
+			return true
+		})
+	})
+	t.Run("ok/success-ends-the-hold", func(t *testing.T) {
+		down.Store(false)
+		if _, err := q.Retry(context.Background(), first); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "everything delivered", func() bool { return len(listT(t, q, Filter{})) == 0 })
+		later := enqueueT(t, q, testMsg("a@local.test", "b@example.org"))
+		waitFor(t, "new mail delivered at once", func() bool { return len(listT(t, q, Filter{ID: later})) == 0 })
+	})
+}

@@ -122,7 +122,10 @@ func (s *Sender) Deliver(ctx context.Context, d queue.Delivery) []queue.Outcome 
 		pol.stsText = s.STS.Text(domain)
 	}
 	pol.report = !secured && len(conn.SmartHosts) == 0
+	// lastErr says the destination is unreachable (queue.Unreachable, so
+	// the queue holds its other mail) only when no host took a connection.
 	var lastErr error
+	reached := false
 	for _, host := range hosts {
 		pol.dane = nil
 		if mxSecure && !secured && !pol.optOut {
@@ -148,8 +151,15 @@ func (s *Sender) Deliver(ctx context.Context, d queue.Delivery) []queue.Outcome 
 			return outs
 		}
 		lastErr = err
+		reached = reached || !queue.IsUnreachable(err)
 		if ctx.Err() != nil {
 			break
+		}
+	}
+	if reached || ctx.Err() != nil {
+		var u *queue.UnreachableError
+		if errors.As(lastErr, &u) {
+			lastErr = u.Err
 		}
 	}
 	return all(lastErr)
@@ -219,7 +229,7 @@ func (s *Sender) tryHost(ctx context.Context, st *State, c *directory.SendConnec
 	fqdn := heloName(c, st)
 	client, err := s.connect(ctx, host)
 	if err != nil {
-		return nil, s.track(rec, tempf("4.4.1", "cannot connect to %s: %v", host, err))
+		return nil, s.track(rec, queue.Unreachable(tempf("4.4.1", "cannot connect to %s: %v", host, err)))
 	}
 	defer client.Close()
 	client.LocalName = fqdn
