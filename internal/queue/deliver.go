@@ -461,7 +461,7 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 			for _, r := range g.rcpts {
 				u := rowUpdate{msgID: g.msgID, idx: r.Idx, status: Pending, attempts: g.attempts[r.Idx],
 					next:    ms(minTime(until, deadline)),
-					lastErr: truncate("not tried: " + g.dest + " could not be reached (" + why + "); tried again with it at " + until.Format(time.RFC3339))}
+					lastErr: heldError(g.dest, why, until)}
 				if !now.Before(deadline) {
 					u.status, u.next = Failed, ms(now)
 					u.lastErr = truncate(fmt.Sprintf("expired after %v: %s could not be reached: %s", expiry, g.dest, why))
@@ -616,7 +616,12 @@ func (q *Queue) runJob(ctx context.Context, j *job) {
 	case deferred:
 		q.hops.failed(j.dest)
 		if unreachable != nil {
-			q.hops.hold(j.dest, fromMs(holdUntil), truncate(unreachable.Error()))
+			why := truncate(unreachable.Error())
+			q.hops.hold(j.dest, fromMs(holdUntil), why)
+			// The destination's mail already due is held in the same
+			// transaction, by one statement on the recipients_hop index,
+			// rather than by the scans a few rows at a time.
+			o.hold = &holdOp{dest: j.dest, until: holdUntil, lastErr: heldError(j.dest, why, fromMs(holdUntil)), expiry: q.opts.Expiry.Milliseconds()}
 		}
 	}
 	q.submit(o)

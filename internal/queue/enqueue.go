@@ -43,6 +43,8 @@ type op struct {
 	// transaction (see Queue.promote); promoted counts them.
 	promote  string
 	promoted int64
+	// hold, when set, holds a destination found unreachable: see holdOp.
+	hold *holdOp
 }
 
 type rowUpdate struct {
@@ -333,6 +335,11 @@ func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
 				return fmt.Errorf("retry the deferred mail for %s: %w", o.promote, err)
 			}
 		}
+		if h := o.hold; h != nil {
+			if _, err := s.hold.ExecContext(ctx, h.until, h.expiry, h.lastErr, now, h.dest, now); err != nil {
+				return fmt.Errorf("hold the mail for %s: %w", h.dest, err)
+			}
+		}
 		if o.deleteMsg != "" {
 			if _, err := s.delRcpts.ExecContext(ctx, o.deleteMsg); err != nil {
 				return fmt.Errorf("delete message: %w", err)
@@ -362,7 +369,7 @@ const delDeliveredSQL = `DELETE FROM messages WHERE id = ? AND NOT EXISTS
 	(SELECT 1 FROM recipients WHERE msg_id = ? AND +status <> 'delivered')`
 
 type stmts struct {
-	insMsg, insRcpt, updRcpt, delRcpts, delMsg, delDelivered, bumpGen, promote *sql.Stmt
+	insMsg, insRcpt, updRcpt, delRcpts, delMsg, delDelivered, bumpGen, promote, hold *sql.Stmt
 }
 
 // promoteSQL makes the deferred recipients of one destination due now
@@ -385,6 +392,7 @@ func (s *stmts) prepare(ctx context.Context, c *sql.Conn) error {
 		{&s.delDelivered, delDeliveredSQL},
 		{&s.bumpGen, bumpGenSQL},
 		{&s.promote, promoteSQL},
+		{&s.hold, holdSQL},
 	} {
 		st, err := c.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -397,7 +405,7 @@ func (s *stmts) prepare(ctx context.Context, c *sql.Conn) error {
 }
 
 func (s *stmts) close() {
-	for _, st := range []*sql.Stmt{s.insMsg, s.insRcpt, s.updRcpt, s.delRcpts, s.delMsg, s.delDelivered, s.bumpGen, s.promote} {
+	for _, st := range []*sql.Stmt{s.insMsg, s.insRcpt, s.updRcpt, s.delRcpts, s.delMsg, s.delDelivered, s.bumpGen, s.promote, s.hold} {
 		if st != nil {
 			st.Close()
 		}

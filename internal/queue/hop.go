@@ -5,6 +5,28 @@ import (
 	"time"
 )
 
+// heldError is the last_error of a recipient held with its destination.
+func heldError(dest, why string, until time.Time) string {
+	return truncate("not tried: " + dest + " could not be reached (" + why + "); tried again with it at " + until.UTC().Format(time.RFC3339))
+}
+
+// holdOp defers, in the writer's transaction, the recipients of dest
+// that are due now to until (their expiry if sooner), without counting
+// an attempt. The scans hold the ones that fall due later.
+type holdOp struct {
+	dest    string
+	until   int64 // Unix ms
+	lastErr string
+	expiry  int64 // Options.Expiry in ms
+}
+
+// holdSQL is holdOp's statement (arguments: until, expiry, last_error,
+// now, destination, now). It reads the recipients_hop index.
+const holdSQL = `UPDATE recipients SET
+	next_attempt = min(?, coalesce((SELECT m.received_at FROM messages m WHERE m.id = recipients.msg_id), 0) + ?),
+	last_error = ?, updated_at = ?
+	WHERE destination = ? AND status = 'pending' AND next_attempt <= ?`
+
 // PromoteInterval is how often, at most, one destination's deferred
 // recipients are made due together because a delivery to it succeeded
 // after failures (see "Retry schedule" in the package doc).

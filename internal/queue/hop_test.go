@@ -220,3 +220,37 @@ func TestUnreachableDestinationIsHeld(t *testing.T) {
 		waitFor(t, "new mail delivered at once", func() bool { return len(listT(t, q, Filter{ID: later})) == 0 })
 	})
 }
+
+// TestUnreachableHoldsTheDueMailAtOnce: a server that starts with a
+// backlog for a destination that is down tries no more of it than the
+// dispatcher hands out at once (2×Workers); the rest is held, each with
+// its expiry still ahead, none counted as an attempt.
+func TestUnreachableHoldsTheDueMailAtOnce(t *testing.T) {
+	clk := newClock()
+	dir := t.TempDir()
+	q := openT(t, dir, Options{Now: clk.Now})
+	const n = 300
+	for range n {
+		enqueueT(t, q, testMsg("a@local.test", "b@example.org"))
+	}
+	var calls atomic.Int32
+	q.Handle(AnyRemote, &recorder{fn: func(context.Context, Recipient, int) error {
+		calls.Add(1)
+		return Unreachable(errors.New("4.4.1 cannot connect to 127.0.0.1:25: connection refused"))
+	}})
+	runT(t, q)
+	waitFor(t, "every recipient waiting", func() bool {
+		c, err := q.Count(context.Background())
+		return err == nil && c.Waiting == n
+	})
+	c, _ := q.Count(context.Background())
+	if got := int(calls.Load()); got > 2*DefaultWorkers || c.Deferred != got {
+		t.Errorf("%d delivery attempts (%d recipients deferred after one), want at most %d", got, c.Deferred, 2*DefaultWorkers)
+	}
+	for _, it := range listT(t, q, Filter{}) {
+		rs := it.Recipients[0]
+		if rs.Attempts == 0 && (!strings.HasPrefix(rs.LastError, "not tried: example.org could not be reached") || !rs.NextAttempt.After(clk.Now())) {
+			t.Fatalf("held recipient %s: %+v", it.ID, rs)
+		}
+	}
+}
