@@ -402,13 +402,21 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 	var noRouteJobs []*job
 	expiry := q.opts.Expiry
 	var heldJobs []*job
+	heldFor := map[string]hopHold{} // the hold each held job's destination had when it was checked
+	isHeld := func(g *job) bool {
+		until, why, held := q.hops.held(g.dest, now)
+		if held {
+			heldFor[g.dest] = hopHold{until: until, why: why}
+		}
+		return held
+	}
 	for i, g := range order {
 		g.d = q.route(g.dest)
 		if g.d == nil {
 			noRouteJobs = append(noRouteJobs, g)
 			continue
 		}
-		if _, _, held := q.hops.held(g.dest, now); held {
+		if isHeld(g) {
 			heldJobs = append(heldJobs, g)
 			continue
 		}
@@ -416,7 +424,7 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 			for _, rest := range order[i:] {
 				if rest.d == nil && q.route(rest.dest) == nil {
 					noRouteJobs = append(noRouteJobs, rest)
-				} else if _, _, held := q.hops.held(rest.dest, now); held {
+				} else if isHeld(rest) {
 					heldJobs = append(heldJobs, rest)
 				} else {
 					q.release(rest)
@@ -457,7 +465,7 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 		}
 		for _, g := range heldJobs {
 			deadline := recv[g.msgID].Add(expiry)
-			until, why, _ := q.hops.held(g.dest, now)
+			until, why := heldFor[g.dest].until, heldFor[g.dest].why
 			for _, r := range g.rcpts {
 				u := rowUpdate{msgID: g.msgID, idx: r.Idx, status: Pending, attempts: g.attempts[r.Idx],
 					next:    ms(minTime(until, deadline)),

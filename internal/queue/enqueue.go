@@ -40,7 +40,7 @@ type op struct {
 	removed bool
 	// promote, when set, is a destination a delivery just reached after
 	// failures: its deferred recipients are made due in the same
-	// transaction (see Queue.promote); promoted counts them.
+	// transaction (see hopState); promoted counts them.
 	promote  string
 	promoted int64
 	// hold, when set, holds a destination found unreachable: see holdOp.
