@@ -122,13 +122,17 @@ type Counts struct {
 	Oldest time.Time
 }
 
+// countSQL is Count's query (argument: now). It reads indexes only
+// (messages_received, recipients_due), never a message or a recipient row.
+const countSQL = `SELECT (SELECT count(*) FROM messages), (SELECT min(received_at) FROM messages),
+	count(*), coalesce(sum(attempts > 0), 0), coalesce(sum(next_attempt > ?), 0) FROM recipients WHERE status = 'pending'`
+
 // Count returns how much the queue holds without reading any message:
 // cheap enough to poll while a server drains the queue.
 func (q *Queue) Count(ctx context.Context) (Counts, error) {
 	var c Counts
 	var oldest sql.NullInt64
-	err := q.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM messages), (SELECT min(received_at) FROM messages),
-		count(*), coalesce(sum(attempts > 0), 0), coalesce(sum(next_attempt > ?), 0) FROM recipients WHERE status = 'pending'`, ms(q.opts.Now())).
+	err := q.db.QueryRowContext(ctx, countSQL, ms(q.opts.Now())).
 		Scan(&c.Messages, &oldest, &c.Pending, &c.Deferred, &c.Waiting)
 	if err != nil {
 		return Counts{}, fmt.Errorf("count queue: %w", err)

@@ -175,3 +175,48 @@ func BenchmarkRecoveredDrain4K(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
+
+// BenchmarkLargeQueue measures what a queue of 100,000 waiting messages
+// costs the reads that look at it: List's first page of 1,000 (what
+// `queue list` shows), and Count (what the metrics endpoint reads at each
+// scrape). The queue is filled once (about 10 s).
+//
+//	go test -run '^$' -bench BenchmarkLargeQueue ./internal/queue/
+func BenchmarkLargeQueue(b *testing.B) {
+	const n = 100000
+	q, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	body := make([]byte, 2048)
+	sem := make(chan struct{}, 256)
+	for range n {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			if _, err := q.Enqueue(ctx, &Message{Sender: "sender@example.com", Body: body,
+				Recipients: []Recipient{{Address: "rcpt@example.net", Destination: "example.net"}}}); err != nil {
+				b.Error(err)
+			}
+		}()
+	}
+	for range cap(sem) {
+		sem <- struct{}{}
+	}
+	b.Run("list-first-page", func(b *testing.B) {
+		for b.Loop() {
+			if items, err := q.List(ctx, Filter{Limit: 1001}); err != nil || len(items) != 1001 {
+				b.Fatal(len(items), err)
+			}
+		}
+	})
+	b.Run("count", func(b *testing.B) {
+		for b.Loop() {
+			if c, err := q.Count(ctx); err != nil || c.Messages != n {
+				b.Fatal(c, err)
+			}
+		}
+	})
+}
