@@ -618,12 +618,12 @@ func (q *Queue) runJob(ctx context.Context, j *job) {
 	}
 	switch {
 	case reached:
-		if q.hops.reached(j.dest, now) {
-			o.promote = j.dest
+		if k := q.hops.reached(j.dest, now); k != promoteNone {
+			o.promote, o.promoteAll = j.dest, k == promoteAll
 		}
 	case deferred:
-		q.hops.failed(j.dest)
 		if unreachable != nil {
+			q.hops.unreachable(j.dest)
 			why := truncate(unreachable.Error())
 			q.hops.hold(j.dest, fromMs(holdUntil), why)
 			// The destination's mail already due is held in the same

@@ -122,19 +122,20 @@
 // permanent failure fails the recipient at once.
 //
 // The schedule is per recipient, but a peer that was down comes back for
-// all of them: when a delivery to a remote destination succeeds and the
-// last one to it had failed (or it is the first success since the server
-// started), the same transaction that records it makes every recipient
-// deferred for that destination due now (hop.go), and the dispatcher
-// hands them out at once — as Exchange resumes a next-hop queue in Retry
-// when a connection succeeds. Without it, mail that had failed twice
-// waited up to 5 minutes (15, 30, 60 after more failures) after the
-// peer's return. It happens at most once per PromoteInterval (1 minute)
-// per destination, so a peer that defers some recipients (greylisting, a
-// full mailbox) while it accepts others does not have them retried at
-// every success; local deliveries, which fail per mailbox, never promote.
-// The first delivery after the peer's return still waits for some
-// recipient's next attempt (or `queue retry`).
+// all of them: when a delivery to a remote destination succeeds after
+// deliveries found it unreachable (below), the same transaction that
+// records it makes every recipient deferred for that destination due now
+// (hop.go), and the dispatcher hands them out at once — as Exchange
+// resumes a next-hop queue in Retry when a connection succeeds. Without
+// it, mail that had failed twice waited up to 5 minutes (15, 30, 60 after
+// more failures) after the peer's return. The first success since the
+// server started does the same for the recipients held by an earlier
+// process (their last_error begins "not tried: "). Recipients deferred by
+// a peer that answered (greylisting, a full mailbox, a DANE or MTA-STS
+// failure) keep their schedule; a destination is promoted at most once
+// per PromoteInterval (1 minute); local deliveries, which fail per
+// mailbox, never promote. The first delivery after the peer's return
+// still waits for some recipient's next attempt (or `queue retry`).
 //
 // The other way round, a deliverer that could not reach the destination at
 // all (no connection to any of its hosts) says so with Unreachable; the

@@ -38,11 +38,12 @@ type op struct {
 	// removed is set when the commit also removed finalize, all of whose
 	// recipients were delivered: the finalizer has nothing left to do.
 	removed bool
-	// promote, when set, is a destination a delivery just reached after
-	// failures: its deferred recipients are made due in the same
-	// transaction (see hopState); promoted counts them.
-	promote  string
-	promoted int64
+	// promote, when set, is a destination a delivery just reached: its
+	// held recipients (all its deferred ones with promoteAll) are made
+	// due in the same transaction (see hopState); promoted counts them.
+	promote    string
+	promoteAll bool
+	promoted   int64
 	// hold, when set, holds a destination found unreachable: see holdOp.
 	hold *holdOp
 }
@@ -327,7 +328,11 @@ func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
 	}
 	for _, o := range ops {
 		if o.promote != "" {
-			res, err := s.promote.ExecContext(ctx, now, o.promote, now)
+			st := s.promoteHeld
+			if o.promoteAll {
+				st = s.promote
+			}
+			res, err := st.ExecContext(ctx, now, o.promote, now)
 			if err != nil {
 				return fmt.Errorf("retry the deferred mail for %s: %w", o.promote, err)
 			}
@@ -369,13 +374,17 @@ const delDeliveredSQL = `DELETE FROM messages WHERE id = ? AND NOT EXISTS
 	(SELECT 1 FROM recipients WHERE msg_id = ? AND +status <> 'delivered')`
 
 type stmts struct {
-	insMsg, insRcpt, updRcpt, delRcpts, delMsg, delDelivered, bumpGen, promote, hold *sql.Stmt
+	insMsg, insRcpt, updRcpt, delRcpts, delMsg, delDelivered, bumpGen, promote, promoteHeld, hold *sql.Stmt
 }
 
 // promoteSQL makes the deferred recipients of one destination due now
 // (arguments: now, destination, now). It reads the partial index
 // recipients_hop, so it touches only that destination's pending rows.
 const promoteSQL = `UPDATE recipients SET next_attempt = ? WHERE destination = ? AND status = 'pending' AND next_attempt > ?`
+
+// promoteHeldSQL is promoteSQL for the recipients held with their
+// destination (heldError) only.
+const promoteHeldSQL = promoteSQL + ` AND last_error LIKE 'not tried: %'`
 
 const bumpGenSQL = `UPDATE state SET v = v + 1 WHERE k = 'generation'`
 
@@ -392,6 +401,7 @@ func (s *stmts) prepare(ctx context.Context, c *sql.Conn) error {
 		{&s.delDelivered, delDeliveredSQL},
 		{&s.bumpGen, bumpGenSQL},
 		{&s.promote, promoteSQL},
+		{&s.promoteHeld, promoteHeldSQL},
 		{&s.hold, holdSQL},
 	} {
 		st, err := c.PrepareContext(ctx, p.sql)
@@ -405,7 +415,7 @@ func (s *stmts) prepare(ctx context.Context, c *sql.Conn) error {
 }
 
 func (s *stmts) close() {
-	for _, st := range []*sql.Stmt{s.insMsg, s.insRcpt, s.updRcpt, s.delRcpts, s.delMsg, s.delDelivered, s.bumpGen, s.promote, s.hold} {
+	for _, st := range []*sql.Stmt{s.insMsg, s.insRcpt, s.updRcpt, s.delRcpts, s.delMsg, s.delDelivered, s.bumpGen, s.promote, s.promoteHeld, s.hold} {
 		if st != nil {
 			st.Close()
 		}

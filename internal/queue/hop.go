@@ -35,16 +35,17 @@ const PromoteInterval = time.Minute
 // maxHops bounds the destinations hopState remembers.
 const maxHops = 10000
 
-// hopState remembers, per remote destination, whether the last delivery
-// to it reached it. When a delivery succeeds after a temporary failure
-// (or is the first success since this process started), the recipients
-// deferred for that destination are made due at once: a peer that comes
-// back gets its waiting mail within a dispatcher scan, not after each
-// recipient's own back-off, as Exchange resumes a next-hop queue in Retry
-// once a connection succeeds. At most once per PromoteInterval per
-// destination, so a peer that defers some recipients (greylisting, a
-// full mailbox) while accepting others does not have them retried at
-// every success.
+// hopState remembers, per remote destination, whether it could be
+// reached. When a delivery succeeds after deliveries found the
+// destination unreachable (UnreachableError), the recipients deferred for
+// it are made due at once: a peer that comes back gets its waiting mail
+// within a dispatcher scan, not after each recipient's own back-off, as
+// Exchange resumes a next-hop queue in Retry once a connection succeeds.
+// The first success since the server started makes due the recipients
+// held with the destination by an earlier process. Recipients deferred
+// by a peer that answered (greylisting, a full mailbox, a DANE mismatch)
+// keep their schedule, and a destination is promoted at most once per
+// PromoteInterval.
 //
 // The other way round, a delivery that could not reach its destination at
 // all (UnreachableError: no connection to any host) holds the
@@ -59,7 +60,8 @@ const maxHops = 10000
 // an administrator makes to the queue (Retry-Queue must try at once).
 type hopState struct {
 	mu       sync.Mutex
-	up       map[string]bool      // destination → the last delivery reached it
+	up       map[string]bool      // destination → reached since its last promotion
+	down     map[string]bool      // destination → found unreachable since it was last reached
 	promoted map[string]time.Time // destination → when its deferred mail was last made due
 	holds    map[string]hopHold   // destination → held until
 	gen      int64                // the queue's generation when the holds were last checked
@@ -117,25 +119,48 @@ func (h *hopState) generation(g int64) {
 	}
 }
 
-// reached records a delivery that reached dest and reports whether its
-// deferred recipients should be made due now.
-func (h *hopState) reached(dest string, now time.Time) bool {
+// promotion says which deferred recipients of a destination a delivery
+// that reached it makes due.
+type promotion int
+
+const (
+	promoteNone promotion = iota
+	// promoteHeld: the recipients held with the destination (their
+	// last_error begins "not tried: "), after the first success since
+	// the server started — the holds of a previous process are not
+	// remembered, their rows are.
+	promoteHeld
+	// promoteAll: every deferred recipient; the destination had been
+	// unreachable, which is why they failed.
+	promoteAll
+)
+
+// reached records a delivery that reached dest and says which of its
+// deferred recipients to make due now. Recipients deferred for another
+// reason (a 4xx from a peer that answers, a DANE or MTA-STS failure)
+// keep their schedule.
+func (h *hopState) reached(dest string, now time.Time) promotion {
 	if dest == Local {
-		return false // local failures are per mailbox, not per hop
+		return promoteNone // local failures are per mailbox, not per hop
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.holds, dest)
-	if h.up[dest] {
-		return false
+	kind := promoteHeld
+	switch {
+	case h.down[dest]:
+		kind = promoteAll
+	case h.up[dest]:
+		return promoteNone
 	}
+	if last, ok := h.promoted[dest]; ok && now.Sub(last) < PromoteInterval && now.After(last) {
+		return promoteNone // down stays set: a success after the interval promotes
+	}
+	delete(h.down, dest)
 	if len(h.up) >= maxHops {
 		clear(h.up) // bounded: the cost is one extra promotion per destination
 	}
 	h.up[dest] = true
-	if last, ok := h.promoted[dest]; ok && now.Sub(last) < PromoteInterval && now.After(last) {
-		return false
-	}
 	h.promoted[dest] = now
 	if len(h.promoted) > maxHops { // bounded: forget the times that no longer matter
 		for d, t := range h.promoted {
@@ -144,12 +169,19 @@ func (h *hopState) reached(dest string, now time.Time) bool {
 			}
 		}
 	}
-	return true
+	return kind
 }
 
-// failed records a temporary failure of a delivery to dest.
-func (h *hopState) failed(dest string) {
+// unreachable records a delivery that could not reach dest at all.
+func (h *hopState) unreachable(dest string) {
+	if dest == Local {
+		return
+	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	delete(h.up, dest)
-	h.mu.Unlock()
+	if len(h.down) >= maxHops {
+		clear(h.down)
+	}
+	h.down[dest] = true
 }

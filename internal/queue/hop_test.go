@@ -10,21 +10,25 @@ import (
 )
 
 // TestPeerBackRetriesItsDeferredMail: when a delivery to a destination
-// succeeds after deliveries to it failed, the recipients deferred for that
-// destination are made due at once instead of each waiting out its own
-// back-off (the clock is frozen here, so without that nothing but the
-// retried message would ever leave); the other destinations' deferred
+// succeeds after deliveries found it unreachable, the recipients deferred
+// for that destination are made due at once instead of each waiting out
+// its own back-off (the clock is frozen here, so without that nothing but
+// the retried message would ever leave); the other destinations' deferred
 // mail keeps its schedule; and it happens at most once per
 // PromoteInterval per destination.
 func TestPeerBackRetriesItsDeferredMail(t *testing.T) {
 	clk := newClock()
 	q := openT(t, t.TempDir(), Options{Now: clk.Now})
-	var down atomic.Bool
+	var down, greylist atomic.Bool
 	down.Store(true)
+	greylist.Store(true)
 	var delivered atomic.Int32
 	q.Handle(AnyRemote, &recorder{fn: func(_ context.Context, r Recipient, _ int) error {
-		if down.Load() || r.Destination == "other.example" {
-			return errors.New("dial tcp 127.0.0.1:25: connection refused")
+		if r.Destination == "other.example" || (r.Destination == "grey.example" && greylist.Load()) {
+			return errors.New("451 4.7.1 greylisted, try again later") // reached, but deferred
+		}
+		if down.Load() {
+			return Unreachable(errors.New("4.4.1 cannot connect to 127.0.0.1:25: connection refused"))
 		}
 		delivered.Add(1)
 		return nil
@@ -35,17 +39,19 @@ func TestPeerBackRetriesItsDeferredMail(t *testing.T) {
 		peer = append(peer, enqueueT(t, q, testMsg("a@local.test", "b@example.org")))
 	}
 	other := enqueueT(t, q, testMsg("a@local.test", "c@other.example"))
+	// Looked at: tried and deferred, or held with the unreachable
+	// destination.
 	tried := func(ids ...string) func() bool {
 		return func() bool {
 			for _, id := range ids {
-				if recipientState(t, q, id, 0).Attempts == 0 {
+				if recipientState(t, q, id, 0).LastError == "" {
 					return false
 				}
 			}
 			return true
 		}
 	}
-	waitFor(t, "every message tried once", tried(append(peer, other)...))
+	waitFor(t, "every message tried or held", tried(append(peer, other)...))
 
 	t.Run("ok/peer-back", func(t *testing.T) {
 		down.Store(false)
@@ -58,6 +64,25 @@ func TestPeerBackRetriesItsDeferredMail(t *testing.T) {
 		}
 		if rs := recipientState(t, q, other, 0); rs.Attempts != 1 || !rs.NextAttempt.After(clk.Now()) {
 			t.Errorf("another destination's deferred recipient was retried: %+v", rs)
+		}
+	})
+
+	t.Run("ok/answering-peer-keeps-its-schedule", func(t *testing.T) {
+		// A peer that answered and deferred (greylisting, a DANE
+		// mismatch) was reachable all along: a success to it makes
+		// nothing else due.
+		grey := []string{enqueueT(t, q, testMsg("a@local.test", "b@grey.example")), enqueueT(t, q, testMsg("a@local.test", "c@grey.example"))}
+		waitFor(t, "both greylisted", tried(grey...))
+		greylist.Store(false)
+		if _, err := q.Retry(context.Background(), grey[0]); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the retried one delivered", func() bool { return len(listT(t, q, Filter{ID: grey[0]})) == 0 })
+		if rs := recipientState(t, q, grey[1], 0); rs.Attempts != 1 || !rs.NextAttempt.After(clk.Now()) {
+			t.Errorf("a greylisted recipient was made due by another's success: %+v", rs)
+		}
+		if err := q.Remove(context.Background(), grey[1]); err != nil {
+			t.Fatal(err)
 		}
 	})
 
@@ -86,27 +111,40 @@ func TestPeerBackRetriesItsDeferredMail(t *testing.T) {
 	})
 }
 
-// TestHopStateLocalIsNeverPromoted: local deliveries fail per mailbox, so
-// a success there says nothing about the other mailboxes' deferred mail.
-func TestHopStateLocalIsNeverPromoted(t *testing.T) {
-	h := hopState{up: map[string]bool{}, promoted: map[string]time.Time{}}
+// TestHopStatePromotions: which deferred recipients a success makes due.
+// Local deliveries fail per mailbox, so they never promote; the first
+// success since the start promotes the recipients held by an earlier
+// process; a success after the destination was unreachable promotes all
+// its deferred mail, at most once per PromoteInterval; a success without
+// an unreachable before it promotes nothing (a greylisting peer's
+// deferrals keep their schedule).
+func TestHopStatePromotions(t *testing.T) {
+	h := hopState{up: map[string]bool{}, down: map[string]bool{}, promoted: map[string]time.Time{}}
 	now := time.Now()
-	if h.reached(Local, now) {
-		t.Error("a local delivery promoted the local deferred mail")
+	at := func(d time.Duration) time.Time { return now.Add(d) }
+	steps := []struct {
+		name string
+		act  func() promotion
+		want promotion
+	}{
+		{"local", func() promotion { return h.reached(Local, at(0)) }, promoteNone},
+		{"first-success-since-start", func() promotion { return h.reached("example.org", at(0)) }, promoteHeld},
+		{"second-success", func() promotion { return h.reached("example.org", at(time.Second)) }, promoteNone},
+		{"unreachable-then-success-within-interval", func() promotion {
+			h.unreachable("example.org")
+			return h.reached("example.org", at(2*time.Second))
+		}, promoteNone},
+		{"success-after-interval", func() promotion { return h.reached("example.org", at(PromoteInterval+3*time.Second)) }, promoteAll},
+		{"then-nothing", func() promotion { return h.reached("example.org", at(PromoteInterval+4*time.Second)) }, promoteNone},
+		{"unreachable-again-later", func() promotion {
+			h.unreachable("example.org")
+			return h.reached("example.org", at(3*PromoteInterval))
+		}, promoteAll},
 	}
-	if !h.reached("example.org", now) {
-		t.Error("the first success to example.org did not promote its deferred mail")
-	}
-	if h.reached("example.org", now.Add(time.Second)) {
-		t.Error("a second success in a row promoted again")
-	}
-	h.failed("example.org")
-	if h.reached("example.org", now.Add(2*time.Second)) {
-		t.Error("promoted twice within PromoteInterval")
-	}
-	h.failed("example.org")
-	if !h.reached("example.org", now.Add(PromoteInterval+3*time.Second)) {
-		t.Error("not promoted after PromoteInterval")
+	for _, st := range steps {
+		if got := st.act(); got != st.want {
+			t.Errorf("%s: promotion %d, want %d", st.name, got, st.want)
+		}
 	}
 }
 

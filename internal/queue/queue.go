@@ -270,7 +270,7 @@ func open(dir string, opts Options, admin bool) (*Queue, error) {
 		routes:     map[string]Deliverer{},
 		kick:       make(chan struct{}, 1),
 		leases:     leaseSet{m: map[leaseKey]struct{}{}},
-		hops:       hopState{up: map[string]bool{}, promoted: map[string]time.Time{}},
+		hops:       hopState{up: map[string]bool{}, down: map[string]bool{}, promoted: map[string]time.Time{}},
 		openedAt:   opts.Now(),
 	}
 	if err := q.stmts.prepare(ctx, wconn); err != nil {
