@@ -1,9 +1,32 @@
 package queue
 
 import (
+	"errors"
 	"sync"
 	"time"
 )
+
+// UnreachableError marks a temporary failure that says the destination
+// itself could not be reached: no connection to any of its hosts. The
+// queue then holds the destination's other due recipients without trying
+// them until this recipient's next attempt (see "Retry schedule" in the
+// package doc).
+type UnreachableError struct{ Err error }
+
+// Error returns the wrapped error's text.
+func (e *UnreachableError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the wrapped error.
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Unreachable wraps err (which must not be nil) as an UnreachableError.
+func Unreachable(err error) error { return &UnreachableError{Err: err} }
+
+// IsUnreachable reports whether err is, or wraps, an UnreachableError.
+func IsUnreachable(err error) bool {
+	var u *UnreachableError
+	return errors.As(err, &u)
+}
 
 // heldError is the last_error of a recipient held with its destination.
 func heldError(dest, why string, until time.Time) string {
