@@ -442,6 +442,7 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 			}
 		}
 		for _, g := range heldJobs {
+			q.fresh.drop(g.msgID) // no delivery takes it before the hold ends
 			deadline := recv[g.msgID].Add(expiry)
 			until, why := heldFor[g.dest].until, heldFor[g.dest].why
 			for _, r := range g.rcpts {
