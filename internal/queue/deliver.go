@@ -602,6 +602,10 @@ func (q *Queue) runJob(ctx context.Context, j *job) {
 		}
 	case deferred:
 		if unreachable != nil {
+			// The hold ends by MaxHold at the latest, so after a long outage
+			// the destination is tried again within minutes of its return,
+			// not at the hourly step of the recipient that found it down.
+			holdUntil = min(holdUntil, ms(now.Add(MaxHold)))
 			q.hops.unreachable(j.dest)
 			why := truncate(unreachable.Error())
 			q.hops.hold(j.dest, fromMs(holdUntil), why)

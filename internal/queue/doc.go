@@ -139,7 +139,8 @@
 //
 // The other way round, a deliverer that could not reach the destination at
 // all (no connection to any of its hosts) says so with Unreachable; the
-// destination is then held until that recipient's next attempt: the
+// destination is then held until that recipient's next attempt (at most
+// MaxHold, 10 minutes, as Exchange retries a next-hop queue): the
 // dispatcher defers its other due recipients to that time without handing
 // them to a worker (last_error "not tried: … could not be reached",
 // attempts not counted), so a queue of 100,000 messages for a host that

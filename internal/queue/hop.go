@@ -55,6 +55,13 @@ const holdSQL = `UPDATE recipients SET
 // after failures (see "Retry schedule" in the package doc).
 const PromoteInterval = time.Minute
 
+// MaxHold is the longest a destination is held after a delivery could
+// not reach it, however late that recipient's own next attempt: the
+// destination's other mail is tried again by then, and one success makes
+// all of it due. Exchange retries a next-hop queue in Retry after
+// OutboundConnectionFailureRetryInterval, 10 minutes on a hub server.
+const MaxHold = 10 * time.Minute
+
 // maxHops bounds the destinations hopState remembers.
 const maxHops = 10000
 

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -269,6 +270,50 @@ func TestUnreachableDestinationIsHeld(t *testing.T) {
 		later := enqueueT(t, q, testMsg("a@local.test", "b@example.org"))
 		waitFor(t, "new mail delivered at once", func() bool { return len(listT(t, q, Filter{ID: later})) == 0 })
 	})
+}
+
+// TestHoldEndsWithinMaxHold: after a recipient that found its
+// destination down has failed often enough to wait past MaxHold (its
+// third attempt: 15 minutes), the mail held with the destination is
+// tried again by MaxHold, not at that recipient's later attempt — so
+// after a long outage mail flows within minutes of the peer's return.
+func TestHoldEndsWithinMaxHold(t *testing.T) {
+	clk := newClock()
+	q := openT(t, t.TempDir(), Options{Now: clk.Now})
+	q.Handle(AnyRemote, &recorder{fn: func(context.Context, Recipient, int) error {
+		return Unreachable(errors.New("4.4.1 cannot connect to 127.0.0.1:25: connection refused"))
+	}})
+	runT(t, q)
+	probe := enqueueT(t, q, testMsg("a@local.test", "b@example.org"))
+	for k := 1; k <= 3; k++ {
+		waitFor(t, fmt.Sprintf("attempt %d", k), func() bool { return recipientState(t, q, probe, 0).Attempts == k })
+		if k < 3 {
+			clk.Advance(Backoff(k) + Backoff(k)/10 + time.Second)
+		}
+	}
+	failedAt, next := clk.Now(), recipientState(t, q, probe, 0).NextAttempt
+	if next.Sub(failedAt) <= MaxHold {
+		t.Fatalf("the probe's next attempt %v after its failure, want more than MaxHold", next.Sub(failedAt))
+	}
+	var held []string
+	for range 5 {
+		held = append(held, enqueueT(t, q, testMsg("a@local.test", "b@example.org")))
+	}
+	waitFor(t, "the new mail held", func() bool {
+		for _, id := range held {
+			if recipientState(t, q, id, 0).LastError == "" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range held {
+		rs := recipientState(t, q, id, 0)
+		if rs.Attempts != 0 || rs.NextAttempt.After(failedAt.Add(MaxHold)) {
+			t.Errorf("held recipient %s: next attempt %v after the failure (the probe's %v), want at most MaxHold (%v); %+v",
+				id, rs.NextAttempt.Sub(failedAt), next.Sub(failedAt), MaxHold, rs)
+		}
+	}
 }
 
 // TestUnreachableHoldsTheDueMailAtOnce: a server that starts with a
