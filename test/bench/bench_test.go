@@ -227,67 +227,96 @@ func hotSwap(t *testing.T, o relayOptions, swaps, clients int) swapResult {
 // the STARTTLS of the first probe served the new certificate. Failed
 // probes are counted in Failed and Sessions.
 func swapRounds(t *testing.T, r *relay, swaps int) swapResult {
-	var mu sync.Mutex
-	var probes []probe
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < 2; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				p := starttlsProbe(r.addr)
-				mu.Lock()
-				probes = append(probes, p)
-				mu.Unlock()
-			}
-		}()
-	}
-	firstServed := func(thumb string) (time.Time, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, p := range probes {
-			if p.thumb == thumb && p.err == nil {
-				return p.at, true
-			}
-		}
-		return time.Time{}, false
-	}
+	pr := startProbers(r.addr, 2)
 	res := swapResult{Swaps: swaps}
 	for i := 0; i < swaps; i++ {
 		time.Sleep(1200 * time.Millisecond) // a later NotBefore second: the new certificate wins (S4)
 		thumb := r.newCert("ecdsa")
 		returned := time.Now()
-		deadline := returned.Add(30 * time.Second)
-		for {
-			if at, ok := firstServed(thumb); ok {
-				res.Latencies = append(res.Latencies, float64(at.Sub(returned).Microseconds())/1000)
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("swap %d: certificate %s never served", i+1, thumb)
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
+		if at, ok := pr.waitServed(thumb, returned.Add(30*time.Second)); ok {
+			res.Latencies = append(res.Latencies, float64(at.Sub(returned).Microseconds())/1000)
+		} else {
+			t.Errorf("swap %d: certificate %s never served", i+1, thumb)
 		}
 	}
-	close(stop)
-	wg.Wait()
-	for _, p := range probes {
-		if p.err != nil {
-			res.Failed++
-			if res.Note == "" {
-				res.Note = p.err.Error()
-			}
-		}
-	}
+	probes := pr.stopAll()
+	res.Failed, res.Note = failures(probes)
 	res.Sessions = len(probes)
 	return res
+}
+
+// probers are clients running STARTTLS sessions back to back against one
+// address, recording when each session was served which certificate:
+// how the swap, renewal and scale benchmarks see a new certificate.
+type probers struct {
+	mu     sync.Mutex
+	probes []probe
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// startProbers starts n clients probing addr until stopAll.
+func startProbers(addr string, n int) *probers {
+	pr := &probers{stop: make(chan struct{})}
+	for range n {
+		pr.wg.Add(1)
+		go func() {
+			defer pr.wg.Done()
+			for {
+				select {
+				case <-pr.stop:
+					return
+				default:
+				}
+				p := starttlsProbe(addr)
+				pr.mu.Lock()
+				pr.probes = append(pr.probes, p)
+				pr.mu.Unlock()
+			}
+		}()
+	}
+	return pr
+}
+
+// waitServed waits until deadline for a session served thumb and returns
+// when its STARTTLS was sent.
+func (pr *probers) waitServed(thumb string, deadline time.Time) (time.Time, bool) {
+	for {
+		pr.mu.Lock()
+		i := slices.IndexFunc(pr.probes, func(p probe) bool { return p.err == nil && p.thumb == thumb })
+		var at time.Time
+		if i >= 0 {
+			at = pr.probes[i].at
+		}
+		pr.mu.Unlock()
+		if i >= 0 {
+			return at, true
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// stopAll stops the clients and returns every session they ran.
+func (pr *probers) stopAll() []probe {
+	close(pr.stop)
+	pr.wg.Wait()
+	return pr.probes
+}
+
+// failures counts the failed sessions and returns the first one's error.
+func failures(probes []probe) (n int, first string) {
+	for _, p := range probes {
+		if p.err != nil {
+			if n == 0 {
+				first = p.err.Error()
+			}
+			n++
+		}
+	}
+	return n, first
 }
 
 // starttlsProbe runs one STARTTLS session and returns when STARTTLS was

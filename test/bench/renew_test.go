@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,64 +32,25 @@ func TestRenew(t *testing.T) {
 	cur := r.cli("cert", "list", "--domain", connectorFqdn, "--service", "SMTP", "--json")
 	thumb := firstThumbprint(t, cur)
 
-	var mu sync.Mutex
-	var seen []probe
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < 2; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				p := starttlsProbe(r.addr)
-				mu.Lock()
-				seen = append(seen, p)
-				mu.Unlock()
-			}
-		}()
-	}
+	pr := startProbers(r.addr, 2)
 	var lat, fromStart, cmdTime []float64
-	failed := 0
 	for i := 0; i < renews; i++ {
 		time.Sleep(1200 * time.Millisecond) // a later NotBefore second: the renewal wins (S4)
 		began := time.Now()
 		nw := r.cli("cert", "renew", thumb)
 		returned := time.Now()
-		for deadline := returned.Add(30 * time.Second); ; time.Sleep(2 * time.Millisecond) {
-			mu.Lock()
-			var at time.Time
-			for _, p := range seen {
-				if p.err == nil && p.thumb == nw {
-					at = p.at
-					break
-				}
-			}
-			mu.Unlock()
-			if !at.IsZero() {
-				lat = append(lat, float64(at.Sub(returned).Microseconds())/1000)
-				fromStart = append(fromStart, float64(at.Sub(began).Microseconds())/1000)
-				cmdTime = append(cmdTime, float64(returned.Sub(began).Microseconds())/1000)
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("renewal %d: %s never served", i+1, nw)
-				break
-			}
+		at, ok := pr.waitServed(nw, returned.Add(30*time.Second))
+		if !ok {
+			t.Errorf("renewal %d: %s never served", i+1, nw)
+		} else {
+			lat = append(lat, float64(at.Sub(returned).Microseconds())/1000)
+			fromStart = append(fromStart, float64(at.Sub(began).Microseconds())/1000)
+			cmdTime = append(cmdTime, float64(returned.Sub(began).Microseconds())/1000)
 		}
 		thumb = nw
 	}
-	close(stop)
-	wg.Wait()
-	for _, p := range seen {
-		if p.err != nil {
-			failed++
-		}
-	}
+	seen := pr.stopAll()
+	failed, _ := failures(seen)
 
 	// The self-probe's cost: probes of the connector as the server's
 	// periodic probe makes them.

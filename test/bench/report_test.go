@@ -221,16 +221,7 @@ func report(t *testing.T, started time.Time, rounds int, loads []benchLoad, resu
 	w("With %d certificates in the store (from `BenchmarkStore10k`): `certrelay cert list --json` took %v (median of three runs); `certrelay serve` from exec to accepting connections %s ms (three starts); %d hot swaps under a light STARTTLS load were served after p50 %.1f, p99 %.1f, max %.1f ms.\n\n",
 		store.Certificates, store.CertList.Round(time.Millisecond), floats(store.ServeStarts), len(store.Swaps), median(store.Swaps), nearestRank(store.Swaps, 99), nearestRank(store.Swaps, 100))
 
-	w("### Go benchmarks\n\n```\n")
-	pkg := ""
-	for _, l := range gob {
-		if l.Pkg != pkg {
-			w("# %s\n", l.Pkg)
-			pkg = l.Pkg
-		}
-		w("%s\n", l.Raw)
-	}
-	w("```\n\n")
+	w("### Go benchmarks\n\n%s", goBenchBlock(gob))
 
 	sel := metric(gob, "BenchmarkSelect/memoized/10000", "ns/op")
 	selAllocs := metric(gob, "BenchmarkSelect/memoized/10000", "allocs/op")
@@ -341,4 +332,21 @@ func floats(v []float64) string {
 		return "(none)"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// goBenchBlock renders Go benchmark lines as a code block, each package
+// named before its lines.
+func goBenchBlock(lines []benchLine) string {
+	var b strings.Builder
+	b.WriteString("```\n")
+	pkg := ""
+	for _, l := range lines {
+		if l.Pkg != pkg {
+			fmt.Fprintf(&b, "# %s\n", l.Pkg)
+			pkg = l.Pkg
+		}
+		b.WriteString(l.Raw + "\n")
+	}
+	b.WriteString("```\n\n")
+	return b.String()
 }

@@ -9,9 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -157,16 +155,7 @@ func TestSelectScale(t *testing.T) {
 	w("| hot swap: `certrelay cert new --domain FQDN --services SMTP --key-type ecdsa` returns → first STARTTLS on that connector served the new certificate (a different connector each time) | %d | %.1f ms | %.1f ms | %.1f ms | — |\n", len(lat), median(lat), p99, nearestRank(lat, 100))
 	w("| `certrelay cert explain --connector NAME --json`, server running | %d | %.1f ms | — | %.1f ms | %.1f ms |\n\n", len(wall), ex, nearestRank(wall, 100), median(cpu))
 	w("Failed probe sessions during the swaps: %d.\n\n", failed)
-	w("```\n")
-	pkg := ""
-	for _, l := range gob {
-		if l.Pkg != pkg {
-			w("# %s\n", l.Pkg)
-			pkg = l.Pkg
-		}
-		w("%s\n", l.Raw)
-	}
-	w("```\n\n")
+	w("%s", goBenchBlock(gob))
 	sel, selAllocs := metric(gob, "BenchmarkSelect/memoized/10000", "ns/op"), metric(gob, "BenchmarkSelect/memoized/10000", "allocs/op")
 	cfg, cfgAllocs := metric(gob, "BenchmarkConfig", "ns/op"), metric(gob, "BenchmarkConfig", "allocs/op")
 	w("| goal (issue 19) | measured | |\n|---|---|---|\n")
@@ -187,49 +176,15 @@ func TestSelectScale(t *testing.T) {
 // returned, was already served it; ok false if none was within 30 s), and
 // the failed probes.
 func scaleSwap(t *testing.T, r *relay, addr, fqdn string) (ms float64, ok bool, failed int) {
-	var mu sync.Mutex
-	var probes []probe
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < 2; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				p := starttlsProbe(addr)
-				mu.Lock()
-				probes = append(probes, p)
-				mu.Unlock()
-			}
-		}()
-	}
-	defer func() { close(stop); wg.Wait() }()
+	pr := startProbers(addr, 2)
 	time.Sleep(100 * time.Millisecond)
 	thumb := r.cli("cert", "new", "--domain", fqdn, "--services", "SMTP", "--key-type", "ecdsa")
 	returned := time.Now()
-	for deadline := returned.Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-		mu.Lock()
-		i := slices.IndexFunc(probes, func(p probe) bool { return p.err == nil && p.thumb == thumb })
-		var at time.Time
-		if i >= 0 {
-			at = probes[i].at
-		}
-		failed = 0
-		for _, p := range probes {
-			if p.err != nil {
-				failed++
-			}
-		}
-		mu.Unlock()
-		if i >= 0 {
-			return float64(at.Sub(returned).Microseconds()) / 1000, true, failed
-		}
+	at, ok := pr.waitServed(thumb, returned.Add(30*time.Second))
+	failed, _ = failures(pr.stopAll())
+	if !ok {
+		t.Errorf("connector %s (%s): certificate %s never served", addr, fqdn, thumb)
+		return 0, false, failed
 	}
-	t.Errorf("connector %s (%s): certificate %s never served", addr, fqdn, thumb)
-	return 0, false, failed
+	return float64(at.Sub(returned).Microseconds()) / 1000, true, failed
 }

@@ -48,16 +48,7 @@ func TestHotSwap(t *testing.T) {
 		big.Certificates, len(big.Swaps), median(big.Swaps), nearestRank(big.Swaps, 99), nearestRank(big.Swaps, 100))
 	w("With %d certificates: `certrelay serve` from exec to accepting connections took %s ms (three starts, median %v); `certrelay cert list --json` took %v (median of three runs).\n\n",
 		big.Certificates, floats(big.ServeStarts), big.ServeStart().Round(time.Millisecond), big.CertList.Round(time.Millisecond))
-	w("```\n")
-	pkg := ""
-	for _, l := range gob {
-		if l.Pkg != pkg {
-			w("# %s\n", l.Pkg)
-			pkg = l.Pkg
-		}
-		w("%s\n", l.Raw)
-	}
-	w("```\n\n")
+	w("%s", goBenchBlock(gob))
 	sel := metric(gob, "BenchmarkSelect/memoized/10000", "ns/op")
 	selAllocs := metric(gob, "BenchmarkSelect/memoized/10000", "allocs/op")
 	cfg := metric(gob, "BenchmarkConfig", "ns/op")
