@@ -97,7 +97,7 @@ func TestAccessBench(t *testing.T) {
 			}
 		}
 	}
-	idle := idleMemory(t, r, crIMAP, idleN)
+	idle := idleMemory(t, r, crIMAP, idleN, clients)
 
 	med := func(proto, server string, f func(sample) float64) float64 {
 		var v []float64
@@ -345,13 +345,14 @@ type idleResult struct {
 
 // idleMemory opens n IMAP4 connections to the relay, each after STARTTLS,
 // LOGIN and SELECT left in IDLE, and measures the server's resident
-// memory before and after.
-func idleMemory(t *testing.T, r *relay, addr string, n int) idleResult {
+// memory before and after. They log in to the first users mailboxes
+// (at most four), which the benchmark made.
+func idleMemory(t *testing.T, r *relay, addr string, n, users int) idleResult {
 	r.mu.Lock()
 	pid := r.cmd.Process.Pid
 	r.mu.Unlock()
 	// Warm the server (code paths, pools) with some sessions first.
-	sessionLoad(t, "imap", addr, 4, time.Second)
+	sessionLoad(t, "imap", addr, min(4, users), time.Second)
 	time.Sleep(2 * time.Second)
 	res := idleResult{n: n, before: rss(t, pid)}
 	var conns []*conv
@@ -365,21 +366,8 @@ func idleMemory(t *testing.T, r *relay, addr string, n int) idleResult {
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}
-		v.line()
-		for _, s := range []string{"a STARTTLS", "b LOGIN " + accessUser(i%4) + "@bench.test " + benchPassword, "c SELECT INBOX"} {
-			v.send(s)
-			if _, err := v.tagged(s[:1]); err != nil {
-				t.Fatalf("connection %d: %s: %v", i, s, err)
-			}
-			if s[0] == 'a' {
-				if err := v.startTLS(); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		v.send("d IDLE")
-		if l, err := v.line(); err != nil || !strings.HasPrefix(l, "+") {
-			t.Fatalf("connection %d: IDLE: %q %v", i, l, err)
+		if err := imapIdleAs(v, accessUser(i%min(4, users))+"@bench.test"); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
 		}
 		v.c.SetDeadline(time.Time{})
 		conns = append(conns, v)

@@ -457,11 +457,15 @@ func smtpUse(v *conv, i int) error {
 	return nil
 }
 
-func imapIdle(v *conv) error {
+func imapIdle(v *conv) error { return imapIdleAs(v, mailbox) }
+
+// imapIdleAs takes a greeted IMAP4 connection through STARTTLS, LOGIN as
+// user and SELECT INBOX into IDLE.
+func imapIdleAs(v *conv, user string) error {
 	if _, err := v.line(); err != nil {
 		return err
 	}
-	for _, s := range []string{"a STARTTLS", "b LOGIN " + mailbox + " " + benchPassword, "c SELECT INBOX"} {
+	for _, s := range []string{"a STARTTLS", "b LOGIN " + user + " " + benchPassword, "c SELECT INBOX"} {
 		if err := v.send(s); err != nil {
 			return err
 		}
@@ -675,29 +679,6 @@ func dovecotIdle(t *testing.T, n int) procIdle {
 		fmt.Sprintf("default_process_limit = %d", n+50),
 		fmt.Sprintf("default_client_limit = %d", 2*n+100),
 		"mail_max_userip_connections = 100000")
-	open := func(v *conv) error {
-		if _, err := v.line(); err != nil {
-			return err
-		}
-		for _, s := range []string{"a STARTTLS", "b LOGIN " + accessUser(0) + "@bench.test " + benchPassword, "c SELECT INBOX"} {
-			if err := v.send(s); err != nil {
-				return err
-			}
-			if _, err := v.tagged(s[:1]); err != nil {
-				return fmt.Errorf("%s: %w", strings.Fields(s)[1], err)
-			}
-			if s[0] == 'a' {
-				if err := v.startTLS(); err != nil {
-					return err
-				}
-			}
-		}
-		v.send("d IDLE")
-		l, err := v.line()
-		if err == nil && !strings.HasPrefix(l, "+") {
-			err = fmt.Errorf("IDLE: %q", l)
-		}
-		return err
-	}
+	open := func(v *conv) error { return imapIdleAs(v, accessUser(0)+"@bench.test") }
 	return measureTree(t, "Dovecot imap, IDLE", d.imap, d.pid, n, open)
 }
