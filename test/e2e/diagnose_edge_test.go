@@ -39,18 +39,7 @@ func (e *env) runStep(command string) string {
 // mailbox on hub2 through it by direct trust.
 func TestDiagnoseSeed004StaleEdgeSubscription(t *testing.T) {
 	x := newEdgeOrg(t)
-	var sub []struct{ SyncAddress string }
-	x.edge.e.jsonOf(&sub, "edge", "list")
-	x.edge.p.stop()
-
-	// The edge rebuilt: same name, same addresses, new keys.
-	rebuilt := newEnv(t)
-	rebuilt.ok("setup", "--name", "edge1", "--fqdn", "edge1.org.test", "--role", "edge")
-	rebuilt.ok("connector", "receive", "set", "Default edge1", "--bindings", x.edge.addr)
-	rebuilt.ok("edge", "subscribe", "--out", "old.xml", "--sync-binding", sub[0].SyncAddress)
-	edge := &hub{e: rebuilt, name: "edge1", addr: x.edge.addr}
-	edge.start()
-	x.h1.e.ok("edge", "sync", "--wait", "5")
+	edge := x.rebuildEdge(t) // same name and addresses, new keys
 
 	var h *hub
 	var f diagFinding
@@ -80,7 +69,7 @@ func TestDiagnoseSeed004StaleEdgeSubscription(t *testing.T) {
 	h.e.runStep(f.Fix[0].Command)
 	edge.e.runStep(f.Fix[1].Command)
 	file := strings.TrimSpace(f.Fix[2].Command[strings.LastIndex(f.Fix[2].Command, " ")+1:])
-	h.e.write(file, mustRead(t, filepath.Join(rebuilt.work, file)))
+	h.e.write(file, mustRead(t, filepath.Join(edge.e.work, file)))
 	h.e.runStep(f.Fix[2].Command)
 
 	edge.waitMailbox("bob@contoso.test", true, 30*time.Second)

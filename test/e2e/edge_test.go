@@ -73,6 +73,24 @@ type edgeOrg struct {
 	pf           *testpki.Postfix
 }
 
+// rebuildEdge replaces the edge with one rebuilt from scratch — a new
+// data directory under the same name, addresses and sync binding, new
+// keys, subscribed anew but not imported on the hubs — starts it, and has
+// the hubs run a synchronisation round with it.
+func (x *edgeOrg) rebuildEdge(t *testing.T) *hub {
+	var sub []struct{ SyncAddress string }
+	x.edge.e.jsonOf(&sub, "edge", "list")
+	x.edge.p.stop()
+	rebuilt := newEnv(t)
+	rebuilt.ok("setup", "--name", "edge1", "--fqdn", "edge1.org.test", "--role", "edge")
+	rebuilt.ok("connector", "receive", "set", "Default edge1", "--bindings", x.edge.addr)
+	rebuilt.ok("edge", "subscribe", "--out", "rebuilt.xml", "--sync-binding", sub[0].SyncAddress)
+	r := &hub{e: rebuilt, name: "edge1", addr: x.edge.addr}
+	r.start()
+	x.h1.e.ok("edge", "sync", "--wait", "5")
+	return r
+}
+
 // newEdgeOrg sets up and starts the three, with contoso.test accepted,
 // bob@contoso.test homed on hub2 and alice@contoso.test on hub1, and
 // waits until the edge holds both recipients.
@@ -498,19 +516,7 @@ func TestEdgeQueuesWhileHubsAreDown(t *testing.T) {
 // connectors out of the organisation; on the edge, what was replicated.
 func TestEdgeRebuiltAndRemoved(t *testing.T) {
 	x := newEdgeOrg(t)
-	var sub []struct{ SyncAddress string }
-	x.edge.e.jsonOf(&sub, "edge", "list")
-	x.edge.p.stop()
-
-	// The edge rebuilt: same name, same addresses, new keys.
-	rebuilt := newEnv(t)
-	rebuilt.ok("setup", "--name", "edge1", "--fqdn", "edge1.org.test", "--role", "edge")
-	rebuilt.ok("connector", "receive", "set", "Default edge1", "--bindings", x.edge.addr)
-	_, port, _ := strings.Cut(sub[0].SyncAddress, ":")
-	rebuilt.ok("edge", "subscribe", "--out", "new.xml", "--sync-binding", "127.0.0.1:"+port)
-	r := &hub{e: rebuilt, name: "edge1", addr: x.edge.addr}
-	r.start()
-	x.h1.e.ok("edge", "sync", "--wait", "5")
+	r := x.rebuildEdge(t)
 	var ev eventJSON
 	for _, h := range []*hub{x.h1, x.h2} {
 		for _, e := range h.events(16091) {
@@ -548,7 +554,7 @@ func TestEdgeRebuiltAndRemoved(t *testing.T) {
 		t.Errorf("diagnose found no stale subscription on either hub")
 	}
 	var boxes []struct{ Address string }
-	rebuilt.jsonOf(&boxes, "mailbox", "list")
+	r.e.jsonOf(&boxes, "mailbox", "list")
 	if len(boxes) != 0 {
 		t.Errorf("the rebuilt edge got recipients from a hub that could not authenticate it: %+v", boxes)
 	}
