@@ -134,15 +134,9 @@ const factsFilled = "facts_filled"
 // backfillFacts records the facts of certificates stored before facts
 // were kept, once, when the data directory is writable.
 func (s *Store) backfillFacts(ctx context.Context) error {
-	if db.ReadOnly(s.db) {
-		return nil
-	}
 	// Looking for rows to fill reads the whole table: once, then a mark
 	// says it was done (every certificate added since records its facts).
-	if done, err := s.metaFlag(ctx, factsFilled); err != nil || done {
-		return err
-	}
-	return db.Tx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
+	return s.fillOnce(ctx, factsFilled, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT thumbprint, der FROM certificates WHERE der IS NOT NULL AND (facts IS NULL OR self_signed IS NULL)`)
 		if err != nil {
 			return err
@@ -171,8 +165,7 @@ func (s *Store) backfillFacts(ctx context.Context) error {
 				return err
 			}
 		}
-		_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO store_meta(key, value) VALUES(?, 1)`, factsFilled)
-		return err
+		return nil
 	})
 }
 

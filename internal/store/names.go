@@ -59,13 +59,7 @@ func putNames(ctx context.Context, tx *sql.Tx, thumbprint string, domains []stri
 // existed, once, when the data directory is writable. Until it is
 // filled, ListHolding answers that it cannot narrow a search.
 func (s *Store) backfillNames(ctx context.Context) error {
-	if db.ReadOnly(s.db) {
-		return nil
-	}
-	if ok, err := s.metaFlag(ctx, namesFilled); err != nil || ok {
-		return err
-	}
-	return db.Tx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
+	return s.fillOnce(ctx, namesFilled, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT thumbprint, der, facts FROM certificates WHERE der IS NOT NULL`)
 		if err != nil {
 			return err
@@ -104,7 +98,25 @@ func (s *Store) backfillNames(ctx context.Context) error {
 				return err
 			}
 		}
-		_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO store_meta(key, value) VALUES(?, 1)`, namesFilled)
+		return nil
+	})
+}
+
+// fillOnce runs fill, in one transaction with setting the store_meta key
+// mark, unless mark is set already or the data directory is read-only:
+// work on older rows that must be done once, not at every Open.
+func (s *Store) fillOnce(ctx context.Context, mark string, fill func(ctx context.Context, tx *sql.Tx) error) error {
+	if db.ReadOnly(s.db) {
+		return nil
+	}
+	if done, err := s.metaFlag(ctx, mark); err != nil || done {
+		return err
+	}
+	return db.Tx(ctx, s.db, func(ctx context.Context, tx *sql.Tx) error {
+		if err := fill(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO store_meta(key, value) VALUES(?, 1)`, mark)
 		return err
 	})
 }
