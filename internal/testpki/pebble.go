@@ -103,7 +103,7 @@ func StartPebbleWith(t testing.TB, o PebbleOptions) *Pebble {
 	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 	listen, mgmt := FreePort(t), FreePort(t)
 	p.HTTPPort, p.TLSPort = port(FreePort(t)), port(FreePort(t))
-	p.DNS = freeUDP(t)
+	p.DNS = FreePort(t) // free for UDP too
 	chall := FreePort(t)
 	p.ChallSrv, p.Management = "http://"+chall, mgmt
 	p.Directory = "https://" + strings.Replace(listen, "127.0.0.1", "localhost", 1) + "/dir"
@@ -147,16 +147,6 @@ func atoi(s string) int {
 	var n int
 	fmt.Sscan(s, &n)
 	return n
-}
-
-func freeUDP(t testing.TB) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
 }
 
 // Log is what pebble and challtestsrv wrote.

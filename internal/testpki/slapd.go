@@ -282,15 +282,3 @@ func (s *Slapd) Add(t testing.TB, dn string, attrs map[string][]string) {
 		t.Fatalf("slapd: add %s: %v", dn, err)
 	}
 }
-
-// FreePort returns a 127.0.0.1 address on which nothing listens now.
-func FreePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
