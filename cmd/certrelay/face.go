@@ -260,6 +260,11 @@ func (c *call) run(f face) error {
 	if err := c.readFiles(); err != nil {
 		return err
 	}
+	if op.Role == admin.ViewOnly {
+		if err := a.needData(); err != nil {
+			return err
+		}
+	}
 	return a.withAdmin(c.cmd, func(ad *admin.Admin) error {
 		req := admin.Request{Op: op.Name, Caller: cliCaller(), Params: c.raw}
 		if op.Streams {

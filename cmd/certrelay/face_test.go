@@ -139,18 +139,7 @@ func TestCLIExitStatus(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	t.Setenv("CERTRELAY_SYSTEM_ROOTS", filepath.Join(dir, "none.pem"))
-	run := func(args ...string) (int, string) {
-		t.Helper()
-		out, _ := os.Create(filepath.Join(dir, "out"))
-		errf, _ := os.Create(filepath.Join(dir, "err"))
-		in, _ := os.Open(os.DevNull)
-		defer out.Close()
-		defer errf.Close()
-		defer in.Close()
-		code := (&app{stdout: out, stderr: errf, stdin: in}).run(context.Background(), append([]string{"--data", data}, args...))
-		b, _ := os.ReadFile(errf.Name())
-		return code, string(b)
-	}
+	run := func(args ...string) (int, string) { t.Helper(); return runCLI(t, dir, data, args...) }
 	if code, stderr := run("setup", "--fqdn", "hub1.contoso.test"); code != 0 {
 		t.Fatalf("setup: %d %s", code, stderr)
 	}
@@ -217,4 +206,50 @@ func TestCLIPrintsEveryResult(t *testing.T) {
 			}()
 		}
 	}
+}
+
+// TestReadCommandNeedsData: a command that only reads, run on a data
+// directory that does not exist (a mistyped --data), says so and creates
+// nothing; a command that changes something still creates it.
+func TestReadCommandNeedsData(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "typo")
+	t.Setenv("CERTRELAY_SYSTEM_ROOTS", filepath.Join(dir, "none.pem"))
+	run := func(args ...string) (int, string) { t.Helper(); return runCLI(t, dir, data, args...) }
+	for _, args := range [][]string{{"cert", "list"}, {"server", "show"}, {"cert", "list", "--json"}} {
+		code, stderr := run(args...)
+		if code != 1 {
+			t.Errorf("%v on a missing data directory: exit %d, want 1 (%s)", args, code, stderr)
+		}
+		for _, w := range []string{data, "--data", "certrelay setup"} {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("%v: %q lacks %q", args, stderr, w)
+			}
+		}
+		if _, err := os.Stat(data); !os.IsNotExist(err) {
+			t.Fatalf("%v created %s (stat: %v)", args, data, err)
+		}
+	}
+	if code, stderr := run("setup", "--fqdn", "hub1.contoso.test"); code != 0 {
+		t.Fatalf("setup on a new data directory: %d %s", code, stderr)
+	}
+	if code, stderr := run("cert", "list"); code != 0 {
+		t.Errorf("cert list after setup: %d %s", code, stderr)
+	}
+}
+
+// runCLI runs certrelay --data data args in this process, with standard
+// output and error in files under dir, and returns the exit status and
+// what it wrote to standard error.
+func runCLI(t *testing.T, dir, data string, args ...string) (int, string) {
+	t.Helper()
+	out, _ := os.Create(filepath.Join(dir, "out"))
+	errf, _ := os.Create(filepath.Join(dir, "err"))
+	in, _ := os.Open(os.DevNull)
+	defer out.Close()
+	defer errf.Close()
+	defer in.Close()
+	code := (&app{stdout: out, stderr: errf, stdin: in}).run(context.Background(), append([]string{"--data", data}, args...))
+	b, _ := os.ReadFile(errf.Name())
+	return code, string(b)
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -158,6 +159,21 @@ func (a *app) withAdmin(cmd *cobra.Command, fn func(ad *admin.Admin) error) erro
 	}
 	defer ad.Close()
 	return fn(ad)
+}
+
+// needData refuses a command that only reads when the data directory
+// holds no database: opening it would create an empty store, and a
+// mistyped --data would then show no certificates as if the server had
+// none (and leave a stray directory behind).
+func (a *app) needData() error {
+	abs, err := filepath.Abs(a.dataDir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(abs, db.FileName)); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("no certrelay data directory at %s (no %s there), so there is nothing to show: check --data or CERTRELAY_DATA; `certrelay setup` or `certrelay serve` creates one", abs, db.FileName)
+	}
+	return nil
 }
 
 // open opens the data directory for a command.
