@@ -445,11 +445,16 @@ func TestDiagnoseSeeds000001KeyUnreadable(t *testing.T) {
 // negotiation (16070, Medium) within a second, and Lowest stops them.
 // certrelay trace, over the data directory's 0600 socket, shows the
 // selection of a handshake while swaks --tls runs; without a server it
-// says so.
+// says so, and without a data directory it says that.
 func TestEventLevelsAndTrace(t *testing.T) {
 	e := newEnv(t)
-	if r := e.run("", "trace"); r.code == 0 || !strings.Contains(r.stderr, "no server runs") {
+	// Before setup there is no data directory at all: trace says so
+	// (as every command that only reads does) and creates nothing.
+	if r := e.run("", "trace"); r.code != 1 || !strings.Contains(r.stderr, "no certrelay data directory") {
 		t.Errorf("trace before setup: exit %d, %q", r.code, r.stderr)
+	}
+	if _, err := os.Stat(e.data); !os.IsNotExist(err) {
+		t.Errorf("trace before setup created %s (%v)", e.data, err)
 	}
 	m := newMailServer(t, e, "hub.contoso.test")
 	if r := e.run("", "trace"); r.code != 1 || !strings.Contains(r.stderr, "no server runs") || !strings.Contains(r.stderr, "trace.sock") {
