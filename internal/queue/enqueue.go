@@ -280,18 +280,17 @@ func (q *Queue) opDone(o *op, err error) {
 // op is marked removed once the commit succeeded.
 func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
 	ctx := context.Background() // a caller's cancellation must not abort the others' commit
-	c := q.wconn
-	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	s := &q.stmts
+	if _, err := s.begin.ExecContext(ctx); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer func() {
 		if err != nil {
 			// Some errors (SQLITE_FULL, SQLITE_IOERR) roll back by
 			// themselves; then this ROLLBACK fails harmlessly.
-			_, _ = c.ExecContext(ctx, "ROLLBACK")
+			_, _ = s.rollback.ExecContext(ctx)
 		}
 	}()
-	s := &q.stmts
 	if len(batch) > 0 {
 		if err := q.insertMessages(ctx, batch); err != nil {
 			return err
@@ -310,13 +309,13 @@ func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
 		}
 	}
 	if len(updates) > 0 {
-		if err := q.updateRecipients(ctx, c, updates, now); err != nil {
+		if err := q.updateRecipients(ctx, updates, now); err != nil {
 			return err
 		}
 	}
 	var removed []*op
 	if len(finish) > 0 {
-		gone, err := q.removeDelivered(ctx, c, finish)
+		gone, err := q.removeDelivered(ctx, finish)
 		if err != nil {
 			return err
 		}
@@ -359,7 +358,7 @@ func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
 			return fmt.Errorf("bump generation: %w", err)
 		}
 	}
-	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, err := s.commit.ExecContext(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	for _, o := range removed {
@@ -373,8 +372,16 @@ func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
 const delDeliveredSQL = `DELETE FROM messages WHERE id = ? AND NOT EXISTS
 	(SELECT 1 FROM recipients WHERE msg_id = ? AND +status <> 'delivered')`
 
+// stmts are the writer's statements, prepared once on its connection:
+// with modernc.org/sqlite v1.62 a prepared statement is compiled once, an
+// SQL string at every execution (BEGIN and COMMIT included).
 type stmts struct {
+	begin, commit, rollback                                                                       *sql.Stmt
 	insMsg, insRcpt, updRcpt, delRcpts, delMsg, delDelivered, bumpGen, promote, promoteHeld, hold *sql.Stmt
+}
+
+func (s *stmts) all() []*sql.Stmt {
+	return []*sql.Stmt{s.begin, s.commit, s.rollback, s.insMsg, s.insRcpt, s.updRcpt, s.delRcpts, s.delMsg, s.delDelivered, s.bumpGen, s.promote, s.promoteHeld, s.hold}
 }
 
 // promoteSQL makes the deferred recipients of one destination due now
@@ -393,6 +400,9 @@ func (s *stmts) prepare(ctx context.Context, c *sql.Conn) error {
 		dst **sql.Stmt
 		sql string
 	}{
+		{&s.begin, `BEGIN IMMEDIATE`},
+		{&s.commit, `COMMIT`},
+		{&s.rollback, `ROLLBACK`},
 		{&s.insMsg, `INSERT INTO messages (id, received_at, sender, size, meta, body) VALUES (?, ?, ?, ?, ?, ?)`},
 		{&s.insRcpt, `INSERT INTO recipients (msg_id, idx, address, destination, notify, orcpt, next_attempt, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&s.updRcpt, `UPDATE recipients SET status = ?, attempts = ?, next_attempt = ?, last_error = ?, updated_at = ? WHERE msg_id = ? AND idx = ?`},
@@ -414,8 +424,52 @@ func (s *stmts) prepare(ctx context.Context, c *sql.Conn) error {
 	return nil
 }
 
+// reads are the hot reads on the pool (the dispatcher's scan, a
+// delivery's message, the generation), prepared once: database/sql
+// prepares a DB statement once on each connection that runs it and keeps
+// it there.
+type reads struct {
+	scan, getMsg, states, generation, received *sql.Stmt
+}
+
+const scanSQL = `SELECT msg_id, idx, address, destination, notify, orcpt, attempts
+		FROM recipients WHERE status = 'pending' AND next_attempt <= ?
+		ORDER BY next_attempt LIMIT ?`
+
+const statesSQL = `SELECT idx, address, destination, notify, orcpt, status, attempts, next_attempt, last_error, updated_at
+		FROM recipients WHERE msg_id = ? ORDER BY idx`
+
+func (r *reads) prepare(ctx context.Context, d *sql.DB) error {
+	for _, p := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&r.scan, scanSQL},
+		{&r.getMsg, `SELECT received_at, sender, meta, body FROM messages WHERE id = ?`},
+		{&r.states, statesSQL},
+		{&r.generation, `SELECT v FROM state WHERE k = 'generation'`},
+		{&r.received, `SELECT received_at FROM messages WHERE id = ?`},
+	} {
+		st, err := d.PrepareContext(ctx, p.sql)
+		if err != nil {
+			r.close()
+			return fmt.Errorf("prepare: %w", err)
+		}
+		*p.dst = st
+	}
+	return nil
+}
+
+func (r *reads) close() {
+	for _, st := range []*sql.Stmt{r.scan, r.getMsg, r.states, r.generation, r.received} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
 func (s *stmts) close() {
-	for _, st := range []*sql.Stmt{s.insMsg, s.insRcpt, s.updRcpt, s.delRcpts, s.delMsg, s.delDelivered, s.bumpGen, s.promote, s.promoteHeld, s.hold} {
+	for _, st := range s.all() {
 		if st != nil {
 			st.Close()
 		}

@@ -168,6 +168,7 @@ type Queue struct {
 	stop       chan struct{}
 	writerDone chan struct{}
 	stmts      stmts
+	reads      reads
 	commits    atomic.Uint64
 	enqueued   atomic.Uint64
 
@@ -278,6 +279,13 @@ func open(dir string, opts Options, admin bool) (*Queue, error) {
 		d.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
+	if err := q.reads.prepare(ctx, d); err != nil {
+		q.stmts.close()
+		q.reads.close()
+		wconn.Close()
+		d.Close()
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
 	go q.writer()
 	return q, nil
 }
@@ -301,6 +309,7 @@ func (q *Queue) Close() error {
 		close(q.stop)
 		<-q.writerDone
 		q.stmts.close()
+		q.reads.close()
 		err := errors.Join(q.wconn.Close(), q.db.Close())
 		if q.lock != nil {
 			err = errors.Join(err, q.lock.Close()) // releases the flock
