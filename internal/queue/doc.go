@@ -64,7 +64,10 @@
 //
 // # Delivery
 //
-// Run starts Options.Workers delivery goroutines and a dispatcher. The
+// Run starts Options.Workers delivery goroutines (32 by default: a local
+// delivery mostly waits for its Maildir round, shared by the deliveries
+// in progress, so more workers make larger rounds and fewer syncfs(2)
+// calls per message) and a dispatcher. The
 // dispatcher scans for due recipients (status pending, next_attempt <=
 // now), groups them per message and destination, and hands each group to
 // the Deliverer registered for that destination with Handle ("local" for

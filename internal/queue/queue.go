@@ -44,7 +44,14 @@ const (
 
 // Defaults of Options.
 const (
-	DefaultWorkers         = 16
+	// DefaultWorkers is 32: local delivery spends most of its time
+	// waiting for its Maildir round (internal/maildir's batch.go), and a
+	// round holds about half the deliveries in progress, so the workers
+	// set how many messages share one syncfs(2). With 16, ingest with
+	// Maildir delivery cost 444–462 µs of server CPU per message; with 32,
+	// 391–440 in the same minutes (docs/performance/ingest-19.md); 64
+	// gave no more.
+	DefaultWorkers         = 32
 	DefaultExpiry          = 48 * time.Hour
 	DefaultDeliveryTimeout = 10 * time.Minute
 	// NoRouteRetry is how long a recipient without a deliverer waits
