@@ -49,7 +49,8 @@
 //
 // The same writer also applies delivery results (delivered, deferred,
 // failed) and removals. Those are not waited on: they ride in the next
-// transaction. A result that leaves every recipient of its message
+// transaction; results alone wait up to 3 ms (resultsLinger) for an
+// ingest batch to share its transaction and its fsync. A result that leaves every recipient of its message
 // delivered also removes the message, in that same transaction. Losing a
 // result in a crash only causes the recipient to be delivered again
 // (at-least-once; the Maildir deliverer detects such repeats, see
