@@ -54,9 +54,10 @@
 // delivered also removes the message, in that same transaction. Losing a
 // result in a crash only causes the recipient to be delivered again
 // (at-least-once; the Maildir deliverer detects such repeats, see
-// internal/maildir). The results of one transaction are written by one
-// multi-row UPDATE and the messages they finish by one DELETE … RETURNING
-// (rows.go): the SQLite driver compiles every statement it executes.
+// internal/maildir). Every statement the writer runs, and the hot reads
+// (the scan, a delivery's message), is prepared once and executed a row
+// at a time (rows.go): the SQLite driver compiles only SQL that is not
+// prepared, so SQL built for a count of rows cost more than the rows.
 //
 // The writer also keeps each committed message in memory (fresh.go, at
 // most 8 MiB of bodies) until a delivery takes it, so a first delivery
