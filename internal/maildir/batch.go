@@ -108,8 +108,13 @@ func (b *batcher) commit(p *pending) error {
 		written, renamed := b.written, b.renamed
 		b.written, b.renamed = nil, nil
 		b.mu.Unlock()
-		next := round(written, renamed)
+		next, finished := round(written, renamed)
 		b.mu.Lock()
+		// done is set under b.mu, where the waiting deliveries read it
+		// (round runs unlocked; its writes of err happen before this).
+		for _, f := range finished {
+			f.done = true
+		}
 		b.renamed = append(b.renamed, next...)
 		b.running = false
 		b.cond.Broadcast()
@@ -117,9 +122,11 @@ func (b *batcher) commit(p *pending) error {
 	return p.err
 }
 
-// round runs steps 1 and 2 above: it finishes renamed (done, with the
-// sync's error) and returns those of written now in new/.
-func round(written, renamed []*pending) (next []*pending) {
+// round runs steps 1 and 2 above: it returns those of written now in
+// new/, and the deliveries it finished — renamed (with the sync's error)
+// and those of written that failed — for the caller to mark done under
+// the batcher's lock.
+func round(written, renamed []*pending) (next, finished []*pending) {
 	type fsOf struct {
 		dev uint64
 		err error
@@ -151,7 +158,7 @@ func round(written, renamed []*pending) (next []*pending) {
 	announced := map[string]bool{}
 	for _, p := range renamed {
 		syncOf(p)
-		p.done = true
+		finished = append(finished, p)
 		if p.err == nil && !announced[p.dir] {
 			announced[p.dir] = true
 			announce(filepath.Clean(p.dir)) // readers in IDLE (folder.go)
@@ -169,9 +176,9 @@ func round(written, renamed []*pending) (next []*pending) {
 			p.err = fmt.Errorf("maildir deliver to %s: %w", p.dir, err)
 		}
 		os.Remove(tmp)
-		p.done = true
+		finished = append(finished, p)
 	}
-	return next
+	return next, finished
 }
 
 // device returns the file system (st_dev) of the Maildir dir.

@@ -35,6 +35,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"certrelay/internal/safeio"
 )
 
@@ -153,12 +155,7 @@ func writeTmp(dir, name string, prefix, body []byte) error {
 			os.Remove(tmpPath)
 		}
 	}()
-	if len(prefix) > 0 {
-		if _, err := f.Write(prefix); err != nil {
-			return fmt.Errorf("maildir deliver to %s: write: %w", dir, err)
-		}
-	}
-	if _, err := f.Write(body); err != nil {
+	if err := writeAll(f, prefix, body); err != nil {
 		return fmt.Errorf("maildir deliver to %s: write: %w", dir, err)
 	}
 	if err := f.Close(); err != nil {
@@ -166,6 +163,54 @@ func writeTmp(dir, name string, prefix, body []byte) error {
 	}
 	ok = true
 	return nil
+}
+
+// writeAll writes prefix and body to f with one writev(2) (a second
+// write(2) for the Return-Path line was one system call more per
+// delivery), looping over short writes.
+func writeAll(f *os.File, prefix, body []byte) error {
+	if len(prefix) == 0 {
+		_, err := f.Write(body)
+		return err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	bufs := [][]byte{prefix, body}
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		for len(bufs) > 0 {
+			n, err := unix.Writev(int(fd), bufs)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				werr = err
+				return true
+			}
+			if n == 0 {
+				werr = io.ErrShortWrite
+				return true
+			}
+			for n > 0 && len(bufs) > 0 {
+				if n >= len(bufs[0]) {
+					n -= len(bufs[0])
+					bufs = bufs[1:]
+				} else {
+					bufs[0] = bufs[0][n:]
+					n = 0
+				}
+			}
+			for len(bufs) > 0 && len(bufs[0]) == 0 {
+				bufs = bufs[1:]
+			}
+		}
+		return true
+	}); err != nil {
+		return err
+	}
+	return werr
 }
 
 // mailbox is the per-Maildir state deliveries share: a bound on

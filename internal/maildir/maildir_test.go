@@ -190,3 +190,28 @@ func TestStaleTmpFileReplaced(t *testing.T) {
 		t.Errorf("delivered %q", b)
 	}
 }
+
+// TestPrefixAndBodyInOneFile checks the single writev of the prefix and
+// the body (writeAll): the file holds exactly the prefix then the body,
+// for an empty body, an empty prefix, and a body larger than a pipe's or
+// a page cache's single copy.
+func TestPrefixAndBodyInOneFile(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef\r\n"), 1<<16) // 1.1 MiB
+	for i, c := range []struct{ prefix, body []byte }{
+		{[]byte("Return-Path: <a@example.com>\r\n"), []byte("Subject: hi\r\n\r\nbody\r\n")},
+		{[]byte("Return-Path: <>\r\nDelivered-To: b@example.com\r\n"), nil},
+		{nil, []byte("no prefix\r\n")},
+		{[]byte("Return-Path: <a@example.com>\r\n"), big},
+	} {
+		root := t.TempDir()
+		res, err := DeliverWithPrefix(root, "example.com/bob", key(fmt.Sprintf("0123abc%d", i), 0), c.prefix, c.body)
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		got, err := os.ReadFile(res.Path)
+		want := append(append([]byte{}, c.prefix...), c.body...)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("case %d: file holds %d bytes (%v), want the %d of prefix and body", i, len(got), err, len(want))
+		}
+	}
+}

@@ -158,7 +158,7 @@ func (q *Queue) get(ctx context.Context, id string, noRcpts bool) (*Message, err
 	m := &Message{ID: id}
 	var recv int64
 	var meta string
-	err := q.db.QueryRowContext(ctx, `SELECT received_at, sender, meta, body FROM messages WHERE id = ?`, id).
+	err := q.reads.getMsg.QueryRowContext(ctx, id).
 		Scan(&recv, &m.Sender, &meta, &m.Body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -203,8 +203,7 @@ func (q *Queue) getWithStates(ctx context.Context, id string) (*Message, []Recip
 }
 
 func (q *Queue) states(ctx context.Context, id string) ([]RecipientState, error) {
-	rows, err := q.db.QueryContext(ctx, `SELECT idx, address, destination, notify, orcpt, status, attempts, next_attempt, last_error, updated_at
-		FROM recipients WHERE msg_id = ? ORDER BY idx`, id)
+	rows, err := q.reads.states.QueryContext(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -288,7 +288,7 @@ func (q *Queue) dispatch(ctx context.Context, jobs chan<- *job, maxInflight int)
 
 func (q *Queue) generation(ctx context.Context) (int64, error) {
 	var g int64
-	err := q.db.QueryRowContext(ctx, `SELECT v FROM state WHERE k = 'generation'`).Scan(&g)
+	err := q.reads.generation.QueryRowContext(ctx).Scan(&g)
 	return g, err
 }
 
@@ -322,9 +322,7 @@ func (q *Queue) scan(ctx context.Context, jobs chan<- *job, maxInflight int) (bo
 	// quarter of the server's CPU under load).
 	limit := leased + min(room, scanBatch)
 	now := q.opts.Now()
-	rows, err := q.db.QueryContext(ctx, `SELECT msg_id, idx, address, destination, notify, orcpt, attempts
-		FROM recipients WHERE status = 'pending' AND next_attempt <= ?
-		ORDER BY next_attempt LIMIT ?`, ms(now), limit)
+	rows, err := q.reads.scan.QueryContext(ctx, ms(now), limit)
 	if err != nil {
 		q.leases.mu.Unlock()
 		return false, err
@@ -494,7 +492,7 @@ func (q *Queue) receivedTimes(ctx context.Context, js []*job) (map[string]time.T
 			continue
 		}
 		var recv int64
-		err := q.db.QueryRowContext(ctx, `SELECT received_at FROM messages WHERE id = ?`, g.msgID).Scan(&recv)
+		err := q.reads.received.QueryRowContext(ctx, g.msgID).Scan(&recv)
 		if errors.Is(err, sql.ErrNoRows) {
 			out[g.msgID] = q.opts.Now() // removed meanwhile: the update touches nothing
 			continue

@@ -49,13 +49,15 @@
 //
 // The same writer also applies delivery results (delivered, deferred,
 // failed) and removals. Those are not waited on: they ride in the next
-// transaction. A result that leaves every recipient of its message
+// transaction; results alone wait up to 3 ms (resultsLinger) for an
+// ingest batch to share its transaction and its fsync. A result that leaves every recipient of its message
 // delivered also removes the message, in that same transaction. Losing a
 // result in a crash only causes the recipient to be delivered again
 // (at-least-once; the Maildir deliverer detects such repeats, see
-// internal/maildir). The results of one transaction are written by one
-// multi-row UPDATE and the messages they finish by one DELETE … RETURNING
-// (rows.go): the SQLite driver compiles every statement it executes.
+// internal/maildir). Every statement the writer runs, and the hot reads
+// (the scan, a delivery's message), is prepared once and executed a row
+// at a time (rows.go): the SQLite driver compiles only SQL that is not
+// prepared, so SQL built for a count of rows cost more than the rows.
 //
 // The writer also keeps each committed message in memory (fresh.go, at
 // most 8 MiB of bodies) until a delivery takes it, so a first delivery
@@ -64,7 +66,10 @@
 //
 // # Delivery
 //
-// Run starts Options.Workers delivery goroutines and a dispatcher. The
+// Run starts Options.Workers delivery goroutines (32 by default: a local
+// delivery mostly waits for its Maildir round, shared by the deliveries
+// in progress, so more workers make larger rounds and fewer syncfs(2)
+// calls per message) and a dispatcher. The
 // dispatcher scans for due recipients (status pending, next_attempt <=
 // now), groups them per message and destination, and hands each group to
 // the Deliverer registered for that destination with Handle ("local" for

@@ -44,7 +44,14 @@ const (
 
 // Defaults of Options.
 const (
-	DefaultWorkers         = 16
+	// DefaultWorkers is 32: local delivery spends most of its time
+	// waiting for its Maildir round (internal/maildir's batch.go), and a
+	// round holds about half the deliveries in progress, so the workers
+	// set how many messages share one syncfs(2). With 16, ingest with
+	// Maildir delivery cost 444–462 µs of server CPU per message; with 32,
+	// 391–440 in the same minutes (docs/performance/ingest-19.md); 64
+	// gave no more.
+	DefaultWorkers         = 32
 	DefaultExpiry          = 48 * time.Hour
 	DefaultDeliveryTimeout = 10 * time.Minute
 	// NoRouteRetry is how long a recipient without a deliverer waits
@@ -168,6 +175,7 @@ type Queue struct {
 	stop       chan struct{}
 	writerDone chan struct{}
 	stmts      stmts
+	reads      reads
 	commits    atomic.Uint64
 	enqueued   atomic.Uint64
 
@@ -278,6 +286,13 @@ func open(dir string, opts Options, admin bool) (*Queue, error) {
 		d.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
+	if err := q.reads.prepare(ctx, d); err != nil {
+		q.stmts.close()
+		q.reads.close()
+		wconn.Close()
+		d.Close()
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
 	go q.writer()
 	return q, nil
 }
@@ -301,6 +316,7 @@ func (q *Queue) Close() error {
 		close(q.stop)
 		<-q.writerDone
 		q.stmts.close()
+		q.reads.close()
 		err := errors.Join(q.wconn.Close(), q.db.Close())
 		if q.lock != nil {
 			err = errors.Join(err, q.lock.Close()) // releases the flock

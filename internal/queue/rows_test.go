@@ -7,12 +7,12 @@ import (
 	"testing"
 )
 
-// TestCommitManyRowsPerStatement drives the writer's transaction with
-// batches and results of several rows, more than one statement's chunk
-// (rows.go): every message and recipient is written, the last result of a
-// recipient wins, and a message is removed exactly when its results leave
-// every recipient delivered.
-func TestCommitManyRowsPerStatement(t *testing.T) {
+// TestCommitManyRows drives the writer's transaction with batches and
+// results of many rows (rows.go): every message and recipient is
+// written, the last result of a recipient wins, and a message is removed
+// exactly when its results leave every recipient delivered.
+func TestCommitManyRows(t *testing.T) {
+	const manyRows = 500
 	clk := newClock()
 	q := openT(t, t.TempDir(), Options{Now: clk.Now})
 	ctx := context.Background()
@@ -22,7 +22,7 @@ func TestCommitManyRowsPerStatement(t *testing.T) {
 
 	// More messages than a chunk, one of them with three recipients.
 	var batch []*enqReq
-	for i := range chunkRows + 20 {
+	for i := range manyRows + 20 {
 		batch = append(batch, req(testMsg("a@example.test", fmt.Sprintf("u%d@local.test", i))))
 	}
 	multi := req(testMsg("b@example.test", "x@local.test", "y@local.test", "z@remote.test"))
@@ -30,8 +30,8 @@ func TestCommitManyRowsPerStatement(t *testing.T) {
 	if err := q.commit(batch, nil); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := q.Count(ctx); err != nil || c.Messages != chunkRows+21 {
-		t.Fatalf("Count = %+v, %v; want %d messages", c, err, chunkRows+21)
+	if c, err := q.Count(ctx); err != nil || c.Messages != manyRows+21 {
+		t.Fatalf("Count = %+v, %v; want %d messages", c, err, manyRows+21)
 	}
 	got, err := q.Get(ctx, multi.id)
 	if err != nil || len(got.Recipients) != 3 || got.Recipients[2].Address != "z@remote.test" || got.Recipients[2].Destination != "remote.test" || string(got.Body) != string(multi.msg.Body) {
