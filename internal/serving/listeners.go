@@ -38,6 +38,12 @@ type ListenOptions struct {
 	Retry, RetryMax time.Duration
 	// Events receives the events; nil: the layer's.
 	Events EventSink
+	// KeepAlive is the TCP keep-alive period of accepted connections: 0
+	// is Go's default (keep-alive on, 15 s); negative turns keep-alive
+	// off. A protocol with its own inactivity timeouts (SMTP's) turns it
+	// off: Go sets it with four setsockopt calls on every accepted
+	// connection, and the timeouts already close a silent peer.
+	KeepAlive time.Duration
 }
 
 // Binding is one address a protocol listens on, and how it serves the
@@ -181,7 +187,8 @@ func (s *Listeners) Set(ctx context.Context, want []Binding) []error {
 // caller holds s.mu.
 func (s *Listeners) listen(b Binding) (error, []pendingEvent) {
 	log := s.l.o.Log
-	ln, err := net.Listen("tcp", b.Addr)
+	lc := net.ListenConfig{KeepAlive: s.o.KeepAlive}
+	ln, err := lc.Listen(context.Background(), "tcp", b.Addr)
 	f := s.failed[b.Addr]
 	if err != nil {
 		if f == nil {

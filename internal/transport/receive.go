@@ -142,7 +142,9 @@ func (r *Receiver) Start() {
 		Limits: r.limits, LimitReached: r.limitReached}
 	r.evq.start(r.Events, r.Log, r.Now, r.done)
 	r.ls = r.Serving.Listeners(serving.ListenOptions{Kind: "receive connector", LogKey: "connector",
-		FailedEvent: 16027, RestoredEvent: 16028, Retry: r.BindRetry, RetryMax: r.BindRetryMax, Events: sink})
+		FailedEvent: 16027, RestoredEvent: 16028, Retry: r.BindRetry, RetryMax: r.BindRetryMax, Events: sink,
+		// The SMTP engine's inactivity timeouts close a silent peer.
+		KeepAlive: -1})
 }
 
 // State returns the current snapshot.
