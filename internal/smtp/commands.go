@@ -38,6 +38,7 @@ func (c *conn) dispatch(ctx context.Context, line []byte) {
 	case equalFold(verb, "QUIT"):
 		c.writeReply(221, "2.0.0", c.domain+" closing connection")
 		c.closing = true
+		c.quit = true
 	case equalFold(verb, "STARTTLS"):
 		c.cmdStartTLS(ctx, arg, false)
 	case equalFold(verb, "X-ANONYMOUSTLS"):

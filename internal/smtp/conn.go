@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // readBufferSize is the per-connection input buffer. It bounds the runs
@@ -54,6 +56,7 @@ type conn struct {
 	dataMode  bool // reading message data: per-read deadline
 	closing   bool // close after flushing the replies
 	closeHard bool // the peer must not be lingered for (handshake failed…)
+	quit      bool // the session ended with QUIT
 	dr        dataReader
 
 	lim        connLimits          // this connection's limits (SPEC P1)
@@ -261,13 +264,20 @@ func (c *conn) readFailed(err error) {
 // error reply the peer may still be sending (pipelined commands): closing
 // with unread input would make TCP reset the connection and could destroy
 // our last reply, so a TCP connection is half-closed and briefly drained.
+// After QUIT with nothing buffered after it, what the socket holds is
+// read without waiting (a TLS client that has read the 221 sends its
+// close_notify and FIN) and, if that empties it, the connection is
+// closed at once: a close with no unread input sends the 221 and a FIN,
+// never a reset, so the drain (a shutdown, a timer, a wait for the
+// peer's close and two reads; issue 19) buys nothing.
 func (c *conn) finish() {
 	if c.bw == nil { // a panic while the buffers were in the pool
 		c.takeBuffers()
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(closingWriteTimeout))
 	flushErr := c.bw.Flush()
-	if tc, ok := c.nc.(*net.TCPConn); ok && !c.closeHard && flushErr == nil {
+	if tc, ok := c.nc.(*net.TCPConn); ok && !c.closeHard && flushErr == nil &&
+		!(c.quit && c.br.Buffered() == 0 && len(c.pending) == 0 && emptyNow(tc, c.first[:])) {
 		if tc.CloseWrite() == nil {
 			tc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 			io.CopyN(io.Discard, tc, 64<<10)
@@ -550,4 +560,31 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 			"cipher", tls.CipherSuiteName(cs.CipherSuite), "anonymous", anonymous)
 	}
 	return true
+}
+
+// emptyNow reads, without waiting, what the peer has sent and not been
+// read — up to a few KiB: a TLS client's close_notify and its FIN
+// usually, sent once it has read the 221 — and reports whether the
+// socket's input is now empty (or at its end), so that closing it sends
+// no reset. False when there is more, or when it cannot tell.
+func emptyNow(tc *net.TCPConn, scratch []byte) bool {
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	empty := false
+	rc.Read(func(fd uintptr) bool {
+		for range 4 {
+			n, _, err := unix.Recvfrom(int(fd), scratch, unix.MSG_DONTWAIT)
+			if err == unix.EAGAIN || (err == nil && n == 0) {
+				empty = true // nothing left, or the peer's FIN
+				return true
+			}
+			if err != nil {
+				return true
+			}
+		}
+		return true
+	})
+	return empty
 }
