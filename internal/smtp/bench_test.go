@@ -137,3 +137,73 @@ func TestBenchMessage(t *testing.T) {
 		t.Fatalf("bad benchmark message")
 	}
 }
+
+// tlsDiscardHandler is discardHandler offering STARTTLS with cfg.
+type tlsDiscardHandler struct{ cfg *tls.Config }
+
+func (h tlsDiscardHandler) NewSession(context.Context, ConnInfo) (Session, error) {
+	return tlsDiscardSession{cfg: h.cfg}, nil
+}
+
+type tlsDiscardSession struct {
+	discardSession
+	cfg *tls.Config
+}
+
+func (tlsDiscardSession) Capabilities(State) Capabilities { return Capabilities{StartTLS: true} }
+func (s tlsDiscardSession) TLSConfig(State, bool) (*tls.Config, error) {
+	return s.cfg, nil
+}
+
+// BenchmarkSessionSTARTTLS is what `smtpload -tls -session-only` makes
+// certrelay do, against the engine alone over loopback TCP: connect,
+// EHLO, STARTTLS, an ECDSA P-256 / X25519 handshake, EHLO, QUIT, one
+// session per iteration. The time and allocations include the client's;
+// profile it (-cpuprofile, -memprofile) to see the server's.
+func BenchmarkSessionSTARTTLS(b *testing.B) {
+	srv := &Server{Hostname: "mx.example.test", Handler: tlsDiscardHandler{getPKI(b).serverConfig()}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+	client := &tls.Config{InsecureSkipVerify: true, CurvePreferences: []tls.CurveID{tls.X25519}}
+	reply := func(br *bufio.Reader) {
+		for {
+			line, err := br.ReadSlice('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			if line[0] != '2' {
+				b.Fatalf("reply %q", line)
+			}
+			if line[3] == ' ' {
+				return
+			}
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		reply(br)
+		io.WriteString(c, "EHLO bench.example.test\r\n")
+		reply(br)
+		io.WriteString(c, "STARTTLS\r\n")
+		reply(br)
+		tc := tls.Client(c, client)
+		if err := tc.Handshake(); err != nil {
+			b.Fatal(err)
+		}
+		br.Reset(tc)
+		io.WriteString(tc, "EHLO bench.example.test\r\n")
+		reply(br)
+		io.WriteString(tc, "QUIT\r\n")
+		reply(br)
+		tc.Close()
+	}
+}

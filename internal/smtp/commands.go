@@ -62,7 +62,7 @@ func (c *conn) dispatch(ctx context.Context, line []byte) {
 		equalFold(verb, "HEAD"), equalFold(verb, "PUT"):
 		// A web browser or proxy talking to us (cross-protocol attack):
 		// end at once, as Postfix does.
-		c.log.Info("smtp HTTP request on SMTP port, closing")
+		c.logger().Info("smtp HTTP request on SMTP port, closing")
 		c.writeReply(421, "4.7.0", "HTTP requests not accepted, closing connection")
 		c.closing = true
 	default:
@@ -82,7 +82,7 @@ func (c *conn) logCommand(verb, arg []byte) {
 	if len(arg) > max {
 		arg = arg[:max]
 	}
-	c.log.Debug("smtp command", "cmd", logSafe(verb), "arg", logSafe(arg))
+	c.logger().Debug("smtp command", "cmd", logSafe(verb), "arg", logSafe(arg))
 }
 
 // logSafe escapes control and non-ASCII bytes of client input, Go style
@@ -307,15 +307,15 @@ func (c *conn) cmdData(arg []byte) {
 		if isTimeout(ioErr) {
 			c.timeLimit(c.readCause, true) // the message is discarded
 		} else {
-			c.log.Info("smtp connection lost during DATA, message discarded", "err", ioErr)
+			c.logger().Info("smtp connection lost during DATA, message discarded", "err", ioErr)
 			c.closeHard = true
 		}
 		if err == nil {
-			c.log.Error("smtp Session.Data ignored a reader error", "err", ioErr)
+			c.logger().Error("smtp Session.Data ignored a reader error", "err", ioErr)
 		}
 	case contentErr != nil:
 		if err == nil {
-			c.log.Error("smtp Session.Data ignored a reader error", "err", contentErr)
+			c.logger().Error("smtp Session.Data ignored a reader error", "err", contentErr)
 		}
 		switch {
 		case errors.Is(contentErr, ErrMessageTooLarge):
@@ -331,7 +331,7 @@ func (c *conn) cmdData(arg []byte) {
 	case err != nil:
 		c.replyError(err, 451, "4.3.0", "Temporary local error, try again later")
 	case !readAll:
-		c.log.Error("smtp Session.Data returned success without reading the message to its end")
+		c.logger().Error("smtp Session.Data returned success without reading the message to its end")
 		c.writeReply(451, "4.3.0", "Temporary local error, try again later")
 	case id != "":
 		c.writeReply(250, "2.0.0", "OK queued as "+sanitizeText(id))
@@ -371,7 +371,7 @@ func (c *conn) cmdStartTLS(ctx context.Context, arg []byte, anonymous bool) {
 				c.replyError(err, 454, "4.7.0", "TLS not available")
 				return
 			}
-			c.log.Warn("smtp no TLS configuration", "err", err, "anonymous", anonymous)
+			c.logger().Warn("smtp no TLS configuration", "err", err, "anonymous", anonymous)
 		}
 		c.writeReply(454, "4.7.0", "TLS not available")
 		return

@@ -41,8 +41,8 @@ type conn struct {
 	c   net.Conn // nc, or the *tls.Conn over it after STARTTLS
 	br  *bufio.Reader
 	bw  *bufio.Writer
-	log *slog.Logger
-	dbg bool // debug logging enabled
+	log *slog.Logger // made by logger at its first use
+	dbg bool         // debug logging enabled
 
 	sess   Session
 	st     State
@@ -162,22 +162,34 @@ func (c *conn) run(parent context.Context) {
 	c.loop(ctx)
 }
 
-// setLogger gives the connection its logger.
+// setLogger notes whether debug logging is on; the connection's logger
+// is made when it first logs (logger).
 //
 //go:noinline
 func (c *conn) setLogger(ctx context.Context) {
-	remote := ""
-	if c.st.RemoteAddr != nil {
-		remote = c.st.RemoteAddr.String()
+	c.dbg = c.cfg.log.Enabled(ctx, slog.LevelDebug)
+}
+
+// logger returns the connection's logger, the server's with the
+// connection's ID and remote address. It is made at the first use: most
+// sessions log nothing (debug logging off), and slog's With formats its
+// attributes at once — an allocation and a few hundred nanoseconds in
+// every session (issue 19).
+func (c *conn) logger() *slog.Logger {
+	if c.log == nil {
+		remote := ""
+		if c.st.RemoteAddr != nil {
+			remote = c.st.RemoteAddr.String()
+		}
+		c.log = c.cfg.log.With("conn", c.st.ID, "remote", remote)
 	}
-	c.log = c.cfg.log.With("conn", c.st.ID, "remote", remote)
-	c.dbg = c.log.Enabled(ctx, slog.LevelDebug)
+	return c.log
 }
 
 // recoverPanic, deferred, turns a panic of the session into its end.
 func (c *conn) recoverPanic() {
 	if r := recover(); r != nil {
-		c.log.Error("smtp session panic", "panic", r, "stack", string(debug.Stack()))
+		c.logger().Error("smtp session panic", "panic", r, "stack", string(debug.Stack()))
 		c.closeHard = true
 	}
 }
@@ -190,7 +202,7 @@ func (c *conn) open(ctx context.Context) bool {
 	sess, err := c.srv.Handler.NewSession(ctx, c.st.ConnInfo)
 	if err != nil {
 		c.domain = c.cfg.hostname
-		c.log.Info("smtp connection refused by policy", "err", err)
+		c.logger().Info("smtp connection refused by policy", "err", err)
 		c.replyError(err, 421, "4.3.2", "Service not available")
 		c.closing = true
 		return false
@@ -213,7 +225,7 @@ func (c *conn) greet() {
 	}
 	c.writeReply(220, "", c.domain+" "+sanitizeText(text))
 	if c.dbg {
-		c.log.Debug("smtp session start")
+		c.logger().Debug("smtp session start")
 	}
 }
 
@@ -253,7 +265,7 @@ func (c *conn) readFailed(err error) {
 		c.timeLimit(c.readCause, false)
 	default:
 		if c.dbg && err != io.EOF {
-			c.log.Debug("smtp read failed", "err", err)
+			c.logger().Debug("smtp read failed", "err", err)
 		}
 		c.closeHard = true
 	}
@@ -286,7 +298,7 @@ func (c *conn) finish() {
 	c.nc.Close()
 	c.releaseBuffers() // what is left in them is dropped with the connection
 	if c.dbg {
-		c.log.Debug("smtp session end")
+		c.logger().Debug("smtp session end")
 	}
 }
 
@@ -411,7 +423,7 @@ func (c *conn) countError() bool {
 	if c.errors < c.cfg.maxErrors {
 		return false
 	}
-	c.log.Info("smtp too many errors", "errors", c.errors)
+	c.logger().Info("smtp too many errors", "errors", c.errors)
 	c.writeReply(421, "4.7.0", "Too many errors, closing connection")
 	c.closing = true
 	return true
@@ -424,7 +436,7 @@ func (c *conn) replyError(err error, code int, enhanced, text string) {
 	var re *ReplyError
 	if errors.As(err, &re) && re.Code >= 400 && re.Code <= 599 {
 		if re.Err != nil {
-			c.log.Info("smtp policy reply", "code", re.Code, "err", re)
+			c.logger().Info("smtp policy reply", "code", re.Code, "err", re)
 		}
 		enh := re.enhanced()
 		msg := re.Message
@@ -445,7 +457,7 @@ func (c *conn) replyError(err error, code int, enhanced, text string) {
 		}
 		return
 	}
-	c.log.Error("smtp session error", "err", err)
+	c.logger().Error("smtp session error", "err", err)
 	c.writeReply(code, enhanced, text)
 }
 
@@ -518,7 +530,7 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 	// RFC 3207 5 and CVE-2011-0411: whatever the client sent after the
 	// command in plain text must not be read as if it had come over TLS.
 	if n := c.br.Buffered() + len(c.pending); n > 0 {
-		c.log.Warn("smtp plaintext after STARTTLS discarded (command injection attempt?)", "bytes", n)
+		c.logger().Warn("smtp plaintext after STARTTLS discarded (command injection attempt?)", "bytes", n)
 	}
 	c.pending = nil
 	tc := tls.Server(c.nc, cfg)
@@ -526,10 +538,13 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 	if c.sessionEnd.Before(hd) {
 		hd = c.sessionEnd
 	}
+	// The deadline on the connection bounds the handshake: a context
+	// with that deadline would add a timer, and a cancellable one a
+	// callback registered and removed in every handshake (issue 19); the
+	// session's context is not cancelled during one (a graceful stop
+	// waits for the command, Close closes the connection).
 	c.nc.SetDeadline(hd)
-	hctx, cancel := context.WithDeadline(ctx, hd)
-	err := tc.HandshakeContext(hctx)
-	cancel()
+	err := tc.Handshake()
 	if o, ok := c.sess.(TLSObserver); ok {
 		st := c.st
 		if err == nil {
@@ -539,7 +554,7 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 		o.TLSDone(st, anonymous, err)
 	}
 	if err != nil {
-		c.log.Info("smtp TLS handshake failed", "err", err, "anonymous", anonymous)
+		c.logger().Info("smtp TLS handshake failed", "err", err, "anonymous", anonymous)
 		c.closeHard = true
 		return false
 	}
@@ -556,7 +571,7 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 	c.st.AnonymousTLS = anonymous
 	c.capsValid = false
 	if c.dbg {
-		c.log.Debug("smtp TLS started", "version", tls.VersionName(cs.Version),
+		c.logger().Debug("smtp TLS started", "version", tls.VersionName(cs.Version),
 			"cipher", tls.CipherSuiteName(cs.CipherSuite), "anonymous", anonymous)
 	}
 	return true

@@ -293,7 +293,7 @@ func (c *conn) timeLimit(l Limit, data bool) {
 			c.writeReply(421, "4.4.2", "Timeout waiting for command, closing connection")
 		}
 	}
-	c.log.Info("smtp time limit reached", "limit", l.String(), "value", value, "data", data)
+	c.logger().Info("smtp time limit reached", "limit", l.String(), "value", value, "data", data)
 	c.limitReached(l, value.String())
 }
 
