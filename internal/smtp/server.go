@@ -141,7 +141,8 @@ type Server struct {
 
 	initOnce sync.Once
 	cfg      config
-	bufs     bufferPool // buffers of sessions waiting for a command
+	bufs     bufferPool  // buffers of sessions waiting for a command
+	hs       handshakers // goroutines that run STARTTLS handshakes
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -247,6 +248,7 @@ func (s *Server) init() {
 		s.listeners = make(map[*net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
 		s.done = make(chan struct{})
+		s.hs.jobs = make(chan *handshakeJob)
 	})
 }
 
