@@ -78,6 +78,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.ExpiryWindow == 0 {
 		o.ExpiryWindow = DefaultExpiryWindow
 	}
+	defer keepHeapHeadroom()()
 	logger := o.Logger
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
