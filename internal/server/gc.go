@@ -43,7 +43,6 @@ func keepHeapHeadroom() (stop func()) {
 	}
 	var stopped atomic.Bool
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	last := 100
 	var arm func()
 	arm = func() {
 		// A finalizer runs after the collection that finds its object
@@ -55,11 +54,9 @@ func keepHeapHeadroom() (stop func()) {
 			}
 			metrics.Read(sample)
 			if sample[0].Value.Kind() == metrics.KindUint64 {
-				// Changes under a tenth are not worth a call.
-				if p := gcPercentFor(sample[0].Value.Uint64()); p*10 < last*9 || p*10 > last*11 {
-					debug.SetGCPercent(p)
-					last = p
-				}
+				// Set every time (once a collection): another server in
+				// the same process (tests) may have stopped and reset it.
+				debug.SetGCPercent(gcPercentFor(sample[0].Value.Uint64()))
 			}
 			arm()
 		})
