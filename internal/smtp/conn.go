@@ -544,7 +544,7 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 	// session's context is not cancelled during one (a graceful stop
 	// waits for the command, Close closes the connection).
 	c.nc.SetDeadline(hd)
-	err := c.srv.hs.handshake(tc)
+	err := tc.Handshake()
 	if o, ok := c.sess.(TLSObserver); ok {
 		st := c.st
 		if err == nil {

@@ -141,8 +141,7 @@ type Server struct {
 
 	initOnce sync.Once
 	cfg      config
-	bufs     bufferPool  // buffers of sessions waiting for a command
-	hs       handshakers // goroutines that run STARTTLS handshakes
+	bufs     bufferPool // buffers of sessions waiting for a command
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -248,7 +247,6 @@ func (s *Server) init() {
 		s.listeners = make(map[*net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
 		s.done = make(chan struct{})
-		s.hs.jobs = make(chan *handshakeJob)
 	})
 }
 
