@@ -4,6 +4,7 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -49,7 +50,10 @@ func floorServerMain(keyType string) {
 		os.Exit(1)
 	}
 	cert := selfSigned(nil, key)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	// Keep-alive off, as on certrelay's receive connectors (serving's
+	// ListenOptions.KeepAlive): the floor's sockets cost what the
+	// sessions' do.
+	l, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
