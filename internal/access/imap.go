@@ -52,6 +52,19 @@ func (s *Service) serveIMAP(pr *proto, cfg *protoConfig, c net.Conn, implicit bo
 		tc, _ := s.o.Layer.Config(cfg.req)
 		kind.startTLS = tc != nil
 	}
+	if implicit {
+		// The handshake here, in this goroutine that ends with it, not
+		// in imapserver's connection goroutine, whose stack it would
+		// leave grown (see imapd.Conn); a failure ends the connection
+		// as imapserver's greeting would have.
+		if !handshakeIMAPS(c) {
+			release()
+			c.Close()
+			return
+		}
+	} else {
+		c = imapd.NewConn(c) // STARTTLS's handshake and IDLE without their goroutine
+	}
 	in := s.imapInstance(pr, kind)
 	imapConns.Store(c, connMeta{release: release, timeout: time.Duration(cfg.s.ConnectionTimeout), client: hostOf(c.RemoteAddr())})
 	if !in.ln.push(c) {
@@ -59,6 +72,25 @@ func (s *Service) serveIMAP(pr *proto, cfg *protoConfig, c net.Conn, implicit bo
 		release()
 		c.Close()
 	}
+}
+
+// imapsHandshakeTimeout bounds the handshake of an implicit-TLS
+// connection (imapserver's limit on writing its greeting, whose first
+// write ran the handshake before).
+const imapsHandshakeTimeout = 30 * time.Second
+
+// handshakeIMAPS completes the handshake of an implicit-TLS connection.
+func handshakeIMAPS(c net.Conn) bool {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return true
+	}
+	tc.SetDeadline(time.Now().Add(imapsHandshakeTimeout))
+	if tc.Handshake() != nil {
+		return false
+	}
+	tc.SetDeadline(time.Time{})
+	return true
 }
 
 func (s *Service) imapInstance(pr *proto, k imapKind) *imapInstance {

@@ -35,7 +35,26 @@ type mbox struct {
 	mu      sync.Mutex
 	tracker *imapserver.MailboxTracker
 	st      maildir.State
-	users   int // sessions with the folder selected
+	users   int                     // sessions with the folder selected
+	idlers  map[*idleState]struct{} // sessions in IDLE on a Conn (conn.go)
+}
+
+// addIdler, removeIdler and kickIdlers keep and wake the sessions in
+// IDLE; m.mu is held.
+func (m *mbox) addIdler(st *idleState) {
+	if m.idlers == nil {
+		m.idlers = map[*idleState]struct{}{}
+	}
+	m.idlers[st] = struct{}{}
+}
+
+func (m *mbox) removeIdler(st *idleState) { delete(m.idlers, st) }
+
+// kickIdlers has the updates just queued written to the sessions in IDLE.
+func (m *mbox) kickIdlers() {
+	for st := range m.idlers {
+		st.kick()
+	}
 }
 
 // refreshLocked reads the folder and queues what changed to every
@@ -56,8 +75,10 @@ func (m *mbox) refreshLocked() error {
 		now[msg.UID] = i
 	}
 	old := m.st.Messages
+	queued := false
 	for i := len(old) - 1; i >= 0; i-- {
 		if _, ok := now[old[i].UID]; !ok {
+			queued = true
 			m.tracker.QueueExpunge(uint32(i + 1))
 			old = append(old[:i], old[i+1:]...)
 		}
@@ -65,6 +86,7 @@ func (m *mbox) refreshLocked() error {
 	for i := range old {
 		j := now[old[i].UID]
 		if st.Messages[j].Flags != old[i].Flags {
+			queued = true
 			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(old[i].UID), imapFlags(st.Messages[j].Flags), nil)
 		}
 		old[i] = st.Messages[j]
@@ -76,10 +98,14 @@ func (m *mbox) refreshLocked() error {
 	for _, msg := range st.Messages {
 		if msg.UID > last {
 			old = append(old, msg)
+			queued = true
 			m.tracker.QueueNumMessages(uint32(len(old)))
 		}
 	}
 	m.st = maildir.State{UIDValidity: st.UIDValidity, UIDNext: st.UIDNext, Messages: old}
+	if queued {
+		m.kickIdlers()
+	}
 	return nil
 }
 

@@ -45,7 +45,13 @@ func New(o Options) *Backend {
 
 // NewSession returns the session of one connection.
 func (b *Backend) NewSession(c *imapserver.Conn) imapserver.Session {
-	return &Session{b: b, conn: c}
+	s := &Session{b: b, conn: c}
+	if w, ok := c.NetConn().(*Conn); ok {
+		w.ic = c
+		s.idle = &idleState{}
+		w.idle = s.idle
+	}
+	return s
 }
 
 // Session is one IMAP connection's state.
@@ -54,6 +60,7 @@ type Session struct {
 	conn *imapserver.Conn
 	root string // the mailbox's directory, after login
 	sel  *view
+	idle *idleState // IDLE without a waiting goroutine, on a Conn (conn.go)
 }
 
 // view is a selected folder, as this session sees it.
@@ -141,6 +148,9 @@ func (s *Session) Select(name string, o *imap.SelectOptions) (*imap.SelectData, 
 }
 
 func (s *Session) unselect() {
+	if s.idle != nil {
+		s.idle.end()
+	}
 	if s.sel != nil {
 		s.sel.t.Close()
 		s.b.reg.release(s.sel.m)
@@ -334,8 +344,16 @@ func (s *Session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	return s.sel.t.Poll(w, allowExpunge)
 }
 
-// Idle writes changes as they come until stop.
+// Idle writes changes as they come until stop. On a Conn it returns at
+// once and the changes are written while the connection waits for DONE
+// (conn.go).
 func (s *Session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	if s.idle != nil {
+		if s.sel != nil {
+			s.idle.begin(w, stop, s.sel.t, s.sel.m)
+		}
+		return nil
+	}
 	if s.sel == nil {
 		<-stop
 		return nil
@@ -464,6 +482,7 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 				msg = nm
 				s.sel.m.st.Messages[i] = nm
 				s.sel.m.tracker.QueueMessageFlags(seq, imap.UID(msg.UID), imapFlags(msg.Flags), s.sel.t)
+				s.sel.m.kickIdlers()
 				o.Flags = true
 			}
 		}
@@ -553,6 +572,7 @@ func (s *Session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		if nm.Flags != msg.Flags {
 			s.sel.m.st.Messages[i] = nm
 			s.sel.m.tracker.QueueMessageFlags(seq, imap.UID(nm.UID), imapFlags(nm.Flags), s.sel.t)
+			s.sel.m.kickIdlers()
 		}
 		return nil
 	})

@@ -1,0 +1,274 @@
+package imapd
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"certrelay/internal/testpki"
+)
+
+// connServer is an IMAP server whose connections are Conns, as
+// internal/access hands them to imapserver for a plain-text binding.
+type connServer struct {
+	addr   string
+	pool   *x509.CertPool
+	hellos atomic.Int32 // handshakes run on imapserver's connection goroutine
+	conns  chan *imapserver.Conn
+}
+
+type connListener struct{ net.Listener }
+
+func (l connListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return NewConn(c), nil
+}
+
+func serveConns(t *testing.T, root string) *connServer {
+	t.Helper()
+	leaf := testpki.SelfSigned(t, testpki.Options{CommonName: "imap.example.test", DNSNames: []string{"imap.example.test"}, Key: testpki.ECKey(t)})
+	cs := &connServer{pool: x509.NewCertPool(), conns: make(chan *imapserver.Conn, 16)}
+	cs.pool.AddCert(leaf.Cert)
+	cert := tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key}
+	b := New(Options{Login: func(user, pass string, _ net.Addr, _ bool) (string, error) {
+		if user == "alice@example.test" && pass == "correct horse" {
+			return filepath.Join(root, "box"), nil
+		}
+		return "", imapserver.ErrAuthFailed
+	}})
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			select {
+			case cs.conns <- c:
+			default:
+			}
+			return b.NewSession(c), nil, nil
+		},
+		Caps:         caps,
+		InsecureAuth: true,
+		Logger:       testLogger{t},
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			buf := make([]byte, 64<<10)
+			if strings.Contains(string(buf[:runtime.Stack(buf, false)]), "imapserver.(*Conn).serve") {
+				cs.hellos.Add(1)
+			}
+			return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+		}},
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(connListener{ln})
+	t.Cleanup(func() { srv.Close() })
+	cs.addr = ln.Addr().String()
+	return cs
+}
+
+// rawClient speaks IMAP4 line by line, as the bench and e2e clients do.
+type rawClient struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func rawDial(t *testing.T, cs *connServer, starttls bool) *rawClient {
+	t.Helper()
+	c, err := net.Dial("tcp", cs.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := &rawClient{t: t, c: c, br: bufio.NewReader(c)}
+	r.line()
+	if starttls {
+		r.cmd("a STARTTLS")
+		tc := tls.Client(c, &tls.Config{ServerName: "imap.example.test", RootCAs: cs.pool})
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		r.c, r.br = tc, bufio.NewReader(tc)
+	}
+	r.cmd("b LOGIN alice@example.test \"correct horse\"")
+	r.cmd("c SELECT INBOX")
+	return r
+}
+
+func (r *rawClient) line() string {
+	r.t.Helper()
+	l, err := r.br.ReadString('\n')
+	if err != nil {
+		r.t.Fatalf("read: %v (after %q)", err, l)
+	}
+	return strings.TrimRight(l, "\r\n")
+}
+
+func (r *rawClient) send(s string) {
+	r.t.Helper()
+	if _, err := fmt.Fprintf(r.c, "%s\r\n", s); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// cmd sends a tagged command and returns the untagged lines before its
+// OK; anything else fails the test.
+func (r *rawClient) cmd(s string) []string {
+	r.t.Helper()
+	r.send(s)
+	tag := strings.Fields(s)[0]
+	var untagged []string
+	for {
+		l := r.line()
+		if strings.HasPrefix(l, tag+" ") {
+			if !strings.HasPrefix(l, tag+" OK") {
+				r.t.Fatalf("%s: %s", s, l)
+			}
+			return untagged
+		}
+		untagged = append(untagged, l)
+	}
+}
+
+func (r *rawClient) idle() {
+	r.t.Helper()
+	r.send("i IDLE")
+	if l := r.line(); !strings.HasPrefix(l, "+") {
+		r.t.Fatalf("IDLE: %q", l)
+	}
+}
+
+// TestConnHandshakeAside: after STARTTLS on a Conn, the TLS handshake
+// runs outside imapserver's connection goroutine (whose stack it would
+// leave grown), and the session goes on over TLS.
+func TestConnHandshakeAside(t *testing.T) {
+	root := t.TempDir()
+	deliver(t, root, "m1", "Subject: first\r\n\r\nhello\r\n")
+	cs := serveConns(t, root)
+	for i := 0; i < 3; i++ {
+		r := rawDial(t, cs, true)
+		if got := r.cmd("d NOOP"); len(got) != 0 {
+			t.Errorf("NOOP after SELECT: %q", got)
+		}
+	}
+	if n := cs.hellos.Load(); n != 0 {
+		t.Errorf("%d of 3 handshakes ran on imapserver's connection goroutine", n)
+	}
+	// A failed handshake ends the connection, as it did inline.
+	c, err := net.Dial("tcp", cs.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	br.ReadString('\n')
+	fmt.Fprintf(c, "a STARTTLS\r\n")
+	br.ReadString('\n')
+	fmt.Fprintf(c, "not a ClientHello\r\n")
+	if _, err := br.ReadString('\n'); err == nil {
+		t.Error("the connection stayed open after a failed handshake")
+	}
+}
+
+// TestConnIdle: on a Conn, IDLE holds no goroutine of its own; a delivery
+// and another session's flag change still reach the client at once, in
+// plain text and after STARTTLS; after DONE nothing more is written
+// until the next command reports it.
+func TestConnIdle(t *testing.T) {
+	for _, starttls := range []bool{false, true} {
+		t.Run(fmt.Sprintf("starttls=%v", starttls), func(t *testing.T) {
+			root := t.TempDir()
+			deliver(t, root, "m1", "Subject: first\r\n\r\nhello\r\n")
+			cs := serveConns(t, root)
+			const n = 20
+			var cls []*rawClient
+			for i := 0; i < n; i++ {
+				cls = append(cls, rawDial(t, cs, starttls))
+			}
+			other := rawDial(t, cs, starttls)
+			time.Sleep(200 * time.Millisecond)
+			before := runtime.NumGoroutine()
+			for _, r := range cls {
+				r.idle()
+			}
+			time.Sleep(200 * time.Millisecond)
+			if added := runtime.NumGoroutine() - before; added >= n/2 {
+				t.Errorf("%d connections in IDLE added %d goroutines, want none", n, added)
+			}
+
+			deliver(t, root, "m2", "Subject: second\r\n\r\nworld\r\n")
+			for i, r := range cls {
+				r.c.SetReadDeadline(time.Now().Add(3 * time.Second)) // well before RefreshInterval
+				if l := r.line(); l != "* 2 EXISTS" {
+					t.Fatalf("client %d in IDLE: %q, want * 2 EXISTS", i, l)
+				}
+			}
+			other.cmd("s STORE 1 +FLAGS (\\Flagged)")
+			for i, r := range cls {
+				if l := r.line(); !strings.Contains(l, "FETCH") || !strings.Contains(l, `\Flagged`) {
+					t.Fatalf("client %d in IDLE: %q, want the flag change", i, l)
+				}
+			}
+			for _, r := range cls {
+				r.send("DONE")
+				if l := r.line(); !strings.HasPrefix(l, "i OK") {
+					t.Fatalf("DONE: %q", l)
+				}
+			}
+			// Out of IDLE, a delivery waits for the next command.
+			deliver(t, root, "m3", "Subject: third\r\n\r\n!\r\n")
+			r := cls[0]
+			r.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			if l, err := r.br.ReadString('\n'); err == nil {
+				t.Fatalf("written outside IDLE: %q", l)
+			}
+			r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if got := r.cmd("n NOOP"); len(got) != 1 || got[0] != "* 3 EXISTS" {
+				t.Errorf("NOOP after the delivery: %q", got)
+			}
+			// A second IDLE on the same connection works too.
+			r.idle()
+			deliver(t, root, "m4", "Subject: fourth\r\n\r\n!\r\n")
+			if l := r.line(); l != "* 4 EXISTS" {
+				t.Fatalf("second IDLE: %q", l)
+			}
+			r.send("DONE")
+			if l := r.line(); !strings.HasPrefix(l, "i OK") {
+				t.Fatalf("DONE: %q", l)
+			}
+		})
+	}
+}
+
+// TestConnIdleBye: a connection in IDLE that the server ends (what
+// internal/access's ConnectionTimeout does: imapserver.Conn.Bye) gets
+// its BYE and is closed.
+func TestConnIdleBye(t *testing.T) {
+	root := t.TempDir()
+	cs := serveConns(t, root)
+	r := rawDial(t, cs, true)
+	ic := <-cs.conns
+	r.idle()
+	time.Sleep(100 * time.Millisecond)
+	ic.Bye("session time limit reached")
+	if l := r.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Fatalf("got %q, want * BYE", l)
+	}
+	if l, err := r.br.ReadString('\n'); err == nil {
+		t.Fatalf("the connection stayed open: %q", l)
+	}
+}
