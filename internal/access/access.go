@@ -183,8 +183,12 @@ func (s *Service) Reload(ctx context.Context) error {
 				want = append(want, serving.Binding{Addr: a, Owner: string(pr.p), Handle: func(c net.Conn) { s.handle(pr, c, false) }})
 			}
 			for _, a := range x.st.SSLBindings {
-				want = append(want, serving.Binding{Addr: a, Owner: string(pr.p), Handle: func(c net.Conn) { s.handle(pr, c, true) },
-					TLS: func(*tls.ClientHelloInfo) selection.Request { return pr.cur.Load().req }})
+				b := serving.Binding{Addr: a, Owner: string(pr.p), Handle: func(c net.Conn) { s.handle(pr, c, true) },
+					TLS: func(*tls.ClientHelloInfo) selection.Request { return pr.cur.Load().req }}
+				if pr.p == IMAP4 {
+					b.Wrap = func(c net.Conn) net.Conn { return imapd.NewConn(c) } // IDLE without its goroutine
+				}
+				want = append(want, b)
 			}
 		}
 		x.pr.ls.Set(ctx, want)

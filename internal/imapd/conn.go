@@ -16,8 +16,10 @@ import (
 // for updates. What a connection keeps while it waits is mostly fixed by
 // the library (its 4 KiB reader and 4 KiB writer, the TLS state, the
 // read path's 8 KiB stack), but two costs are certrelay's to avoid, and
-// Conn, the net.Conn handed to imapserver for a plain-text binding,
-// avoids them without changing the library:
+// Conn avoids them without changing the library. Conn is the net.Conn
+// handed to imapserver for a plain-text binding, and the one under the
+// tls.Conn of an implicit-TLS binding (serving.Binding.Wrap; that
+// handshake is completed before imapserver sees the connection):
 //
 //   - The TLS handshake after STARTTLS is deep (more than 8 KiB of stack
 //     with ECDSA signing and ML-KEM). imapserver starts it lazily, in the
@@ -45,9 +47,9 @@ type Conn struct {
 	idle       *idleState       // the session's, once it has one
 }
 
-// NewConn wraps a plain-text connection (one that may start TLS with
-// STARTTLS) for imapserver; Backend.NewSession finds it in
-// imapserver.Conn.NetConn.
+// NewConn wraps a connection for imapserver: a plain-text one (which may
+// start TLS with STARTTLS), or the one under an implicit-TLS tls.Conn.
+// Backend.NewSession finds it in imapserver.Conn.NetConn (or under it).
 func NewConn(c net.Conn) *Conn { return &Conn{Conn: c} }
 
 // SetReadDeadline sets the deadline, then completes a TLS handshake that

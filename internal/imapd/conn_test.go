@@ -21,26 +21,37 @@ import (
 // connServer is an IMAP server whose connections are Conns, as
 // internal/access hands them to imapserver for a plain-text binding.
 type connServer struct {
-	addr   string
-	pool   *x509.CertPool
-	hellos atomic.Int32 // handshakes run on imapserver's connection goroutine
-	conns  chan *imapserver.Conn
+	addr     string
+	implicit bool // TLS from the first byte, over a Conn (as on 993)
+	pool     *x509.CertPool
+	hellos   atomic.Int32 // handshakes run on imapserver's connection goroutine
+	conns    chan *imapserver.Conn
 }
 
-type connListener struct{ net.Listener }
+type connListener struct {
+	net.Listener
+	implicit *tls.Config
+}
 
 func (l connListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
+	if l.implicit != nil {
+		tc := tls.Server(NewConn(c), l.implicit)
+		tc.Handshake() // as internal/access does before imapserver sees it
+		return tc, nil
+	}
 	return NewConn(c), nil
 }
 
-func serveConns(t *testing.T, root string) *connServer {
+func serveConns(t *testing.T, root string) *connServer { return serveConnsTLS(t, root, false) }
+
+func serveConnsTLS(t *testing.T, root string, implicit bool) *connServer {
 	t.Helper()
 	leaf := testpki.SelfSigned(t, testpki.Options{CommonName: "imap.example.test", DNSNames: []string{"imap.example.test"}, Key: testpki.ECKey(t)})
-	cs := &connServer{pool: x509.NewCertPool(), conns: make(chan *imapserver.Conn, 16)}
+	cs := &connServer{implicit: implicit, pool: x509.NewCertPool(), conns: make(chan *imapserver.Conn, 16)}
 	cs.pool.AddCert(leaf.Cert)
 	cert := tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key}
 	b := New(Options{Login: func(user, pass string, _ net.Addr, _ bool) (string, error) {
@@ -72,7 +83,11 @@ func serveConns(t *testing.T, root string) *connServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(connListener{ln})
+	var implicitTLS *tls.Config
+	if implicit {
+		implicitTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	go srv.Serve(connListener{ln, implicitTLS})
 	t.Cleanup(func() { srv.Close() })
 	cs.addr = ln.Addr().String()
 	return cs
@@ -94,6 +109,10 @@ func rawDial(t *testing.T, cs *connServer, starttls bool) *rawClient {
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	r := &rawClient{t: t, c: c, br: bufio.NewReader(c)}
+	if cs.implicit {
+		tc := tls.Client(c, &tls.Config{ServerName: "imap.example.test", RootCAs: cs.pool})
+		r.c, r.br = tc, bufio.NewReader(tc)
+	}
 	r.line()
 	if starttls {
 		r.cmd("a STARTTLS")
@@ -186,14 +205,15 @@ func TestConnHandshakeAside(t *testing.T) {
 
 // TestConnIdle: on a Conn, IDLE holds no goroutine of its own; a delivery
 // and another session's flag change still reach the client at once, in
-// plain text and after STARTTLS; after DONE nothing more is written
-// until the next command reports it.
+// plain text, after STARTTLS and in TLS from the first byte; after DONE
+// nothing more is written until the next command reports it.
 func TestConnIdle(t *testing.T) {
-	for _, starttls := range []bool{false, true} {
-		t.Run(fmt.Sprintf("starttls=%v", starttls), func(t *testing.T) {
+	for _, mode := range []string{"plain", "starttls", "implicit"} {
+		t.Run(mode, func(t *testing.T) {
+			starttls := mode == "starttls"
 			root := t.TempDir()
 			deliver(t, root, "m1", "Subject: first\r\n\r\nhello\r\n")
-			cs := serveConns(t, root)
+			cs := serveConnsTLS(t, root, mode == "implicit")
 			const n = 20
 			var cls []*rawClient
 			for i := 0; i < n; i++ {

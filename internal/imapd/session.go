@@ -46,7 +46,13 @@ func New(o Options) *Backend {
 // NewSession returns the session of one connection.
 func (b *Backend) NewSession(c *imapserver.Conn) imapserver.Session {
 	s := &Session{b: b, conn: c}
-	if w, ok := c.NetConn().(*Conn); ok {
+	w, ok := c.NetConn().(*Conn)
+	if tc, isTLS := c.NetConn().(*tls.Conn); isTLS { // implicit TLS over a Conn
+		if w, ok = tc.NetConn().(*Conn); ok {
+			w.tlsStarted = true
+		}
+	}
+	if ok {
 		w.ic = c
 		s.idle = &idleState{}
 		w.idle = s.idle

@@ -52,6 +52,9 @@ func (l *Layer) acceptLoop(li *listener) func(net.Listener) error {
 			pause = 0
 			b := li.cur.Load()
 			if b.TLS != nil {
+				if b.Wrap != nil {
+					c = b.Wrap(c)
+				}
 				c = tls.Server(c, implicit)
 			}
 			go b.Handle(c)

@@ -76,6 +76,10 @@ type Binding struct {
 	// proves control of a name at the TLS level, such as ACME's
 	// tls-alpn-01 (RFC 8737). nil, or a nil answer: the selection's.
 	Challenge func(hello *tls.ClientHelloInfo) *tls.Config
+	// Wrap, with TLS, wraps the accepted connection before TLS is layered
+	// on it: what the protocol needs to see underneath its TLS (IMAP4's
+	// imapd.Conn, which knows when the connection waits for input).
+	Wrap func(net.Conn) net.Conn
 }
 
 // Listeners keeps one protocol's listeners matching its configuration:
