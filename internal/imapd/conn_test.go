@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -26,6 +27,7 @@ type connServer struct {
 	pool     *x509.CertPool
 	hellos   atomic.Int32 // handshakes run on imapserver's connection goroutine
 	conns    chan *imapserver.Conn
+	backend  *Backend
 }
 
 type connListener struct {
@@ -60,6 +62,7 @@ func serveConnsTLS(t *testing.T, root string, implicit bool) *connServer {
 		}
 		return "", imapserver.ErrAuthFailed
 	}})
+	cs.backend = b
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			select {
@@ -290,5 +293,98 @@ func TestConnIdleBye(t *testing.T) {
 	}
 	if l, err := r.br.ReadString('\n'); err == nil {
 		t.Fatalf("the connection stayed open: %q", l)
+	}
+}
+
+// TestSelectRereadsOnlyChangedFolders: a SELECT of a folder other
+// sessions keep open does not list it again while its directories are
+// unchanged, and does as soon as another program changes it (a file put
+// in new/, a flag renamed in cur/), even within the same second.
+func TestSelectRereadsOnlyChangedFolders(t *testing.T) {
+	root := t.TempDir()
+	deliver(t, root, "m1", "Subject: first\r\n\r\nhello\r\n")
+	box := filepath.Join(root, "box")
+	age := func() { // as if the last change were an hour ago
+		old := time.Now().Add(-time.Hour)
+		for _, d := range []string{box, filepath.Join(box, "cur"), filepath.Join(box, "new")} {
+			if err := os.Chtimes(d, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	age()
+	cs := serveConns(t, root)
+	keeper := rawDial(t, cs, false) // keeps the folder open
+	keeper.cmd("k NOOP")
+	age()                      // its SELECT moved m1 from new/ to cur/ just now
+	r := rawDial(t, cs, false) // its SELECT reads the folder, and trusts the times
+	b := cs.backend
+	m := b.reg.lookup(box)
+	reads := func() int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.reads
+	}
+	exists := func() string {
+		t.Helper()
+		for _, l := range r.cmd("s SELECT INBOX") {
+			if strings.HasSuffix(l, " EXISTS") {
+				return l
+			}
+		}
+		t.Fatal("SELECT without EXISTS")
+		return ""
+	}
+	before := reads()
+	if got := exists(); got != "* 1 EXISTS" {
+		t.Fatalf("SELECT: %q", got)
+	}
+	if n := reads() - before; n != 0 {
+		t.Errorf("a SELECT of an unchanged folder read it %d times, want 0", n)
+	}
+	// Another program delivers: a file in new/, no announcement.
+	name := fmt.Sprintf("%d.other.example.test", time.Now().UnixNano())
+	if err := os.WriteFile(filepath.Join(box, "new", name), []byte("Subject: other\r\n\r\nhi\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := exists(); got != "* 2 EXISTS" {
+		t.Fatalf("SELECT after another program's delivery: %q, want * 2 EXISTS", got)
+	}
+	// A change within the same timestamp as the last read (the kernel's
+	// clock is coarse) leaves the times as they were: times less than
+	// mtimeSlack old are not trusted, so it is read anyway.
+	now := time.Now()
+	setTimes := func() {
+		for _, d := range []string{box, filepath.Join(box, "cur"), filepath.Join(box, "new")} {
+			if err := os.Chtimes(d, now, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	setTimes()
+	exists()
+	same := fmt.Sprintf("%d.same.example.test", time.Now().UnixNano())
+	if err := os.WriteFile(filepath.Join(box, "new", same), []byte("Subject: same tick\r\n\r\nhi\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	setTimes()
+	if got := exists(); got != "* 3 EXISTS" {
+		t.Fatalf("SELECT after a change in the same timestamp: %q, want * 3 EXISTS", got)
+	}
+	// Another program sets a flag: a rename in cur/.
+	age()
+	exists()
+	cur, _ := os.ReadDir(filepath.Join(box, "cur"))
+	for _, e := range cur {
+		if strings.HasPrefix(e.Name(), name) {
+			if err := os.Rename(filepath.Join(box, "cur", e.Name()), filepath.Join(box, "cur", e.Name()+"F")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	exists()
+	got := strings.Join(r.cmd("f FETCH 2 FLAGS"), " ")
+	if !strings.Contains(got, `\Flagged`) {
+		t.Errorf("FETCH after another program flagged the message: %q", got)
 	}
 }

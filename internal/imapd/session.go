@@ -129,7 +129,7 @@ func (s *Session) Select(name string, o *imap.SelectOptions) (*imap.SelectData, 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.refreshLocked(); err != nil {
+	if err := m.refreshIfChangedLocked(); err != nil {
 		s.b.reg.release(m)
 		return nil, err
 	}
