@@ -147,6 +147,10 @@ func (a *app) operationCommand(op *admin.Operation, f face) *cobra.Command {
 		case admin.KindBool:
 			fl.Bool(p.CLI, p.Default == "true", help)
 		case admin.KindInt:
+			if p.Type.Unlimited { // a number or the word, read by the operation
+				fl.String(p.CLI, p.Default, help)
+				break
+			}
 			n, _ := strconv.Atoi(p.Default)
 			fl.Int(p.CLI, n, help)
 		case admin.KindList:
@@ -228,6 +232,10 @@ func (c *call) run(f face) error {
 		case admin.KindBool:
 			c.raw[p.Name], _ = fl.GetBool(p.CLI)
 		case admin.KindInt:
+			if p.Type.Unlimited {
+				c.raw[p.Name], _ = fl.GetString(p.CLI)
+				break
+			}
 			c.raw[p.Name], _ = fl.GetInt(p.CLI)
 		case admin.KindList:
 			// Not GetStringArray: it reads a lone empty value ("--domain ''")

@@ -162,6 +162,7 @@ func TestCLIExitStatus(t *testing.T) {
 		{[]string{"cert", "show", strings.Repeat("AB", 20)}, 1, []string{"certrelay cert list"}},
 		{[]string{"connector", "receive", "set", "Default " + info.Name, "--max-inbound-connection", "0"}, 1, []string{"--max-inbound-connection \"0\""}},
 		{[]string{"setup", "--role", "edge"}, 1, []string{"certrelay setup --role edge"}},
+		{[]string{"queue", "list", "--result-size", "lots"}, 2, []string{"--result-size", "Unlimited"}},
 	} {
 		code, stderr := run(c.args...)
 		if code != c.code {

@@ -150,6 +150,7 @@ func TestShellEqualsCLI(t *testing.T) {
 		{"New-AcceptedDomain fabrikam.test", []string{"domain", "add", "fabrikam.test"}},
 		{"Set-ExchangeServer -NLBNames nlb.contoso.test", []string{"server", "set", "--nlb-name", "nlb.contoso.test"}},
 		{"Retry-Queue", []string{"queue", "retry"}},
+		{"Get-Message -ResultSize Unlimited", []string{"queue", "list", "--result-size", "unlimited"}},
 	} {
 		t.Run(strings.Fields(c.line)[0]+"/"+strings.Join(c.cli, "_"), func(t *testing.T) {
 			a, b := copyData(t, data), copyData(t, data)

@@ -81,7 +81,7 @@ counts or reads the rest.`,
 			Params: []Param{
 				{Name: "Status", CLI: "status", Type: TypeString, Help: "only recipients in this state: pending, delivered or failed"},
 				{Name: "Destination", CLI: "destination", Type: TypeString, Help: "only this destination (local, or a domain)"},
-				{Name: "ResultSize", CLI: "result-size", Type: TypeInt, Default: "1000", Help: "at most this many messages (0: all of them)"},
+				{Name: "ResultSize", CLI: "result-size", Type: TypeResultSize, Default: "1000", Help: "at most this many messages (Unlimited or 0: all of them)"},
 				{Name: "After", CLI: "after", Type: TypeString, Help: "the messages after this message ID: the next page"},
 			},
 			Run: func(in *In) (*Result, error) {

@@ -83,6 +83,20 @@ func TestGetMessagePages(t *testing.T) {
 			t.Errorf("ResultSize 0 = %q, note %q", got, note)
 		}
 	})
+	// Exchange's idiom for all of them, as the shell and the CLI pass it.
+	t.Run("ok/unlimited-is-all", func(t *testing.T) {
+		for _, v := range []string{"Unlimited", "unlimited"} {
+			if got, note := page(Params{"ResultSize": v}); len(got) != len(ids) || note != "" {
+				t.Errorf("ResultSize %s = %q, note %q", v, got, note)
+			}
+		}
+	})
+	t.Run("fail/not-a-number", func(t *testing.T) {
+		_, err := call(t, a, viewer, "Get-Message", Params{"ResultSize": "lots"})
+		if err == nil || !strings.Contains(err.Error(), "Unlimited") {
+			t.Errorf("ResultSize lots: %v, want an error naming Unlimited", err)
+		}
+	})
 	t.Run("fail/negative-size", func(t *testing.T) {
 		_, err := call(t, a, viewer, "Get-Message", Params{"ResultSize": -1})
 		var e *Error

@@ -45,6 +45,9 @@ type Type struct {
 	// keepEmpty: a list keeps its empty items, so the operation can refuse
 	// them by name (an empty domain name) instead of reading "none".
 	keepEmpty bool
+	// Unlimited: a number that also takes the word Unlimited, read as 0
+	// (Exchange's -ResultSize Unlimited).
+	Unlimited bool
 	// parse reads a text value; nil keeps the text.
 	parse func(string) (any, error)
 }
@@ -55,11 +58,14 @@ var (
 	TypeList   = Type{Name: "string[]", Kind: KindList}
 	// TypeNames is a list of DNS names; empty items are kept for the
 	// operation to refuse.
-	TypeNames  = Type{Name: "name[]", Kind: KindList, keepEmpty: true}
-	TypeBool   = Type{Name: "bool", Kind: KindBool}
-	TypeInt    = Type{Name: "int", Kind: KindInt}
-	TypeData   = Type{Name: "file", Kind: KindData}
-	TypeSecret = Type{Name: "secret", Kind: KindSecret}
+	TypeNames = Type{Name: "name[]", Kind: KindList, keepEmpty: true}
+	TypeBool  = Type{Name: "bool", Kind: KindBool}
+	TypeInt   = Type{Name: "int", Kind: KindInt}
+	// TypeResultSize is how many results a listing returns: a number, or
+	// Unlimited (or 0) for all of them.
+	TypeResultSize = Type{Name: "int|Unlimited", Kind: KindInt, Unlimited: true}
+	TypeData       = Type{Name: "file", Kind: KindData}
+	TypeSecret     = Type{Name: "secret", Kind: KindSecret}
 	// TypeServices is a set of services (SMTP, POP, IMAP, UM, IIS), as
 	// store.Services.
 	TypeServices = Type{Name: "services", Kind: KindText, Values: serviceNames, parse: func(s string) (any, error) { return store.ParseServices(s) }}
@@ -190,7 +196,13 @@ func (t Type) bind(v any) (any, error) {
 			}
 			return n, nil
 		case string:
+			if t.Unlimited && strings.EqualFold(strings.TrimSpace(v), "Unlimited") {
+				return 0, nil
+			}
 			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil && t.Unlimited {
+				return nil, fmt.Errorf("%q is neither a whole number nor Unlimited", v)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%q is not a whole number", v)
 			}
