@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,28 +23,55 @@ import (
 type target struct {
 	Name  string
 	Label string // for the tables
-	// start starts the server; pid is certrelay's process (its CPU is
-	// measured), 0 for Postfix (many processes).
-	start func(t *testing.T, keyType string) (addr string, pid int)
+	// start starts the server; cpu reads the CPU time it has used:
+	// certrelay's process, or Postfix's master and every process under
+	// it (and those they waited for).
+	start func(t *testing.T, keyType string) (addr string, cpu func() (time.Duration, error))
 }
 
 var targets = []target{
-	{"certrelay-maildir", "certrelay, Maildir delivery", func(t *testing.T, keyType string) (string, int) {
+	{"certrelay-maildir", "certrelay, Maildir delivery", func(t *testing.T, keyType string) (string, func() (time.Duration, error)) {
 		r := newRelay(t, relayOptions{KeyType: keyType})
 		r.start()
-		return r.addr, r.pid()
+		pid := r.pid()
+		return r.addr, func() (time.Duration, error) { return procCPU(pid) }
 	}},
-	{"certrelay-deferred", "certrelay, delivery deferred", func(t *testing.T, keyType string) (string, int) {
+	{"certrelay-deferred", "certrelay, delivery deferred", func(t *testing.T, keyType string) (string, func() (time.Duration, error)) {
 		r := newRelay(t, relayOptions{KeyType: keyType, HoldDelivery: true})
 		r.start()
-		return r.addr, r.pid()
+		pid := r.pid()
+		return r.addr, func() (time.Duration, error) { return procCPU(pid) }
 	}},
-	{"postfix-discard", "Postfix, discard", func(t *testing.T, keyType string) (string, int) {
-		return newPostfix(t, postfixOptions{KeyType: keyType}).Addr, 0
+	{"postfix-discard", "Postfix, discard", func(t *testing.T, keyType string) (string, func() (time.Duration, error)) {
+		return postfixTarget(t, newPostfix(t, postfixOptions{KeyType: keyType}))
 	}},
-	{"postfix-maildir", "Postfix, virtual Maildir", func(t *testing.T, keyType string) (string, int) {
-		return newPostfix(t, postfixOptions{KeyType: keyType, Maildir: true}).Addr, 0
+	{"postfix-maildir", "Postfix, virtual Maildir", func(t *testing.T, keyType string) (string, func() (time.Duration, error)) {
+		return postfixTarget(t, newPostfix(t, postfixOptions{KeyType: keyType, Maildir: true}))
 	}},
+}
+
+// postfixTarget returns a started Postfix's address and a reader of the
+// CPU time of its master's process tree.
+func postfixTarget(t *testing.T, p *testpki.Postfix) (string, func() (time.Duration, error)) {
+	t.Helper()
+	master, err := postfixMaster(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Addr, func() (time.Duration, error) { return treeCPU(master) }
+}
+
+// postfixMaster returns the PID of a started Postfix's master process.
+func postfixMaster(p *testpki.Postfix) (int, error) {
+	b, err := os.ReadFile(filepath.Join(p.Dir, "queue", "pid", "master.pid"))
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("master.pid holds %q", b)
+	}
+	return pid, nil
 }
 
 // A load, with the key type of the server's certificate and the targets
@@ -116,26 +145,20 @@ func TestBench(t *testing.T) {
 					// files are written back now, not in this run's
 					// syncs.
 					dirty := quiesceFS()
-					addr, pid := tg.start(t, l.KeyType)
+					addr, cpuOf := tg.start(t, l.KeyType)
 					// Warm up (processes spawned, Postfix's in-flow
 					// tokens, caches), then measure.
 					warm := l.load
 					warm.Messages = max(100, l.Messages/10)
 					runLoad(t, addr, warm)
-					var before time.Duration
-					if pid != 0 {
-						before = settledCPU(t, pid, 30*time.Second)
-					}
+					before := settledCPU(t, cpuOf, 30*time.Second)
 					rep := runLoad(t, addr, l.load)
 					if rep.Failed > 0 {
 						t.Errorf("%d of %d failed: %v %v %v", rep.Failed, rep.OK+rep.Failed, rep.Errors, rep.Replies, rep.FirstErrors)
 					}
 					res := result{Round: round, Load: l.Name, Target: name, Rep: rep, ClientCPU: micros(rep.ClientCPU, rep.OK)}
-					cpu := ""
-					if pid != 0 {
-						res.ServerCPU = micros(settledCPU(t, pid, 60*time.Second)-before, rep.OK)
-						cpu = fmt.Sprintf("  server %4.0f µs/msg", res.ServerCPU)
-					}
+					res.ServerCPU = micros(settledCPU(t, cpuOf, 60*time.Second)-before, rep.OK)
+					cpu := fmt.Sprintf("  server %4.0f µs/msg", res.ServerCPU)
 					fmt.Printf("round %d  %-15s %-19s %8.1f/s  p50 %7.2f ms  p99 %7.2f ms  failed %d  %s %s%s  smtpload %4.0f µs/msg  (before: %s)\n",
 						round, l.Name, name, rep.Rate, rep.Latency.P50, rep.Latency.P99, rep.Failed, rep.TLSVersion, rep.KeyExchange, cpu, res.ClientCPU, dirty)
 					results = append(results, res)

@@ -163,12 +163,13 @@ func measureFloor(t *testing.T, keyType string, curves []tls.CurveID, clients, n
 	}
 	handshakes(max(100, n/10)) // warm up, as the loads do
 	pid := cmd.Process.Pid
-	before := settledCPU(t, pid, 5*time.Second)
+	cpu := func() (time.Duration, error) { return procCPU(pid) }
+	before := settledCPU(t, cpu, 5*time.Second)
 	self0 := selfCPU()
 	began := time.Now()
 	handshakes(n)
 	elapsed := time.Since(began)
 	self1 := selfCPU()
-	after := settledCPU(t, pid, 5*time.Second)
+	after := settledCPU(t, cpu, 5*time.Second)
 	return floorResult{Handshakes: n, Rate: float64(n) / elapsed.Seconds(), ServerCPU: micros(after-before, n), ClientCPU: micros(self1-self0, n)}
 }

@@ -660,11 +660,10 @@ func postfixIdle(t *testing.T, n int) procIdle {
 		"smtpd_client_connection_count_limit = 0",
 		"smtpd_client_connection_rate_limit = 0",
 	}})
-	b, err := os.ReadFile(filepath.Join(p.Dir, "queue", "pid", "master.pid"))
+	master, err := postfixMaster(p)
 	if err != nil {
 		return procIdle{name: "Postfix smtpd", err: err.Error()}
 	}
-	master, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return measureTree(t, "Postfix smtpd, after EHLO", p.Addr, master, n, func(v *conv) error { return smtpHello(v, false) })
 }
 

@@ -173,15 +173,16 @@ func report(t *testing.T, started time.Time, rounds int, loads []benchLoad, resu
 		s["starttls-ecdsa"]["certrelay-maildir"].KeyExchange, s["starttls-ecdsa"]["postfix-discard"].KeyExchange, s["starttls-ecdsa-pq"]["certrelay-maildir"].KeyExchange)
 	w("\n\n")
 
-	w("### certrelay's CPU per message (median of %d)\n\n", rounds)
-	w("The server's CPU time (user + system, `/proc/PID/stat`) from the start of the measured load until it is idle again — deliveries after the last `250` included — divided by the messages; and `smtpload`'s, which shares the cores. Wall-clock rates on this shared machine move with the neighbours' load; these move with the server's own work.\n\n")
-	w("| load | certrelay, Maildir delivery: server µs/message | certrelay, delivery deferred: server µs/message | delivery's share | smtpload µs/message |\n|---|---:|---:|---:|---:|\n")
+	w("### CPU per message (median of %d)\n\n", rounds)
+	w("The server's CPU time (user + system, `/proc/PID/stat`) from the start of the measured load until it is idle again — deliveries after the last `250` included — divided by the messages: certrelay's process; Postfix's master, every process under it and those they waited for (`smtpd`, `cleanup`, `qmgr`, `trivial-rewrite`, `discard` or `virtual`). And `smtpload`'s, which shares the cores. Wall-clock rates on this shared machine move with the neighbours' load; these move with each server's own work, so the last column reads the ingest goal in CPU: how many times less CPU certrelay with Maildir delivery spends on a message than Postfix+discard.\n\n")
+	w("| load | certrelay, Maildir delivery: server µs/message | certrelay, delivery deferred: server µs/message | delivery's share | Postfix+discard: µs/message | Postfix, virtual Maildir: µs/message | smtpload µs/message (against certrelay) | Postfix+discard ÷ certrelay with Maildir delivery, CPU per message |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, l := range loads {
 		if l.SessionOnly {
 			continue
 		}
 		m, d := cpu[l.Name]["certrelay-maildir"], cpu[l.Name]["certrelay-deferred"]
-		w("| %s | %.0f | %.0f | %.0f | %.0f |\n", l.Label, m.Server, d.Server, m.Server-d.Server, d.Client)
+		pd, pm := cpu[l.Name]["postfix-discard"], cpu[l.Name]["postfix-maildir"]
+		w("| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2f× |\n", l.Label, m.Server, d.Server, m.Server-d.Server, pd.Server, pm.Server, d.Client, ratio(pd.Server, m.Server))
 	}
 	w("\n")
 	if pf := s["plain"]["postfix-discard"].Rate; pf > 0 {
