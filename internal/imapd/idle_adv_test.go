@@ -1,0 +1,211 @@
+package imapd
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Adversarial tests of IDLE on a Conn (conn.go): the orders in which
+// imapserver's connection goroutine, its IDLE goroutine (Session.Idle),
+// deliveries and the client's DONE can meet.
+
+// idlerCheck reports whether a session whose IDLE has begun and whose
+// connection is waiting in a read is among its folder's idlers, once
+// that state has held for a while (so a removal racing with it is seen).
+func idlerCheck(t *testing.T, m *mbox) bool {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		m.mu.Lock()
+		var st *idleState
+		for s := range m.idlers {
+			st = s
+		}
+		n := len(m.idlers)
+		m.mu.Unlock()
+		if n == 1 {
+			st.mu.Lock()
+			waiting := st.reading && st.t != nil && st.stop != nil && st.endedLockedPeek() == false
+			st.mu.Unlock()
+			if waiting {
+				time.Sleep(20 * time.Millisecond)
+				m.mu.Lock()
+				n = len(m.idlers)
+				m.mu.Unlock()
+				return n == 1
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return false
+}
+
+// endedLockedPeek reports whether the IDLE's stop is closed, without
+// forgetting it.
+func (st *idleState) endedLockedPeek() bool {
+	if st.stop == nil {
+		return false
+	}
+	select {
+	case <-st.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestIdlePipelinedDoneIdle: a client that ends IDLE and starts the next
+// one in the same write ("DONE\r\nt IDLE\r\n", as clients that re-IDLE
+// at once do) stays among its folder's idlers, so the next delivery
+// reaches it at once. imapserver reads the second IDLE from its buffer,
+// so the first IDLE's stop is still in the idleState when the second's
+// Session.Idle and the connection's next read race.
+func TestIdlePipelinedDoneIdle(t *testing.T) {
+	root := t.TempDir()
+	deliver(t, root, "m1", "Subject: first\r\n\r\nhello\r\n")
+	cs := serveConns(t, root)
+	r := rawDial(t, cs, false)
+	m := cs.backend.reg.lookup(filepath.Join(root, "box"))
+	r.idle()
+	cycles := 300
+	if testing.Short() {
+		cycles = 50
+	}
+	for i := 0; i < cycles; i++ {
+		if _, err := fmt.Fprintf(r.c, "DONE\r\ni IDLE\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if l := r.line(); !strings.HasPrefix(l, "i OK") {
+			t.Fatalf("cycle %d: DONE: %q", i, l)
+		}
+		if l := r.line(); !strings.HasPrefix(l, "+") {
+			t.Fatalf("cycle %d: IDLE: %q", i, l)
+		}
+		if !idlerCheck(t, m) {
+			deliver(t, root, "lost", "Subject: lost\r\n\r\n!\r\n")
+			r.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			l, err := r.br.ReadString('\n')
+			t.Fatalf("cycle %d: the session in IDLE is not among its folder's idlers; a delivery then: %q %v (want * 2 EXISTS at once)", i, l, err)
+		}
+	}
+	deliver(t, root, "m2", "Subject: second\r\n\r\nworld\r\n")
+	r.c.SetReadDeadline(time.Now().Add(3 * time.Second)) // well before RefreshInterval
+	if l := r.line(); l != "* 2 EXISTS" {
+		t.Fatalf("after %d pipelined DONE/IDLE: %q, want * 2 EXISTS", cycles, l)
+	}
+}
+
+// TestIdleCyclesUnderDeliveries: a client goes in and out of IDLE while
+// messages arrive as fast as they can be delivered. Every EXISTS it sees
+// is larger than the one before (nothing twice), nothing is written
+// between the tagged OK of IDLE and the next command's response, and at
+// the end the count it was told equals what NOOP, STATUS and SELECT say.
+func TestIdleCyclesUnderDeliveries(t *testing.T) {
+	root := t.TempDir()
+	deliver(t, root, "m0", "Subject: first\r\n\r\nhello\r\n")
+	cs := serveConns(t, root)
+	r := rawDial(t, cs, false)
+	const total = 150
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 1; i <= total; i++ {
+			deliver(t, root, fmt.Sprintf("m%d", i), fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i))
+		}
+	}()
+	seen := uint64(1)
+	exists := func(l, where string) {
+		t.Helper()
+		f := strings.Fields(l)
+		if len(f) == 3 && f[0] == "*" && f[2] == "EXISTS" {
+			n, err := strconv.ParseUint(f[1], 10, 32)
+			if err != nil {
+				t.Fatalf("%s: %q", where, l)
+			}
+			if n <= seen {
+				t.Fatalf("%s: %q after * %d EXISTS: an update came twice or went backwards", where, l, seen)
+			}
+			seen = n
+			return
+		}
+		if strings.Contains(l, "RECENT") {
+			return
+		}
+		t.Fatalf("%s: unexpected %q", where, l)
+	}
+	finished := false
+	for cycle := 0; !finished || cycle < 5; cycle++ {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		r.idle()
+		// Wait in IDLE for the next update (or a short while), then DONE
+		// at a moment that races with the next delivery.
+		r.c.SetReadDeadline(time.Now().Add(time.Duration(cycle%4) * 5 * time.Millisecond))
+		for {
+			l, err := r.br.ReadString('\n')
+			if err != nil {
+				if l != "" {
+					// A partial line: read the rest below.
+					r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					rest := r.line()
+					exists(strings.TrimRight(l+rest, "\r\n"), "in IDLE")
+				}
+				break
+			}
+			exists(strings.TrimRight(l, "\r\n"), "in IDLE")
+		}
+		r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		r.send("DONE")
+		for {
+			l := r.line()
+			if strings.HasPrefix(l, "i ") {
+				if !strings.HasPrefix(l, "i OK") {
+					t.Fatalf("DONE: %q", l)
+				}
+				break
+			}
+			exists(l, "before IDLE's OK")
+		}
+		// Nothing may follow the OK of IDLE before the next command.
+		if cycle%10 == 0 {
+			r.c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+			if l, err := r.br.ReadString('\n'); err == nil || l != "" {
+				t.Fatalf("cycle %d: written after IDLE's OK: %q", cycle, l)
+			}
+			r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		}
+		if cycle%7 == 0 {
+			for _, l := range r.cmd("n NOOP") {
+				exists(l, "NOOP")
+			}
+		}
+	}
+	<-done
+	for _, l := range r.cmd("n NOOP") {
+		exists(l, "last NOOP")
+	}
+	if seen != total+1 {
+		t.Errorf("the client was told of %d messages, want %d", seen, total+1)
+	}
+	st := r.cmd("s STATUS INBOX (MESSAGES)")
+	if len(st) != 1 || !strings.Contains(st[0], fmt.Sprintf("MESSAGES %d", total+1)) {
+		t.Errorf("STATUS: %q, want MESSAGES %d", st, total+1)
+	}
+	other := rawDial(t, cs, false)
+	got := other.cmd("s SELECT INBOX")
+	want := fmt.Sprintf("* %d EXISTS", total+1)
+	found := false
+	for _, l := range got {
+		found = found || l == want
+	}
+	if !found {
+		t.Errorf("a later SELECT: %q, want %s", got, want)
+	}
+}
