@@ -118,14 +118,17 @@ type idleState struct {
 }
 
 // begin is Session.Idle: updates to t go to w until stop is closed.
+// It holds m.mu while it sets st's IDLE, so that enterRead, forgetting
+// the IDLE before (whose DONE came in the same read as this IDLE), does
+// not take st out of m's idlers after this one put it back.
 func (st *idleState) begin(w *imapserver.UpdateWriter, stop <-chan struct{}, t *imapserver.SessionTracker, m *mbox) {
 	m.mu.Lock()
 	m.addIdler(st)
-	m.mu.Unlock()
 	st.mu.Lock()
 	st.w, st.stop, st.t, st.m = w, stop, t, m
 	reading := st.reading
 	st.mu.Unlock()
+	m.mu.Unlock()
 	if reading { // the connection's goroutine was quicker: updates may be waiting
 		st.kick()
 	}
@@ -140,7 +143,13 @@ func (st *idleState) enterRead() {
 	st.mu.Unlock()
 	if ended != nil {
 		ended.mu.Lock()
-		ended.removeIdler(st)
+		st.mu.Lock()
+		again := st.m == ended // the next IDLE has begun on it (begin)
+		idling = idling || again
+		st.mu.Unlock()
+		if !again {
+			ended.removeIdler(st)
+		}
 		ended.mu.Unlock()
 	}
 	if idling {
@@ -157,7 +166,8 @@ func (st *idleState) leaveRead() {
 }
 
 // endedLocked forgets an IDLE whose stop is closed and returns its
-// folder, whose idlers the caller leaves (without st.mu: see mbox).
+// folder, whose idlers the caller leaves (without st.mu: the order is
+// m.mu, then st.mu).
 func (st *idleState) endedLocked() *mbox {
 	if st.stop == nil {
 		return nil

@@ -248,6 +248,27 @@ func (s *Session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	return nil
 }
 
+// statusCounts are what STATUS reports of a folder.
+type statusCounts struct {
+	st                 maildir.State // UIDNext and UIDValidity only
+	n, unseen, deleted uint32
+	size               int64
+}
+
+func countStatus(st maildir.State) statusCounts {
+	c := statusCounts{st: maildir.State{UIDNext: st.UIDNext, UIDValidity: st.UIDValidity}, n: uint32(len(st.Messages))}
+	for _, m := range st.Messages {
+		if !m.HasFlag('S') {
+			c.unseen++
+		}
+		if m.HasFlag('T') {
+			c.deleted++
+		}
+		c.size += m.Size
+	}
+	return c
+}
+
 // Status reports a folder's counts.
 func (s *Session) Status(name string, o *imap.StatusOptions) (*imap.StatusData, error) {
 	dir, err := s.dir(name)
@@ -257,34 +278,29 @@ func (s *Session) Status(name string, o *imap.StatusOptions) (*imap.StatusData, 
 	if !maildir.IsMaildir(dir) && dir != s.root {
 		return nil, errNoMailbox
 	}
-	var st maildir.State
+	var c statusCounts
 	if m := s.b.reg.lookup(dir); m != nil {
+		// Counted under the lock: a refresh rewrites m.st's messages in
+		// place.
 		m.mu.Lock()
-		err = m.refreshLocked()
-		st = m.st
+		if err = m.refreshLocked(); err == nil {
+			c = countStatus(m.st)
+		}
 		m.mu.Unlock()
 	} else {
 		var f *maildir.Folder
 		if f, err = maildir.OpenFolder(dir); err == nil {
-			st, err = f.Sync()
+			var st maildir.State
+			if st, err = f.Sync(); err == nil {
+				c = countStatus(st)
+			}
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	data := &imap.StatusData{Mailbox: name}
-	n := uint32(len(st.Messages))
-	var unseen, deleted uint32
-	var size int64
-	for _, m := range st.Messages {
-		if !m.HasFlag('S') {
-			unseen++
-		}
-		if m.HasFlag('T') {
-			deleted++
-		}
-		size += m.Size
-	}
+	st, n, unseen, deleted, size := c.st, c.n, c.unseen, c.deleted, c.size
 	zero := uint32(0)
 	if o.NumMessages {
 		data.NumMessages = &n
