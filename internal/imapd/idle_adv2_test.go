@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -260,5 +261,48 @@ func TestStartTLSFailures(t *testing.T) {
 	waitGoroutines(t, base, 2, "after the STARTTLS attempts")
 	if n := cs.hellos.Load(); n != 0 {
 		t.Errorf("%d handshakes ran on imapserver's connection goroutine", n)
+	}
+}
+
+// TestIdleSeesOtherProgram: while a client idles, another program puts
+// a message in new/ and sets a flag by renaming in cur/, with no
+// announcement; the periodic refresh (RefreshInterval) writes both to
+// the idling client, once each.
+func TestIdleSeesOtherProgram(t *testing.T) {
+	root := t.TempDir()
+	deliver(t, root, "m1", "Subject: first\r\n\r\nhello\r\n")
+	cs := serveConns(t, root)
+	r := rawDial(t, cs, false) // its SELECT moved m1 to cur/
+	r.idle()
+	box := root + "/box"
+	name := fmt.Sprintf("%d.other.example.test", time.Now().UnixNano())
+	if err := os.WriteFile(box+"/new/"+name, []byte("Subject: other\r\n\r\nhi\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := os.ReadDir(box + "/cur")
+	if err != nil || len(cur) != 1 {
+		t.Fatalf("cur/: %v %v", cur, err)
+	}
+	old := cur[0].Name()
+	flagged := old
+	if !strings.Contains(old, ":2,") {
+		flagged += ":2,"
+	}
+	if err := os.Rename(box+"/cur/"+old, box+"/cur/"+flagged+"F"); err != nil {
+		t.Fatal(err)
+	}
+	r.c.SetReadDeadline(time.Now().Add(RefreshInterval + 5*time.Second))
+	var got []string
+	for len(got) < 2 {
+		got = append(got, r.line())
+	}
+	all := strings.Join(got, " | ")
+	if !strings.Contains(all, "* 2 EXISTS") || !strings.Contains(all, `\Flagged`) {
+		t.Fatalf("idling while another program changed the folder: %q", all)
+	}
+	r.c.SetReadDeadline(time.Now().Add(RefreshInterval + 2*time.Second))
+	r.send("DONE")
+	if l := r.line(); !strings.HasPrefix(l, "i OK") {
+		t.Fatalf("DONE: %q (an update written twice?)", l)
 	}
 }
