@@ -209,3 +209,73 @@ func TestIdleCyclesUnderDeliveries(t *testing.T) {
 		t.Errorf("a later SELECT: %q, want %s", got, want)
 	}
 }
+
+// TestIdleOrders: a delivery just before IDLE is written as soon as IDLE
+// begins (not at the next refresh); "IDLE\r\nDONE\r\n" sent at once
+// (without waiting for the continuation) gets "+", the OK, and leaves
+// the session out of its folder's idlers after its next command; IDLE
+// before any SELECT waits for DONE and reports nothing.
+func TestIdleOrders(t *testing.T) {
+	root := t.TempDir()
+	deliver(t, root, "m0", "Subject: first\r\n\r\nhello\r\n")
+	cs := serveConns(t, root)
+	box := filepath.Join(root, "box")
+
+	unselected := rawDial(t, cs, false)
+	unselected.cmd("u UNSELECT")
+	unselected.idle()
+	deliver(t, root, "mu", "Subject: u\r\n\r\n!\r\n")
+	unselected.send("DONE")
+	if l := unselected.line(); !strings.HasPrefix(l, "i OK") {
+		t.Fatalf("IDLE without a folder: %q", l)
+	}
+
+	r := rawDial(t, cs, false)
+	n := 2
+	for i := 0; i < 30; i++ {
+		deliver(t, root, fmt.Sprintf("m%d", i+1), "Subject: x\r\n\r\n!\r\n")
+		n++
+		r.idle()
+		r.c.SetReadDeadline(time.Now().Add(3 * time.Second)) // well before RefreshInterval
+		if l := r.line(); l != fmt.Sprintf("* %d EXISTS", n) {
+			t.Fatalf("IDLE right after delivery %d: %q, want * %d EXISTS", i, l, n)
+		}
+		r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		r.send("DONE")
+		if l := r.line(); !strings.HasPrefix(l, "i OK") {
+			t.Fatalf("DONE: %q", l)
+		}
+	}
+
+	if _, err := fmt.Fprintf(r.c, "i IDLE\r\nDONE\r\nn NOOP\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"+", "i OK", "n OK"} {
+		if l := r.line(); !strings.HasPrefix(l, want) {
+			t.Fatalf("IDLE and DONE in one write: %q, want %s", l, want)
+		}
+	}
+	m := cs.backend.reg.lookup(box)
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		m.mu.Lock()
+		idlers := len(m.idlers)
+		m.mu.Unlock()
+		if idlers == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idlers on the folder, none in IDLE", idlers)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	deliver(t, root, "late", "Subject: late\r\n\r\n!\r\n")
+	r.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if l, err := r.br.ReadString('\n'); err == nil {
+		t.Fatalf("written outside IDLE: %q", l)
+	}
+	r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if got := r.cmd("n NOOP"); len(got) != 1 || got[0] != fmt.Sprintf("* %d EXISTS", n+1) {
+		t.Fatalf("NOOP: %q", got)
+	}
+}
