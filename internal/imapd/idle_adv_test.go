@@ -279,3 +279,110 @@ func TestIdleOrders(t *testing.T) {
 		t.Fatalf("NOOP: %q", got)
 	}
 }
+
+// TestIdleManyClientsUnderDeliveries: eight clients of one user cycle
+// through IDLE and DONE on the same folder while messages arrive; each
+// sees every EXISTS count rise (never twice, never back), nothing after
+// IDLE's OK, and ends told of every message.
+func TestIdleManyClientsUnderDeliveries(t *testing.T) {
+	root := t.TempDir()
+	deliver(t, root, "m0", "Subject: first\r\n\r\nhello\r\n")
+	cs := serveConns(t, root)
+	const clients, total = 8, 80
+	var rs []*rawClient
+	for i := 0; i < clients; i++ {
+		rs = append(rs, rawDial(t, cs, i%2 == 1))
+	}
+	stop := make(chan struct{})
+	errs := make(chan error, clients)
+	for i, r := range rs {
+		go func(i int, r *rawClient) {
+			seen := 1
+			line := func() (string, error) {
+				r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				l, err := r.br.ReadString('\n')
+				return strings.TrimRight(l, "\r\n"), err
+			}
+			upd := func(l string) error {
+				f := strings.Fields(l)
+				if len(f) == 3 && f[2] == "EXISTS" {
+					n, _ := strconv.Atoi(f[1])
+					if n <= seen {
+						return fmt.Errorf("client %d: %q after * %d EXISTS", i, l, seen)
+					}
+					seen = n
+					return nil
+				}
+				if strings.Contains(l, "RECENT") {
+					return nil
+				}
+				return fmt.Errorf("client %d: unexpected %q", i, l)
+			}
+			for cycle := 0; ; cycle++ {
+				select {
+				case <-stop:
+					fmt.Fprintf(r.c, "n NOOP\r\n")
+					for {
+						l, err := line()
+						if err != nil {
+							errs <- err
+							return
+						}
+						if strings.HasPrefix(l, "n OK") {
+							break
+						}
+						if err := upd(l); err != nil {
+							errs <- err
+							return
+						}
+					}
+					if seen != total+1 {
+						errs <- fmt.Errorf("client %d was told of %d messages, want %d", i, seen, total+1)
+						return
+					}
+					errs <- nil
+					return
+				default:
+				}
+				fmt.Fprintf(r.c, "i IDLE\r\n")
+				for {
+					l, err := line()
+					if err != nil {
+						errs <- err
+						return
+					}
+					if !strings.HasPrefix(l, "+") {
+						errs <- fmt.Errorf("client %d: %q written after IDLE's OK, before the next IDLE's continuation", i, l)
+						return
+					}
+					break
+				}
+				time.Sleep(time.Duration((cycle+i)%5) * time.Millisecond)
+				fmt.Fprintf(r.c, "DONE\r\n")
+				for {
+					l, err := line()
+					if err != nil {
+						errs <- err
+						return
+					}
+					if strings.HasPrefix(l, "i OK") {
+						break
+					}
+					if err := upd(l); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}(i, r)
+	}
+	for i := 1; i <= total; i++ {
+		deliver(t, root, fmt.Sprintf("m%d", i), "Subject: x\r\n\r\n!\r\n")
+	}
+	close(stop) // each client's NOOP reads the folder: it is told of the rest
+	for i := 0; i < clients; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
