@@ -103,6 +103,18 @@ type rawClient struct {
 	br *bufio.Reader
 }
 
+// selectExists selects INBOX on r and returns its "* N EXISTS" line.
+func selectExists(t *testing.T, r *rawClient) string {
+	t.Helper()
+	for _, l := range r.cmd("s SELECT INBOX") {
+		if strings.HasSuffix(l, " EXISTS") {
+			return l
+		}
+	}
+	t.Fatal("SELECT without EXISTS")
+	return ""
+}
+
 func rawDial(t *testing.T, cs *connServer, starttls bool) *rawClient {
 	t.Helper()
 	c, err := net.Dial("tcp", cs.addr)
@@ -325,16 +337,7 @@ func TestSelectRereadsOnlyChangedFolders(t *testing.T) {
 		defer m.mu.Unlock()
 		return m.reads
 	}
-	exists := func() string {
-		t.Helper()
-		for _, l := range r.cmd("s SELECT INBOX") {
-			if strings.HasSuffix(l, " EXISTS") {
-				return l
-			}
-		}
-		t.Fatal("SELECT without EXISTS")
-		return ""
-	}
+	exists := func() string { t.Helper(); return selectExists(t, r) }
 	before := reads()
 	if got := exists(); got != "* 1 EXISTS" {
 		t.Fatalf("SELECT: %q", got)

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -47,16 +46,7 @@ func TestSelectAfterRestoreWithOlderTimes(t *testing.T) {
 	}
 	setAll(time.Now().Add(-time.Hour))
 	r := rawDial(t, cs, false)
-	exists := func() string {
-		t.Helper()
-		for _, l := range r.cmd("s SELECT INBOX") {
-			if strings.HasSuffix(l, " EXISTS") {
-				return l
-			}
-		}
-		t.Fatal("SELECT without EXISTS")
-		return ""
-	}
+	exists := func() string { t.Helper(); return selectExists(t, r) }
 	if got := exists(); got != "* 2 EXISTS" {
 		t.Fatalf("SELECT after another program's delivery: %q", got)
 	}
