@@ -198,14 +198,7 @@ func TestIdleCyclesUnderDeliveries(t *testing.T) {
 	if len(st) != 1 || !strings.Contains(st[0], fmt.Sprintf("MESSAGES %d", total+1)) {
 		t.Errorf("STATUS: %q, want MESSAGES %d", st, total+1)
 	}
-	other := rawDial(t, cs, false)
-	got := other.cmd("s SELECT INBOX")
-	want := fmt.Sprintf("* %d EXISTS", total+1)
-	found := false
-	for _, l := range got {
-		found = found || l == want
-	}
-	if !found {
+	if got, want := selectExists(t, rawDial(t, cs, false)), fmt.Sprintf("* %d EXISTS", total+1); got != want {
 		t.Errorf("a later SELECT: %q, want %s", got, want)
 	}
 }
@@ -318,23 +311,28 @@ func TestIdleManyClientsUnderDeliveries(t *testing.T) {
 				}
 				return fmt.Errorf("client %d: unexpected %q", i, l)
 			}
+			// untilOK reads to the tagged OK, each line an update.
+			untilOK := func(tag string) error {
+				for {
+					l, err := line()
+					if err != nil {
+						return err
+					}
+					if strings.HasPrefix(l, tag+" OK") {
+						return nil
+					}
+					if err := upd(l); err != nil {
+						return err
+					}
+				}
+			}
 			for cycle := 0; ; cycle++ {
 				select {
 				case <-stop:
 					fmt.Fprintf(r.c, "n NOOP\r\n")
-					for {
-						l, err := line()
-						if err != nil {
-							errs <- err
-							return
-						}
-						if strings.HasPrefix(l, "n OK") {
-							break
-						}
-						if err := upd(l); err != nil {
-							errs <- err
-							return
-						}
+					if err := untilOK("n"); err != nil {
+						errs <- err
+						return
 					}
 					if seen != total+1 {
 						errs <- fmt.Errorf("client %d was told of %d messages, want %d", i, seen, total+1)
@@ -345,33 +343,20 @@ func TestIdleManyClientsUnderDeliveries(t *testing.T) {
 				default:
 				}
 				fmt.Fprintf(r.c, "i IDLE\r\n")
-				for {
-					l, err := line()
-					if err != nil {
-						errs <- err
-						return
-					}
-					if !strings.HasPrefix(l, "+") {
-						errs <- fmt.Errorf("client %d: %q written after IDLE's OK, before the next IDLE's continuation", i, l)
-						return
-					}
-					break
+				l, err := line()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !strings.HasPrefix(l, "+") {
+					errs <- fmt.Errorf("client %d: %q written after IDLE's OK, before the next IDLE's continuation", i, l)
+					return
 				}
 				time.Sleep(time.Duration((cycle+i)%5) * time.Millisecond)
 				fmt.Fprintf(r.c, "DONE\r\n")
-				for {
-					l, err := line()
-					if err != nil {
-						errs <- err
-						return
-					}
-					if strings.HasPrefix(l, "i OK") {
-						break
-					}
-					if err := upd(l); err != nil {
-						errs <- err
-						return
-					}
+				if err := untilOK("i"); err != nil {
+					errs <- err
+					return
 				}
 			}
 		}(i, r)
