@@ -153,6 +153,11 @@ func newRelay(t *testing.T, o relayOptions) *relay {
 		r.data = o.Data
 	}
 	t.Cleanup(func() {
+		// A CPU profile is written when serve stops on SIGTERM; SIGKILL
+		// would leave an empty file.
+		if os.Getenv("BENCH_CPUPROFILE") != "" {
+			r.signal(syscall.SIGTERM, 30*time.Second)
+		}
 		r.kill()
 		os.RemoveAll(dir)
 	})
