@@ -262,3 +262,117 @@ func TestRecoveryAfterKillAtEachStep(t *testing.T) {
 		}
 	}
 }
+
+// hookRounds sets roundFull and roundInterval for one test.
+func hookRounds(t *testing.T, full int, interval time.Duration) {
+	t.Helper()
+	oldFull, oldInterval := roundFull, roundInterval
+	roundFull, roundInterval = full, interval
+	t.Cleanup(func() { roundFull, roundInterval = oldFull, oldInterval })
+}
+
+// TestRoundsGatherUnderStream: deliveries arriving one at a time, a
+// millisecond apart, are made durable by rounds that start at least
+// roundInterval apart, each carrying several (run back to back, each
+// round carried one or two files and paid a syncfs of its own), and
+// every delivery is in new/ once, tmp/ empty.
+func TestRoundsGatherUnderStream(t *testing.T) {
+	const interval = 20 * time.Millisecond
+	hookRounds(t, 1000, interval)
+	root := t.TempDir()
+	var mu sync.Mutex
+	var syncs []time.Time
+	hookSync(t, func(d string) error {
+		mu.Lock()
+		syncs = append(syncs, time.Now())
+		mu.Unlock()
+		return syncfs(d)
+	})
+	const n = 60
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	began := time.Now()
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = Deliver(root, "bob", Key{MsgID: fmt.Sprintf("s%03d", i), Received: received, Fresh: true}, body(i))
+		})
+		time.Sleep(time.Millisecond)
+	}
+	wg.Wait()
+	elapsed := time.Since(began)
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "bob")
+	if got := len(namesIn(t, filepath.Join(dir, "new"))); got != n {
+		t.Errorf("new/ holds %d files, want %d", got, n)
+	}
+	if left := namesIn(t, filepath.Join(dir, "tmp")); len(left) != 0 {
+		t.Errorf("tmp/ holds %v", left)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// A round's sync follows its start by a stat of the Maildir: allow a
+	// quarter of the interval for that.
+	for i := 1; i < len(syncs); i++ {
+		if gap := syncs[i].Sub(syncs[i-1]); gap < interval*3/4 {
+			t.Errorf("sync %d started %v after the previous one; want rounds %v apart", i, gap, interval)
+		}
+	}
+	if max := int(elapsed/interval) + 2; len(syncs) > max {
+		t.Errorf("%d deliveries in %v took %d syncs; want at most %d", n, elapsed, len(syncs), max)
+	}
+	t.Logf("%d deliveries over %v: %d syncs", n, elapsed.Round(time.Millisecond), len(syncs))
+}
+
+// TestRoundStartsWhenFull: with an hour's interval, a round starts as
+// soon as roundFull deliveries wait for it, so a wave of roundFull
+// concurrent deliveries returns at once, both rounds of it.
+func TestRoundStartsWhenFull(t *testing.T) {
+	const full = 4
+	hookRounds(t, full, time.Hour)
+	root := t.TempDir()
+	syncs := 0
+	var mu sync.Mutex
+	hookSync(t, func(d string) error {
+		mu.Lock()
+		syncs++
+		mu.Unlock()
+		return syncfs(d)
+	})
+	for wave := range 3 {
+		done := make(chan error, full)
+		for i := range full {
+			go func() {
+				_, err := Deliver(root, "bob", Key{MsgID: fmt.Sprintf("w%d-%d", wave, i), Received: received, Fresh: true}, body(i))
+				done <- err
+			}()
+		}
+		timeout := time.After(30 * time.Second)
+		for range full {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-timeout:
+				// Let the held round go, so the other tests can run.
+				durable.mu.Lock()
+				if durable.enough != nil {
+					close(durable.enough)
+					durable.enough = nil
+				}
+				durable.mu.Unlock()
+				t.Fatalf("wave %d: %d deliveries still held after 30 s: a full round waited for the interval", wave, full)
+			}
+		}
+	}
+	if got := len(namesIn(t, filepath.Join(root, "bob", "new"))); got != 3*full {
+		t.Errorf("new/ holds %d files, want %d", got, 3*full)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if syncs > 3*2+1 {
+		t.Errorf("3 waves of %d took %d syncs; want about 2 a wave", full, syncs)
+	}
+}
