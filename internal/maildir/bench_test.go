@@ -103,7 +103,7 @@ func deliverStream(b *testing.B, root, box string, rate int) {
 	jobs := make(chan int, 64)
 	took := make([]time.Duration, b.N)
 	start := time.Now()
-	cpu0 := cpuTime()
+	cpu0, csw0 := cpuTime()
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for range 32 {
@@ -126,11 +126,13 @@ func deliverStream(b *testing.B, root, box string, rate int) {
 	}
 	close(jobs)
 	wg.Wait()
-	cpu := cpuTime() - cpu0
+	cpu1, csw1 := cpuTime()
+	cpu := cpu1 - cpu0
 	elapsed := time.Since(start)
 	b.StopTimer()
 	slices.Sort(took)
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/msg")
+	b.ReportMetric(float64(csw1-csw0)/float64(b.N), "csw/msg")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	if n := fsN.Load(); n > 0 {
 		b.ReportMetric(float64(b.N)/float64(n), "msgs/syncfs")
@@ -139,11 +141,12 @@ func deliverStream(b *testing.B, root, box string, rate int) {
 	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
 }
 
-// cpuTime is the process's user + system time.
-func cpuTime() time.Duration {
+// cpuTime is the process's user + system time, and its voluntary
+// context switches (a thread that went to sleep: the wake-ups).
+func cpuTime() (time.Duration, int64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw
 }
