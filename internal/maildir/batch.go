@@ -31,10 +31,10 @@ import (
 // new/ per message.
 //
 // Under a steady stream below the full rate, rounds run back to back
-// would each carry one or two files: a syncfs(2) costs about 100 µs of
-// CPU whatever it carries (the file system's metadata blocks are written
-// again each time), which then made most of a delivery's cost at the
-// STARTTLS ingest rate (about 1,200 messages/s). So a round starts at
+// would each carry one or two files: a syncfs(2) costs 100–150 µs of
+// CPU whatever it carries, which then made the largest part of a
+// delivery's cost at the STARTTLS ingest rate (about 1,200 messages/s;
+// docs/performance/ingest-19.md). So a round starts at
 // once only when roundFull deliveries wait for it (written, or renamed
 // and waiting for the sync) or roundInterval has passed since the
 // previous round began; otherwise it gathers for whichever comes first.
@@ -76,20 +76,19 @@ type batcher struct {
 	renamed []*pending // in new/, waiting for the next round's sync
 	running bool
 	// began is when the last round started; enough, while a round
-	// gathers, is closed once roundFull files are written.
+	// gathers, is closed once roundFull deliveries wait for it.
 	began  time.Time
 	enough chan struct{}
-	rounds int // rounds run, for tests
 }
 
 // A round starts at once when roundFull deliveries wait for it (half
 // the queue's 32 delivery workers: about what a round holds at the full
 // rate, so the full rate is not held back), or roundInterval after the
 // previous round began. 5 ms bounds the syncs to 200 a second under a
-// stream, so at 1,200 messages a second a sync is shared by about 12
-// deliveries (6 written, 6 renamed) instead of 2 or 3, and it adds at
-// most 10 ms to a delivery: no reader can tell, and at that rate the
-// queue's 32 workers are far from all taken. Variables for tests.
+// stream, so at 1,250 messages a second a sync is shared by about 7
+// new files and 7 renames instead of one or two, and it adds at most
+// 10 ms to a delivery: no reader can tell, and at that rate the queue's
+// 32 workers are far from all taken. Variables for tests.
 var (
 	roundFull     = 16
 	roundInterval = 5 * time.Millisecond
@@ -142,7 +141,6 @@ func (b *batcher) commit(p *pending) error {
 		b.running = true
 		b.gather()
 		b.began = time.Now()
-		b.rounds++
 		written, renamed := b.written, b.renamed
 		b.written, b.renamed = nil, nil
 		b.mu.Unlock()
@@ -161,8 +159,8 @@ func (b *batcher) commit(p *pending) error {
 }
 
 // gather waits, with b.mu held on entry and on return, until roundFull
-// files are written or roundInterval has passed since the last round
-// began (see above).
+// deliveries wait for the round or roundInterval has passed since the
+// last round began (see above).
 func (b *batcher) gather() {
 	wait := roundInterval - time.Since(b.began)
 	if wait <= 0 || len(b.written)+len(b.renamed) >= roundFull {
