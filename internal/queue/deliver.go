@@ -515,7 +515,8 @@ func minTime(a, b time.Time) time.Time {
 // runJob makes one delivery and hands its results to the writer, which
 // releases the leases after committing them.
 func (q *Queue) runJob(ctx context.Context, j *job) {
-	m := q.fresh.take(j.msgID)
+	m, rcpts := q.fresh.take(j.msgID)
+	fresh := m != nil
 	var err error
 	if m == nil {
 		m, err = q.get(ctx, j.msgID, true)
@@ -592,6 +593,10 @@ func (q *Queue) runJob(ctx context.Context, j *job) {
 	o := &op{rows: rows, release: func() { q.release(j) }}
 	if finished {
 		o.finalize = j.msgID
+		// A first attempt that delivered every recipient of the
+		// message (the fresh copy knows them all; this job leases
+		// each): the message goes, with no row written first.
+		o.removeAll = fresh && len(rows) == rcpts && allDelivered(rows)
 	}
 	switch {
 	case reached:
@@ -614,6 +619,15 @@ func (q *Queue) runJob(ctx context.Context, j *job) {
 		}
 	}
 	q.submit(o)
+}
+
+func allDelivered(rows []rowUpdate) bool {
+	for _, u := range rows {
+		if u.status != Delivered {
+			return false
+		}
+	}
+	return true
 }
 
 func (q *Queue) callDeliverer(ctx context.Context, dl Deliverer, d Delivery) (outs []Outcome) {

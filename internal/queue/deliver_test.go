@@ -245,7 +245,7 @@ func TestNoRouteStaysPending(t *testing.T) {
 	if rs.Status != Pending || rs.Attempts != 0 || !rs.NextAttempt.Equal(clk.Now().Add(NoRouteRetry)) {
 		t.Errorf("state %+v", rs)
 	}
-	if q.fresh.take(id) != nil {
+	if m, _ := q.fresh.take(id); m != nil {
 		t.Error("a message with no route stays in the cache of committed messages")
 	}
 	rec := &recorder{}
@@ -383,5 +383,40 @@ func TestDefaultWorkersDeliverAtOnce(t *testing.T) {
 	defer mu.Unlock()
 	if most > DefaultWorkers {
 		t.Errorf("%d deliveries at once, want at most %d", most, DefaultWorkers)
+	}
+}
+
+// TestFirstAttemptRemovesOnlyWhenAllDelivered: a first attempt that
+// delivers every recipient of a message removes it (and its recipients)
+// without writing their rows first (op.removeAll); one that delivers
+// only some writes each recipient's result and keeps the message; a
+// message whose recipients are split between two deliveries goes after
+// the second.
+func TestFirstAttemptRemovesOnlyWhenAllDelivered(t *testing.T) {
+	q := openT(t, t.TempDir(), Options{})
+	local := &recorder{fn: func(_ context.Context, r Recipient, _ int) error {
+		if strings.HasPrefix(r.Address, "later@") {
+			return errors.New("451 try again later")
+		}
+		return nil
+	}}
+	q.Handle(Local, local)
+	remote := &recorder{}
+	q.Handle(AnyRemote, remote)
+	runT(t, q)
+	all := enqueueT(t, q, testMsg("a@example.com", "b@local.test", "c@local.test"))
+	some := enqueueT(t, q, testMsg("a@example.com", "d@local.test", "later@local.test"))
+	split := enqueueT(t, q, testMsg("a@example.com", "e@local.test", "f@example.net"))
+	waitFor(t, "the delivered message removed", gone(t, q, all))
+	waitFor(t, "the split message removed", gone(t, q, split))
+	waitFor(t, "the first recipient's result", func() bool { return recipientState(t, q, some, 0).Status == Delivered })
+	if s := recipientState(t, q, some, 1); s.Status != Pending || s.Attempts != 1 || !strings.Contains(s.LastError, "451") {
+		t.Errorf("the deferred recipient: %+v", s)
+	}
+	if n, err := q.Count(context.Background()); err != nil || n.Messages != 1 {
+		t.Errorf("count %+v, %v; want the one message with a deferred recipient", n, err)
+	}
+	if s := q.Stats(); s.Delivered != 5 {
+		t.Errorf("stats %+v; want 5 delivered", s)
 	}
 }

@@ -38,6 +38,12 @@ type op struct {
 	// removed is set when the commit also removed finalize, all of whose
 	// recipients were delivered: the finalizer has nothing left to do.
 	removed bool
+	// removeAll, with finalize, says that rows deliver every recipient
+	// of the message: the commit removes it with its recipients and
+	// writes no rows (an UPDATE of each recipient only for the DELETE
+	// to remove it in the same transaction was about a tenth of the
+	// writer's work per delivered message).
+	removeAll bool
 	// promote, when set, is a destination a delivery just reached: its
 	// held recipients (all its deferred ones with promoteAll) are made
 	// due in the same transaction (see hopState); promoted counts them.
@@ -353,6 +359,9 @@ func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
 	var updates []rowUpdate
 	var finish []string
 	for _, o := range ops {
+		if o.removeAll {
+			continue // removed below, rows and all
+		}
 		updates = append(updates, o.rows...)
 		if o.finalize != "" {
 			finish = append(finish, o.finalize)
@@ -364,13 +373,25 @@ func (q *Queue) commit(batch []*enqReq, ops []*op) (err error) {
 		}
 	}
 	var removed []*op
+	for _, o := range ops {
+		if !o.removeAll {
+			continue
+		}
+		gone, err := q.removeMessage(ctx, o.finalize)
+		if err != nil {
+			return err
+		}
+		if gone {
+			removed = append(removed, o)
+		}
+	}
 	if len(finish) > 0 {
 		gone, err := q.removeDelivered(ctx, finish)
 		if err != nil {
 			return err
 		}
 		for _, o := range ops {
-			if o.finalize != "" && gone[o.finalize] {
+			if o.finalize != "" && !o.removeAll && gone[o.finalize] {
 				removed = append(removed, o)
 			}
 		}

@@ -32,8 +32,9 @@ type freshCache struct {
 }
 
 type freshEntry struct {
-	msg *Message
-	at  time.Time // when it was put
+	msg   *Message
+	rcpts int       // how many recipients the message has
+	at    time.Time // when it was put
 }
 
 // freshMaxAge is how long an entry may wait for its delivery once the
@@ -64,21 +65,23 @@ func (c *freshCache) put(batch []*enqReq) {
 			// from the database when their turn comes).
 			break
 		}
-		c.m[r.id] = freshEntry{&Message{ID: r.id, ReceivedAt: fromMs(r.recv), Sender: r.msg.Sender, Meta: r.msg.Meta, Body: body}, now}
+		c.m[r.id] = freshEntry{&Message{ID: r.id, ReceivedAt: fromMs(r.recv), Sender: r.msg.Sender, Meta: r.msg.Meta, Body: body}, len(r.msg.Recipients), now}
 		c.bytes += len(body)
 	}
 }
 
-// take returns and forgets message id, or nil.
-func (c *freshCache) take(id string) *Message {
+// take returns and forgets message id (without its recipients), or
+// nil, and how many recipients it has (which tells a first delivery
+// whether it covers all of them: op.removeAll).
+func (c *freshCache) take(id string) (*Message, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[id]
 	if !ok {
-		return nil
+		return nil, 0
 	}
 	c.dropLocked(id)
-	return e.msg
+	return e.msg, e.rcpts
 }
 
 // expireLocked drops the entries older than freshMaxAge.

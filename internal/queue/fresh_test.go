@@ -18,21 +18,21 @@ func TestFreshCacheHoldsWhatWasCommitted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := q.fresh.take(id)
+	got, rcpts := q.fresh.take(id)
 	if got == nil {
 		t.Fatal("a committed message is not in the cache")
 	}
-	if got.ID != stored.ID || !got.ReceivedAt.Equal(stored.ReceivedAt) || got.Sender != stored.Sender || got.Meta != stored.Meta || !bytes.Equal(got.Body, stored.Body) || len(got.Recipients) != 0 {
-		t.Errorf("cached %+v, stored %+v", got, stored)
+	if got.ID != stored.ID || !got.ReceivedAt.Equal(stored.ReceivedAt) || got.Sender != stored.Sender || got.Meta != stored.Meta || !bytes.Equal(got.Body, stored.Body) || len(got.Recipients) != 0 || rcpts != 1 {
+		t.Errorf("cached %+v with %d recipients, stored %+v", got, rcpts, stored)
 	}
-	if q.fresh.take(id) != nil {
+	if m, _ := q.fresh.take(id); m != nil {
 		t.Error("taken twice")
 	}
 	id2 := enqueueT(t, q, testMsg("a@example.test", "v@local.test"))
 	if err := q.Remove(context.Background(), id2); err != nil {
 		t.Fatal(err)
 	}
-	if q.fresh.take(id2) != nil {
+	if m, _ := q.fresh.take(id2); m != nil {
 		t.Error("a removed message is still in the cache")
 	}
 }
@@ -52,14 +52,14 @@ func TestFreshCacheBounded(t *testing.T) {
 			t.Fatalf("after %d puts the cache holds %d bytes, more than %d", i+1, c.bytes, freshMaxBytes)
 		}
 	}
-	if c.take(ids[len(ids)-1]) != nil {
+	if takeMsg(&c, ids[len(ids)-1]) != nil {
 		t.Error("the newest entry was kept in a full cache")
 	}
-	if c.take(ids[0]) == nil {
+	if takeMsg(&c, ids[0]) == nil {
 		t.Error("the oldest entry was not kept")
 	}
 	c.put([]*enqReq{{id: "later", msg: &Message{Body: body}}})
-	if c.take("later") == nil {
+	if takeMsg(&c, "later") == nil {
 		t.Error("no room after a take")
 	}
 
@@ -69,10 +69,16 @@ func TestFreshCacheBounded(t *testing.T) {
 		c.m[id] = e
 	}
 	c.put([]*enqReq{{id: "after-expiry", msg: &Message{Body: body}}, {id: "and-another", msg: &Message{Body: body}}})
-	if c.take("after-expiry") == nil || c.take("and-another") == nil {
+	if takeMsg(&c, "after-expiry") == nil || takeMsg(&c, "and-another") == nil {
 		t.Error("entries older than freshMaxAge kept a full cache full")
 	}
-	if c.take(ids[1]) != nil {
+	if takeMsg(&c, ids[1]) != nil {
 		t.Error("an entry older than freshMaxAge survived a put into a full cache")
 	}
+}
+
+// takeMsg is c.take without the count of recipients.
+func takeMsg(c *freshCache, id string) *Message {
+	m, _ := c.take(id)
+	return m
 }

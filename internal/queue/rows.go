@@ -71,3 +71,20 @@ func (q *Queue) removeDelivered(ctx context.Context, ids []string) (map[string]b
 	}
 	return removed, nil
 }
+
+// removeMessage removes message id and its recipients, whatever their
+// state, and reports whether it was there.
+func (q *Queue) removeMessage(ctx context.Context, id string) (bool, error) {
+	if _, err := q.stmts.delRcpts.ExecContext(ctx, id); err != nil {
+		return false, fmt.Errorf("remove delivered message: %w", err)
+	}
+	res, err := q.stmts.delMsg.ExecContext(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("remove delivered message: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("remove delivered message: %w", err)
+	}
+	return n > 0, nil
+}
