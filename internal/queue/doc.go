@@ -51,7 +51,10 @@
 // failed) and removals. Those are not waited on: they ride in the next
 // transaction; results alone wait up to 3 ms (resultsLinger) for an
 // ingest batch to share its transaction and its fsync. A result that leaves every recipient of its message
-// delivered also removes the message, in that same transaction. Losing a
+// delivered also removes the message, in that same transaction; a first
+// attempt that delivered every recipient of its message (the fresh copy
+// below knows how many there are) removes it without writing the
+// recipients' rows first. Losing a
 // result in a crash only causes the recipient to be delivered again
 // (at-least-once; the Maildir deliverer detects such repeats, see
 // internal/maildir). Every statement the writer runs, and the hot reads
