@@ -41,8 +41,8 @@ type op struct {
 	// removeAll, with finalize, says that rows deliver every recipient
 	// of the message: the commit removes it with its recipients and
 	// writes no rows (an UPDATE of each recipient only for the DELETE
-	// to remove it in the same transaction was about a tenth of the
-	// writer's work per delivered message).
+	// to remove it in the same transaction: 8 of 50 µs of CPU per
+	// message in BenchmarkEnqueueWhileDelivering4K).
 	removeAll bool
 	// promote, when set, is a destination a delivery just reached: its
 	// held recipients (all its deferred ones with promoteAll) are made
