@@ -556,12 +556,14 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 	growStack()
 	err := tc.Handshake()
 	tw.handshaking = false
+	var cs *tls.ConnectionState // made once: the observer's and the session's
+	if err == nil {
+		s := tc.ConnectionState()
+		cs = &s
+	}
 	if o, ok := c.sess.(TLSObserver); ok {
 		st := c.st
-		if err == nil {
-			cs := tc.ConnectionState()
-			st.TLS = &cs // the new connection's, for the observer
-		}
+		st.TLS = cs // the new connection's, for the observer
 		o.TLSDone(st, anonymous, err)
 	}
 	if err != nil {
@@ -571,7 +573,6 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 		return false
 	}
 	c.nc.SetDeadline(time.Time{})
-	cs := tc.ConnectionState()
 	c.c = tc
 	c.br.Reset(&c.rd)
 	c.bw.Reset(&c.wr)
@@ -579,7 +580,7 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 	c.st.Hello = ""
 	c.st.Extended = false
 	c.st.AuthMechanism, c.st.AuthUsername, c.st.AuthIdentity = "", "", ""
-	c.st.TLS = &cs
+	c.st.TLS = cs
 	c.st.AnonymousTLS = anonymous
 	c.capsValid = false
 	if c.dbg {
