@@ -529,8 +529,7 @@ func (c *conn) resetTx() {
 // X-ANONYMOUSTLS. It reports false when the connection must close.
 func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bool {
 	c.writeReply(220, "2.0.0", "Ready to start TLS")
-	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
-	if err := c.bw.Flush(); err != nil {
+	if err := c.bw.Flush(); err != nil { // connWriter sets the write deadline
 		c.closeHard = true
 		return false
 	}
