@@ -68,3 +68,13 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("a queue that cannot be read:\n%s", out)
 	}
 }
+
+// BenchmarkHandshake is what counting one handshake costs a session
+// (issue 19: it showed in profiles of STARTTLS sessions).
+func BenchmarkHandshake(b *testing.B) {
+	m := New(fakeSource{}, func() time.Time { return now })
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Handshake("smtp", "Default HUB1", nil)
+	}
+}

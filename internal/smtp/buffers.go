@@ -62,8 +62,8 @@ func (p *bufferPool) put(br *bufio.Reader, bw *bufio.Writer) {
 
 // takeBuffers gives the connection input and output buffers.
 func (c *conn) takeBuffers() {
-	c.br = c.srv.bufs.reader(&connReader{c}, c.readSize)
-	c.bw = c.srv.bufs.writer(&connWriter{c}, writeBufferSize)
+	c.br = c.srv.bufs.reader(&c.rd, c.readSize)
+	c.bw = c.srv.bufs.writer(&c.wr, writeBufferSize)
 }
 
 // releaseBuffers gives the connection's buffers back to the pool; they

@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestQuitClose: how a session ends after QUIT. With nothing sent after
@@ -68,4 +71,55 @@ func TestQuitClose(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEmptyNow: what the peer sent after QUIT is read without waiting;
+// the socket counts as empty when a read returned less than asked for
+// (TCP hands out all it holds up to the size asked), and not when more
+// is left than four reads take.
+func TestEmptyNow(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sent  int
+		empty bool
+	}{
+		{"ok/nothing", 0, true},
+		{"ok/close-notify-sized", 24, true},
+		{"ok/two-reads", 1500, true},
+		{"fail/more-than-four-reads", 5000, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, server := tcpPair(t)
+			if tc.sent > 0 {
+				if _, err := client.Write(make([]byte, tc.sent)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Wait until all of it has arrived.
+			tcs := server.(*net.TCPConn)
+			deadline := time.Now().Add(5 * time.Second)
+			for tc.sent > 0 && inQueue(t, tcs) < tc.sent && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			var scratch [firstReadSize]byte
+			if got := emptyNow(tcs, scratch[:]); got != tc.empty {
+				t.Errorf("emptyNow = %v, want %v", got, tc.empty)
+			}
+			if left := inQueue(t, tcs); tc.empty && left != 0 {
+				t.Errorf("%d bytes left unread", left)
+			}
+		})
+	}
+}
+
+// inQueue is how many bytes the socket holds unread (FIONREAD).
+func inQueue(t *testing.T, c *net.TCPConn) int {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return n
 }

@@ -227,3 +227,20 @@ func TestGreetingPanicClosesSession(t *testing.T) {
 		t.Errorf("Session.Close called %d times after a panic in Greeting, want 1", n)
 	}
 }
+
+// TestTakeBuffersAllocatesNothing: a session gives its buffers back
+// before each wait and takes them again after it; once the pool holds
+// them, that allocates nothing (issue 19: the reader and writer under
+// the buffers were allocated at each take).
+func TestTakeBuffersAllocatesNothing(t *testing.T) {
+	_, server := tcpPair(t)
+	srv := newTestServer(&fakeHandler{})
+	srv.init()
+	c := newConn(srv, server, srv.limitsFor(server.LocalAddr()))
+	if n := testing.AllocsPerRun(100, func() {
+		c.releaseBuffers()
+		c.takeBuffers()
+	}); n != 0 {
+		t.Errorf("%v allocations per release and take, want 0", n)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"strings"
 
 	"certrelay/internal/certinfo"
@@ -75,10 +76,12 @@ func selected(ctx context.Context, ev EventSink, h *trace.Hub, d *selection.Deci
 
 // negotiated records a TLS handshake's outcome: 16070 and a
 // NetworkingLayer\Certificate record.
-func negotiated(ctx context.Context, ev EventSink, h *trace.Hub, connector, client string, cs *tls.ConnectionState, served string, err error) {
+func negotiated(ctx context.Context, ev EventSink, h *trace.Hub, connector string, remote net.Addr, cs *tls.ConnectionState, served string, err error) {
 	if !wants(ctx, ev, h, 16070, trace.NetworkingCertificate) {
 		return
 	}
+	// Formatted only when wanted: a string per session otherwise (issue 19).
+	client := hostOf(remote.String())
 	if err != nil {
 		h.Publish(trace.Record{Component: trace.NetworkingCertificate, Tag: "tls",
 			Summary: fmt.Sprintf("TLS with %s on connector %s failed: %v", client, connector, err),

@@ -333,7 +333,7 @@ func (s *session) TLSDone(st smtp.State, anonymous bool, err error) {
 	if anonymous && s.internal != nil {
 		served = s.internal.Thumbprint
 	}
-	negotiated(s.ctx, s.r.Events, s.r.Trace, s.c.Name, hostOf(st.RemoteAddr.String()), st.TLS, served, err)
+	negotiated(s.ctx, s.r.Events, s.r.Trace, s.c.Name, st.RemoteAddr, st.TLS, served, err)
 }
 
 func (s *session) Auth(st smtp.State, mech, identity, username, password string) error {
