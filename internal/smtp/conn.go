@@ -77,7 +77,6 @@ type conn struct {
 	// back after each wait allocates nothing (issue 19).
 	rd connReader
 	wr connWriter
-	tw ticketConn // under the tls.Conn after STARTTLS (ticket.go)
 }
 
 var (
@@ -539,9 +538,7 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 		c.logger().Warn("smtp plaintext after STARTTLS discarded (command injection attempt?)", "bytes", n)
 	}
 	c.pending = nil
-	tw := &c.tw
-	*tw = ticketConn{Conn: c.nc, handshaking: true}
-	tc := tls.Server(tw, cfg)
+	tc := tls.Server(c.nc, cfg)
 	hd := time.Now().Add(c.cfg.tlsHandshakeTimeout)
 	if c.sessionEnd.Before(hd) {
 		hd = c.sessionEnd
@@ -554,7 +551,6 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 	c.nc.SetDeadline(hd)
 	growStack()
 	err := tc.Handshake()
-	tw.handshaking = false
 	var cs *tls.ConnectionState // made once: the observer's and the session's
 	if err == nil {
 		s := tc.ConnectionState()
@@ -566,7 +562,6 @@ func (c *conn) startTLS(ctx context.Context, cfg *tls.Config, anonymous bool) bo
 		o.TLSDone(st, anonymous, err)
 	}
 	if err != nil {
-		tw.flush() // the alert, if crypto/tls sent one after its flight
 		c.logger().Info("smtp TLS handshake failed", "err", err, "anonymous", anonymous)
 		c.closeHard = true
 		return false

@@ -10,34 +10,34 @@ import (
 	"time"
 )
 
-// TestTicketWithFirstReply: a TLS 1.3 session ticket (sent by crypto/tls
-// after the client's second flight when a client certificate is
-// requested) leaves in the same write as the reply to the EHLO after
-// STARTTLS, not in a write of its own (issue 19), and a second
-// connection resumes with it. TLS 1.2's second flight, which its client
-// waits for, is not held: the session completes and resumes too.
-func TestTicketWithFirstReply(t *testing.T) {
+// TestSessionTicket: after STARTTLS a client that offers resumption
+// gets a TLS 1.3 session ticket at the end of the handshake, before it
+// sends anything, so a probe that only shakes hands (openssl s_client
+// -sess_out, testssl) sees resumption offered; the next connection
+// resumes with it. TLS 1.2 resumes too. (A branch once held the ticket
+// back to ride with the next reply, one write fewer per session; it was
+// dropped because such a probe then saw no ticket, and the bench, whose
+// clients offer no resumption, could not tell the difference.)
+func TestSessionTicket(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		version uint16
-		// writes: greeting, EHLO, 220, the server's flight(s), EHLO
-		// after TLS, 221.
-		writes int32
 	}{
-		{"ok/tls13-ticket-with-ehlo-reply", tls.VersionTLS13, 6},
-		{"ok/tls12-second-flight-at-once", tls.VersionTLS12, 7},
+		{"ok/tls13-ticket-before-client-speaks", tls.VersionTLS13},
+		{"ok/tls12-resumes", tls.VersionTLS12},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cache := tls.NewLRUClientSessionCache(4)
 			conf := &tls.Config{InsecureSkipVerify: true, ClientSessionCache: cache, ServerName: "mx.example.test",
 				MinVersion: tc.version, MaxVersion: tc.version}
 			srv := newTestServer(tlsDiscardHandler{getPKI(t).serverConfig()})
-			session := func() (int32, bool) {
+			// session runs one STARTTLS session; a silent client shakes
+			// hands, reads for a moment without sending, and hangs up.
+			session := func(silent bool) bool {
 				client, server := tcpPair(t)
-				counted := &countingConn{Conn: server}
 				done := make(chan struct{})
 				go func() {
-					srv.ServeConn(context.Background(), counted)
+					srv.ServeConn(context.Background(), server)
 					close(done)
 				}()
 				client.SetDeadline(time.Now().Add(10 * time.Second))
@@ -63,28 +63,32 @@ func TestTicketWithFirstReply(t *testing.T) {
 				if err := tlc.Handshake(); err != nil {
 					t.Fatal(err)
 				}
-				br.Reset(tlc)
-				io.WriteString(tlc, "EHLO client.example.test\r\n")
-				expect("250")
-				io.WriteString(tlc, "QUIT\r\n")
-				expect("221")
+				if silent {
+					// crypto/tls takes a ticket in while reading.
+					tlc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+					if n, err := tlc.Read(make([]byte, 1)); n > 0 || err == nil {
+						t.Fatalf("the server sent application data before EHLO: %d, %v", n, err)
+					}
+				} else {
+					br.Reset(tlc)
+					io.WriteString(tlc, "EHLO client.example.test\r\n")
+					expect("250")
+					io.WriteString(tlc, "QUIT\r\n")
+					expect("221")
+				}
 				resumed := tlc.ConnectionState().DidResume
-				tlc.Close()
+				client.Close()
 				select {
 				case <-done:
 				case <-time.After(5 * time.Second):
 					t.Fatal("the session did not end")
 				}
-				return counted.writes.Load(), resumed
+				return resumed
 			}
-			writes, resumed := session()
-			if resumed {
+			if session(tc.version == tls.VersionTLS13) {
 				t.Fatal("the first session resumed")
 			}
-			if writes != tc.writes {
-				t.Errorf("the server wrote %d times, want %d", writes, tc.writes)
-			}
-			if _, resumed := session(); !resumed {
+			if !session(false) {
 				t.Error("the second session did not resume: no ticket reached the client")
 			}
 		})
