@@ -60,7 +60,7 @@ IDLE_N ?= 10000
 QUEUE_N ?= 100000
 bench:
 	./scripts/install-deps.sh bench
-	ROUNDS=$(ROUNDS) IDLE_N=$(IDLE_N) QUEUE_N=$(QUEUE_N) $(GO) test -tags bench -run '^(TestBench|TestAccessBench|TestEdgeIngest|TestSelectScale|TestIdleConns|TestQueueScale)$$' -count=1 -v -timeout 180m ./test/bench/
+	ROUNDS=$(ROUNDS) IDLE_N=$(IDLE_N) QUEUE_N=$(QUEUE_N) $(GO) test -tags bench -run '^(TestBench|TestSessionFloor|TestAccessBench|TestEdgeIngest|TestSelectScale|TestIdleConns|TestQueueScale)$$' -count=1 -v -timeout 180m ./test/bench/
 
 # Hot swap (small store and 10,000 certificates), server start with
 # 10,000 certificates, selection and serving-layer benchmarks: the numbers
@@ -78,6 +78,14 @@ ORG_MAILBOXES ?= 100000
 .PHONY: bench-org slapd
 bench-org: deps
 	ORG_SWAPS=$(ORG_SWAPS) ORG_MAILBOXES=$(ORG_MAILBOXES) $(GO) test -tags bench -run '^TestOrg$$' -count=1 -v -timeout 60m ./test/bench/
+
+# The STARTTLS session against its own floor (issue 19): server CPU per
+# bare handshake, per session of a minimal SMTP server and per certrelay
+# session, alternating; the "sessionfloor" section of
+# docs/performance/session-floor.md (~3 min).
+.PHONY: bench-sessionfloor
+bench-sessionfloor: deps
+	ROUNDS=$(ROUNDS) $(GO) test -tags bench -run '^TestSessionFloor$$' -count=1 -v -timeout 30m ./test/bench/
 
 # Renewal and self-probe (issue 18): `cert renew` of the connector's
 # self-signed certificate to the first handshake with the renewed one under

@@ -63,14 +63,20 @@ func floorServerMain(keyType string) {
 		io.Copy(io.Discard, os.Stdin)
 		os.Exit(0)
 	}()
+	smtp := os.Getenv(smtpFloorEnv) != ""
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			os.Exit(1)
 		}
+		conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
+		if smtp {
+			go minimalSMTP(c, conf)
+			continue
+		}
 		go func() {
 			defer c.Close()
-			tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert})
+			tc := tls.Server(c, conf)
 			if tc.Handshake() != nil {
 				return
 			}
@@ -102,40 +108,8 @@ type floorResult struct {
 // Go's defaults).
 func measureFloor(t *testing.T, keyType string, curves []tls.CurveID, clients, n int) floorResult {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), floorEnv+"="+keyType)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		stdin.Close()
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("floor server: %v", err)
-	}
-	addr := strings.TrimSpace(line)
+	addr, pid, stop := startFloor(t, keyType, false)
+	defer stop()
 	conf := &tls.Config{InsecureSkipVerify: true, CurvePreferences: curves}
 	handshakes := func(n int) {
 		var left atomic.Int64
@@ -162,7 +136,6 @@ func measureFloor(t *testing.T, keyType string, curves []tls.CurveID, clients, n
 		wg.Wait()
 	}
 	handshakes(max(100, n/10)) // warm up, as the loads do
-	pid := cmd.Process.Pid
 	cpu := func() (time.Duration, error) { return procCPU(pid) }
 	before := settledCPU(t, cpu, 5*time.Second)
 	self0 := selfCPU()
@@ -172,4 +145,48 @@ func measureFloor(t *testing.T, keyType string, curves []tls.CurveID, clients, n
 	self1 := selfCPU()
 	after := settledCPU(t, cpu, 5*time.Second)
 	return floorResult{Handshakes: n, Rate: float64(n) / elapsed.Seconds(), ServerCPU: micros(after-before, n), ClientCPU: micros(self1-self0, n)}
+}
+
+// startFloor starts a floor server process (a minimal SMTP server with
+// smtp) and returns its address, its PID and how to stop it.
+func startFloor(t *testing.T, keyType string, smtp bool) (addr string, pid int, stop func()) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), floorEnv+"="+keyType)
+	if smtp {
+		cmd.Env = append(cmd.Env, smtpFloorEnv+"=1")
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stop = func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		stop()
+		t.Fatalf("floor server: %v", err)
+	}
+	return strings.TrimSpace(line), cmd.Process.Pid, stop
 }

@@ -1,0 +1,157 @@
+//go:build bench
+
+package bench
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The session floor (issue 19): what the STARTTLS session itself costs
+// a server that does nothing else. The goal compares certrelay's server
+// CPU per session (connect, greeting, EHLO, STARTTLS, handshake, EHLO,
+// QUIT) with a bare handshake's; between the two lies the SMTP exchange,
+// which every SMTP server pays: four more round trips, each a read, a
+// write and a wake-up. TestSessionFloor measures it with a minimal SMTP
+// server (minimalSMTP: the replies and the handshake, no limits, no
+// deadlines, no logging, no queue), run in the floor's process and
+// driven by the same smtpload load as certrelay, alternating with the
+// bare handshake and certrelay round by round.
+
+// smtpFloorEnv, set beside floorEnv, makes the floor process serve
+// minimalSMTP instead of bare handshakes.
+const smtpFloorEnv = "BENCH_FLOOR_SMTP"
+
+// minimalSMTP serves one STARTTLS session as plainly as Go can: one
+// write per reply, one read per command, nothing checked that the load
+// does not need.
+func minimalSMTP(c net.Conn, conf *tls.Config) {
+	defer c.Close()
+	var rw net.Conn = c
+	br := bufio.NewReader(rw)
+	bw := bufio.NewWriter(rw)
+	reply := func(s string) bool {
+		bw.WriteString(s)
+		return bw.Flush() == nil
+	}
+	if !reply("220 floor.bench.test ESMTP\r\n") {
+		return
+	}
+	tlsOn := false
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		verb := strings.ToUpper(strings.TrimSpace(line))
+		if i := strings.IndexByte(verb, ' '); i >= 0 {
+			verb = verb[:i]
+		}
+		switch verb {
+		case "EHLO":
+			ext := "250-floor.bench.test\r\n250-PIPELINING\r\n250-SIZE 36700160\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n"
+			if !tlsOn {
+				ext += "250-STARTTLS\r\n"
+			}
+			if !reply(ext + "250 SMTPUTF8\r\n") {
+				return
+			}
+		case "STARTTLS":
+			if !reply("220 2.0.0 Ready to start TLS\r\n") {
+				return
+			}
+			tc := tls.Server(c, conf)
+			if tc.Handshake() != nil {
+				return
+			}
+			rw, tlsOn = tc, true
+			br.Reset(rw)
+			bw.Reset(rw)
+		case "QUIT":
+			reply("221 2.0.0 Bye\r\n")
+			return
+		default:
+			if !reply("502 5.5.2 Not in the floor\r\n") {
+				return
+			}
+		}
+	}
+}
+
+// TestSessionFloor measures, ROUNDS times alternating, the server's CPU
+// per ECDSA P-256 / X25519 handshake (the bench's floor), per session of
+// minimalSMTP and per session of certrelay (delivery deferred, as in the
+// bench's session loads), and writes the "sessionfloor" section of
+// docs/performance/session-floor.md. It asserts nothing about timings.
+func TestSessionFloor(t *testing.T) {
+	build(t)
+	rounds := envInt(t, "ROUNDS", 5)
+	n := envInt(t, "TLS_N", 3000)
+	clients := envInt(t, "CLIENTS", 32)
+	started := time.Now().UTC()
+	sess := load{Name: "session-ecdsa", Clients: clients, Messages: n, TLS: true, SessionOnly: true, Curves: "X25519"}
+	i := slices.IndexFunc(targets, func(tg target) bool { return tg.Name == "certrelay-deferred" })
+	relay := targets[i]
+	kinds := []string{"handshake", "minimal SMTP", "certrelay"}
+	got := map[string][]float64{}
+	for round := 1; round <= rounds; round++ {
+		k := (round - 1) % len(kinds)
+		order := append(append([]string(nil), kinds[k:]...), kinds[:k]...)
+		for _, kind := range order {
+			t.Run(fmt.Sprintf("round%d/%s", round, strings.ReplaceAll(kind, " ", "-")), func(t *testing.T) {
+				dirty := quiesceFS()
+				var v float64
+				switch kind {
+				case "handshake":
+					v = measureFloor(t, "ecdsa", []tls.CurveID{tls.X25519}, clients, n).ServerCPU
+				case "minimal SMTP":
+					addr, pid, stop := startFloor(t, "ecdsa", true)
+					defer stop()
+					v = sessionCPU(t, addr, func() (time.Duration, error) { return procCPU(pid) }, sess)
+				case "certrelay":
+					addr, cpu := relay.start(t, "ecdsa")
+					v = sessionCPU(t, addr, cpu, sess)
+				}
+				fmt.Printf("round %d  %-13s server %4.0f µs per handshake or session  (before: %s)\n", round, kind, v, dirty)
+				got[kind] = append(got[kind], v)
+			})
+		}
+	}
+	if t.Failed() || len(got["certrelay"]) != rounds || len(got["minimal SMTP"]) != rounds || len(got["handshake"]) != rounds {
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Results of `make bench-sessionfloor ROUNDS=%d` on %s UTC\n\n", rounds, started.Format("2006-01-02 15:04"))
+	fmt.Fprintf(&b, "Machine: %s.\n\n", machine(t))
+	fmt.Fprintf(&b, "Server CPU (`/proc/PID/stat`, user + system) per ECDSA P-256 handshake with X25519 (the bench's floor: a bare crypto/tls handshake, %d clients) and per STARTTLS session (`smtpload -tls -session-only -curves X25519 -c %d -n %d`: connect, greeting, EHLO, STARTTLS, handshake, EHLO, QUIT) of the minimal SMTP server and of certrelay with delivery deferred; the three alternate, each round starting with another.\n\n", clients, clients, n)
+	b.WriteString("| round | handshake µs | minimal SMTP µs/session | certrelay µs/session | handshake ÷ minimal SMTP | handshake ÷ certrelay | minimal SMTP ÷ certrelay |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+	row := func(name string, h, m, c float64) {
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.0f | %.0f%% | %.0f%% | %.0f%% |\n", name, h, m, c, 100*h/m, 100*h/c, 100*m/c)
+	}
+	for r := range rounds {
+		row(fmt.Sprint(r+1), got["handshake"][r], got["minimal SMTP"][r], got["certrelay"][r])
+	}
+	row("**median**", median(got["handshake"]), median(got["minimal SMTP"]), median(got["certrelay"]))
+	writeSection(t, "sessionfloor", b.String())
+}
+
+// sessionCPU warms the server at addr up with a tenth of l, runs l and
+// returns the server's CPU per session in µs.
+func sessionCPU(t *testing.T, addr string, cpu func() (time.Duration, error), l load) float64 {
+	t.Helper()
+	warm := l
+	warm.Messages = max(100, l.Messages/10)
+	runLoad(t, addr, warm)
+	before := settledCPU(t, cpu, 30*time.Second)
+	rep := runLoad(t, addr, l)
+	if rep.Failed > 0 {
+		t.Errorf("%d of %d sessions failed: %v %v", rep.Failed, rep.OK+rep.Failed, rep.Errors, rep.FirstErrors)
+	}
+	return micros(settledCPU(t, cpu, 60*time.Second)-before, rep.OK)
+}
