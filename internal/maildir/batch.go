@@ -34,7 +34,7 @@ import (
 // would each carry one or two files: a syncfs(2) costs 100–150 µs of
 // CPU whatever it carries, which then made the largest part of a
 // delivery's cost at the STARTTLS ingest rate (about 1,200 messages/s;
-// docs/performance/ingest-19.md). So a round starts at
+// docs/performance/ingest-19-third.md). So a round starts at
 // once only when roundFull deliveries wait for it (written, or renamed
 // and waiting for the sync) or roundInterval has passed since the
 // previous round began; otherwise it gathers for whichever comes first.
