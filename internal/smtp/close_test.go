@@ -74,9 +74,8 @@ func TestQuitClose(t *testing.T) {
 }
 
 // TestEmptyNow: what the peer sent after QUIT is read without waiting;
-// the socket counts as empty when a read returned less than asked for
-// (TCP hands out all it holds up to the size asked), and not when more
-// is left than four reads take.
+// the socket counts as empty when a read finds nothing left (EAGAIN) or
+// the peer's FIN, and not when more is left than four reads take.
 func TestEmptyNow(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

@@ -598,11 +598,13 @@ func emptyNow(tc *net.TCPConn, scratch []byte) bool {
 	rc.Read(func(fd uintptr) bool {
 		for range 4 {
 			n, _, err := unix.Recvfrom(int(fd), scratch, unix.MSG_DONTWAIT)
-			if err == unix.EAGAIN || (err == nil && n < len(scratch)) {
-				// Nothing left, the peer's FIN, or less than asked
-				// for: TCP hands out what it holds up to the size
-				// asked, so a short read emptied the queue (one
-				// call fewer than reading on to EAGAIN or FIN).
+			if err == unix.EAGAIN || (err == nil && n == 0) {
+				// Nothing left, or the peer's FIN. A short read
+				// is not enough: TCP stops a read at the urgent
+				// mark, with the rest of the input still queued
+				// (a telnet user's interrupt after QUIT), and
+				// closing would then reset the connection
+				// (TestEmptyNowLeavesNothingUnread).
 				empty = true
 				return true
 			}
