@@ -167,3 +167,43 @@ func TestSlowSyncDoesNotLoseGatheredDeliveries(t *testing.T) {
 		t.Errorf("tmp/ holds %v", left)
 	}
 }
+
+// TestMissingSubdirectoryIsRecreated: a Maildir whose new/ or cur/ was
+// removed (by hand, or a cleanup gone wrong) gets it back at the next
+// delivery, which succeeds — first attempt or repeated — rather than
+// failing at every retry until the message expires and bounces.
+func TestMissingSubdirectoryIsRecreated(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sub   string
+		fresh bool
+	}{
+		{"ok/new-first-attempt", "new", true},
+		{"ok/new-repeated-attempt", "new", false},
+		{"ok/cur-repeated-attempt", "cur", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			dir := filepath.Join(root, "gone")
+			if err := makeMaildir(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(filepath.Join(dir, tc.sub)); err != nil {
+				t.Fatal(err)
+			}
+			k := Key{MsgID: "gone1", Received: received, Fresh: tc.fresh}
+			res, err := Deliver(root, "gone", k, body(1))
+			if err != nil {
+				t.Fatalf("Deliver: %v", err)
+			}
+			if b, err := os.ReadFile(res.Path); err != nil || string(b) != string(body(1)) || res.Duplicate {
+				t.Errorf("%+v holds %q, %v", res, b, err)
+			}
+			for _, sub := range []string{"tmp", "new"} {
+				if fi, err := os.Stat(filepath.Join(dir, sub)); err != nil || !fi.IsDir() {
+					t.Errorf("%s/: %v", sub, err)
+				}
+			}
+		})
+	}
+}
