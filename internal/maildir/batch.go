@@ -3,6 +3,7 @@ package maildir
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -226,6 +227,15 @@ func round(written, renamed []*pending) (next, finished []*pending) {
 		tmp := filepath.Join(p.dir, "tmp", p.name)
 		if p.err == nil {
 			err := renameNoStat(tmp, filepath.Join(p.dir, "new", p.name))
+			if errors.Is(err, fs.ErrNotExist) {
+				// new/ removed (by hand) since the Maildir was
+				// made: made again, or every retry would fail
+				// until the message expires. Its next round's
+				// sync makes the rename durable as any other.
+				if makeMaildir(p.dir) == nil {
+					err = renameNoStat(tmp, filepath.Join(p.dir, "new", p.name))
+				}
+			}
 			if err == nil {
 				next = append(next, p)
 				continue
