@@ -25,6 +25,7 @@ func TestPooledBuffersAcrossSTARTTLSFailures(t *testing.T) {
 	p := getPKI(t)
 	h := &fakeHandler{caps: allCaps, tlsConfig: p.serverConfig(), queueID: "Q"}
 	srv := newTestServer(h)
+	srv.MaxConnectionsPerClient = 1000 // every session is from 127.0.0.1
 	const n = 48
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*n)
