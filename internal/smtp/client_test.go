@@ -16,6 +16,21 @@ import (
 // tcpPair returns the two ends of a loopback TCP connection. Unlike
 // net.Pipe, TCP buffers: a TLS peer that fails and sends an alert does not
 // block waiting for the other side to read.
+// serveTCP serves one session of srv over a loopback TCP pair and
+// returns the client's end (with a 10 s deadline), a reader on it, and a
+// channel closed when the session has ended.
+func serveTCP(t testing.TB, srv *Server) (net.Conn, *bufio.Reader, <-chan struct{}) {
+	t.Helper()
+	client, server := tcpPair(t)
+	done := make(chan struct{})
+	go func() {
+		srv.ServeConn(context.Background(), server)
+		close(done)
+	}()
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	return client, bufio.NewReader(client), done
+}
+
 func tcpPair(t testing.TB) (client, server net.Conn) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,8 +1,6 @@
 package smtp
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -103,15 +101,8 @@ func TestQuitWithInputAfterItGets221(t *testing.T) {
 		{"ok/fin-only", nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			client, server := tcpPair(t)
 			srv := newTestServer(&fakeHandler{})
-			done := make(chan struct{})
-			go func() {
-				srv.ServeConn(context.Background(), server)
-				close(done)
-			}()
-			client.SetDeadline(time.Now().Add(10 * time.Second))
-			br := bufio.NewReader(client)
+			client, br, done := serveTCP(t, srv)
 			if l, _ := br.ReadString('\n'); !strings.HasPrefix(l, "220 ") {
 				t.Fatalf("greeting %q", l)
 			}

@@ -1,8 +1,6 @@
 package smtp
 
 import (
-	"bufio"
-	"context"
 	"io"
 	"log/slog"
 	"strings"
@@ -42,14 +40,7 @@ func TestSessionLogNamesConnection(t *testing.T) {
 func TestTLSHandshakeTimeout(t *testing.T) {
 	srv := newTestServer(&fakeHandler{tlsConfig: getPKI(t).serverConfig(), caps: allCaps})
 	srv.TLSHandshakeTimeout = 300 * time.Millisecond
-	client, server := tcpPair(t)
-	done := make(chan struct{})
-	go func() {
-		srv.ServeConn(context.Background(), server)
-		close(done)
-	}()
-	client.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(client)
+	client, br, done := serveTCP(t, srv)
 	br.ReadString('\n')
 	io.WriteString(client, "EHLO client.example.test\r\n")
 	for {

@@ -1,8 +1,6 @@
 package smtp
 
 import (
-	"bufio"
-	"context"
 	"crypto/tls"
 	"io"
 	"strings"
@@ -34,14 +32,7 @@ func TestSessionTicket(t *testing.T) {
 			// session runs one STARTTLS session; a silent client shakes
 			// hands, reads for a moment without sending, and hangs up.
 			session := func(silent bool) bool {
-				client, server := tcpPair(t)
-				done := make(chan struct{})
-				go func() {
-					srv.ServeConn(context.Background(), server)
-					close(done)
-				}()
-				client.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(client)
+				client, br, done := serveTCP(t, srv)
 				expect := func(code string) {
 					t.Helper()
 					for {
