@@ -10,9 +10,10 @@ import (
 
 // TestPostfixResumesTLS: Postfix's smtp client, with its TLS session
 // cache, resumes its TLS 1.3 session with certrelay on its next
-// connection. certrelay sends the session ticket with the reply to the
-// EHLO after STARTTLS rather than at the end of the handshake (issue 19):
-// a real client must still receive and use it.
+// connection: the TLS 1.3 session ticket certrelay sends at the end of
+// the handshake reaches a real client and is used (issue 19 tried, and
+// dropped, holding the ticket back to ride with the next reply; this test
+// failed when the held ticket was lost).
 func TestPostfixResumesTLS(t *testing.T) {
 	e := newEnv(t)
 	m := newMailServer(t, e, "hub.contoso.test").start()
