@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,7 +28,18 @@ type target struct {
 	// certrelay's process, or Postfix's master and every process under
 	// it (and those they waited for).
 	start func(t *testing.T, keyType string) (addr string, cpu func() (time.Duration, error))
+	// Pinned: the server runs on pinServerCPUs and this process — the
+	// load's smtpload — on pinClientCPU (issue 19's first fair way of
+	// measuring a session against its floor).
+	Pinned bool
 }
+
+// The CPUs of a pinned measurement: the server's (taskset's list) and the
+// clients'.
+const (
+	pinServerCPUs = "0"
+	pinClientCPU  = 1
+)
 
 var targets = []target{
 	{"certrelay-maildir", "certrelay, Maildir delivery", func(t *testing.T, keyType string) (string, func() (time.Duration, error)) {
@@ -35,19 +47,25 @@ var targets = []target{
 		r.start()
 		pid := r.pid()
 		return r.addr, func() (time.Duration, error) { return procCPU(pid) }
-	}},
+	}, false},
 	{"certrelay-deferred", "certrelay, delivery deferred", func(t *testing.T, keyType string) (string, func() (time.Duration, error)) {
 		r := newRelay(t, relayOptions{KeyType: keyType, HoldDelivery: true})
 		r.start()
 		pid := r.pid()
 		return r.addr, func() (time.Duration, error) { return procCPU(pid) }
-	}},
+	}, false},
+	{"certrelay-deferred-pinned", "certrelay, delivery deferred, pinned", func(t *testing.T, keyType string) (string, func() (time.Duration, error)) {
+		r := newRelay(t, relayOptions{KeyType: keyType, HoldDelivery: true, CPUs: pinServerCPUs})
+		r.start()
+		pid := r.pid()
+		return r.addr, func() (time.Duration, error) { return procCPU(pid) }
+	}, true},
 	{"postfix-discard", "Postfix, discard", func(t *testing.T, keyType string) (string, func() (time.Duration, error)) {
 		return postfixTarget(t, newPostfix(t, postfixOptions{KeyType: keyType}))
-	}},
+	}, false},
 	{"postfix-maildir", "Postfix, virtual Maildir", func(t *testing.T, keyType string) (string, func() (time.Duration, error)) {
 		return postfixTarget(t, newPostfix(t, postfixOptions{KeyType: keyType, Maildir: true}))
-	}},
+	}, false},
 }
 
 // postfixTarget returns a started Postfix's address and a reader of the
@@ -111,6 +129,12 @@ func TestBench(t *testing.T) {
 	started := time.Now().UTC()
 	all := []string{"certrelay-maildir", "certrelay-deferred", "postfix-discard", "postfix-maildir"}
 	certrelayOnly := []string{"certrelay-maildir", "certrelay-deferred"}
+	// The ECDSA/X25519 session is also measured pinned (server on one
+	// core, clients on the other), beside its pinned floor.
+	sessionECDSA := []string{"certrelay-deferred", "postfix-discard"}
+	if canPin() {
+		sessionECDSA = append(sessionECDSA, "certrelay-deferred-pinned")
+	}
 	// STARTTLS loads offer X25519 only, the group OpenSSL 3.0 (Postfix
 	// here) settles on, so both servers do the same key exchange; the
 	// "pq" load keeps Go's default groups (X25519MLKEM768 first), which
@@ -121,7 +145,7 @@ func TestBench(t *testing.T) {
 		{load{Name: "starttls-ecdsa", Clients: clients, Messages: tlsN, Size: 4096, TLS: true, Curves: "X25519"}, "ecdsa", "STARTTLS ECDSA P-256, 4 KiB", all},
 		{load{Name: "starttls-ecdsa-pq", Clients: clients, Messages: tlsN, Size: 4096, TLS: true}, "ecdsa", "STARTTLS ECDSA P-256, X25519MLKEM768, 4 KiB", certrelayOnly},
 		{load{Name: "session-rsa", Clients: clients, Messages: tlsN, TLS: true, SessionOnly: true, Curves: "X25519"}, "rsa", "STARTTLS session alone, RSA-2048", []string{"certrelay-deferred", "postfix-discard"}},
-		{load{Name: "session-ecdsa", Clients: clients, Messages: tlsN, TLS: true, SessionOnly: true, Curves: "X25519"}, "ecdsa", "STARTTLS session alone, ECDSA P-256", []string{"certrelay-deferred", "postfix-discard"}},
+		{load{Name: "session-ecdsa", Clients: clients, Messages: tlsN, TLS: true, SessionOnly: true, Curves: "X25519"}, "ecdsa", "STARTTLS session alone, ECDSA P-256", sessionECDSA},
 		{load{Name: "session-ecdsa-pq", Clients: clients, Messages: tlsN, TLS: true, SessionOnly: true}, "ecdsa", "STARTTLS session alone, ECDSA P-256, X25519MLKEM768", []string{"certrelay-deferred"}},
 	}
 	byName := map[string]target{}
@@ -145,6 +169,9 @@ func TestBench(t *testing.T) {
 					// files are written back now, not in this run's
 					// syncs.
 					dirty := quiesceFS()
+					if tg.Pinned {
+						defer pinSelf(t, pinClientCPU)()
+					}
 					addr, cpuOf := tg.start(t, l.KeyType)
 					// Warm up (processes spawned, Postfix's in-flow
 					// tokens, caches), then measure.
@@ -168,9 +195,17 @@ func TestBench(t *testing.T) {
 		// The floor of the session loads, measured as they are (the
 		// server's CPU per handshake), once a round.
 		for _, f := range floorLoads {
+			if f.Pinned && !canPin() {
+				continue
+			}
 			t.Run(fmt.Sprintf("round%d/floor/%s", round, f.Session), func(t *testing.T) {
 				dirty := quiesceFS()
-				r := measureFloor(t, f.KeyType, f.Curves, clients, tlsN)
+				cpus := ""
+				if f.Pinned {
+					cpus = pinServerCPUs
+					defer pinSelf(t, pinClientCPU)()
+				}
+				r := measureFloor(t, f.KeyType, cpus, f.Curves, clients, tlsN)
 				fmt.Printf("round %d  floor %-20s %8.1f/s  server %4.0f µs/handshake  client %4.0f µs/handshake  (before: %s)\n",
 					round, f.Session, r.Rate, r.ServerCPU, r.ClientCPU, dirty)
 				floors[f.Session] = append(floors[f.Session], r)
@@ -195,11 +230,17 @@ func TestBench(t *testing.T) {
 var floorLoads = []struct {
 	Session, KeyType string
 	Curves           []tls.CurveID
+	Pinned           bool // server on pinServerCPUs, clients on pinClientCPU
 }{
-	{"session-rsa", "rsa", []tls.CurveID{tls.X25519}},
-	{"session-ecdsa", "ecdsa", []tls.CurveID{tls.X25519}},
-	{"session-ecdsa-pq", "ecdsa", nil},
+	{"session-rsa", "rsa", []tls.CurveID{tls.X25519}, false},
+	{"session-ecdsa", "ecdsa", []tls.CurveID{tls.X25519}, false},
+	{"session-ecdsa-pq", "ecdsa", nil, false},
+	{"session-ecdsa-pinned", "ecdsa", []tls.CurveID{tls.X25519}, true},
 }
+
+// canPin says whether this machine has the two CPUs a pinned measurement
+// needs.
+func canPin() bool { return runtime.NumCPU() >= 2 }
 
 // swapResult is what hotSwap measured.
 type swapResult struct {

@@ -5,6 +5,7 @@ package bench
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -191,4 +192,67 @@ func micros(d time.Duration, n int) float64 {
 		return 0
 	}
 	return float64(d.Microseconds()) / float64(n)
+}
+
+// pinCommand makes cmd run on cpus (taskset's list: "0"; "": any) from
+// its first instruction, so that a Go server sizes GOMAXPROCS to them.
+func pinCommand(t *testing.T, cmd *exec.Cmd, cpus string) {
+	t.Helper()
+	if cpus == "" {
+		return
+	}
+	ts, err := exec.LookPath("taskset")
+	if err != nil {
+		t.Fatalf("taskset (util-linux) is needed to pin a server: %v", err)
+	}
+	cmd.Args = append([]string{ts, "-c", cpus}, cmd.Args...)
+	cmd.Path = ts
+}
+
+// pinSelf moves every thread of this test process, and so the clients
+// it runs and the processes it starts from now on (smtpload), to cpu; it
+// returns how to give the process back the CPUs it had.
+func pinSelf(t *testing.T, cpu int) (undo func()) {
+	t.Helper()
+	var was, to unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &was); err != nil {
+		t.Fatal(err)
+	}
+	to.Set(cpu)
+	if err := setThreadsAffinity(&to); err != nil {
+		t.Fatalf("pinning the test process to CPU %d: %v", cpu, err)
+	}
+	return func() {
+		if err := setThreadsAffinity(&was); err != nil {
+			t.Errorf("giving the test process its CPUs back: %v", err)
+		}
+	}
+}
+
+// setThreadsAffinity sets the affinity of every thread of this process
+// (sched_setaffinity acts on one thread; a new thread inherits its
+// creator's), going over the threads until no new one turned up.
+func setThreadsAffinity(set *unix.CPUSet) error {
+	done := map[int]bool{}
+	for {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		fresh := false
+		for _, e := range ents {
+			tid, err := strconv.Atoi(e.Name())
+			if err != nil || done[tid] {
+				continue
+			}
+			fresh = true
+			if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH {
+				return err
+			}
+			done[tid] = true
+		}
+		if !fresh {
+			return nil
+		}
+	}
 }

@@ -103,12 +103,12 @@ type floorResult struct {
 	ClientCPU  float64 // µs of the clients' CPU per handshake (this process, idle otherwise)
 }
 
-// measureFloor starts a floor server with a keyType key and runs n bare
-// handshakes against it from clients goroutines offering curves (nil:
-// Go's defaults).
-func measureFloor(t *testing.T, keyType string, curves []tls.CurveID, clients, n int) floorResult {
+// measureFloor starts a floor server with a keyType key on cpus (taskset's
+// list; "": any) and runs n bare handshakes against it from clients
+// goroutines offering curves (nil: Go's defaults).
+func measureFloor(t *testing.T, keyType, cpus string, curves []tls.CurveID, clients, n int) floorResult {
 	t.Helper()
-	addr, pid, stop := startFloor(t, keyType, false)
+	addr, pid, stop := startFloor(t, keyType, cpus, false)
 	defer stop()
 	conf := &tls.Config{InsecureSkipVerify: true, CurvePreferences: curves}
 	handshakes := func(n int) {
@@ -148,14 +148,16 @@ func measureFloor(t *testing.T, keyType string, curves []tls.CurveID, clients, n
 }
 
 // startFloor starts a floor server process (a minimal SMTP server with
-// smtp) and returns its address, its PID and how to stop it.
-func startFloor(t *testing.T, keyType string, smtp bool) (addr string, pid int, stop func()) {
+// smtp) on cpus (taskset's list; "": any) and returns its address, its
+// PID and how to stop it.
+func startFloor(t *testing.T, keyType, cpus string, smtp bool) (addr string, pid int, stop func()) {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(self)
+	pinCommand(t, cmd, cpus)
 	cmd.Env = append(os.Environ(), floorEnv+"="+keyType)
 	if smtp {
 		cmd.Env = append(cmd.Env, smtpFloorEnv+"=1")

@@ -120,6 +120,7 @@ type relay struct {
 	name string // the server's name
 	// serveArgs are more arguments of certrelay serve.
 	serveArgs []string
+	cpus      string // relayOptions.CPUs
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -139,6 +140,8 @@ type relayOptions struct {
 	HoldDelivery bool
 	// Data, when set, is an existing data directory to use (and keep).
 	Data string
+	// CPUs, when set (taskset's list: "0"), is where serve runs.
+	CPUs string
 }
 
 func newRelay(t *testing.T, o relayOptions) *relay {
@@ -148,7 +151,7 @@ func newRelay(t *testing.T, o relayOptions) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{t: t, bin: bin, dir: dir, data: filepath.Join(dir, "data")}
+	r := &relay{t: t, bin: bin, dir: dir, data: filepath.Join(dir, "data"), cpus: o.CPUs}
 	if o.Data != "" {
 		r.data = o.Data
 	}
@@ -235,6 +238,7 @@ func (r *relay) start() time.Duration {
 		r.t.Logf("CPU profile of certrelay serve: %s", f.Name())
 	}
 	cmd := exec.Command(r.bin, args...)
+	pinCommand(r.t, cmd, r.cpus)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		r.t.Fatal(err)
