@@ -61,6 +61,7 @@ type conn struct {
 
 	lim        connLimits          // this connection's limits (SPEC P1)
 	sessionEnd time.Time           // the session's time budget ends
+	lastWrite  time.Time           // set by finish: the last replies' write ends by then
 	messageEnd time.Time           // the current message's budget ends (during DATA)
 	readCause  Limit               // which limit set the last read deadline
 	rcptSet    map[string]struct{} // rcptKey of the transaction's recipients
@@ -112,13 +113,17 @@ func (r *connReader) Read(p []byte) (int, error) {
 
 // connWriter is the sink of conn.bw; it sets the write deadline: the
 // write timeout, but no later than the end of the session's budget plus
-// the time a last reply may take.
+// the time a last reply may take, and, once the session is finishing,
+// no later than closingWriteTimeout after that.
 type connWriter struct{ c *conn }
 
 func (w *connWriter) Write(p []byte) (int, error) {
 	d := time.Now().Add(w.c.cfg.writeTimeout)
 	if end := w.c.sessionEnd.Add(closingWriteTimeout); end.Before(d) {
 		d = end
+	}
+	if !w.c.lastWrite.IsZero() && w.c.lastWrite.Before(d) {
+		d = w.c.lastWrite
 	}
 	w.c.nc.SetWriteDeadline(d)
 	return w.c.c.Write(p)
@@ -292,7 +297,7 @@ func (c *conn) finish() {
 	if c.bw == nil { // a panic while the buffers were in the pool
 		c.takeBuffers()
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(closingWriteTimeout))
+	c.lastWrite = time.Now().Add(closingWriteTimeout)
 	flushErr := c.bw.Flush()
 	if tc, ok := c.nc.(*net.TCPConn); ok && !c.closeHard && flushErr == nil &&
 		!(c.quit && c.br.Buffered() == 0 && len(c.pending) == 0 && emptyNow(tc, c.first[:])) {
