@@ -1,8 +1,12 @@
 package smtp
 
 import (
+	"bufio"
+	"crypto/tls"
 	"io"
 	"log/slog"
+	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"testing"
@@ -67,5 +71,56 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	}
 	if _, err := br.ReadString('\n'); err == nil {
 		t.Error("the connection is still open")
+	}
+}
+
+// TestSessionIsOneGoroutine: a STARTTLS session (greeting, EHLO,
+// STARTTLS, handshake, EHLO, QUIT) served by Serve runs on the one
+// goroutine the accept loop starts for it, and starts no other — no
+// watcher, timer callback or helper goroutine per session. Each would be
+// a hand-off between goroutines, and on a runtime with two Ps each ready
+// goroutine may wake another thread (issue 19, fourth pass: certrelay's
+// sessions and a minimal SMTP server's were compared by runtime trace).
+func TestSessionIsOneGoroutine(t *testing.T) {
+	srv := newTestServer(&fakeHandler{tlsConfig: getPKI(t).serverConfig(), caps: allCaps})
+	addr, _ := startServer(t, srv)
+	session := func() {
+		rc := dialRaw(t, addr) // reads the greeting
+		defer rc.c.Close()
+		if r := rc.cmd("EHLO client.example.test"); !strings.HasPrefix(r, "250 ") {
+			t.Fatalf("EHLO: %q", r)
+		}
+		if r := rc.cmd("STARTTLS"); !strings.HasPrefix(r, "220 ") {
+			t.Fatalf("STARTTLS: %q", r)
+		}
+		tc := tls.Client(rc.c, getPKI(t).clientConfig())
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		rc.c, rc.br = tc, bufio.NewReader(tc)
+		if r := rc.cmd("EHLO client.example.test"); !strings.HasPrefix(r, "250 ") {
+			t.Fatalf("EHLO after STARTTLS: %q", r)
+		}
+		if r := rc.cmd("QUIT"); !strings.HasPrefix(r, "221 ") {
+			t.Fatalf("QUIT: %q", r)
+		}
+	}
+	session() // the first session's one-time work (the accept loop's poller…)
+	const n = 20
+	created := func() uint64 {
+		s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	before := created()
+	for range n {
+		session()
+	}
+	// The runtime may start a few goroutines of its own meanwhile (the
+	// garbage collector's workers at its first cycle): a slack of
+	// GOMAXPROCS+2, far below the n more that one helper per session
+	// would add.
+	if got, most := created()-before, uint64(n+runtime.GOMAXPROCS(0)+2); got < n || got > most {
+		t.Errorf("%d STARTTLS sessions started %d goroutines; want %d (one each) to %d", n, got, n, most)
 	}
 }
