@@ -81,9 +81,9 @@ bench-org: deps
 
 # The STARTTLS session against its own floor (issue 19): server CPU per
 # bare handshake, per session of a minimal SMTP server and per certrelay
-# session, alternating, each measured twice: on shared cores and pinned
+# session, measured in turn within each round, on shared cores and pinned
 # (server on CPU 0, clients on CPU 1); the "sessionfloor" section of
-# docs/performance/session-floor.md (~1 min).
+# docs/performance/session-floor.md (~3 min).
 .PHONY: bench-sessionfloor
 bench-sessionfloor: deps
 	ROUNDS=$(ROUNDS) $(GO) test -tags bench -run '^TestSessionFloor$$' -count=1 -v -timeout 30m ./test/bench/

@@ -111,30 +111,7 @@ func measureFloor(t *testing.T, keyType, cpus string, curves []tls.CurveID, clie
 	addr, pid, stop := startFloor(t, keyType, cpus, false)
 	defer stop()
 	conf := &tls.Config{InsecureSkipVerify: true, CurvePreferences: curves}
-	handshakes := func(n int) {
-		var left atomic.Int64
-		left.Store(int64(n))
-		var wg sync.WaitGroup
-		for range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for left.Add(-1) >= 0 {
-					c, err := net.Dial("tcp", addr)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					tc := tls.Client(c, conf)
-					if err := tc.Handshake(); err != nil {
-						t.Error(err)
-					}
-					tc.Close()
-				}
-			}()
-		}
-		wg.Wait()
-	}
+	handshakes := func(n int) { floorHandshakes(t, addr, conf, clients, n) }
 	handshakes(max(100, n/10)) // warm up, as the loads do
 	cpu := func() (time.Duration, error) { return procCPU(pid) }
 	before := settledCPU(t, cpu, 5*time.Second)
@@ -145,6 +122,33 @@ func measureFloor(t *testing.T, keyType, cpus string, curves []tls.CurveID, clie
 	self1 := selfCPU()
 	after := settledCPU(t, cpu, 5*time.Second)
 	return floorResult{Handshakes: n, Rate: float64(n) / elapsed.Seconds(), ServerCPU: micros(after-before, n), ClientCPU: micros(self1-self0, n)}
+}
+
+// floorHandshakes makes n bare handshakes with addr from clients
+// goroutines.
+func floorHandshakes(t *testing.T, addr string, conf *tls.Config, clients, n int) {
+	var left atomic.Int64
+	left.Store(int64(n))
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for left.Add(-1) >= 0 {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				tc := tls.Client(c, conf)
+				if err := tc.Handshake(); err != nil {
+					t.Error(err)
+				}
+				tc.Close()
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // startFloor starts a floor server process (a minimal SMTP server with

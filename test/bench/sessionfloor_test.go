@@ -83,11 +83,15 @@ func minimalSMTP(c net.Conn, conf *tls.Config) {
 	}
 }
 
-// TestSessionFloor measures, ROUNDS times alternating, the server's CPU
-// per ECDSA P-256 / X25519 handshake (the bench's floor), per session of
+// TestSessionFloor measures, ROUNDS times, the server's CPU per ECDSA
+// P-256 / X25519 handshake (the bench's floor), per session of
 // minimalSMTP and per session of certrelay (delivery deferred, as in the
 // bench's session loads), and writes the "sessionfloor" section of
 // docs/performance/session-floor.md. It asserts nothing about timings.
+// Within a round the three servers run together and are measured in
+// turn, part by part (interleaved), so that a slower or faster spell of
+// this shared machine falls on all three alike and their ratios hold
+// still where the figures of separate runs swing by ±10–15%.
 //
 // It measures each of the three twice, the two ways issue 19 calls fair:
 // "shared", as TestBench does, server and clients on both cores and the
@@ -114,32 +118,19 @@ func TestSessionFloor(t *testing.T) {
 		order := append(append([]string(nil), kinds[k:]...), kinds[:k]...)
 		m := (round - 1) % len(modes)
 		for _, mode := range append(append([]string(nil), modes[m:]...), modes[:m]...) {
-			for _, kind := range order {
-				t.Run(fmt.Sprintf("round%d/%s/%s", round, mode, strings.ReplaceAll(kind, " ", "-")), func(t *testing.T) {
-					dirty := quiesceFS()
-					server := ""
-					if mode == "pinned" {
-						server = pinServerCPUs
-						defer pinSelf(t, pinClientCPU)()
-					}
-					var v float64
-					switch kind {
-					case "handshake":
-						v = measureFloor(t, "ecdsa", server, []tls.CurveID{tls.X25519}, clients, n).ServerCPU
-					case "minimal SMTP":
-						addr, pid, stop := startFloor(t, "ecdsa", server, true)
-						defer stop()
-						v = sessionCPU(t, addr, func() (time.Duration, error) { return procCPU(pid) }, sess)
-					case "certrelay":
-						r := newRelay(t, relayOptions{KeyType: "ecdsa", HoldDelivery: true, CPUs: server})
-						r.start()
-						pid := r.pid()
-						v = sessionCPU(t, r.addr, func() (time.Duration, error) { return procCPU(pid) }, sess)
-					}
-					fmt.Printf("round %d  %-6s  %-13s server %4.0f µs per handshake or session  (before: %s)\n", round, mode, kind, v, dirty)
-					got[mode+" "+kind] = append(got[mode+" "+kind], v)
-				})
-			}
+			t.Run(fmt.Sprintf("round%d/%s", round, mode), func(t *testing.T) {
+				dirty := quiesceFS()
+				server := ""
+				if mode == "pinned" {
+					server = pinServerCPUs
+					defer pinSelf(t, pinClientCPU)()
+				}
+				v := interleaved(t, server, order, clients, n, sess)
+				for _, kind := range kinds {
+					fmt.Printf("round %d  %-6s  %-13s server %4.0f µs per handshake or session  (before: %s)\n", round, mode, kind, v[kind], dirty)
+					got[mode+" "+kind] = append(got[mode+" "+kind], v[kind])
+				}
+			})
 		}
 	}
 	if t.Failed() {
@@ -155,7 +146,7 @@ func TestSessionFloor(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Results of `make bench-sessionfloor ROUNDS=%d` on %s UTC\n\n", rounds, started.Format("2006-01-02 15:04"))
 	fmt.Fprintf(&b, "Machine: %s.\n\n", machine(t))
-	fmt.Fprintf(&b, "Server CPU (`/proc/PID/stat`, user + system) per ECDSA P-256 handshake with X25519 (the bench's floor: a bare crypto/tls handshake, %d clients) and per STARTTLS session (`smtpload -tls -session-only -curves X25519 -c %d -n %d`: connect, greeting, EHLO, STARTTLS, handshake, EHLO, QUIT) of the minimal SMTP server and of certrelay with delivery deferred; the three alternate, each round starting with another, and so do the two ways of running them:\n\n", clients, clients, n)
+	fmt.Fprintf(&b, "Server CPU (`/proc/PID/stat`, user + system) per ECDSA P-256 handshake with X25519 (the bench's floor: a bare crypto/tls handshake, %d clients) and per STARTTLS session (`smtpload -tls -session-only -curves X25519 -c %d -n %d`: connect, greeting, EHLO, STARTTLS, handshake, EHLO, QUIT) of the minimal SMTP server and of certrelay with delivery deferred. In each round the three servers are started together and measured in turn, %d times %d handshakes or sessions each, their CPU summed, so that what the shared machine's neighbours do between rounds falls on all three alike; each round starts with another, and the two ways of running them alternate too:\n\n", clients, clients, n, floorChunks, n/floorChunks)
 	b.WriteString("- **shared**: as in `make bench`, servers and clients share both cores;\n")
 	fmt.Fprintf(&b, "- **pinned**: the server on CPU %s from its start (`taskset -c %s`; Go sizes GOMAXPROCS to 1), the clients — `smtpload`, the floor's Go clients — on CPU %d.\n", pinServerCPUs, pinServerCPUs, pinClientCPU)
 	for _, mode := range modes {
@@ -173,17 +164,60 @@ func TestSessionFloor(t *testing.T) {
 	writeSection(t, "sessionfloor", b.String())
 }
 
-// sessionCPU warms the server at addr up with a tenth of l, runs l and
-// returns the server's CPU per session in µs.
-func sessionCPU(t *testing.T, addr string, cpu func() (time.Duration, error), l load) float64 {
+// floorChunks is how many parts TestSessionFloor measures each server's
+// load in, alternating the servers part by part.
+const floorChunks = 6
+
+// interleaved starts a bare-handshake floor server, a minimal SMTP
+// server and certrelay (delivery deferred) on cpus (taskset's list; "":
+// any), warms each up, then measures them in turn, floorChunks times n /
+// floorChunks handshakes or sessions each in the order given (rotated
+// every part), and returns each one's server CPU in µs per handshake or
+// session.
+func interleaved(t *testing.T, cpus string, order []string, clients, n int, sess load) map[string]float64 {
 	t.Helper()
-	warm := l
-	warm.Messages = max(100, l.Messages/10)
-	runLoad(t, addr, warm)
-	before := settledCPU(t, cpu, 30*time.Second)
-	rep := runLoad(t, addr, l)
-	if rep.Failed > 0 {
-		t.Errorf("%d of %d sessions failed: %v %v", rep.Failed, rep.OK+rep.Failed, rep.Errors, rep.FirstErrors)
+	hAddr, hPID, hStop := startFloor(t, "ecdsa", cpus, false)
+	defer hStop()
+	mAddr, mPID, mStop := startFloor(t, "ecdsa", cpus, true)
+	defer mStop()
+	r := newRelay(t, relayOptions{KeyType: "ecdsa", HoldDelivery: true, CPUs: cpus})
+	r.start()
+	rPID := r.pid()
+	conf := &tls.Config{InsecureSkipVerify: true, CurvePreferences: []tls.CurveID{tls.X25519}}
+	sessions := func(addr string) func(int) int {
+		return func(k int) int {
+			l := sess
+			l.Messages = k
+			rep := runLoad(t, addr, l)
+			if rep.Failed > 0 {
+				t.Errorf("%d of %d sessions failed: %v %v", rep.Failed, rep.OK+rep.Failed, rep.Errors, rep.FirstErrors)
+			}
+			return rep.OK
+		}
 	}
-	return micros(settledCPU(t, cpu, 60*time.Second)-before, rep.OK)
+	run := map[string]func(int) int{
+		"handshake":    func(k int) int { floorHandshakes(t, hAddr, conf, clients, k); return k },
+		"minimal SMTP": sessions(mAddr),
+		"certrelay":    sessions(r.addr),
+	}
+	pid := map[string]int{"handshake": hPID, "minimal SMTP": mPID, "certrelay": rPID}
+	for _, kind := range order {
+		run[kind](max(100, n/10)) // warm up, as the loads do
+	}
+	cpu := map[string]time.Duration{}
+	done := map[string]int{}
+	for part := range floorChunks {
+		for i := range order {
+			kind := order[(i+part)%len(order)]
+			of := func() (time.Duration, error) { return procCPU(pid[kind]) }
+			before := settledCPU(t, of, 30*time.Second)
+			done[kind] += run[kind](n / floorChunks)
+			cpu[kind] += settledCPU(t, of, 60*time.Second) - before
+		}
+	}
+	out := map[string]float64{}
+	for kind, d := range cpu {
+		out[kind] = micros(d, done[kind])
+	}
+	return out
 }
