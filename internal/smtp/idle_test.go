@@ -237,10 +237,18 @@ func TestTakeBuffersAllocatesNothing(t *testing.T) {
 	srv := newTestServer(&fakeHandler{})
 	srv.init()
 	c := newConn(srv, server, srv.limitsFor(server.LocalAddr()))
+	// Under the race detector the pool drops a quarter of the buffers it
+	// is given, and a take allocates what was dropped: up to one
+	// allocation per take on average, still fewer than the reader and
+	// writer this test is about.
+	most := 0.0
+	if raceEnabled {
+		most = 1
+	}
 	if n := testing.AllocsPerRun(100, func() {
 		c.releaseBuffers()
 		c.takeBuffers()
-	}); n != 0 {
-		t.Errorf("%v allocations per release and take, want 0", n)
+	}); n > most {
+		t.Errorf("%v allocations per release and take, want at most %v", n, most)
 	}
 }
