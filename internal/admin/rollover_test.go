@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,9 +21,29 @@ import (
 	"github.com/miekg/dns"
 )
 
+// tlsaRecords are the TLSA records startTLSA serves, by owner name; the
+// test changes them while the server's goroutines read them.
+type tlsaRecords struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (r *tlsaRecords) set(name, data string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[name] = data
+}
+
+func (r *tlsaRecords) get(name string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	data, ok := r.m[name]
+	return data, ok
+}
+
 // startTLSA serves TLSA records on 127.0.0.1 (a real DNS server, miekg/dns)
 // and returns its address.
-func startTLSA(t *testing.T, records map[string]string) string {
+func startTLSA(t *testing.T, records *tlsaRecords) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -32,7 +53,7 @@ func startTLSA(t *testing.T, records map[string]string) string {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		q := r.Question[0]
-		if rd, ok := records[strings.ToLower(q.Name)]; ok && q.Qtype == dns.TypeTLSA {
+		if rd, ok := records.get(strings.ToLower(q.Name)); ok && q.Qtype == dns.TypeTLSA {
 			rr, err := dns.NewRR(q.Name + " 300 IN TLSA " + rd)
 			if err == nil {
 				m.Answer = append(m.Answer, rr)
@@ -75,7 +96,7 @@ func TestPreflightTLSA(t *testing.T) {
 	if _, err := a.EnableCertificate(ctx, oldT, store.SMTP, Yes{}); err != nil {
 		t.Fatal(err)
 	}
-	records := map[string]string{"_2525._tcp.hub1.contoso.com.": fmt.Sprintf("3 1 1 %X", tlsaData(old.Cert, 1, 1))}
+	records := &tlsaRecords{m: map[string]string{"_2525._tcp.hub1.contoso.com.": fmt.Sprintf("3 1 1 %X", tlsaData(old.Cert, 1, 1))}}
 	if err := a.atomically(ctx, func(ctx2 context.Context) error {
 		return a.Settings.Set(ctx2, settings.DNSResolver, startTLSA(t, records))
 	}); err != nil {
@@ -92,7 +113,7 @@ func TestPreflightTLSA(t *testing.T) {
 	if _, err := a.Store.Get(ctx, certinfo.Thumbprint(nw.Cert.Raw)); err == nil {
 		t.Fatal("a refused certificate was stored")
 	}
-	records["_2525._tcp.hub1.contoso.com."] = fmt.Sprintf("3 1 1 %X", tlsaData(nw.Cert, 1, 1))
+	records.set("_2525._tcp.hub1.contoso.com.", fmt.Sprintf("3 1 1 %X", tlsaData(nw.Cert, 1, 1)))
 	p, err := a.StageCertificate(ctx, StageOptions{Data: pfx, Password: &pw})
 	if err != nil || len(p.Changes) == 0 || p.Changes[0].From != oldT {
 		t.Fatalf("stage with the new record published: %+v %v", p, err)
